@@ -1,0 +1,54 @@
+//! Device health from the agent directory: `Healthy` while it is a non-empty directory.
+
+use crate::service::{DeviceState, Health};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Checks the agent directory once.
+pub fn check(path: &Path) -> Health {
+    let non_empty = std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_some());
+    if non_empty {
+        Health::Healthy
+    } else {
+        Health::Unhealthy
+    }
+}
+
+/// Re-checks every `interval` and publishes changes, which `ListAndWatch` streams forward.
+pub async fn watch(path: PathBuf, interval: Duration, state: watch::Sender<DeviceState>) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let path_for_check = path.clone();
+        let health = tokio::task::spawn_blocking(move || check(&path_for_check))
+            .await
+            .unwrap_or(Health::Unhealthy);
+        let changed = state.send_if_modified(|current| {
+            let changed = current.health != health;
+            current.health = health;
+            changed
+        });
+        if changed {
+            tracing::info!(path = %path.display(), health = health.as_str(), "device health changed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthy_only_when_a_non_empty_directory() {
+        let dir = std::env::temp_dir().join(format!("agent-mount-health-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(check(&dir), Health::Unhealthy, "missing");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(check(&dir), Health::Unhealthy, "empty");
+        std::fs::create_dir(dir.join("java")).unwrap();
+        assert_eq!(check(&dir), Health::Healthy);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,298 @@
+//! Test support: a fake kubelet that behaves like the real one, and the plugin binary under test.
+#![allow(dead_code)] // each test crate uses its own subset
+
+use agent_mount_device_plugin::api::device_plugin_client::DevicePluginClient;
+use agent_mount_device_plugin::api::registration_server::{Registration, RegistrationServer};
+use agent_mount_device_plugin::api::{
+    DevicePluginOptions, Empty, ListAndWatchResponse, RegisterRequest,
+};
+use agent_mount_device_plugin::uds;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+
+/// What the fake kubelet saw.
+#[derive(Debug)]
+pub enum Seen {
+    /// A `Register` call, after the dial-back and `GetDevicePluginOptions` succeeded.
+    Registered(RegisterRequest, DevicePluginOptions),
+    /// A `ListAndWatch` update.
+    List(ListAndWatchResponse),
+    /// The plugin ended the `ListAndWatch` stream.
+    StreamEnded,
+}
+
+struct Handler {
+    dir: PathBuf,
+    seen: mpsc::UnboundedSender<Seen>,
+    streams: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+#[tonic::async_trait]
+impl Registration for Handler {
+    async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<Empty>, Status> {
+        let request = request.into_inner();
+        // Like the kubelet: dial the plugin back inside Register and ask for its options.
+        let socket = self.dir.join(&request.endpoint);
+        let channel = uds::connect(&socket)
+            .await
+            .map_err(|e| Status::unavailable(format!("dial back: {e}")))?;
+        let mut client = DevicePluginClient::new(channel);
+        let options = client
+            .get_device_plugin_options(Empty {})
+            .await?
+            .into_inner();
+        let _ = self.seen.send(Seen::Registered(request, options));
+        // Then hold a ListAndWatch stream, forwarding every list.
+        let seen = self.seen.clone();
+        let stream = tokio::spawn(async move {
+            let Ok(response) = client.list_and_watch(Empty {}).await else {
+                return;
+            };
+            let mut stream = response.into_inner();
+            while let Some(Ok(list)) = stream.next().await {
+                let _ = seen.send(Seen::List(list));
+            }
+            let _ = seen.send(Seen::StreamEnded);
+        });
+        self.streams.lock().unwrap().push(stream);
+        Ok(Response::new(Empty {}))
+    }
+}
+
+/// A fake kubelet serving `Registration` on `<dir>/kubelet.sock`.
+pub struct FakeKubelet {
+    pub dir: PathBuf,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    streams: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+}
+
+impl FakeKubelet {
+    /// Binds a new `kubelet.sock` (a new inode) and serves.
+    pub fn start(dir: &Path) -> FakeKubelet {
+        let (tx, seen) = mpsc::unbounded_channel();
+        let streams = Arc::new(Mutex::new(Vec::new()));
+        let handler = Handler {
+            dir: dir.to_path_buf(),
+            seen: tx,
+            streams: streams.clone(),
+        };
+        let listener = UnixListener::bind(dir.join("kubelet.sock")).expect("bind kubelet.sock");
+        let (stop, mut stopped) = watch::channel(false);
+        let server = tokio::spawn(async move {
+            let _ = Server::builder()
+                .add_service(RegistrationServer::new(handler))
+                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+                    let _ = stopped.changed().await;
+                })
+                .await;
+        });
+        FakeKubelet {
+            dir: dir.to_path_buf(),
+            seen,
+            streams,
+            stop,
+            server,
+        }
+    }
+
+    /// Closes the `ListAndWatch` streams without restarting.
+    pub fn drop_streams(&self) {
+        for stream in self.streams.lock().unwrap().drain(..) {
+            stream.abort();
+        }
+    }
+
+    /// Stops like a dying kubelet: every connection to the plugin closed, the server gone.
+    pub async fn stop(self) {
+        self.drop_streams();
+        let _ = self.stop.send(true);
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(1), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
+    }
+
+    /// A kubelet restart, as DESIGN §3 defines it: close all connections, wait 200 ms,
+    /// delete every socket in the directory, create `kubelet.sock` anew.
+    pub async fn restart(self) -> FakeKubelet {
+        let dir = self.dir.clone();
+        self.stop().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() || std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        FakeKubelet::start(&dir)
+    }
+
+    /// The next event, if one comes within `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<Seen> {
+        tokio::time::timeout(within, self.seen.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits for a `Register`, skipping lists; panics after `within`.
+    pub async fn registered(&mut self, within: Duration) -> (RegisterRequest, DevicePluginOptions) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Some(Seen::Registered(request, options)) => return (request, options),
+                Some(_) => continue,
+                None => panic!("no Register within {within:?}"),
+            }
+        }
+    }
+
+    /// Counts `Register` calls during `window`.
+    pub async fn registrations_during(&mut self, window: Duration) -> usize {
+        let deadline = Instant::now() + window;
+        let mut count = 0;
+        while let Some(seen) = self
+            .next(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
+            if matches!(seen, Seen::Registered(..)) {
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Waits for a list whose devices all have `health` (or an empty list when `None`).
+    pub async fn list_with(
+        &mut self,
+        health: Option<&str>,
+        within: Duration,
+    ) -> ListAndWatchResponse {
+        let deadline = Instant::now() + within;
+        loop {
+            match self
+                .next(deadline.saturating_duration_since(Instant::now()))
+                .await
+            {
+                Some(Seen::List(list)) => {
+                    let matches = match health {
+                        None => list.devices.is_empty(),
+                        Some(h) => {
+                            !list.devices.is_empty() && list.devices.iter().all(|d| d.health == h)
+                        }
+                    };
+                    if matches {
+                        return list;
+                    }
+                }
+                Some(_) => continue,
+                None => panic!("no list with health {health:?} within {within:?}"),
+            }
+        }
+    }
+}
+
+/// A temp directory laid out like a node: `plugins/` (the kubelet's) and `agents/java/…`.
+pub struct Node {
+    pub root: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn new() -> Node {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("plugins")).unwrap();
+        std::fs::create_dir_all(root.path().join("agents/java")).unwrap();
+        std::fs::write(root.path().join("agents/java/javaagent.jar"), b"jar").unwrap();
+        Node { root }
+    }
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.root.path().join("plugins")
+    }
+    pub fn agents(&self) -> PathBuf {
+        self.root.path().join("agents")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.plugin_dir().join("instrumentation.odigos.io_generic")
+    }
+}
+
+/// The plugin binary, run as a child process; it is sent SIGTERM when dropped.
+pub struct Plugin {
+    pub child: Child,
+}
+
+impl Plugin {
+    /// Starts the plugin for `node` with extra flags.
+    pub fn start(node: &Node, extra: &[&str]) -> Plugin {
+        let child = Command::new(env!("CARGO_BIN_EXE_agent-mount-device-plugin"))
+            .arg("--plugin-dir")
+            .arg(node.plugin_dir())
+            .arg("--host-path")
+            .arg(node.agents())
+            .args(["--container-path", "/var/odigos"])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the plugin binary");
+        Plugin { child }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) with a child's PID and a valid signal has no memory effects.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+
+    /// Waits for the process to exit, up to `within`.
+    pub fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.terminate();
+            if self.wait(Duration::from_secs(3)).is_none() {
+                let _ = self.child.kill();
+            }
+        }
+    }
+}
+
+/// Waits until `path` exists.
+pub async fn wait_for_file(path: &Path, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear within {within:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

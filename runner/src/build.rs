@@ -1,0 +1,102 @@
+//! Builds the policy `.wasm` when it is missing or stale, installing the wasm target if needed.
+//!
+//! Cargo's own fingerprints decide staleness: a no-op build takes a fraction of a second.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The rustc target the policy is built for.
+pub const WASM_TARGET: &str = "wasm32-wasip1";
+/// The cargo profile with the size settings.
+pub const WASM_PROFILE: &str = "policy";
+/// The file cargo writes for the policy crate.
+const WASM_FILE: &str = "agent_mount.wasm";
+
+/// The workspace root (the policy crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("runner/ lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Where `cargo build --profile policy --target wasm32-wasip1` puts the policy.
+pub fn wasm_path() -> PathBuf {
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target_dir
+        .join(WASM_TARGET)
+        .join(WASM_PROFILE)
+        .join(WASM_FILE)
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs a command, returning its stderr as the error when it fails.
+fn run(mut command: Command, what: &str) -> Result<(), String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("{what}: cannot start {command:?}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// Installs the wasm target when rustc's sysroot lacks it (rustup does not, with RUSTUP_AUTO_INSTALL=0).
+fn ensure_target_installed() -> Result<(), String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .current_dir(workspace_root())
+        .output()
+        .map_err(|e| format!("cannot run rustc to find its sysroot: {e}"))?;
+    let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(WASM_TARGET)
+        .is_dir()
+    {
+        return Ok(());
+    }
+    eprintln!("runner: installing the {WASM_TARGET} target (rustup target add {WASM_TARGET})");
+    let mut rustup = Command::new("rustup");
+    rustup
+        .args(["target", "add", WASM_TARGET])
+        .current_dir(workspace_root());
+    run(rustup, "rustup target add")
+}
+
+fn build() -> Result<PathBuf, String> {
+    ensure_target_installed()?;
+    let mut command = cargo();
+    command
+        .args(["build", "--locked", "--quiet", "-p", "agent-mount"])
+        .args(["--profile", WASM_PROFILE, "--target", WASM_TARGET])
+        .current_dir(workspace_root());
+    run(command, "building the policy .wasm")?;
+    let path = wasm_path();
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "the build succeeded but {} is missing",
+            path.display()
+        ))
+    }
+}
+
+/// Builds the policy once per process (cargo skips the work when it is up to date) and returns its path.
+pub fn ensure_built() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT.get_or_init(build).clone()
+}

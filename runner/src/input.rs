@@ -1,0 +1,72 @@
+//! Reads the runner's inputs: settings and pods, as YAML or JSON.
+
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// Parses a YAML or JSON file (YAML is a superset of JSON) into a JSON value.
+pub fn read_document(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_yaml::from_str(&text)
+        .map_err(|e| format!("{} is not valid YAML or JSON: {e}", path.display()))
+}
+
+/// Reads policy settings: a settings object, or a ClusterAdmissionPolicy whose `spec.settings` is used.
+pub fn read_settings(path: &Path) -> Result<Value, String> {
+    let document = read_document(path)?;
+    let settings = if document.get("kind").and_then(Value::as_str) == Some("ClusterAdmissionPolicy")
+    {
+        document
+            .pointer("/spec/settings")
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+    } else {
+        document
+    };
+    match settings {
+        Value::Object(_) => Ok(settings),
+        Value::Null => Ok(json!({})),
+        other => Err(format!(
+            "{}: settings must be a mapping of keys (e.g. mountMethod: k8s-host-path), got {other}",
+            path.display()
+        )),
+    }
+}
+
+/// Reads an AdmissionRequest, the `request` of an AdmissionReview, or a manifest (wrapped as a CREATE).
+pub fn read_request(path: &Path) -> Result<Value, String> {
+    let document = read_document(path)?;
+    request_from_document(document).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Turns a parsed document into an AdmissionRequest.
+pub fn request_from_document(document: Value) -> Result<Value, String> {
+    if let Some(request) = document.get("request") {
+        return Ok(request.clone());
+    }
+    if document.get("operation").is_some() && document.get("object").is_some() {
+        return Ok(document);
+    }
+    let kind = document.get("kind").and_then(Value::as_str);
+    let api_version = document.get("apiVersion").and_then(Value::as_str);
+    match (kind, api_version) {
+        (Some(kind), Some(api_version)) => Ok(admission_request(kind, api_version, document.clone())),
+        _ => Err("expected a Kubernetes manifest (with apiVersion and kind), an AdmissionRequest (with operation and object) or an AdmissionReview (with request)".into()),
+    }
+}
+
+/// A CREATE AdmissionRequest for a manifest, as the API server would send it.
+pub fn admission_request(kind: &str, api_version: &str, object: Value) -> Value {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let resource = format!("{}s", kind.to_lowercase());
+    json!({
+        "uid": "00000000-0000-0000-0000-000000000000",
+        "kind": {"group": group, "version": version, "kind": kind},
+        "resource": {"group": group, "version": version, "resource": resource},
+        "operation": "CREATE",
+        "namespace": object.pointer("/metadata/namespace").cloned().unwrap_or(json!("default")),
+        "name": object.pointer("/metadata/name").cloned().unwrap_or(json!("")),
+        "userInfo": {"username": "runner"},
+        "object": object,
+    })
+}

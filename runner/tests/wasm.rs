@@ -1,0 +1,209 @@
+//! Integration tests: the built `.wasm` in the runner's waPC host, as the policy server runs it.
+
+use runner::build::{ensure_built, workspace_root};
+use runner::host::{Evaluation, PolicyHost};
+use runner::input;
+use serde_json::{Value, json};
+
+/// The policy module, built (or found up to date) once per test binary.
+/// Runs `f` with this test thread's policy host (a waPC host is not `Sync`); the
+/// `.wasm` is built, or found up to date, once per test binary.
+fn with_host<R>(f: impl FnOnce(&PolicyHost) -> R) -> R {
+    thread_local! {
+        static HOST: PolicyHost = PolicyHost::load(&ensure_built().unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    HOST.with(f)
+}
+
+fn fixture(name: &str) -> Value {
+    let path = workspace_root().join("test_data").join(name);
+    input::read_request(&path).unwrap()
+}
+
+fn ops(evaluation: &Evaluation) -> Vec<String> {
+    let value = serde_json::to_value(&evaluation.patch).unwrap();
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| {
+            format!(
+                "{} {}",
+                op["op"].as_str().unwrap(),
+                op["path"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+const METHODS: [&str; 3] = ["virtual-device", "host-path", "init-container"];
+
+fn settings(method: &str) -> Value {
+    match method {
+        "virtual-device" => json!({}),
+        "host-path" => json!({"mountMethod": "k8s-host-path", "agentDirectories": ["java"],
+            "requiredNodeLabel": {"key": "odigos.io/agents", "value": "true"}}),
+        _ => {
+            json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "ghcr.io/example/agents:1.0"}})
+        }
+    }
+}
+
+#[test]
+fn protocol_version_is_v1() {
+    assert_eq!(with_host(|h| h.protocol_version()).unwrap(), "v1");
+}
+
+#[test]
+fn settings_errors_come_back_as_responses_not_traps() {
+    let cases = [
+        (json!({}), true, ""),
+        (
+            json!({"mountMethod": "VirtualDevice"}),
+            false,
+            "mountMethod: unknown value \"VirtualDevice\", expected one of: k8s-virtual-device, k8s-host-path, k8s-init-container",
+        ),
+        (
+            json!({"mountMethod": "k8s-host-path", "hostPath": "relative"}),
+            false,
+            "hostPath: invalid value \"relative\"",
+        ),
+        (
+            json!({"hostPath": "/var/odigos"}),
+            false,
+            "hostPath: not allowed with mountMethod \"k8s-virtual-device\"",
+        ),
+        (
+            json!({"mountMethod": 3}),
+            false,
+            "mountMethod: invalid type: integer `3`, expected a string",
+        ),
+        (
+            json!({"mountMethod": "k8s-init-container"}),
+            false,
+            "initContainer.image: required",
+        ),
+        (json!({"typo": 1}), false, "typo: unknown field `typo`"),
+    ];
+    for (settings, valid, message) in cases {
+        let response = with_host(|h| h.validate_settings(&settings)).unwrap();
+        assert_eq!(response.valid, valid, "{settings}: {:?}", response.message);
+        assert!(
+            response.message.unwrap_or_default().starts_with(message),
+            "{settings}"
+        );
+    }
+}
+
+#[test]
+fn every_method_mutates_the_typical_pod_and_is_idempotent() {
+    let request = fixture("pod_typical.json");
+    for method in METHODS {
+        let settings = settings(method);
+        let first = with_host(|h| h.validate(&request, &settings)).unwrap();
+        assert!(first.response.accepted, "{method}");
+        assert!(!first.patch.0.is_empty(), "{method}");
+        if method != "init-container" {
+            assert!(
+                ops(&first).iter().all(|op| op.starts_with("add ")),
+                "{method}: {:?}",
+                ops(&first)
+            );
+        }
+        let mut again = request.clone();
+        again["object"] = first.response.mutated_object.unwrap();
+        let second = with_host(|h| h.validate(&again, &settings)).unwrap();
+        assert!(
+            second.response.mutated_object.is_none(),
+            "{method}: {:?}",
+            ops(&second)
+        );
+    }
+}
+
+#[test]
+fn virtual_device_patch_is_exact() {
+    let evaluation = with_host(|h| h.validate(&fixture("pod_typical.json"), &json!({}))).unwrap();
+    assert_eq!(
+        ops(&evaluation),
+        [
+            "add /spec/containers/0/resources/limits/instrumentation.odigos.io~1generic",
+            "add /spec/containers/0/resources/requests/instrumentation.odigos.io~1generic",
+            "add /spec/containers/2/resources/limits",
+            "add /spec/containers/2/resources/requests/instrumentation.odigos.io~1generic",
+        ]
+    );
+    assert_eq!(evaluation.patch.0.len(), 4);
+}
+
+#[test]
+fn future_fields_survive_the_wasm_round_trip() {
+    let request = fixture("pod_future_fields.json");
+    for method in ["virtual-device", "host-path"] {
+        let evaluation = with_host(|h| h.validate(&request, &settings(method))).unwrap();
+        let ops = ops(&evaluation);
+        assert!(!ops.is_empty());
+        assert!(
+            ops.iter().all(|op| op.starts_with("add ")),
+            "{method}: {ops:?}"
+        );
+        assert!(!ops.iter().any(|op| op.contains("future")), "{ops:?}");
+    }
+}
+
+#[test]
+fn wasm_and_native_answer_the_same() {
+    let fixtures = [
+        "pod_typical.json",
+        "pod_small.json",
+        "pod_future_fields.json",
+        "pod_node_affinity.json",
+        "pod_conflict_resource.json",
+        "pod_conflict_volume.json",
+        "pod_conflict_mount.json",
+        "pod_conflict_init_container.json",
+        "pod_update.json",
+        "deployment_create.json",
+        "pod_unreadable.json",
+        "pod_annotation_unknown_container.json",
+    ];
+    for name in fixtures {
+        for method in METHODS {
+            let payload = serde_json::to_vec(
+                &json!({"request": fixture(name), "settings": settings(method)}),
+            )
+            .unwrap();
+            let wasm: Value =
+                serde_json::from_slice(&with_host(|h| h.call("validate", &payload)).unwrap())
+                    .unwrap();
+            let native = serde_json::to_value(agent_mount::response::validate(&payload)).unwrap();
+            assert_eq!(wasm, native, "{name} under {method}");
+        }
+    }
+}
+
+#[test]
+fn conflicts_and_bad_pods_through_wasm() {
+    let conflict =
+        with_host(|h| h.validate(&fixture("pod_conflict_resource.json"), &json!({}))).unwrap();
+    assert!(conflict.response.accepted);
+    assert!(conflict.patch.0.is_empty());
+    assert!(conflict.response.warnings.unwrap()[0].contains("pod left unchanged"));
+    let bad = with_host(|h| h.validate(&fixture("pod_unreadable.json"), &json!({}))).unwrap();
+    assert!(!bad.response.accepted);
+    assert_eq!(bad.response.code, Some(400));
+}
+
+#[test]
+fn garbage_payloads_never_trap() {
+    for payload in [&b""[..], b"{", b"[]", b"{\"request\": 5}", b"\xff\xfe"] {
+        let answer = with_host(|h| h.call("validate", payload)).unwrap();
+        let response: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(response["accepted"], false, "{payload:?}");
+        assert_eq!(response["code"], 400);
+        let answer = with_host(|h| h.call("validate_settings", payload)).unwrap();
+        let response: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(response["valid"], false, "{payload:?}");
+    }
+}

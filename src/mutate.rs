@@ -1,0 +1,527 @@
+//! The mutation: what each mount method adds to a pod.
+//!
+//! It edits the pod's raw JSON in place and only ever inserts, so every field the
+//! policy does not own survives, including fields newer than the k8s-openapi build.
+//! Typed k8s-openapi values are used only for the objects it inserts. A conflict
+//! aborts the whole mutation with a message saying what to fix; the caller then
+//! accepts the pod unchanged.
+
+use crate::settings::{MountMethod, NodeLabel, Settings};
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, HostPathVolumeSource, NodeSelectorRequirement,
+    ResourceRequirements, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// The copy script of the init container; it takes its paths as arguments: `src dst [dir...]`.
+pub const COPY_SCRIPT: &str = r#"set -e; src=$1; dst=$2; shift 2; if [ $# -eq 0 ]; then cp -R "$src"/. "$dst"/; else for d in "$@"; do mkdir -p "$dst/$d"; cp -R "$src/$d"/. "$dst/$d"/; done; fi"#;
+/// `$0` of the copy script, shown by `ps` and in error messages.
+pub const COPY_SCRIPT_NAME: &str = "agent-mount-copy";
+/// Where the init container mounts the emptyDir it fills.
+pub const COPY_TARGET: &str = "/agent-mount-target";
+/// Non-root user of the init container; numeric, because the kubelet refuses
+/// `runAsNonRoot` for images whose user is unset, root or a name.
+pub const COPY_USER: i64 = 65532;
+
+type Object = Map<String, Value>;
+
+/// Adds what `settings.mount_method` needs for the `containers` (indices into
+/// `spec.containers`). Returns whether anything changed, or the conflict that stopped it.
+///
+/// The pod must have passed [`crate::select::container_names`].
+pub fn mutate(pod: &mut Value, containers: &[usize], settings: &Settings) -> Result<bool, String> {
+    let spec = pod
+        .get_mut("spec")
+        .and_then(Value::as_object_mut)
+        .ok_or("spec is not an object")?;
+    let mut changed = false;
+    match settings.mount_method {
+        MountMethod::VirtualDevice => {
+            for container in selected(spec, containers)? {
+                changed |= request_resource(container, settings)?;
+            }
+        }
+        MountMethod::HostPath => {
+            let source = HostPathVolumeSource {
+                path: settings.host_path().to_string(),
+                type_: None,
+            };
+            let volume = Volume {
+                name: settings.volume_name().to_string(),
+                host_path: Some(source),
+                ..Volume::default()
+            };
+            let is_ours =
+                |v: &Value| v.pointer("/hostPath/path") == Some(&json!(settings.host_path()));
+            changed |= add_volume(spec, volume, is_ours)?;
+            if let Some(label) = &settings.required_node_label {
+                changed |= require_node_label(spec, label)?;
+            }
+            for container in selected(spec, containers)? {
+                changed |= add_agent_mounts(container, settings)?;
+            }
+        }
+        MountMethod::InitContainer => {
+            let init = settings.init_container();
+            let source = EmptyDirVolumeSource {
+                medium: None,
+                size_limit: init.size_limit.clone().map(Quantity),
+            };
+            let volume = Volume {
+                name: settings.volume_name().to_string(),
+                empty_dir: Some(source),
+                ..Volume::default()
+            };
+            changed |= add_volume(spec, volume, |v| {
+                v.get("emptyDir").is_some_and(Value::is_object)
+            })?;
+            changed |= add_init_container(spec, settings)?;
+            for container in selected(spec, containers)? {
+                changed |= add_agent_mounts(container, settings)?;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// The selected entries of `spec.containers`, as objects.
+fn selected<'a>(spec: &'a mut Object, containers: &[usize]) -> Result<Vec<&'a mut Object>, String> {
+    let list = spec
+        .get_mut("containers")
+        .and_then(Value::as_array_mut)
+        .ok_or("spec.containers is not an array")?;
+    let mut out = Vec::with_capacity(containers.len());
+    // One pass in pod order: selections are sorted, so this stays linear for large pods.
+    let mut wanted = containers.iter().peekable();
+    for (i, container) in list.iter_mut().enumerate() {
+        if wanted.next_if_eq(&&i).is_some() {
+            out.push(
+                container
+                    .as_object_mut()
+                    .ok_or("a container is not an object")?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The container's name, for messages.
+fn name_of(container: &Object) -> &str {
+    container.get("name").and_then(Value::as_str).unwrap_or("?")
+}
+
+/// A short type name of a JSON value, for messages.
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The object under `key`, inserted empty when absent.
+fn object_at<'a>(
+    parent: &'a mut Object,
+    key: &str,
+    path: &dyn Fn() -> String,
+) -> Result<&'a mut Object, String> {
+    match parent
+        .entry(key)
+        .or_insert_with(|| Value::Object(Map::new()))
+    {
+        Value::Object(object) => Ok(object),
+        other => Err(format!(
+            "{}.{key} is {}, expected an object",
+            path(),
+            kind_of(other)
+        )),
+    }
+}
+
+/// The array under `key`, inserted empty when absent.
+fn array_at<'a>(
+    parent: &'a mut Object,
+    key: &str,
+    path: &dyn Fn() -> String,
+) -> Result<&'a mut Vec<Value>, String> {
+    match parent
+        .entry(key)
+        .or_insert_with(|| Value::Array(Vec::new()))
+    {
+        Value::Array(array) => Ok(array),
+        other => Err(format!(
+            "{}.{key} is {}, expected an array",
+            path(),
+            kind_of(other)
+        )),
+    }
+}
+
+/// Serialises a k8s-openapi value we insert; these types always serialise.
+fn to_json<T: Serialize>(value: &T) -> Result<Value, String> {
+    serde_json::to_value(value)
+        .map_err(|e| format!("internal error serialising an inserted object: {e}"))
+}
+
+/// virtual-device: `resourceName: "1"` in the container's limits and requests.
+fn request_resource(container: &mut Object, settings: &Settings) -> Result<bool, String> {
+    let resource = settings.resource_name();
+    let name = name_of(container).to_string();
+    let path = || format!("container {name:?}");
+    let resources = object_at(container, "resources", &path)?;
+    let mut changed = false;
+    for field in ["limits", "requests"] {
+        let list = object_at(resources, field, &|| {
+            format!("container {name:?}: resources")
+        })?;
+        match list.get(resource) {
+            None => {
+                list.insert(resource.to_string(), json!("1"));
+                changed = true;
+            }
+            Some(Value::String(one)) if one == "1" => {}
+            Some(other) => {
+                return Err(format!(
+                    "container {name:?} already sets resources.{field}[{resource:?}] to {other}, and agent-mount needs \"1\": set it to \"1\" or remove it, or leave the container out with the {:?} annotation",
+                    settings.containers_annotation
+                ));
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Adds `volume` unless a volume of that name exists; one with another source (`!is_ours`) is a conflict.
+fn add_volume(
+    spec: &mut Object,
+    volume: Volume,
+    is_ours: impl Fn(&Value) -> bool,
+) -> Result<bool, String> {
+    let volumes = array_at(spec, "volumes", &|| "spec".into())?;
+    let existing = volumes
+        .iter()
+        .find(|v| v.get("name").and_then(Value::as_str) == Some(&volume.name));
+    match existing {
+        None => {
+            volumes.push(to_json(&volume)?);
+            Ok(true)
+        }
+        Some(found) if is_ours(found) => Ok(false),
+        Some(found) => {
+            let mut wanted = to_json(&volume)?;
+            if let Some(w) = wanted.as_object_mut() {
+                w.remove("name");
+            }
+            let mut has = found.clone();
+            if let Some(h) = has.as_object_mut() {
+                h.remove("name");
+            }
+            Err(format!(
+                "the pod already has a volume {:?} with another source ({has}); agent-mount needs {wanted}: rename that volume, or choose a free name with the volumeName setting",
+                volume.name
+            ))
+        }
+    }
+}
+
+/// The read-only mounts of the agent volume: the whole directory, or one per agent directory.
+fn agent_mounts(settings: &Settings) -> Vec<VolumeMount> {
+    let mount = |mount_path: String, sub_path: Option<String>| VolumeMount {
+        name: settings.volume_name().to_string(),
+        mount_path,
+        sub_path,
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    let dirs = settings.agent_directories();
+    if dirs.is_empty() {
+        vec![mount(settings.mount_path().to_string(), None)]
+    } else {
+        dirs.iter()
+            .map(|dir| {
+                mount(
+                    format!("{}/{dir}", settings.mount_path()),
+                    Some(dir.clone()),
+                )
+            })
+            .collect()
+    }
+}
+
+/// host-path and init-container: adds each agent mount unless one exists at that path.
+fn add_agent_mounts(container: &mut Object, settings: &Settings) -> Result<bool, String> {
+    let name = name_of(container).to_string();
+    let mounts = array_at(container, "volumeMounts", &|| format!("container {name:?}"))?;
+    let mut changed = false;
+    for wanted in agent_mounts(settings) {
+        let existing = mounts
+            .iter()
+            .find(|m| m.get("mountPath").and_then(Value::as_str) == Some(&wanted.mount_path));
+        match existing {
+            None => {
+                mounts.push(to_json(&wanted)?);
+                changed = true;
+            }
+            Some(found)
+                if found.get("name").and_then(Value::as_str) == Some(&wanted.name)
+                    && found.get("subPath").and_then(Value::as_str)
+                        == wanted.sub_path.as_deref() => {}
+            Some(found) => {
+                return Err(format!(
+                    "container {name:?} already mounts {found} at {:?}, where agent-mount mounts volume {:?}: remove that mount, choose another mountPath, or leave the container out with the {:?} annotation",
+                    wanted.mount_path, wanted.name, settings.containers_annotation
+                ));
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// host-path: ANDs `key In [value]` into every required node selector term, or creates the one term.
+///
+/// Never appends a term to existing ones: terms are ORed, so that would loosen the affinity.
+fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, String> {
+    let requirement = to_json(&NodeSelectorRequirement {
+        key: label.key.clone(),
+        operator: "In".into(),
+        values: Some(vec![label.value.clone()]),
+    })?;
+    let affinity = object_at(spec, "affinity", &|| "spec".into())?;
+    let node_affinity = object_at(affinity, "nodeAffinity", &|| "spec.affinity".into())?;
+    let required = object_at(
+        node_affinity,
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        &|| "spec.affinity.nodeAffinity".into(),
+    )?;
+    let terms_path = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution";
+    let terms = array_at(required, "nodeSelectorTerms", &|| terms_path.into())?;
+    if terms.is_empty() {
+        terms.push(json!({ "matchExpressions": [requirement] }));
+        return Ok(true);
+    }
+    let mut changed = false;
+    for (i, term) in terms.iter_mut().enumerate() {
+        let term = term
+            .as_object_mut()
+            .ok_or_else(|| format!("{terms_path}.nodeSelectorTerms[{i}] is not an object"))?;
+        let expressions = array_at(term, "matchExpressions", &|| {
+            format!("{terms_path}.nodeSelectorTerms[{i}]")
+        })?;
+        if !expressions.contains(&requirement) {
+            expressions.push(requirement.clone());
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// The hardened default securityContext of the copy container; it passes PSA `restricted`.
+fn default_security_context() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": { "drop": ["ALL"] },
+        "runAsNonRoot": true,
+        "runAsUser": COPY_USER,
+        "seccompProfile": { "type": "RuntimeDefault" },
+    })
+}
+
+/// Merges `overrides` into `base`: objects key by key, anything else replaced.
+fn merge(base: &mut Value, overrides: &Value) {
+    match (base, overrides) {
+        (Value::Object(base), Value::Object(overrides)) => {
+            for (key, value) in overrides {
+                merge(base.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (base, value) => *base = value.clone(),
+    }
+}
+
+/// The init container's command: the copy script with its arguments.
+pub fn copy_command(settings: &Settings) -> Vec<String> {
+    let init = settings.init_container();
+    let source = init
+        .source_path
+        .as_deref()
+        .unwrap_or(crate::settings::DEFAULT_SOURCE_PATH);
+    let mut command = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        COPY_SCRIPT.to_string(),
+        COPY_SCRIPT_NAME.to_string(),
+        source.to_string(),
+        COPY_TARGET.to_string(),
+    ];
+    command.extend(settings.agent_directories().iter().cloned());
+    command
+}
+
+/// The init container that copies the agents from the image into the volume.
+pub fn copy_container(settings: &Settings) -> Result<Container, String> {
+    let init = settings.init_container();
+    let resources = match &init.resources {
+        Some(resources) => serde_json::from_value(resources.clone())
+            .map_err(|e| format!("initContainer.resources: {e}"))?,
+        None => {
+            let amounts = BTreeMap::from([
+                ("cpu".to_string(), Quantity("100m".into())),
+                ("memory".to_string(), Quantity("128Mi".into())),
+            ]);
+            ResourceRequirements {
+                limits: Some(amounts.clone()),
+                requests: Some(amounts),
+                ..ResourceRequirements::default()
+            }
+        }
+    };
+    let mut security = default_security_context();
+    if let Some(overrides) = &init.security_context {
+        merge(&mut security, overrides);
+    }
+    let security: SecurityContext = serde_json::from_value(security)
+        .map_err(|e| format!("initContainer.securityContext: {e}"))?;
+    Ok(Container {
+        name: settings.init_container_name(),
+        image: init.image.clone(),
+        command: Some(copy_command(settings)),
+        resources: Some(resources),
+        security_context: Some(security),
+        volume_mounts: Some(vec![VolumeMount {
+            name: settings.volume_name().to_string(),
+            mount_path: COPY_TARGET.to_string(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    })
+}
+
+/// init-container: puts the copy container first in `initContainers`, unless one of that name exists.
+fn add_init_container(spec: &mut Object, settings: &Settings) -> Result<bool, String> {
+    let container = copy_container(settings)?;
+    let inits = array_at(spec, "initContainers", &|| "spec".into())?;
+    let existing = inits
+        .iter()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(&container.name));
+    match existing {
+        None => {
+            // First, so the agents are in place before any other init container runs.
+            inits.insert(0, to_json(&container)?);
+            Ok(true)
+        }
+        Some(found) if found.get("image").and_then(Value::as_str) == container.image.as_deref() => {
+            Ok(false)
+        }
+        Some(found) => Err(format!(
+            "the pod already has an init container {:?} with image {}, and agent-mount's uses {:?}: rename that init container, or set initContainer.name to a free name",
+            container.name,
+            found.get("image").unwrap_or(&Value::Null),
+            container.image.as_deref().unwrap_or_default()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings;
+
+    fn settings(value: Value) -> Settings {
+        settings::parse(value).unwrap()
+    }
+
+    fn pod() -> Value {
+        json!({"spec": {"containers": [{"name": "app", "image": "app:1"}, {"name": "sidecar"}]}})
+    }
+
+    #[test]
+    fn virtual_device_sets_limits_and_requests() {
+        let mut pod = pod();
+        assert_eq!(mutate(&mut pod, &[0], &Settings::default()), Ok(true));
+        let resources = &pod["spec"]["containers"][0]["resources"];
+        assert_eq!(
+            resources["limits"]["instrumentation.odigos.io/generic"],
+            "1"
+        );
+        assert_eq!(
+            resources["requests"]["instrumentation.odigos.io/generic"],
+            "1"
+        );
+        assert!(pod["spec"]["containers"][1].get("resources").is_none());
+        assert!(pod["spec"].get("volumes").is_none());
+        assert_eq!(mutate(&mut pod, &[0], &Settings::default()), Ok(false));
+    }
+
+    #[test]
+    fn virtual_device_conflicting_amount() {
+        let mut pod = json!({"spec": {"containers": [{"name": "app",
+            "resources": {"limits": {"instrumentation.odigos.io/generic": "2"}}}]}});
+        let err = mutate(&mut pod, &[0], &Settings::default()).unwrap_err();
+        assert!(err.contains("container \"app\" already sets resources.limits[\"instrumentation.odigos.io/generic\"] to \"2\""), "{err}");
+    }
+
+    #[test]
+    fn host_path_per_directory_mounts() {
+        let s = settings(
+            json!({"mountMethod": "k8s-host-path", "agentDirectories": ["java", "python"]}),
+        );
+        let mut pod = pod();
+        assert_eq!(mutate(&mut pod, &[0], &s), Ok(true));
+        assert_eq!(
+            pod["spec"]["containers"][0]["volumeMounts"],
+            json!([
+                {"name": "odigos-agent", "mountPath": "/var/odigos/java", "subPath": "java", "readOnly": true},
+                {"name": "odigos-agent", "mountPath": "/var/odigos/python", "subPath": "python", "readOnly": true},
+            ])
+        );
+        assert_eq!(
+            pod["spec"]["volumes"],
+            json!([{"name": "odigos-agent", "hostPath": {"path": "/var/odigos"}}])
+        );
+    }
+
+    #[test]
+    fn node_label_is_anded_into_every_term() {
+        let s = settings(
+            json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": {"key": "agents", "value": "yes"}}),
+        );
+        let mut pod = pod();
+        pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
+        ]}}});
+        assert_eq!(mutate(&mut pod, &[0], &s), Ok(true));
+        let terms = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"];
+        let wanted = json!({"key": "agents", "operator": "In", "values": ["yes"]});
+        assert_eq!(terms.as_array().unwrap().len(), 2, "no OR term is added");
+        assert_eq!(terms[0]["matchExpressions"][1], wanted);
+        assert_eq!(terms[1]["matchExpressions"][0], wanted);
+        assert_eq!(terms[1]["matchFields"][0]["key"], "metadata.name");
+        assert_eq!(mutate(&mut pod, &[0], &s), Ok(false));
+    }
+
+    #[test]
+    fn security_overrides_merge_over_the_hardened_default() {
+        let s = settings(
+            json!({"mountMethod": "k8s-init-container", "initContainer": {
+            "image": "agents:1", "securityContext": {"runAsUser": 1000, "capabilities": {"add": ["CHOWN"]}}}}),
+        );
+        let container = to_json(&copy_container(&s).unwrap()).unwrap();
+        let security = &container["securityContext"];
+        assert_eq!(security["runAsUser"], 1000);
+        assert_eq!(security["runAsNonRoot"], true);
+        assert_eq!(
+            security["capabilities"],
+            json!({"add": ["CHOWN"], "drop": ["ALL"]})
+        );
+        assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+    }
+}

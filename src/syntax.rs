@@ -1,0 +1,208 @@
+//! Kubernetes syntax checks for the values a user puts in the settings.
+//!
+//! Each check returns `Err` with a short description of what is allowed; the
+//! settings module prefixes it with the key and the bad value.
+
+/// Longest DNS-1123 label and qualified-name segment.
+const MAX_LABEL_LEN: usize = 63;
+/// Longest DNS-1123 subdomain.
+const MAX_SUBDOMAIN_LEN: usize = 253;
+
+/// A DNS-1123 label: lowercase alphanumerics and `-`, starting and ending alphanumeric, at most 63.
+pub fn dns_label(value: &str) -> Result<(), String> {
+    let allowed = "a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)";
+    let inner_ok = value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ends_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if value.len() <= MAX_LABEL_LEN
+        && inner_ok
+        && ends_ok(value.bytes().next())
+        && ends_ok(value.bytes().last())
+    {
+        Ok(())
+    } else {
+        Err(format!("expected {allowed}"))
+    }
+}
+
+/// A DNS-1123 subdomain: dot-separated DNS-1123 labels, at most 253 characters.
+fn dns_subdomain(value: &str) -> bool {
+    value.len() <= MAX_SUBDOMAIN_LEN && value.split('.').all(|label| dns_label(label).is_ok())
+}
+
+/// The name part of a qualified name: alphanumerics, `-`, `_`, `.`, alphanumeric at both ends.
+fn qualified_name_part(value: &str) -> bool {
+    let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+    value.len() <= MAX_LABEL_LEN
+        && alnum(value.bytes().next())
+        && alnum(value.bytes().last())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A qualified name (label key, annotation key): `[prefix/]name`, the prefix a DNS subdomain.
+pub fn qualified_name(value: &str) -> Result<(), String> {
+    let ok = match value.split_once('/') {
+        Some((prefix, name)) => dns_subdomain(prefix) && qualified_name_part(name),
+        None => qualified_name_part(value),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("expected a qualified name '[prefix/]name': an optional DNS subdomain prefix, and a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit".into())
+    }
+}
+
+/// A label value: empty, or at most 63 alphanumerics, `-`, `_`, `.`, alphanumeric at both ends.
+pub fn label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() || qualified_name_part(value) {
+        Ok(())
+    } else {
+        Err("expected a label value: empty, or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit".into())
+    }
+}
+
+/// An extended resource name: `domain/name`, outside `kubernetes.io` and not starting with `requests.`.
+pub fn extended_resource_name(value: &str) -> Result<(), String> {
+    let allowed = "expected an extended resource name 'domain/name' (e.g. instrumentation.odigos.io/generic), outside the kubernetes.io domain and not starting with 'requests.'";
+    let has_domain = value.split_once('/').is_some_and(|(d, _)| !d.is_empty());
+    // Mirrors apimachinery's IsExtendedResourceName: `requests.<name>` must itself be a qualified name.
+    let ok = has_domain
+        && !value.contains("kubernetes.io/")
+        && !value.starts_with("requests.")
+        && qualified_name(&format!("requests.{value}")).is_ok();
+    if ok { Ok(()) } else { Err(allowed.into()) }
+}
+
+/// An absolute, normalised path other than `/`: no `.` or `..` segment, no `//`, no trailing `/`.
+pub fn absolute_path(value: &str) -> Result<(), String> {
+    let allowed = "expected an absolute, normalised path such as /var/odigos (starting with '/', no '.' or '..' segments, no '//', no trailing '/', not '/' itself)";
+    let Some(rest) = value.strip_prefix('/') else {
+        return Err(allowed.into());
+    };
+    let ok = !rest.is_empty()
+        && !value.contains('\0')
+        && rest
+            .split('/')
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
+    if ok { Ok(()) } else { Err(allowed.into()) }
+}
+
+/// A single path segment, used as a sub-directory name and a `subPath`.
+pub fn path_segment(value: &str) -> Result<(), String> {
+    if value.is_empty() || value == "." || value == ".." || value.contains(['/', '\0']) {
+        Err("expected a single directory name (not empty, no '/', not '.' or '..')".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// A resource quantity such as `128Mi`, `500m` or `1.5G`.
+pub fn quantity(value: &str) -> Result<(), String> {
+    const SUFFIXES: [&str; 14] = [
+        "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti",
+    ];
+    let digits_end = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, suffix) = value.split_at(digits_end);
+    let number_ok = !number.is_empty()
+        && number.chars().filter(|&c| c == '.').count() <= 1
+        && number.chars().any(|c| c.is_ascii_digit());
+    let suffix_ok = SUFFIXES.contains(&suffix) || suffix == "Pi" || suffix == "Ei";
+    if number_ok && suffix_ok {
+        Ok(())
+    } else {
+        Err("expected a Kubernetes quantity such as 64Mi, 1Gi or 500M".into())
+    }
+}
+
+/// A container image reference: not empty and free of white space.
+pub fn image(value: &str) -> Result<(), String> {
+    if value.is_empty() || value.chars().any(char::is_whitespace) {
+        Err("expected a container image reference such as ghcr.io/example/agents:1.0 (not empty, no spaces)".into())
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::simple("odigos-agent", true)]
+    #[case::digits("a1", true)]
+    #[case::uppercase("Odigos", false)]
+    #[case::leading_dash("-a", false)]
+    #[case::trailing_dash("a-", false)]
+    #[case::dot("a.b", false)]
+    #[case::empty("", false)]
+    #[case::too_long(&"a".repeat(64), false)]
+    fn dns_labels(#[case] value: &str, #[case] ok: bool) {
+        assert_eq!(dns_label(value).is_ok(), ok, "{value}");
+    }
+
+    #[rstest]
+    #[case::odigos("instrumentation.odigos.io/generic", true)]
+    #[case::no_domain("generic", false)]
+    #[case::empty_domain("/generic", false)]
+    #[case::kubernetes_io("kubernetes.io/generic", false)]
+    #[case::kubernetes_io_subdomain("foo.kubernetes.io/generic", false)]
+    #[case::requests_prefix("requests.example.com/x", false)]
+    #[case::bad_name("example.com/-x", false)]
+    #[case::two_slashes("example.com/a/b", false)]
+    fn extended_resource_names(#[case] value: &str, #[case] ok: bool) {
+        assert_eq!(extended_resource_name(value).is_ok(), ok, "{value}");
+    }
+
+    #[rstest]
+    #[case::odigos("/var/odigos", true)]
+    #[case::deep("/a/b/c", true)]
+    #[case::relative("var/odigos", false)]
+    #[case::root("/", false)]
+    #[case::dotdot("/var/../etc", false)]
+    #[case::dot("/var/./odigos", false)]
+    #[case::double_slash("/var//odigos", false)]
+    #[case::trailing_slash("/var/odigos/", false)]
+    #[case::empty("", false)]
+    fn absolute_paths(#[case] value: &str, #[case] ok: bool) {
+        assert_eq!(absolute_path(value).is_ok(), ok, "{value}");
+    }
+
+    #[rstest]
+    #[case::plain("agent-mount.io/containers", true)]
+    #[case::no_prefix("containers", true)]
+    #[case::bad_prefix("Agent_Mount/containers", false)]
+    #[case::empty_name("agent-mount.io/", false)]
+    fn qualified_names(#[case] value: &str, #[case] ok: bool) {
+        assert_eq!(qualified_name(value).is_ok(), ok, "{value}");
+    }
+
+    #[rstest]
+    #[case::mebi("128Mi", true)]
+    #[case::milli("100m", true)]
+    #[case::plain("2", true)]
+    #[case::decimal("1.5G", true)]
+    #[case::bad_suffix("12XB", false)]
+    #[case::no_number("Mi", false)]
+    #[case::two_dots("1.2.3", false)]
+    fn quantities(#[case] value: &str, #[case] ok: bool) {
+        assert_eq!(quantity(value).is_ok(), ok, "{value}");
+    }
+
+    #[test]
+    fn segments_and_label_values() {
+        assert!(path_segment("java").is_ok());
+        assert!(path_segment("a/b").is_err());
+        assert!(path_segment("..").is_err());
+        assert!(label_value("").is_ok());
+        assert!(label_value("true").is_ok());
+        assert!(label_value("no spaces").is_err());
+        assert!(image("busybox:1.36").is_ok());
+        assert!(image("bad image").is_err());
+    }
+}
