@@ -176,6 +176,12 @@ impl Default for Settings {
 
 /// Parses settings from JSON, naming the key path of any type or syntax error, then validates them.
 pub fn parse(value: Value) -> Result<Settings, String> {
+    // Serde would also read a struct from a JSON array; settings are always a mapping.
+    if !value.is_object() {
+        return Err(format!(
+            "settings: expected a mapping of keys such as {{\"mountMethod\": \"k8s-host-path\"}}, got {value}"
+        ));
+    }
     let settings: Settings = deserialize_at(value, "")?;
     settings.validate()?;
     Ok(settings)
@@ -506,6 +512,17 @@ mod tests {
             err.contains(expected),
             "error {err:?} should contain {expected:?}"
         );
+    }
+
+    #[test]
+    fn settings_must_be_a_mapping() {
+        for value in [json!([]), json!("k8s-host-path"), json!(3)] {
+            let err = parse(value).unwrap_err();
+            assert!(
+                err.starts_with("settings: expected a mapping of keys"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -167,10 +167,8 @@ fn settings() -> impl Strategy<Value = Value> {
             1 => json!({"mountMethod": "k8s-host-path"}),
             _ => json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "ghcr.io/example/agents:1.0"}}),
         };
-        if method > 0 {
-            if let Some(dirs) = dirs {
-                s["agentDirectories"] = json!(dirs);
-            }
+        if let Some(dirs) = dirs.filter(|_| method > 0) {
+            s["agentDirectories"] = json!(dirs);
         }
         if method == 1 && label {
             s["requiredNodeLabel"] = json!({"key": "odigos.io/agents", "value": "true"});

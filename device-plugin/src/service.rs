@@ -190,13 +190,15 @@ impl DevicePlugin for DevicePluginService {
                 }
                 tokio::select! {
                     biased;
+                    // State first: on shutdown `stopping` is published before the server
+                    // stops, and the kubelet must still get the empty list.
+                    changed = state.changed() => if changed.is_err() { return },
                     // This generation was stopped by the lifecycle: end quietly.
                     _ = stop.changed() => return,
                     _ = tx.closed() => {
                         let _ = closed.send(StreamClosed { id });
                         return;
                     }
-                    changed = state.changed() => if changed.is_err() { return },
                 }
             }
         });
