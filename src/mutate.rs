@@ -8,8 +8,8 @@
 
 use crate::settings::{MountMethod, NodeLabel, Settings};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, HostPathVolumeSource, NodeSelectorRequirement,
-    ResourceRequirements, SecurityContext, Volume, VolumeMount,
+    EmptyDirVolumeSource, HostPathVolumeSource, NodeSelectorRequirement, ResourceRequirements,
+    SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
@@ -49,11 +49,7 @@ pub fn mutate(pod: &mut Value, containers: &[usize], settings: &Settings) -> Res
                 path: settings.host_path().to_string(),
                 type_: None,
             };
-            let volume = Volume {
-                name: settings.volume_name().to_string(),
-                host_path: Some(source),
-                ..Volume::default()
-            };
+            let volume = volume(settings, "hostPath", &source)?;
             let is_ours =
                 |v: &Value| v.pointer("/hostPath/path") == Some(&json!(settings.host_path()));
             changed |= add_volume(spec, volume, is_ours)?;
@@ -70,11 +66,7 @@ pub fn mutate(pod: &mut Value, containers: &[usize], settings: &Settings) -> Res
                 medium: None,
                 size_limit: init.size_limit.clone().map(Quantity),
             };
-            let volume = Volume {
-                name: settings.volume_name().to_string(),
-                empty_dir: Some(source),
-                ..Volume::default()
-            };
+            let volume = volume(settings, "emptyDir", &source)?;
             changed |= add_volume(spec, volume, |v| {
                 v.get("emptyDir").is_some_and(Value::is_object)
             })?;
@@ -197,34 +189,45 @@ fn request_resource(container: &mut Object, settings: &Settings) -> Result<bool,
     Ok(changed)
 }
 
+/// The volume `{name: <volumeName>, <kind>: <source>}`.
+///
+/// Built from the typed source rather than a typed `Volume`: `Volume`'s serialiser
+/// covers every volume type (and, through ephemeral volumes, timestamps), which
+/// would add a third to the `.wasm`.
+fn volume<T: Serialize>(settings: &Settings, kind: &str, source: &T) -> Result<Object, String> {
+    let mut volume = Map::new();
+    volume.insert("name".into(), json!(settings.volume_name()));
+    volume.insert(kind.into(), to_json(source)?);
+    Ok(volume)
+}
+
 /// Adds `volume` unless a volume of that name exists; one with another source (`!is_ours`) is a conflict.
 fn add_volume(
     spec: &mut Object,
-    volume: Volume,
+    volume: Object,
     is_ours: impl Fn(&Value) -> bool,
 ) -> Result<bool, String> {
+    let name = volume.get("name").cloned().unwrap_or_default();
     let volumes = array_at(spec, "volumes", &|| "spec".into())?;
-    let existing = volumes
-        .iter()
-        .find(|v| v.get("name").and_then(Value::as_str) == Some(&volume.name));
-    match existing {
+    match volumes.iter().find(|v| v.get("name") == Some(&name)) {
         None => {
-            volumes.push(to_json(&volume)?);
+            volumes.push(Value::Object(volume));
             Ok(true)
         }
         Some(found) if is_ours(found) => Ok(false),
         Some(found) => {
-            let mut wanted = to_json(&volume)?;
-            if let Some(w) = wanted.as_object_mut() {
-                w.remove("name");
-            }
-            let mut has = found.clone();
-            if let Some(h) = has.as_object_mut() {
-                h.remove("name");
-            }
+            let without_name = |v: &Object| {
+                let mut v = v.clone();
+                v.remove("name");
+                Value::Object(v)
+            };
+            let has = found
+                .as_object()
+                .map(without_name)
+                .unwrap_or_else(|| found.clone());
             Err(format!(
-                "the pod already has a volume {:?} with another source ({has}); agent-mount needs {wanted}: rename that volume, or choose a free name with the volumeName setting",
-                volume.name
+                "the pod already has a volume {name} with another source ({has}); agent-mount needs {}: rename that volume, or choose a free name with the volumeName setting",
+                without_name(&volume)
             ))
         }
     }
@@ -365,7 +368,10 @@ pub fn copy_command(settings: &Settings) -> Vec<String> {
 }
 
 /// The init container that copies the agents from the image into the volume.
-pub fn copy_container(settings: &Settings) -> Result<Container, String> {
+///
+/// Assembled from typed parts rather than a typed `Container`, whose serialiser
+/// covers probes, lifecycle hooks and every other container field.
+pub fn copy_container(settings: &Settings) -> Result<Object, String> {
     let init = settings.init_container();
     let resources = match &init.resources {
         Some(resources) => serde_json::from_value(resources.clone())
@@ -388,42 +394,36 @@ pub fn copy_container(settings: &Settings) -> Result<Container, String> {
     }
     let security: SecurityContext = serde_json::from_value(security)
         .map_err(|e| format!("initContainer.securityContext: {e}"))?;
-    Ok(Container {
-        name: settings.init_container_name(),
-        image: init.image.clone(),
-        command: Some(copy_command(settings)),
-        resources: Some(resources),
-        security_context: Some(security),
-        volume_mounts: Some(vec![VolumeMount {
-            name: settings.volume_name().to_string(),
-            mount_path: COPY_TARGET.to_string(),
-            ..VolumeMount::default()
-        }]),
-        ..Container::default()
-    })
+    let target = VolumeMount {
+        name: settings.volume_name().to_string(),
+        mount_path: COPY_TARGET.to_string(),
+        ..VolumeMount::default()
+    };
+    let mut container = Map::new();
+    container.insert("name".into(), json!(settings.init_container_name()));
+    container.insert("image".into(), json!(init.image));
+    container.insert("command".into(), json!(copy_command(settings)));
+    container.insert("resources".into(), to_json(&resources)?);
+    container.insert("securityContext".into(), to_json(&security)?);
+    container.insert("volumeMounts".into(), json!([to_json(&target)?]));
+    Ok(container)
 }
 
 /// init-container: puts the copy container first in `initContainers`, unless one of that name exists.
 fn add_init_container(spec: &mut Object, settings: &Settings) -> Result<bool, String> {
     let container = copy_container(settings)?;
+    let (name, image) = (container["name"].clone(), container["image"].clone());
     let inits = array_at(spec, "initContainers", &|| "spec".into())?;
-    let existing = inits
-        .iter()
-        .find(|c| c.get("name").and_then(Value::as_str) == Some(&container.name));
-    match existing {
+    match inits.iter().find(|c| c.get("name") == Some(&name)) {
         None => {
             // First, so the agents are in place before any other init container runs.
-            inits.insert(0, to_json(&container)?);
+            inits.insert(0, Value::Object(container));
             Ok(true)
         }
-        Some(found) if found.get("image").and_then(Value::as_str) == container.image.as_deref() => {
-            Ok(false)
-        }
+        Some(found) if found.get("image") == Some(&image) => Ok(false),
         Some(found) => Err(format!(
-            "the pod already has an init container {:?} with image {}, and agent-mount's uses {:?}: rename that init container, or set initContainer.name to a free name",
-            container.name,
+            "the pod already has an init container {name} with image {}, and agent-mount's uses {image}: rename that init container, or set initContainer.name to a free name",
             found.get("image").unwrap_or(&Value::Null),
-            container.image.as_deref().unwrap_or_default()
         )),
     }
 }
@@ -514,7 +514,7 @@ mod tests {
             json!({"mountMethod": "k8s-init-container", "initContainer": {
             "image": "agents:1", "securityContext": {"runAsUser": 1000, "capabilities": {"add": ["CHOWN"]}}}}),
         );
-        let container = to_json(&copy_container(&s).unwrap()).unwrap();
+        let container = copy_container(&s).unwrap();
         let security = &container["securityContext"];
         assert_eq!(security["runAsUser"], 1000);
         assert_eq!(security["runAsNonRoot"], true);

@@ -5,7 +5,6 @@
 //! the policy never blocks workloads.
 
 use crate::{mutate, select, settings};
-use kubewarden_policy_sdk::request::KubernetesAdmissionRequest;
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use serde::Deserialize;
@@ -19,7 +18,28 @@ const BAD_REQUEST: u16 = 400;
 struct Payload {
     #[serde(default)]
     settings: Value,
-    request: KubernetesAdmissionRequest,
+    request: AdmissionRequest,
+}
+
+/// The fields of the AdmissionRequest the policy reads; serde skips the rest
+/// (userInfo, oldObject, options…) without building them.
+#[derive(Deserialize)]
+struct AdmissionRequest {
+    #[serde(default)]
+    kind: GroupVersionKind,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    object: Value,
+}
+
+/// The kind of the object under admission.
+#[derive(Default, Deserialize)]
+struct GroupVersionKind {
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    kind: String,
 }
 
 /// Answers a `validate_settings` call: always a response, never an error.
