@@ -1,4 +1,5 @@
-# agent-mount build targets, named as in Kubewarden's own policies.
+# agent-mount build targets, named as in Kubewarden's own policies (just does not allow
+# "." in recipe names, so the policy.wasm and annotated-policy.wasm targets are spelt with "-").
 # `just --list` shows them; the README's two commands need no `just`.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
@@ -12,18 +13,18 @@ wasm := "target/wasm32-wasip1/policy/agent_mount.wasm"
 default: test
 
 # The optimised policy module, copied to ./policy.wasm.
-policy.wasm:
+policy-wasm:
     rustup target add wasm32-wasip1
     cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
     cp {{wasm}} policy.wasm
     ls -l policy.wasm
 
 # policy.wasm with the Kubewarden metadata and this README embedded (needs kwctl).
-annotated-policy.wasm: policy.wasm
+annotated-policy-wasm: policy-wasm
     kwctl annotate -m policy.yaml -u README.md -o annotated-policy.wasm policy.wasm
 
 # Push the annotated policy to an OCI registry (needs kwctl and registry credentials).
-push: annotated-policy.wasm
+push: annotated-policy-wasm
     kwctl push annotated-policy.wasm registry://{{registry}}/agent-mount:v{{version}}
 
 # fmt check, clippy, and every test.
@@ -32,7 +33,7 @@ test: lint
     ./test.sh
 
 # End-to-end tests of the annotated policy with `kwctl run` (needs kwctl and bats).
-e2e-tests: annotated-policy.wasm
+e2e-tests: annotated-policy-wasm
     bats e2e.bats
 
 # Format the code.

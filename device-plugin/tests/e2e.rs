@@ -1,0 +1,245 @@
+//! End to end across both components (DESIGN §6): the typical pod through the built
+//! policy under every method, resolved to the files each container would see.
+//!
+//! virtual-device: the real plugin binary's `Allocate` answer, as the kubelet applies it;
+//! host-path: the added volume and volumeMounts; init-container: the init container's
+//! own command run with `sh` into a temp directory standing in for the emptyDir.
+
+mod support;
+
+use agent_mount_device_plugin::api::device_plugin_client::DevicePluginClient;
+use agent_mount_device_plugin::api::{AllocateRequest, ContainerAllocateRequest};
+use agent_mount_device_plugin::uds;
+use runner::build::{ensure_built, workspace_root};
+use runner::host::PolicyHost;
+use runner::input::read_request;
+use runner::view::{SeenMount, container_views, requests_resource};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::{FakeKubelet, Node, Plugin};
+
+/// Where the agents appear in containers under every method.
+const MOUNT_PATH: &str = "/var/odigos";
+const RESOURCE: &str = "instrumentation.odigos.io/generic";
+
+/// What a container sees below MOUNT_PATH: (file path in the container, read-only).
+type Files = BTreeSet<(String, bool)>;
+
+/// Every file below `root`, as paths relative to it.
+fn files_below(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Resolves every container's mounts below MOUNT_PATH to files; `source_dir` maps a mount's source to a directory.
+fn seen_files(
+    pod: &Value,
+    extra: &mut dyn FnMut(&Value) -> Vec<SeenMount>,
+    source_dir: &dyn Fn(&str) -> PathBuf,
+) -> BTreeMap<String, Files> {
+    container_views(pod, extra)
+        .into_iter()
+        .map(|view| {
+            let files = view
+                .mounts
+                .iter()
+                .filter(|m| m.container_path.starts_with(MOUNT_PATH))
+                .flat_map(|m| {
+                    files_below(&source_dir(&m.source))
+                        .into_iter()
+                        .map(|f| (format!("{}/{f}", m.container_path), m.read_only))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            (view.name, files)
+        })
+        .collect()
+}
+
+/// `host:<path>` → the path.
+fn host_source(source: &str) -> PathBuf {
+    PathBuf::from(
+        source
+            .strip_prefix("host:")
+            .unwrap_or_else(|| panic!("not a host mount: {source}")),
+    )
+}
+
+fn mutate(host: &PolicyHost, request: &Value, settings: Value) -> Value {
+    assert!(
+        host.validate_settings(&settings).unwrap().valid,
+        "{settings}"
+    );
+    let evaluation = host.validate(request, &settings).unwrap();
+    assert!(
+        evaluation.response.warnings.is_none(),
+        "{:?}",
+        evaluation.response.warnings
+    );
+    evaluation
+        .response
+        .mutated_object
+        .expect("the pod is mutated")
+}
+
+/// What containers see under virtual-device: `Allocate` on the running plugin for every
+/// container that requests the resource, as the kubelet calls it.
+async fn virtual_device_view(
+    host: &PolicyHost,
+    request: &Value,
+    node: &Node,
+) -> BTreeMap<String, Files> {
+    let pod = mutate(host, request, json!({}));
+    let mut client = DevicePluginClient::new(uds::connect(&node.socket()).await.unwrap());
+    let mut allocated: HashMap<String, Vec<SeenMount>> = HashMap::new();
+    let containers = pod["spec"]["containers"].as_array().unwrap();
+    for (i, container) in containers
+        .iter()
+        .filter(|c| requests_resource(c, RESOURCE))
+        .enumerate()
+    {
+        let request = AllocateRequest {
+            container_requests: vec![ContainerAllocateRequest {
+                devices_ids: vec![format!("generic-{i}")],
+            }],
+        };
+        let response = client.allocate(request).await.unwrap().into_inner();
+        let mounts = response.container_responses[0]
+            .mounts
+            .iter()
+            .map(|m| SeenMount {
+                container_path: m.container_path.clone(),
+                source: format!("host:{}", m.host_path),
+                read_only: m.read_only,
+            })
+            .collect();
+        allocated.insert(container["name"].as_str().unwrap().to_string(), mounts);
+    }
+    assert_eq!(
+        allocated.len(),
+        2,
+        "checkout and cache-warmer request the resource"
+    );
+    let mut extra = |c: &Value| {
+        allocated
+            .get(c["name"].as_str().unwrap())
+            .cloned()
+            .unwrap_or_default()
+    };
+    seen_files(&pod, &mut extra, &|source| host_source(source))
+}
+
+fn host_path_view(
+    host: &PolicyHost,
+    request: &Value,
+    node: &Node,
+    dirs: &[&str],
+) -> BTreeMap<String, Files> {
+    let settings = json!({"mountMethod": "k8s-host-path", "hostPath": node.agents(), "mountPath": MOUNT_PATH, "agentDirectories": dirs});
+    let pod = mutate(host, request, settings);
+    seen_files(&pod, &mut |_| Vec::new(), &|source| host_source(source))
+}
+
+/// Runs the copy init container's command with `sh`: the node's agent tree stands in
+/// for the image's /instrumentations, a temp directory for the emptyDir.
+fn init_container_view(
+    host: &PolicyHost,
+    request: &Value,
+    node: &Node,
+    dirs: &[&str],
+) -> BTreeMap<String, Files> {
+    let settings = json!({"mountMethod": "k8s-init-container", "mountPath": MOUNT_PATH, "agentDirectories": dirs,
+        "initContainer": {"image": "ghcr.io/example/agents:1.0"}});
+    let pod = mutate(host, request, settings);
+    let copy = &pod["spec"]["initContainers"][0];
+    assert_eq!(copy["name"], "odigos-agent-init");
+    let mut command: Vec<String> = serde_json::from_value(copy["command"].clone()).unwrap();
+    assert_eq!(
+        (command[4].as_str(), command[5].as_str()),
+        ("/instrumentations", "/agent-mount-target")
+    );
+    let empty_dir = node.root.path().join(format!("empty-dir-{}", dirs.len()));
+    std::fs::create_dir(&empty_dir).unwrap();
+    command[4] = node.agents().display().to_string();
+    command[5] = empty_dir.display().to_string();
+    let status = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{command:?}");
+    let mut view = seen_files(&pod, &mut |_| Vec::new(), &|source| {
+        let rest = source
+            .strip_prefix("emptyDir:odigos-agent")
+            .unwrap_or_else(|| panic!("{source}"));
+        empty_dir.join(rest.trim_start_matches('/'))
+    });
+    // The copy container itself writes to the emptyDir outside MOUNT_PATH, so it sees nothing here.
+    assert_eq!(view.remove("odigos-agent-init"), Some(Files::new()));
+    view
+}
+
+fn expected_files(node: &Node, dirs: &[&str]) -> Files {
+    files_below(&node.agents())
+        .into_iter()
+        .filter(|f| dirs.is_empty() || dirs.iter().any(|d| f.starts_with(&format!("{d}/"))))
+        .map(|f| (format!("{MOUNT_PATH}/{f}"), true))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_method_gives_each_container_the_same_read_only_view() {
+    let node = Node::new();
+    for (file, content) in [
+        ("python/opentelemetry/__init__.py", "py"),
+        ("nodejs-community/index.js", "js"),
+    ] {
+        std::fs::create_dir_all(node.agents().join(file).parent().unwrap()).unwrap();
+        std::fs::write(node.agents().join(file), content).unwrap();
+    }
+    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
+    let _plugin = Plugin::start(&node, &[]);
+    kubelet.registered(Duration::from_secs(10)).await;
+
+    let host = PolicyHost::load(&ensure_built().unwrap()).unwrap();
+    let request = read_request(&workspace_root().join("test_data/pod_typical.json")).unwrap();
+
+    let virtual_device = virtual_device_view(&host, &request, &node).await;
+    let host_path = host_path_view(&host, &request, &node, &[]);
+    let init_container = init_container_view(&host, &request, &node, &[]);
+    assert_eq!(virtual_device, host_path, "virtual-device vs host-path");
+    assert_eq!(host_path, init_container, "host-path vs init-container");
+
+    let everything = expected_files(&node, &[]);
+    assert_eq!(everything.len(), 3);
+    for (container, files) in &virtual_device {
+        match container.as_str() {
+            "checkout" | "cache-warmer" => assert_eq!(files, &everything, "{container}"),
+            "istio-proxy" | "istio-init" => assert!(files.is_empty(), "{container} sees {files:?}"),
+            other => panic!("unexpected container {other}"),
+        }
+    }
+
+    // agentDirectories: only host-path and init-container support it; exactly the listed directories.
+    let dirs = ["java", "python"];
+    let host_path = host_path_view(&host, &request, &node, &dirs);
+    let init_container = init_container_view(&host, &request, &node, &dirs);
+    assert_eq!(host_path, init_container);
+    let listed = expected_files(&node, &dirs);
+    assert_eq!(listed.len(), 2);
+    assert_eq!(host_path["checkout"], listed);
+    assert_eq!(host_path["cache-warmer"], listed);
+    assert!(host_path["istio-proxy"].is_empty());
+}
