@@ -8,8 +8,8 @@
 
 use crate::settings::{MountMethod, NodeLabel, Settings};
 use k8s_openapi::api::core::v1::{
-    EmptyDirVolumeSource, HostPathVolumeSource, NodeSelectorRequirement, ResourceRequirements,
-    SecurityContext, VolumeMount,
+    Capabilities, EmptyDirVolumeSource, HostPathVolumeSource, NodeSelectorRequirement,
+    ResourceRequirements, SeccompProfile, SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
@@ -325,15 +325,35 @@ fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Stri
 }
 
 /// The hardened default securityContext of the copy container; it passes PSA `restricted`.
-fn default_security_context() -> Value {
-    json!({
-        "allowPrivilegeEscalation": false,
-        "readOnlyRootFilesystem": true,
-        "capabilities": { "drop": ["ALL"] },
-        "runAsNonRoot": true,
-        "runAsUser": COPY_USER,
-        "seccompProfile": { "type": "RuntimeDefault" },
-    })
+fn default_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        run_as_non_root: Some(true),
+        run_as_user: Some(COPY_USER),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The default resources of the copy container: cpu 100m, memory 128Mi, as requests and limits.
+fn default_resources() -> ResourceRequirements {
+    let amounts = BTreeMap::from([
+        ("cpu".to_string(), Quantity("100m".into())),
+        ("memory".to_string(), Quantity("128Mi".into())),
+    ]);
+    ResourceRequirements {
+        limits: Some(amounts.clone()),
+        requests: Some(amounts),
+        ..ResourceRequirements::default()
+    }
 }
 
 /// Merges `overrides` into `base`: objects key by key, anything else replaced.
@@ -373,27 +393,16 @@ pub fn copy_command(settings: &Settings) -> Vec<String> {
 /// covers probes, lifecycle hooks and every other container field.
 pub fn copy_container(settings: &Settings) -> Result<Object, String> {
     let init = settings.init_container();
+    // The settings' resources and securityContext were checked to be valid Kubernetes
+    // objects when the settings were loaded; they are inserted as given.
     let resources = match &init.resources {
-        Some(resources) => serde_json::from_value(resources.clone())
-            .map_err(|e| format!("initContainer.resources: {e}"))?,
-        None => {
-            let amounts = BTreeMap::from([
-                ("cpu".to_string(), Quantity("100m".into())),
-                ("memory".to_string(), Quantity("128Mi".into())),
-            ]);
-            ResourceRequirements {
-                limits: Some(amounts.clone()),
-                requests: Some(amounts),
-                ..ResourceRequirements::default()
-            }
-        }
+        Some(resources) => resources.clone(),
+        None => to_json(&default_resources())?,
     };
-    let mut security = default_security_context();
+    let mut security = to_json(&default_security_context())?;
     if let Some(overrides) = &init.security_context {
         merge(&mut security, overrides);
     }
-    let security: SecurityContext = serde_json::from_value(security)
-        .map_err(|e| format!("initContainer.securityContext: {e}"))?;
     let target = VolumeMount {
         name: settings.volume_name().to_string(),
         mount_path: COPY_TARGET.to_string(),
@@ -403,8 +412,8 @@ pub fn copy_container(settings: &Settings) -> Result<Object, String> {
     container.insert("name".into(), json!(settings.init_container_name()));
     container.insert("image".into(), json!(init.image));
     container.insert("command".into(), json!(copy_command(settings)));
-    container.insert("resources".into(), to_json(&resources)?);
-    container.insert("securityContext".into(), to_json(&security)?);
+    container.insert("resources".into(), resources);
+    container.insert("securityContext".into(), security);
     container.insert("volumeMounts".into(), json!([to_json(&target)?]));
     Ok(container)
 }

@@ -6,4 +6,5 @@
 pub mod build;
 pub mod host;
 pub mod input;
+pub mod report;
 pub mod view;
