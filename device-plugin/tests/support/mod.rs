@@ -129,16 +129,22 @@ impl FakeKubelet {
     /// A kubelet restart, as DESIGN §3 defines it: close all connections, wait 200 ms,
     /// delete every socket in the directory, create `kubelet.sock` anew.
     pub async fn restart(self) -> FakeKubelet {
+        let dir = self.die().await;
+        FakeKubelet::start(&dir)
+    }
+
+    /// The first three steps of a restart; returns the directory for the new kubelet.
+    pub async fn die(self) -> PathBuf {
         let dir = self.dir.clone();
         self.stop().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.is_file() || std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+            if !path.is_dir() {
                 std::fs::remove_file(path).unwrap();
             }
         }
-        FakeKubelet::start(&dir)
+        dir
     }
 
     /// The next event, if one comes within `within`.
@@ -246,7 +252,7 @@ impl Plugin {
             .arg(node.agents())
             .args(["--container-path", "/var/odigos"])
             .args(extra)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
