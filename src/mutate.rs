@@ -117,23 +117,33 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
+/// The value under `key` as `T` (via `as_mut`), inserted as `empty` when absent;
+/// a value of another type is a conflict that names its path.
+fn child_at<'a, T>(
+    parent: &'a mut Object,
+    key: &str,
+    path: &dyn Fn() -> String,
+    empty: fn() -> Value,
+    as_mut: fn(&mut Value) -> Option<&mut T>,
+) -> Result<&'a mut T, String> {
+    let value = parent.entry(key).or_insert_with(empty);
+    let (found, expected) = (kind_of(value), kind_of(&empty()));
+    as_mut(value).ok_or_else(|| format!("{}.{key} is {found}, expected {expected}", path()))
+}
+
 /// The object under `key`, inserted empty when absent.
 fn object_at<'a>(
     parent: &'a mut Object,
     key: &str,
     path: &dyn Fn() -> String,
 ) -> Result<&'a mut Object, String> {
-    match parent
-        .entry(key)
-        .or_insert_with(|| Value::Object(Map::new()))
-    {
-        Value::Object(object) => Ok(object),
-        other => Err(format!(
-            "{}.{key} is {}, expected an object",
-            path(),
-            kind_of(other)
-        )),
-    }
+    child_at(
+        parent,
+        key,
+        path,
+        || Value::Object(Map::new()),
+        Value::as_object_mut,
+    )
 }
 
 /// The array under `key`, inserted empty when absent.
@@ -142,17 +152,13 @@ fn array_at<'a>(
     key: &str,
     path: &dyn Fn() -> String,
 ) -> Result<&'a mut Vec<Value>, String> {
-    match parent
-        .entry(key)
-        .or_insert_with(|| Value::Array(Vec::new()))
-    {
-        Value::Array(array) => Ok(array),
-        other => Err(format!(
-            "{}.{key} is {}, expected an array",
-            path(),
-            kind_of(other)
-        )),
-    }
+    child_at(
+        parent,
+        key,
+        path,
+        || Value::Array(Vec::new()),
+        Value::as_array_mut,
+    )
 }
 
 /// Serialises a k8s-openapi value we insert; these types always serialise.
@@ -515,6 +521,23 @@ mod tests {
         assert_eq!(terms[1]["matchExpressions"][0], wanted);
         assert_eq!(terms[1]["matchFields"][0]["key"], "metadata.name");
         assert_eq!(mutate(&mut pod, &[0], &s), Ok(false));
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_a_conflict_naming_its_path() {
+        let mut pod =
+            json!({"spec": {"containers": [{"name": "app", "resources": {"limits": []}}]}});
+        let err = mutate(&mut pod, &[0], &Settings::default()).unwrap_err();
+        assert_eq!(
+            err,
+            "container \"app\": resources.limits is an array, expected an object"
+        );
+        let s = settings(json!({"mountMethod": "k8s-host-path"}));
+        let mut pod = json!({"spec": {"volumes": {}, "containers": [{"name": "app"}]}});
+        assert_eq!(
+            mutate(&mut pod, &[0], &s).unwrap_err(),
+            "spec.volumes is an object, expected an array"
+        );
     }
 
     #[test]
