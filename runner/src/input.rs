@@ -70,3 +70,70 @@ pub fn admission_request(kind: &str, api_version: &str, object: Value) -> Value 
         "object": object,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_from_every_accepted_shape() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": []}});
+        let wrapped = request_from_document(pod.clone()).unwrap();
+        assert_eq!(wrapped["operation"], "CREATE");
+        assert_eq!(
+            wrapped["kind"],
+            json!({"group": "", "version": "v1", "kind": "Pod"})
+        );
+        assert_eq!(wrapped["namespace"], "ns");
+        assert_eq!(wrapped["object"], pod);
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment"});
+        assert_eq!(
+            request_from_document(deployment).unwrap()["kind"]["group"],
+            "apps"
+        );
+        let review = json!({"request": wrapped.clone()});
+        assert_eq!(request_from_document(review).unwrap(), wrapped);
+        assert_eq!(request_from_document(wrapped.clone()).unwrap(), wrapped);
+        let err = request_from_document(json!({"hello": 1})).unwrap_err();
+        assert!(err.starts_with("expected a Kubernetes manifest"), "{err}");
+    }
+
+    #[test]
+    fn settings_from_a_file_or_a_cluster_admission_policy() {
+        let dir = std::env::temp_dir().join(format!("runner-input-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let plain = write("plain.yaml", "mountMethod: k8s-host-path\n");
+        assert_eq!(
+            read_settings(&plain).unwrap(),
+            json!({"mountMethod": "k8s-host-path"})
+        );
+        let policy = write(
+            "cap.yaml",
+            "kind: ClusterAdmissionPolicy\nspec:\n  settings:\n    resourceName: example.com/x\n",
+        );
+        assert_eq!(
+            read_settings(&policy).unwrap(),
+            json!({"resourceName": "example.com/x"})
+        );
+        let empty = write("empty.yaml", "");
+        assert_eq!(read_settings(&empty).unwrap(), json!({}));
+        let list = write("list.yaml", "- a\n");
+        assert!(
+            read_settings(&list)
+                .unwrap_err()
+                .contains("settings must be a mapping")
+        );
+        let broken = write("broken.yaml", "a: [");
+        assert!(
+            read_settings(&broken)
+                .unwrap_err()
+                .contains("is not valid YAML or JSON")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
