@@ -320,7 +320,7 @@ impl Settings {
     }
 
     fn validate_init_container(&self) -> Result<(), String> {
-        let init = self.init_container.clone().unwrap_or_default();
+        let init = self.init_container();
         let Some(image) = &init.image else {
             return Err("initContainer.image: required with mountMethod \"k8s-init-container\": the image that holds the agents, e.g. initContainer: {image: ghcr.io/example/agents:1.0}".into());
         };
@@ -376,15 +376,23 @@ impl Settings {
         self.agent_directories.as_deref().unwrap_or_default()
     }
 
-    /// The init container's settings (defaults when the block is absent).
-    pub fn init_container(&self) -> InitContainerSettings {
-        self.init_container.clone().unwrap_or_default()
+    /// The init container's settings (all unset when the block is absent).
+    pub fn init_container(&self) -> &InitContainerSettings {
+        const UNSET: &InitContainerSettings = &InitContainerSettings {
+            image: None,
+            source_path: None,
+            name: None,
+            resources: None,
+            security_context: None,
+            size_limit: None,
+        };
+        self.init_container.as_ref().unwrap_or(UNSET)
     }
 
     /// The init container's name: `initContainer.name`, else `<volumeName>-init`.
     pub fn init_container_name(&self) -> String {
-        match self.init_container.as_ref().and_then(|i| i.name.clone()) {
-            Some(name) => name,
+        match &self.init_container().name {
+            Some(name) => name.clone(),
             None => format!("{}-init", self.volume_name()),
         }
     }
