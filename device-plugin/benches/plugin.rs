@@ -12,7 +12,7 @@ use runner::build::workspace_root;
 use runner::report::{machine, write_section};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use support::{FakeKubelet, Node, Plugin};
+use support::{FakeKubelet, registered_plugin};
 
 /// Sequential `Allocate` calls measured.
 const ALLOCATIONS: usize = 5000;
@@ -48,10 +48,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 }
 
 async fn allocation_and_memory(out: &mut String) {
-    let node = Node::new();
-    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
-    let plugin = Plugin::start(&node, &[]);
-    kubelet.registered(Duration::from_secs(10)).await;
+    let (node, _kubelet, plugin) = registered_plugin(&[]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle = status_kib(plugin.child.id(), "VmRSS");
     let mut client = DevicePluginClient::new(uds::connect(&node.socket()).await.unwrap());
@@ -101,10 +98,7 @@ async fn allocation_and_memory(out: &mut String) {
 }
 
 async fn reregistration(out: &mut String, mode: &str) {
-    let node = Node::new();
-    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
-    let _plugin = Plugin::start(&node, &["--watch", mode]);
-    kubelet.registered(Duration::from_secs(10)).await;
+    let (_node, mut kubelet, _plugin) = registered_plugin(&["--watch", mode]).await;
     let mut times = Vec::with_capacity(RESTARTS);
     for _ in 0..RESTARTS {
         let dir = kubelet.die().await;

@@ -17,8 +17,7 @@ use runner::view::{SeenMount, container_views, requests_resource};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-use support::{FakeKubelet, Node, Plugin};
+use support::{Node, registered_plugin};
 
 /// Where the agents appear in containers under every method.
 const MOUNT_PATH: &str = "/var/odigos";
@@ -201,7 +200,7 @@ fn expected_files(node: &Node, dirs: &[&str]) -> Files {
 
 #[tokio::test]
 async fn every_method_gives_each_container_the_same_read_only_view() {
-    let node = Node::new();
+    let (node, _kubelet, _plugin) = registered_plugin(&[]).await;
     for (file, content) in [
         ("python/opentelemetry/__init__.py", "py"),
         ("nodejs-community/index.js", "js"),
@@ -209,9 +208,6 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
         std::fs::create_dir_all(node.agents().join(file).parent().unwrap()).unwrap();
         std::fs::write(node.agents().join(file), content).unwrap();
     }
-    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
-    let _plugin = Plugin::start(&node, &[]);
-    kubelet.registered(Duration::from_secs(10)).await;
 
     let host = PolicyHost::load(&ensure_built().unwrap()).unwrap();
     let request = read_request(&workspace_root().join("test_data/pod_typical.json")).unwrap();

@@ -9,7 +9,7 @@ use agent_mount_device_plugin::api::{
 };
 use agent_mount_device_plugin::uds;
 use std::time::{Duration, Instant};
-use support::{FakeKubelet, Node, Plugin, Seen, wait_for_file};
+use support::{FakeKubelet, Node, Plugin, Seen, registered_plugin, wait_for_file};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -57,10 +57,7 @@ async fn registers_then_streams_the_full_healthy_list() {
 
 #[tokio::test]
 async fn allocate_mounts_the_agent_directory_read_only_for_every_container() {
-    let node = Node::new();
-    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
-    let _plugin = Plugin::start(&node, &[]);
-    kubelet.registered(STARTUP).await;
+    let (node, _kubelet, _plugin) = registered_plugin(&[]).await;
     let mut client = client(&node).await;
     let expected = Mount {
         container_path: "/var/odigos".into(),
@@ -110,10 +107,7 @@ async fn allocate_mounts_the_agent_directory_read_only_for_every_container() {
 
 #[tokio::test]
 async fn a_thousand_concurrent_allocations_are_all_answered() {
-    let node = Node::new();
-    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
-    let _plugin = Plugin::start(&node, &[]);
-    kubelet.registered(STARTUP).await;
+    let (node, _kubelet, _plugin) = registered_plugin(&[]).await;
     let client = client(&node).await;
     let calls: Vec<_> = (0..1000)
         .map(|_| {
@@ -164,10 +158,7 @@ async fn grpc_health_and_the_probe_subcommand_report_serving() {
 
 #[tokio::test]
 async fn twenty_kubelet_restarts_each_cause_exactly_one_registration() {
-    let node = Node::new();
-    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
-    let _plugin = Plugin::start(&node, &[]);
-    kubelet.registered(STARTUP).await;
+    let (_node, mut kubelet, _plugin) = registered_plugin(&[]).await;
     for restart in 1..=20 {
         kubelet = kubelet.restart().await;
         let started = Instant::now();
@@ -187,10 +178,7 @@ async fn twenty_kubelet_restarts_each_cause_exactly_one_registration() {
 
 #[tokio::test]
 async fn poll_mode_reregisters_exactly_once_within_a_second() {
-    let node = Node::new();
-    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
-    let _plugin = Plugin::start(&node, &["--watch", "poll"]);
-    kubelet.registered(STARTUP).await;
+    let (_node, mut kubelet, _plugin) = registered_plugin(&["--watch", "poll"]).await;
     for restart in 1..=3 {
         kubelet = kubelet.restart().await;
         kubelet.registered(REREGISTER_WITHIN).await;
@@ -204,10 +192,7 @@ async fn poll_mode_reregisters_exactly_once_within_a_second() {
 
 #[tokio::test]
 async fn a_dropped_stream_causes_one_registration() {
-    let node = Node::new();
-    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
-    let _plugin = Plugin::start(&node, &[]);
-    kubelet.registered(STARTUP).await;
+    let (_node, mut kubelet, _plugin) = registered_plugin(&[]).await;
     kubelet.list_with(Some("Healthy"), STARTUP).await;
     kubelet.drop_streams();
     kubelet.registered(REREGISTER_WITHIN).await;
@@ -227,10 +212,7 @@ async fn waits_for_a_kubelet_that_is_absent_at_start() {
 
 #[tokio::test]
 async fn health_follows_the_agent_directory() {
-    let node = Node::new();
-    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
-    let _plugin = Plugin::start(&node, &[]);
-    kubelet.registered(STARTUP).await;
+    let (node, mut kubelet, _plugin) = registered_plugin(&[]).await;
     kubelet.list_with(Some("Healthy"), STARTUP).await;
     std::fs::remove_dir_all(node.agents()).unwrap();
     kubelet
@@ -244,10 +226,7 @@ async fn health_follows_the_agent_directory() {
 
 #[tokio::test]
 async fn sigterm_with_an_open_stream_sends_an_empty_list_and_removes_the_socket() {
-    let node = Node::new();
-    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
-    let mut plugin = Plugin::start(&node, &[]);
-    kubelet.registered(STARTUP).await;
+    let (node, mut kubelet, mut plugin) = registered_plugin(&[]).await;
     kubelet.list_with(Some("Healthy"), STARTUP).await;
     let started = Instant::now();
     plugin.terminate();

@@ -302,3 +302,12 @@ pub async fn wait_for_file(path: &Path, within: Duration) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A node, a fake kubelet and the plugin started with `extra` flags, once registered.
+pub async fn registered_plugin(extra: &[&str]) -> (Node, FakeKubelet, Plugin) {
+    let node = Node::new();
+    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
+    let plugin = Plugin::start(&node, extra);
+    kubelet.registered(Duration::from_secs(10)).await;
+    (node, kubelet, plugin)
+}
