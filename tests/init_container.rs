@@ -50,7 +50,7 @@ fn restricted_violations(container: &Value) -> Vec<String> {
     if sc["runAsNonRoot"] != true {
         out.push("runAsNonRoot must be true".into());
     }
-    if !sc["runAsUser"].as_i64().is_some_and(|uid| uid > 0) {
+    if sc["runAsUser"].as_i64().is_none_or(|uid| uid <= 0) {
         out.push("runAsUser must be a non-zero number".into());
     }
     if !matches!(
@@ -87,10 +87,8 @@ fn restricted_violations(container: &Value) -> Vec<String> {
     {
         out.push("hostPort".into());
     }
-    if let Some(profile) = sc["appArmorProfile"]["type"].as_str() {
-        if profile == "Unconfined" {
-            out.push("appArmorProfile Unconfined".into());
-        }
+    if sc["appArmorProfile"]["type"] == "Unconfined" {
+        out.push("appArmorProfile Unconfined".into());
     }
     if sc.get("procMount").is_some_and(|p| p != "Default") {
         out.push("procMount".into());
