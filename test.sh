@@ -21,4 +21,12 @@ export KUBERNETES_VALIDATE="$PWD/.venv/bin/kubernetes-validate"
 cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
 ls -l target/wasm32-wasip1/policy/agent_mount.wasm
 
-cargo test --workspace --locked
+log=$(mktemp)
+set +e
+cargo test --workspace --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole workspace, summed over every test binary.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "summary: %d passed, %d failed\n", passed, failed }' "$log"
+rm -f "$log"
+exit "$status"

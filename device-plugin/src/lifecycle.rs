@@ -160,6 +160,12 @@ impl Lifecycle {
         }
     }
 
+    /// Schedules the next attempt after a failure, doubling the delay up to [`BACKOFF_MAX`].
+    fn back_off(&mut self) {
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
     /// The kubelet closed a stream: if it belongs to the current registration, register again.
     fn stream_closed(&mut self, closed: StreamClosed) {
         if closed.id >= self.first_current_stream && !self.pending {
@@ -175,6 +181,9 @@ impl Lifecycle {
     /// Brings the world in line: serve if our socket is gone, register if owed.
     async fn reconcile(&mut self) {
         let socket = self.config.socket_path();
+        if self.generation.is_none() && Instant::now() < self.next_attempt {
+            return; // serving failed last time: wait out the backoff
+        }
         if !self.generation.as_ref().is_some_and(|g| g.owns(&socket)) {
             // The kubelet deletes every socket in the directory when it starts.
             if let Some(old) = self.generation.take() {
@@ -187,8 +196,8 @@ impl Lifecycle {
                     self.pending = true;
                 }
                 Err(e) => {
-                    tracing::error!(socket = %socket.display(), error = %e, "cannot serve the plugin socket");
-                    self.next_attempt = Instant::now() + self.backoff;
+                    tracing::error!(socket = %socket.display(), error = %e, retry_in = ?self.backoff, "cannot serve the plugin socket");
+                    self.back_off();
                     return;
                 }
             }
@@ -219,8 +228,7 @@ impl Lifecycle {
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?self.backoff, "registration failed");
-                self.next_attempt = Instant::now() + self.backoff;
-                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                self.back_off();
             }
         }
     }

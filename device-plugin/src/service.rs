@@ -231,7 +231,7 @@ impl DevicePlugin for DevicePluginService {
                 "unknown device ID {id:?}: this plugin advertises {}-0 to {}-{}",
                 self.devices.prefix,
                 self.devices.prefix,
-                self.devices.count - 1
+                self.devices.count.saturating_sub(1)
             )));
         }
         let container_responses = requests
