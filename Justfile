@@ -56,4 +56,4 @@ demo:
 # Benchmarks: policy (wasm vs native) and device plugin; results in BENCHMARKS.md.
 bench:
     cargo bench --locked -p runner --bench policy
-    cargo bench --locked -p agent-mount-device-plugin --bench plugin
+    cargo bench --locked -p agent-mount-node --bench plugin

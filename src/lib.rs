@@ -7,7 +7,6 @@ pub mod mutate;
 pub mod response;
 pub mod select;
 pub mod settings;
-pub mod syntax;
 
 use kubewarden_policy_sdk::protocol_version_guest;
 use kubewarden_policy_sdk::wapc_guest::prelude::{CallResult, register_function};

@@ -4,16 +4,13 @@
 //! fails with an opaque serde message: errors name the key path, the bad value
 //! and what is allowed.
 
-use crate::syntax;
+use agent_mount_common::syntax;
 use k8s_openapi::api::core::v1::{ResourceRequirements, SecurityContext};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-/// Default extended resource the device plugin advertises.
-pub const DEFAULT_RESOURCE_NAME: &str = "instrumentation.odigos.io/generic";
-/// Default agent directory on the node, and default mount path in containers.
-pub const DEFAULT_HOST_PATH: &str = "/var/odigos";
+pub use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
 /// Default name of the volume the policy adds.
 pub const DEFAULT_VOLUME_NAME: &str = "odigos-agent";
 /// Default annotation that lists the containers to instrument.

@@ -1,7 +1,7 @@
 //! The device plugin binary: parse flags, set up logging, run the plugin or the probe.
 
-use agent_mount_device_plugin::config::{Cli, Command, LogFormat};
-use agent_mount_device_plugin::{lifecycle, probe};
+use agent_mount_node::config::{Cli, Command, LogFormat};
+use agent_mount_node::{lifecycle, probe};
 use clap::Parser;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;

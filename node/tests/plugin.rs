@@ -2,12 +2,12 @@
 
 mod support;
 
-use agent_mount_device_plugin::api::device_plugin_client::DevicePluginClient;
-use agent_mount_device_plugin::api::{
+use agent_mount_node::api::device_plugin_client::DevicePluginClient;
+use agent_mount_node::api::{
     AllocateRequest, ContainerAllocateRequest, Mount, PreStartContainerRequest,
     PreferredAllocationRequest,
 };
-use agent_mount_device_plugin::uds;
+use agent_mount_node::uds;
 use std::time::{Duration, Instant};
 use support::{FakeKubelet, Node, Plugin, Seen, registered_plugin, wait_for_file};
 use tonic_health::pb::HealthCheckRequest;
@@ -130,7 +130,7 @@ async fn grpc_health_and_the_probe_subcommand_report_serving() {
     let mut kubelet = FakeKubelet::start(&node.plugin_dir());
     let plugin_dir = node.plugin_dir();
     let probe = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_agent-mount-device-plugin"))
+        std::process::Command::new(env!("CARGO_BIN_EXE_agent-mount-node"))
             .arg("--plugin-dir")
             .arg(&plugin_dir)
             .args(["probe", "--timeout", "2s"])

@@ -1,12 +1,12 @@
 //! Test support: a fake kubelet that behaves like the real one, and the plugin binary under test.
 #![allow(dead_code)] // each test crate uses its own subset
 
-use agent_mount_device_plugin::api::device_plugin_client::DevicePluginClient;
-use agent_mount_device_plugin::api::registration_server::{Registration, RegistrationServer};
-use agent_mount_device_plugin::api::{
+use agent_mount_node::api::device_plugin_client::DevicePluginClient;
+use agent_mount_node::api::registration_server::{Registration, RegistrationServer};
+use agent_mount_node::api::{
     DevicePluginOptions, Empty, ListAndWatchResponse, RegisterRequest,
 };
-use agent_mount_device_plugin::uds;
+use agent_mount_node::uds;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -245,7 +245,7 @@ pub struct Plugin {
 impl Plugin {
     /// Starts the plugin for `node` with extra flags.
     pub fn start(node: &Node, extra: &[&str]) -> Plugin {
-        let child = Command::new(env!("CARGO_BIN_EXE_agent-mount-device-plugin"))
+        let child = Command::new(env!("CARGO_BIN_EXE_agent-mount-node"))
             .arg("--plugin-dir")
             .arg(node.plugin_dir())
             .arg("--host-path")

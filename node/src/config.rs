@@ -1,7 +1,7 @@
 //! Command-line flags, each with an environment variable, and their validation.
 
-use agent_mount::settings::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
-use agent_mount::syntax;
+use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
+use agent_mount_common::syntax;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

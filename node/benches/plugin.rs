@@ -5,9 +5,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use agent_mount_device_plugin::api::device_plugin_client::DevicePluginClient;
-use agent_mount_device_plugin::api::{AllocateRequest, ContainerAllocateRequest};
-use agent_mount_device_plugin::uds;
+use agent_mount_node::api::device_plugin_client::DevicePluginClient;
+use agent_mount_node::api::{AllocateRequest, ContainerAllocateRequest};
+use agent_mount_node::uds;
 use runner::build::workspace_root;
 use runner::report::{machine, write_section};
 use std::fmt::Write as _;
@@ -70,7 +70,7 @@ async fn allocation_and_memory(out: &mut String) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = status_kib(plugin.child.id(), "VmRSS");
     let peak = status_kib(plugin.child.id(), "VmHWM");
-    let size = std::fs::metadata(env!("CARGO_BIN_EXE_agent-mount-device-plugin"))
+    let size = std::fs::metadata(env!("CARGO_BIN_EXE_agent-mount-node"))
         .unwrap()
         .len();
     writeln!(out, "| figure | value |\n|---|---:|").unwrap();
@@ -118,7 +118,7 @@ fn main() {
         .build()
         .unwrap();
     let mut out = String::new();
-    writeln!(out, "Measured by `cargo bench -p agent-mount-device-plugin --bench plugin` (release build) on {}.\n", machine()).unwrap();
+    writeln!(out, "Measured by `cargo bench -p agent-mount-node --bench plugin` (release build) on {}.\n", machine()).unwrap();
     runtime.block_on(async {
         allocation_and_memory(&mut out).await;
         reregistration(&mut out, "auto").await;

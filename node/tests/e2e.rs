@@ -7,9 +7,9 @@
 
 mod support;
 
-use agent_mount_device_plugin::api::device_plugin_client::DevicePluginClient;
-use agent_mount_device_plugin::api::{AllocateRequest, ContainerAllocateRequest};
-use agent_mount_device_plugin::uds;
+use agent_mount_node::api::device_plugin_client::DevicePluginClient;
+use agent_mount_node::api::{AllocateRequest, ContainerAllocateRequest};
+use agent_mount_node::uds;
 use runner::build::{ensure_built, workspace_root};
 use runner::host::PolicyHost;
 use runner::input::read_request;
