@@ -11,6 +11,7 @@
     )
 )]
 
+pub mod quantity;
 pub mod syntax;
 
 /// Default extended resource the device plugin advertises and the policy requests.

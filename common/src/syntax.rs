@@ -78,16 +78,34 @@ pub fn extended_resource_name(value: &str) -> Result<(), String> {
 
 /// An absolute, normalised path other than `/`: no `.` or `..` segment, no `//`, no trailing `/`.
 pub fn absolute_path(value: &str) -> Result<(), String> {
-    let allowed = "expected an absolute, normalised path such as /var/odigos (starting with '/', no '.' or '..' segments, no '//', no trailing '/', not '/' itself)";
-    let Some(rest) = value.strip_prefix('/') else {
-        return Err(allowed.into());
-    };
-    let ok = !rest.is_empty()
-        && !value.contains('\0')
-        && rest
-            .split('/')
-            .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
-    if ok { Ok(()) } else { Err(allowed.into()) }
+    if value != "/" && is_normalised_absolute(value) {
+        Ok(())
+    } else {
+        Err("expected an absolute, normalised path such as /var/odigos (starting with '/', no '.' or '..' segments, no '//', no trailing '/', not '/' itself)".into())
+    }
+}
+
+/// An absolute, normalised path, `/` included (e.g. the root of an image).
+pub fn absolute_path_or_root(value: &str) -> Result<(), String> {
+    if is_normalised_absolute(value) {
+        Ok(())
+    } else {
+        Err("expected an absolute, normalised path such as /instrumentations or / (starting with '/', no '.' or '..' segments, no '//', no trailing '/' except for '/' itself)".into())
+    }
+}
+
+/// `/`, or `/` followed by non-empty segments that are neither `.` nor `..`.
+fn is_normalised_absolute(value: &str) -> bool {
+    match value.strip_prefix('/') {
+        Some("") => true,
+        Some(rest) => {
+            !value.contains('\0')
+                && rest
+                    .split('/')
+                    .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
+        }
+        None => false,
+    }
 }
 
 /// A single path segment, used as a sub-directory name and a `subPath`.
@@ -99,23 +117,28 @@ pub fn path_segment(value: &str) -> Result<(), String> {
     }
 }
 
-/// A resource quantity such as `128Mi`, `500m` or `1.5G`.
+/// A resource quantity by the Kubernetes grammar, such as `128Mi`, `500m`, `1.5G`, `1e3` or `+1Gi`.
 pub fn quantity(value: &str) -> Result<(), String> {
-    const SUFFIXES: [&str; 14] = [
-        "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti",
-    ];
-    let digits_end = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
-    let (number, suffix) = value.split_at(digits_end);
-    let number_ok = !number.is_empty()
-        && number.chars().filter(|&c| c == '.').count() <= 1
-        && number.chars().any(|c| c.is_ascii_digit());
-    let suffix_ok = SUFFIXES.contains(&suffix) || suffix == "Pi" || suffix == "Ei";
-    if number_ok && suffix_ok {
+    crate::quantity::parse(value)
+        .map(|_| ())
+        .map_err(|e| format!("expected a Kubernetes quantity such as 64Mi, 1Gi, 500m or 1e3 ({e})"))
+}
+
+/// A CSI driver name, as the CSIDriver object and the kubelet accept it: at most 63
+/// lowercase alphanumerics, `-` and `.`, starting and ending alphanumeric.
+pub fn csi_driver_name(value: &str) -> Result<(), String> {
+    let lower_alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let ends_ok = |b: Option<u8>| b.is_some_and(lower_alnum);
+    let ok = value.len() <= MAX_LABEL_LEN
+        && value
+            .bytes()
+            .all(|b| lower_alnum(b) || b == b'-' || b == b'.')
+        && ends_ok(value.bytes().next())
+        && ends_ok(value.bytes().last());
+    if ok {
         Ok(())
     } else {
-        Err("expected a Kubernetes quantity such as 64Mi, 1Gi or 500M".into())
+        Err("expected a CSI driver name such as odigos.csi.driver (at most 63 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)".into())
     }
 }
 
@@ -187,11 +210,46 @@ mod tests {
     #[case::milli("100m", true)]
     #[case::plain("2", true)]
     #[case::decimal("1.5G", true)]
+    #[case::exponent("1e3", true)]
+    #[case::capital_exponent("2E-3", true)]
+    #[case::signed("+1Gi", true)]
+    #[case::leading_dot(".5", true)]
+    #[case::trailing_dot("5.", true)]
+    #[case::exa("1E", true)]
+    #[case::nano("100n", true)]
     #[case::bad_suffix("12XB", false)]
+    #[case::lone_e("1e", false)]
+    #[case::lone_dot(".", false)]
+    #[case::empty("", false)]
     #[case::no_number("Mi", false)]
     #[case::two_dots("1.2.3", false)]
     fn quantities(#[case] value: &str, #[case] ok: bool) {
         assert_eq!(quantity(value).is_ok(), ok, "{value}");
+    }
+
+    #[test]
+    fn root_is_allowed_only_where_asked() {
+        assert!(absolute_path_or_root("/").is_ok());
+        assert!(absolute_path_or_root("/instrumentations").is_ok());
+        assert!(absolute_path_or_root("/a/").is_err());
+        assert!(absolute_path_or_root("a").is_err());
+        assert!(absolute_path("/").is_err());
+    }
+
+    #[rstest]
+    #[case::odigos("odigos.csi.driver", true)]
+    #[case::dashes("agent-mount.example.com", true)]
+    #[case::single("a", true)]
+    #[case::longest(&"a".repeat(63), true)]
+    #[case::too_long(&"a".repeat(64), false)]
+    #[case::uppercase("Odigos.csi.driver", false)]
+    #[case::underscore("odigos_csi", false)]
+    #[case::slash("odigos/csi", false)]
+    #[case::leading_dot(".odigos", false)]
+    #[case::trailing_dash("odigos-", false)]
+    #[case::empty("", false)]
+    fn csi_driver_names(#[case] value: &str, #[case] ok: bool) {
+        assert_eq!(csi_driver_name(value).is_ok(), ok, "{value}");
     }
 
     #[test]
