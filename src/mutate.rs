@@ -6,103 +6,277 @@
 //! aborts the whole mutation with a message saying what to fix; the caller then
 //! accepts the pod unchanged.
 
-use crate::settings::{MountMethod, NodeLabel, Settings};
+use crate::settings::{AgentMounts, Method, NodeLabel, Settings, SettingsError};
 use k8s_openapi::api::core::v1::{
-    Capabilities, EmptyDirVolumeSource, HostPathVolumeSource, NodeSelectorRequirement,
-    ResourceRequirements, SeccompProfile, SecurityContext, VolumeMount,
+    CSIVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, ImageVolumeSource,
+    NodeSelectorRequirement, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
-/// The copy script of the init container; it takes its paths as arguments: `src dst [dir...]`.
-pub const COPY_SCRIPT: &str = r#"set -e; src=$1; dst=$2; shift 2; if [ $# -eq 0 ]; then cp -R "$src"/. "$dst"/; else for d in "$@"; do mkdir -p "$dst/$d"; cp -R "$src/$d"/. "$dst/$d"/; done; fi"#;
-/// `$0` of the copy script, shown by `ps` and in error messages.
-pub const COPY_SCRIPT_NAME: &str = "agent-mount-copy";
-/// Where the init container mounts the emptyDir it fills.
-pub const COPY_TARGET: &str = "/agent-mount-target";
-/// Non-root user of the init container; numeric, because the kubelet refuses
-/// `runAsNonRoot` for images whose user is unset, root or a name.
-pub const COPY_USER: i64 = 65532;
+/// The `volumeAttributes` of the CSI volume, so the node plugin knows what it serves.
+pub const CSI_VOLUME_ATTRIBUTES: [(&str, &str); 1] = [("type", "instrumentation")];
+/// Longest pod-supplied text a message repeats.
+pub const MAX_ECHO: usize = 200;
+/// The three container lists of a pod spec.
+pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
 type Object = Map<String, Value>;
 
-/// Adds what `settings.mount_method` needs for the `containers` (indices into
+/// Why the policy left a pod unchanged; each message says how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// A field the policy adds to has another JSON type.
+    #[error(
+        "{path} is {found}, expected {expected}: fix that field in the pod's manifest (agent-mount adds to it)"
+    )]
+    WrongType {
+        /// Where, e.g. `spec.volumes`.
+        path: String,
+        /// What it is.
+        found: &'static str,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// A container already requests the resource at another amount.
+    #[error(
+        "container {container:?} already sets resources.{field}[{resource:?}] to {found}, and agent-mount needs \"1\": set it to \"1\" or remove it, or leave the container out with the {annotation:?} annotation"
+    )]
+    ResourceAmount {
+        /// The container.
+        container: String,
+        /// `limits` or `requests`.
+        field: &'static str,
+        /// The extended resource.
+        resource: String,
+        /// The amount found.
+        found: String,
+        /// The selection annotation.
+        annotation: String,
+    },
+    /// A volume of our name with another source.
+    #[error(
+        "the pod already has a volume {name:?} with another source ({found}); agent-mount needs {wanted}: rename that volume, or choose a free name with the volumeName setting"
+    )]
+    ForeignVolume {
+        /// The volume name.
+        name: String,
+        /// Its source.
+        found: String,
+        /// Ours.
+        wanted: String,
+    },
+    /// The pod mounts our volume name without declaring it; creating it would hand that mount the agents.
+    #[error(
+        "{list} entry {container:?} mounts volume {volume:?} at {mount_path:?}, but the pod declares no such volume: agent-mount would create it, and that mount would become a view of the agents it does not control. Remove that mount, or choose another name with the volumeName setting"
+    )]
+    MountOfMissingVolume {
+        /// The container list.
+        list: &'static str,
+        /// The container.
+        container: String,
+        /// The volume name.
+        volume: String,
+        /// Where it is mounted.
+        mount_path: String,
+    },
+    /// Something other than our read-only mount sits at our mount path.
+    #[error(
+        "container {container:?} already mounts {found} at {mount_path:?}, where agent-mount mounts volume {volume:?} read-only{sub_path}: make that mount exactly ours, remove it, choose another mountPath, or leave the container out with the {annotation:?} annotation"
+    )]
+    MountAtOurPath {
+        /// The container.
+        container: String,
+        /// The mount found there.
+        found: String,
+        /// The path.
+        mount_path: String,
+        /// Our volume.
+        volume: String,
+        /// `, subPath "<dir>"`, or empty.
+        sub_path: String,
+        /// The selection annotation.
+        annotation: String,
+    },
+    /// Our init container's name is taken by another container.
+    #[error(
+        "the pod already has a container named {name:?} in {list}, the name of agent-mount's copy init container: container names must be unique across containers, initContainers and ephemeralContainers; rename it, or set initContainer.name to a free name"
+    )]
+    ContainerName {
+        /// The name.
+        name: String,
+        /// The list that has it.
+        list: &'static str,
+    },
+    /// An init container of our name with another image.
+    #[error(
+        "the pod already has an init container {name:?} with image {found}, and agent-mount's uses {wanted:?}: rename that init container, or set initContainer.name to a free name"
+    )]
+    InitContainerImage {
+        /// The name.
+        name: String,
+        /// Its image.
+        found: String,
+        /// Ours.
+        wanted: String,
+    },
+    /// The settings could not be turned into the objects to insert.
+    #[error("internal error building what agent-mount inserts: {0}")]
+    Internal(#[from] SettingsError),
+}
+
+/// A pod-supplied value for a message, cut after [`MAX_ECHO`] characters.
+pub fn echo(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    shorten(&text)
+}
+
+/// `text` cut after [`MAX_ECHO`] characters, marked with an ellipsis.
+pub fn shorten(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO) {
+        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
+        None => text.to_string(),
+    }
+}
+
+/// Adds what the settings' method needs for the `containers` (sorted indices into
 /// `spec.containers`). Returns whether anything changed, or the conflict that stopped it.
-///
-/// The pod must have passed [`crate::select::container_names`].
-pub fn mutate(pod: &mut Value, containers: &[usize], settings: &Settings) -> Result<bool, String> {
+pub fn mutate(
+    pod: &mut Value,
+    containers: &[usize],
+    settings: &Settings,
+) -> Result<bool, Conflict> {
     let spec = pod
         .get_mut("spec")
         .and_then(Value::as_object_mut)
-        .ok_or("spec is not an object")?;
-    let mut changed = false;
-    match settings.mount_method {
-        MountMethod::VirtualDevice => {
-            for container in selected(spec, containers)? {
-                changed |= request_resource(container, settings)?;
-            }
-        }
-        MountMethod::HostPath => {
-            let source = HostPathVolumeSource {
-                path: settings.host_path().to_string(),
-                type_: None,
-            };
-            let volume = volume(settings, "hostPath", &source)?;
-            let is_ours =
-                |v: &Value| v.pointer("/hostPath/path") == Some(&json!(settings.host_path()));
-            changed |= add_volume(spec, volume, is_ours)?;
-            if let Some(label) = &settings.required_node_label {
-                changed |= require_node_label(spec, label)?;
-            }
-            for container in selected(spec, containers)? {
-                changed |= add_agent_mounts(container, settings)?;
-            }
-        }
-        MountMethod::InitContainer => {
-            let init = settings.init_container();
-            let source = EmptyDirVolumeSource {
-                medium: None,
-                size_limit: init.size_limit.clone().map(Quantity),
-            };
-            let volume = volume(settings, "emptyDir", &source)?;
-            changed |= add_volume(spec, volume, |v| {
-                v.get("emptyDir").is_some_and(Value::is_object)
-            })?;
-            changed |= add_init_container(spec, settings)?;
-            for container in selected(spec, containers)? {
-                changed |= add_agent_mounts(container, settings)?;
-            }
-        }
+        .ok_or_else(|| Conflict::WrongType {
+            path: "spec".into(),
+            found: "missing or not an object",
+            expected: "an object",
+        })?;
+    let annotation = &settings.containers_annotation;
+    let method = &settings.method;
+    let Some((volume, is_ours, mounts)) = volume(method)? else {
+        return request_resources(spec, containers, method, annotation);
+    };
+    let mut changed = add_volume(spec, volume, is_ours)?;
+    if let Method::InitContainer { copy, .. } = method {
+        let container = copy.container(&mounts.volume_name, &mounts.agent_directories)?;
+        changed |= add_init_container(spec, container)?;
+    }
+    if let Some(label) = node_label(method) {
+        changed |= require_node_label(spec, label)?;
+    }
+    let wanted = agent_mounts(method, mounts);
+    for container in selected(spec, containers)? {
+        changed |= add_agent_mounts(container, &wanted, annotation)?;
     }
     Ok(changed)
 }
 
+/// The node label the method ANDs into the affinity, if any.
+fn node_label(method: &Method) -> Option<&NodeLabel> {
+    match method {
+        Method::HostPath { node_label, .. }
+        | Method::CsiDriver { node_label, .. }
+        | Method::ImageVolume { node_label, .. } => node_label.as_ref(),
+        Method::VirtualDevice { .. } | Method::InitContainer { .. } => None,
+    }
+}
+
+/// A test of whether an existing volume of our name is the one we add.
+type IsOurs = Box<dyn Fn(&Value) -> bool>;
+
+/// The volume the method adds, how to recognise it in a pod that already has it, and
+/// its mounts; `None` for virtual-device, which adds no volume.
+fn volume(method: &Method) -> Result<Option<(Object, IsOurs, &AgentMounts)>, Conflict> {
+    let text_at = |pointer: &'static str, wanted: String| -> IsOurs {
+        Box::new(move |v: &Value| v.pointer(pointer).and_then(Value::as_str) == Some(&wanted))
+    };
+    let Some(mounts) = method.mounts() else {
+        return Ok(None);
+    };
+    let (kind, source, is_ours) = match method {
+        Method::VirtualDevice { .. } => return Ok(None),
+        Method::HostPath { host_path, .. } => (
+            "hostPath",
+            to_json(&HostPathVolumeSource {
+                path: host_path.clone(),
+                type_: None,
+            })?,
+            text_at("/hostPath/path", host_path.clone()),
+        ),
+        Method::InitContainer { copy, .. } => (
+            "emptyDir",
+            to_json(&EmptyDirVolumeSource {
+                medium: None,
+                size_limit: copy.size_limit.clone().map(Quantity),
+            })?,
+            Box::new(|v: &Value| v.get("emptyDir").is_some_and(Value::is_object)) as IsOurs,
+        ),
+        Method::CsiDriver { driver, .. } => (
+            "csi",
+            to_json(&CSIVolumeSource {
+                driver: driver.clone(),
+                read_only: Some(true),
+                volume_attributes: Some(
+                    CSI_VOLUME_ATTRIBUTES
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..CSIVolumeSource::default()
+            })?,
+            text_at("/csi/driver", driver.clone()),
+        ),
+        Method::ImageVolume { image, .. } => (
+            "image",
+            to_json(&ImageVolumeSource {
+                reference: Some(image.reference.clone()),
+                pull_policy: Some(image.pull_policy.as_str().into()),
+            })?,
+            text_at("/image/reference", image.reference.clone()),
+        ),
+    };
+    let mut volume = Map::new();
+    volume.insert("name".into(), json!(mounts.volume_name));
+    volume.insert(kind.into(), source);
+    Ok(Some((volume, is_ours, mounts)))
+}
+
 /// The selected entries of `spec.containers`, as objects.
-fn selected<'a>(spec: &'a mut Object, containers: &[usize]) -> Result<Vec<&'a mut Object>, String> {
-    let list = spec
-        .get_mut("containers")
-        .and_then(Value::as_array_mut)
-        .ok_or("spec.containers is not an array")?;
+fn selected<'a>(
+    spec: &'a mut Object,
+    containers: &[usize],
+) -> Result<Vec<&'a mut Object>, Conflict> {
+    let list = array_at(spec, "containers", &|| "spec".into())?;
     let mut out = Vec::with_capacity(containers.len());
     // One pass in pod order: selections are sorted, so this stays linear for large pods.
     let mut wanted = containers.iter().peekable();
     for (i, container) in list.iter_mut().enumerate() {
         if wanted.next_if_eq(&&i).is_some() {
-            out.push(
-                container
-                    .as_object_mut()
-                    .ok_or("a container is not an object")?,
-            );
+            let found = kind_of(container);
+            out.push(container.as_object_mut().ok_or(Conflict::WrongType {
+                path: format!("spec.containers[{i}]"),
+                found,
+                expected: "an object",
+            })?);
         }
     }
     Ok(out)
 }
 
 /// The container's name, for messages.
-fn name_of(container: &Object) -> &str {
-    container.get("name").and_then(Value::as_str).unwrap_or("?")
+fn name_of(container: &Object) -> String {
+    container.get("name").map_or_else(
+        || "?".into(),
+        |n| n.as_str().map_or_else(|| echo(n), shorten),
+    )
 }
 
 /// A short type name of a JSON value, for messages.
@@ -125,10 +299,14 @@ fn child_at<'a, T>(
     path: &dyn Fn() -> String,
     empty: fn() -> Value,
     as_mut: fn(&mut Value) -> Option<&mut T>,
-) -> Result<&'a mut T, String> {
+) -> Result<&'a mut T, Conflict> {
     let value = parent.entry(key).or_insert_with(empty);
     let (found, expected) = (kind_of(value), kind_of(&empty()));
-    as_mut(value).ok_or_else(|| format!("{}.{key} is {found}, expected {expected}", path()))
+    as_mut(value).ok_or_else(|| Conflict::WrongType {
+        path: format!("{}.{key}", path()),
+        found,
+        expected,
+    })
 }
 
 /// The object under `key`, inserted empty when absent.
@@ -136,7 +314,7 @@ fn object_at<'a>(
     parent: &'a mut Object,
     key: &str,
     path: &dyn Fn() -> String,
-) -> Result<&'a mut Object, String> {
+) -> Result<&'a mut Object, Conflict> {
     child_at(
         parent,
         key,
@@ -151,7 +329,7 @@ fn array_at<'a>(
     parent: &'a mut Object,
     key: &str,
     path: &dyn Fn() -> String,
-) -> Result<&'a mut Vec<Value>, String> {
+) -> Result<&'a mut Vec<Value>, Conflict> {
     child_at(
         parent,
         key,
@@ -162,17 +340,40 @@ fn array_at<'a>(
 }
 
 /// Serialises a k8s-openapi value we insert; these types always serialise.
-fn to_json<T: Serialize>(value: &T) -> Result<Value, String> {
-    serde_json::to_value(value)
-        .map_err(|e| format!("internal error serialising an inserted object: {e}"))
+fn to_json<T: Serialize>(value: &T) -> Result<Value, Conflict> {
+    serde_json::to_value(value).map_err(|e| {
+        Conflict::Internal(SettingsError::Malformed {
+            key: "volume".into(),
+            message: e.to_string(),
+        })
+    })
 }
 
-/// virtual-device: `resourceName: "1"` in the container's limits and requests.
-fn request_resource(container: &mut Object, settings: &Settings) -> Result<bool, String> {
-    let resource = settings.resource_name();
-    let name = name_of(container).to_string();
-    let path = || format!("container {name:?}");
-    let resources = object_at(container, "resources", &path)?;
+/// virtual-device: the extended resource on every selected container.
+fn request_resources(
+    spec: &mut Object,
+    containers: &[usize],
+    method: &Method,
+    annotation: &str,
+) -> Result<bool, Conflict> {
+    let Method::VirtualDevice { resource_name } = method else {
+        return Ok(false);
+    };
+    let mut changed = false;
+    for container in selected(spec, containers)? {
+        changed |= request_resource(container, resource_name, annotation)?;
+    }
+    Ok(changed)
+}
+
+/// virtual-device: `resource: "1"` in the container's limits and requests.
+fn request_resource(
+    container: &mut Object,
+    resource: &str,
+    annotation: &str,
+) -> Result<bool, Conflict> {
+    let name = name_of(container);
+    let resources = object_at(container, "resources", &|| format!("container {name:?}"))?;
     let mut changed = false;
     for field in ["limits", "requests"] {
         let list = object_at(resources, field, &|| {
@@ -185,117 +386,181 @@ fn request_resource(container: &mut Object, settings: &Settings) -> Result<bool,
             }
             Some(Value::String(one)) if one == "1" => {}
             Some(other) => {
-                return Err(format!(
-                    "container {name:?} already sets resources.{field}[{resource:?}] to {other}, and agent-mount needs \"1\": set it to \"1\" or remove it, or leave the container out with the {:?} annotation",
-                    settings.containers_annotation
-                ));
+                return Err(Conflict::ResourceAmount {
+                    container: name,
+                    field,
+                    resource: resource.to_string(),
+                    found: echo(other),
+                    annotation: annotation.to_string(),
+                });
             }
         }
     }
     Ok(changed)
 }
 
-/// The volume `{name: <volumeName>, <kind>: <source>}`.
-///
-/// Built from the typed source rather than a typed `Volume`: `Volume`'s serialiser
-/// covers every volume type (and, through ephemeral volumes, timestamps), which
-/// would add a third to the `.wasm`.
-fn volume<T: Serialize>(settings: &Settings, kind: &str, source: &T) -> Result<Object, String> {
-    let mut volume = Map::new();
-    volume.insert("name".into(), json!(settings.volume_name()));
-    volume.insert(kind.into(), to_json(source)?);
-    Ok(volume)
+/// Every entry of the three container lists, with its list's name; entries that are not objects are skipped.
+fn all_containers(spec: &Object) -> impl Iterator<Item = (&'static str, &Object)> {
+    CONTAINER_LISTS.into_iter().flat_map(move |list| {
+        spec.get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .map(move |c| (list, c))
+    })
 }
 
-/// Adds `volume` unless a volume of that name exists; one with another source (`!is_ours`) is a conflict.
-fn add_volume(
-    spec: &mut Object,
-    volume: Object,
-    is_ours: impl Fn(&Value) -> bool,
-) -> Result<bool, String> {
+/// Adds `volume` unless a volume of that name exists; one with another source is a conflict.
+///
+/// Security: when the volume is created here, any mount of its name that the pod already
+/// has would silently become a (possibly writable) view of the agents, so that is a conflict.
+fn add_volume(spec: &mut Object, volume: Object, is_ours: IsOurs) -> Result<bool, Conflict> {
     let name = volume.get("name").cloned().unwrap_or_default();
     let volumes = array_at(spec, "volumes", &|| "spec".into())?;
-    match volumes.iter().find(|v| v.get("name") == Some(&name)) {
-        None => {
-            volumes.push(Value::Object(volume));
-            Ok(true)
+    if let Some(found) = volumes.iter().find(|v| v.get("name") == Some(&name)) {
+        return if is_ours(found) {
+            Ok(false)
+        } else {
+            Err(Conflict::ForeignVolume {
+                name: name.as_str().unwrap_or_default().to_string(),
+                found: echo(&without_name(found)),
+                wanted: without_name(&Value::Object(volume)).to_string(),
+            })
+        };
+    }
+    let mounts_of_name = all_containers(spec).find_map(|(list, container)| {
+        container
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|m| m.get("name") == Some(&name))
+            .map(|m| (list, name_of(container), m))
+    });
+    if let Some((list, container, mount)) = mounts_of_name {
+        return Err(Conflict::MountOfMissingVolume {
+            list,
+            container,
+            volume: name.as_str().unwrap_or_default().to_string(),
+            mount_path: mount
+                .get("mountPath")
+                .map_or_else(String::new, |p| shorten(p.as_str().unwrap_or_default())),
+        });
+    }
+    array_at(spec, "volumes", &|| "spec".into())?.push(Value::Object(volume));
+    Ok(true)
+}
+
+/// A volume without its name, for messages.
+fn without_name(volume: &Value) -> Value {
+    match volume {
+        Value::Object(v) => {
+            let mut v = v.clone();
+            v.remove("name");
+            Value::Object(v)
         }
-        Some(found) if is_ours(found) => Ok(false),
-        Some(found) => {
-            let without_name = |v: &Object| {
-                let mut v = v.clone();
-                v.remove("name");
-                Value::Object(v)
-            };
-            let has = found
-                .as_object()
-                .map(without_name)
-                .unwrap_or_else(|| found.clone());
-            Err(format!(
-                "the pod already has a volume {name} with another source ({has}); agent-mount needs {}: rename that volume, or choose a free name with the volumeName setting",
-                without_name(&volume)
-            ))
-        }
+        other => other.clone(),
     }
 }
 
 /// The read-only mounts of the agent volume: the whole directory, or one per agent directory.
-fn agent_mounts(settings: &Settings) -> Vec<VolumeMount> {
-    let mount = |mount_path: String, sub_path: Option<String>| VolumeMount {
-        name: settings.volume_name().to_string(),
+fn agent_mounts(method: &Method, mounts: &AgentMounts) -> Vec<VolumeMount> {
+    let sub_path = |dir: Option<&String>| match method {
+        Method::ImageVolume { image, .. } => image.sub_path(dir.map(String::as_str)),
+        _ => dir.cloned(),
+    };
+    let mount = |mount_path: String, dir: Option<&String>| VolumeMount {
+        name: mounts.volume_name.clone(),
         mount_path,
-        sub_path,
+        sub_path: sub_path(dir),
         read_only: Some(true),
         ..VolumeMount::default()
     };
-    let dirs = settings.agent_directories();
-    if dirs.is_empty() {
-        vec![mount(settings.mount_path().to_string(), None)]
+    if mounts.agent_directories.is_empty() {
+        vec![mount(mounts.mount_path.clone(), None)]
     } else {
-        dirs.iter()
-            .map(|dir| {
-                mount(
-                    format!("{}/{dir}", settings.mount_path()),
-                    Some(dir.clone()),
-                )
-            })
+        mounts
+            .agent_directories
+            .iter()
+            .map(|dir| mount(format!("{}/{dir}", mounts.mount_path), Some(dir)))
             .collect()
     }
 }
 
-/// host-path and init-container: adds each agent mount unless one exists at that path.
-fn add_agent_mounts(container: &mut Object, settings: &Settings) -> Result<bool, String> {
-    let name = name_of(container).to_string();
+/// A mount path with `//`, `.` segments and a trailing `/` removed, for comparison.
+pub fn normalise_path(path: &str) -> String {
+    let segments: Vec<&str> = path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    let joined = segments.join("/");
+    if path.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+/// Adds each agent mount unless exactly that mount exists; anything else at its path is a conflict.
+fn add_agent_mounts(
+    container: &mut Object,
+    wanted: &[VolumeMount],
+    annotation: &str,
+) -> Result<bool, Conflict> {
+    let name = name_of(container);
     let mounts = array_at(container, "volumeMounts", &|| format!("container {name:?}"))?;
-    let mut changed = false;
-    for wanted in agent_mounts(settings) {
-        let existing = mounts
-            .iter()
-            .find(|m| m.get("mountPath").and_then(Value::as_str) == Some(&wanted.mount_path));
-        match existing {
-            None => {
-                mounts.push(to_json(&wanted)?);
-                changed = true;
-            }
-            Some(found)
-                if found.get("name").and_then(Value::as_str) == Some(&wanted.name)
-                    && found.get("subPath").and_then(Value::as_str)
-                        == wanted.sub_path.as_deref() => {}
+    // One map of the existing mounts by normalised path keeps this linear in mounts + directories.
+    let existing: HashMap<String, &Value> = mounts
+        .iter()
+        .filter_map(|m| {
+            let path = m.get("mountPath").and_then(Value::as_str)?;
+            Some((normalise_path(path), m))
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for mount in wanted {
+        match existing.get(&normalise_path(&mount.mount_path)) {
+            None => missing.push(to_json(mount)?),
+            Some(found) if is_exactly(found, mount) => {}
             Some(found) => {
-                return Err(format!(
-                    "container {name:?} already mounts {found} at {:?}, where agent-mount mounts volume {:?}: remove that mount, choose another mountPath, or leave the container out with the {:?} annotation",
-                    wanted.mount_path, wanted.name, settings.containers_annotation
-                ));
+                return Err(Conflict::MountAtOurPath {
+                    container: name,
+                    found: echo(found),
+                    mount_path: mount.mount_path.clone(),
+                    volume: mount.name.clone(),
+                    sub_path: mount
+                        .sub_path
+                        .as_ref()
+                        .map_or_else(String::new, |s| format!(", subPath {s:?}")),
+                    annotation: annotation.to_string(),
+                });
             }
         }
     }
+    let changed = !missing.is_empty();
+    mounts.extend(missing);
     Ok(changed)
 }
 
-/// host-path: ANDs `key In [value]` into every required node selector term, or creates the one term.
+/// Whether an existing mount is exactly ours: our volume, read-only, our subPath.
+fn is_exactly(found: &Value, wanted: &VolumeMount) -> bool {
+    found.get("name").and_then(Value::as_str) == Some(&wanted.name)
+        && found.get("readOnly") == Some(&Value::Bool(true))
+        && found
+            .get("subPath")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            == wanted.sub_path.as_deref()
+}
+
+/// ANDs `key In [value]` into every required node selector term that selects something,
+/// or creates the one term when there is none.
 ///
-/// Never appends a term to existing ones: terms are ORed, so that would loosen the affinity.
-fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, String> {
+/// Never appends a term to existing ones: terms are ORed, so that would loosen the
+/// affinity. Empty terms match no node, and adding to one would make it match, so
+/// they are left alone.
+fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Conflict> {
     let requirement = to_json(&NodeSelectorRequirement {
         key: label.key.clone(),
         operator: "In".into(),
@@ -316,12 +581,22 @@ fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Stri
     }
     let mut changed = false;
     for (i, term) in terms.iter_mut().enumerate() {
-        let term = term
-            .as_object_mut()
-            .ok_or_else(|| format!("{terms_path}.nodeSelectorTerms[{i}] is not an object"))?;
-        let expressions = array_at(term, "matchExpressions", &|| {
-            format!("{terms_path}.nodeSelectorTerms[{i}]")
+        let path = || format!("{terms_path}.nodeSelectorTerms[{i}]");
+        let found = kind_of(term);
+        let term = term.as_object_mut().ok_or_else(|| Conflict::WrongType {
+            path: path(),
+            found,
+            expected: "an object",
         })?;
+        let selects = ["matchExpressions", "matchFields"].iter().any(|k| {
+            term.get(*k)
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+        });
+        if !selects {
+            continue;
+        }
+        let expressions = array_at(term, "matchExpressions", &path)?;
         if !expressions.contains(&requirement) {
             expressions.push(requirement.clone());
             changed = true;
@@ -330,230 +605,33 @@ fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Stri
     Ok(changed)
 }
 
-/// The hardened default securityContext of the copy container; it passes PSA `restricted`.
-fn default_security_context() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        run_as_non_root: Some(true),
-        run_as_user: Some(COPY_USER),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            localhost_profile: None,
-        }),
-        ..SecurityContext::default()
-    }
-}
-
-/// The default resources of the copy container: cpu 100m, memory 128Mi, as requests and limits.
-fn default_resources() -> ResourceRequirements {
-    let amounts = BTreeMap::from([
-        ("cpu".to_string(), Quantity("100m".into())),
-        ("memory".to_string(), Quantity("128Mi".into())),
-    ]);
-    ResourceRequirements {
-        limits: Some(amounts.clone()),
-        requests: Some(amounts),
-        ..ResourceRequirements::default()
-    }
-}
-
-/// Merges `overrides` into `base`: objects key by key, anything else replaced.
-fn merge(base: &mut Value, overrides: &Value) {
-    match (base, overrides) {
-        (Value::Object(base), Value::Object(overrides)) => {
-            for (key, value) in overrides {
-                merge(base.entry(key).or_insert(Value::Null), value);
-            }
-        }
-        (base, value) => *base = value.clone(),
-    }
-}
-
-/// The init container's command: the copy script with its arguments.
-pub fn copy_command(settings: &Settings) -> Vec<String> {
-    let init = settings.init_container();
-    let source = init
-        .source_path
-        .as_deref()
-        .unwrap_or(crate::settings::DEFAULT_SOURCE_PATH);
-    let mut command = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        COPY_SCRIPT.to_string(),
-        COPY_SCRIPT_NAME.to_string(),
-        source.to_string(),
-        COPY_TARGET.to_string(),
-    ];
-    command.extend(settings.agent_directories().iter().cloned());
-    command
-}
-
-/// The init container that copies the agents from the image into the volume.
+/// init-container: puts the copy container first in `initContainers`, unless it is there.
 ///
-/// Assembled from typed parts rather than a typed `Container`, whose serialiser
-/// covers probes, lifecycle hooks and every other container field.
-pub fn copy_container(settings: &Settings) -> Result<Object, String> {
-    let init = settings.init_container();
-    // The settings' resources and securityContext were checked to be valid Kubernetes
-    // objects when the settings were loaded; they are inserted as given.
-    let resources = match &init.resources {
-        Some(resources) => resources.clone(),
-        None => to_json(&default_resources())?,
-    };
-    let mut security = to_json(&default_security_context())?;
-    if let Some(overrides) = &init.security_context {
-        merge(&mut security, overrides);
-    }
-    let target = VolumeMount {
-        name: settings.volume_name().to_string(),
-        mount_path: COPY_TARGET.to_string(),
-        ..VolumeMount::default()
-    };
-    let mut container = Map::new();
-    container.insert("name".into(), json!(settings.init_container_name()));
-    container.insert("image".into(), json!(init.image));
-    container.insert("command".into(), json!(copy_command(settings)));
-    container.insert("resources".into(), resources);
-    container.insert("securityContext".into(), security);
-    container.insert("volumeMounts".into(), json!([to_json(&target)?]));
-    Ok(container)
-}
-
-/// init-container: puts the copy container first in `initContainers`, unless one of that name exists.
-fn add_init_container(spec: &mut Object, settings: &Settings) -> Result<bool, String> {
-    let container = copy_container(settings)?;
-    let (name, image) = (container["name"].clone(), container["image"].clone());
-    let inits = array_at(spec, "initContainers", &|| "spec".into())?;
-    match inits.iter().find(|c| c.get("name") == Some(&name)) {
+/// Its name must be free in every container list: names are unique across all three.
+fn add_init_container(spec: &mut Object, container: Object) -> Result<bool, Conflict> {
+    let name = container.get("name").cloned().unwrap_or_default();
+    let image = container.get("image").cloned().unwrap_or_default();
+    let name_text = name.as_str().unwrap_or_default().to_string();
+    let clash = all_containers(spec).find(|(_, c)| c.get("name") == Some(&name));
+    match clash {
         None => {
+            let inits = array_at(spec, "initContainers", &|| "spec".into())?;
             // First, so the agents are in place before any other init container runs.
             inits.insert(0, Value::Object(container));
             Ok(true)
         }
-        Some(found) if found.get("image") == Some(&image) => Ok(false),
-        Some(found) => Err(format!(
-            "the pod already has an init container {name} with image {}, and agent-mount's uses {image}: rename that init container, or set initContainer.name to a free name",
-            found.get("image").unwrap_or(&Value::Null),
-        )),
+        Some(("initContainers", found)) if found.get("image") == Some(&image) => Ok(false),
+        Some(("initContainers", found)) => Err(Conflict::InitContainerImage {
+            name: name_text,
+            found: echo(found.get("image").unwrap_or(&Value::Null)),
+            wanted: image.as_str().unwrap_or_default().to_string(),
+        }),
+        Some((list, _)) => Err(Conflict::ContainerName {
+            name: name_text,
+            list,
+        }),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::settings;
-
-    fn settings(value: Value) -> Settings {
-        settings::parse(value).unwrap()
-    }
-
-    fn pod() -> Value {
-        json!({"spec": {"containers": [{"name": "app", "image": "app:1"}, {"name": "sidecar"}]}})
-    }
-
-    #[test]
-    fn virtual_device_sets_limits_and_requests() {
-        let mut pod = pod();
-        assert_eq!(mutate(&mut pod, &[0], &Settings::default()), Ok(true));
-        let resources = &pod["spec"]["containers"][0]["resources"];
-        assert_eq!(
-            resources["limits"]["instrumentation.odigos.io/generic"],
-            "1"
-        );
-        assert_eq!(
-            resources["requests"]["instrumentation.odigos.io/generic"],
-            "1"
-        );
-        assert!(pod["spec"]["containers"][1].get("resources").is_none());
-        assert!(pod["spec"].get("volumes").is_none());
-        assert_eq!(mutate(&mut pod, &[0], &Settings::default()), Ok(false));
-    }
-
-    #[test]
-    fn virtual_device_conflicting_amount() {
-        let mut pod = json!({"spec": {"containers": [{"name": "app",
-            "resources": {"limits": {"instrumentation.odigos.io/generic": "2"}}}]}});
-        let err = mutate(&mut pod, &[0], &Settings::default()).unwrap_err();
-        assert!(err.contains("container \"app\" already sets resources.limits[\"instrumentation.odigos.io/generic\"] to \"2\""), "{err}");
-    }
-
-    #[test]
-    fn host_path_per_directory_mounts() {
-        let s = settings(
-            json!({"mountMethod": "k8s-host-path", "agentDirectories": ["java", "python"]}),
-        );
-        let mut pod = pod();
-        assert_eq!(mutate(&mut pod, &[0], &s), Ok(true));
-        assert_eq!(
-            pod["spec"]["containers"][0]["volumeMounts"],
-            json!([
-                {"name": "odigos-agent", "mountPath": "/var/odigos/java", "subPath": "java", "readOnly": true},
-                {"name": "odigos-agent", "mountPath": "/var/odigos/python", "subPath": "python", "readOnly": true},
-            ])
-        );
-        assert_eq!(
-            pod["spec"]["volumes"],
-            json!([{"name": "odigos-agent", "hostPath": {"path": "/var/odigos"}}])
-        );
-    }
-
-    #[test]
-    fn node_label_is_anded_into_every_term() {
-        let s = settings(
-            json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": {"key": "agents", "value": "yes"}}),
-        );
-        let mut pod = pod();
-        pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
-            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
-        ]}}});
-        assert_eq!(mutate(&mut pod, &[0], &s), Ok(true));
-        let terms = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-            ["nodeSelectorTerms"];
-        let wanted = json!({"key": "agents", "operator": "In", "values": ["yes"]});
-        assert_eq!(terms.as_array().unwrap().len(), 2, "no OR term is added");
-        assert_eq!(terms[0]["matchExpressions"][1], wanted);
-        assert_eq!(terms[1]["matchExpressions"][0], wanted);
-        assert_eq!(terms[1]["matchFields"][0]["key"], "metadata.name");
-        assert_eq!(mutate(&mut pod, &[0], &s), Ok(false));
-    }
-
-    #[test]
-    fn a_field_of_the_wrong_type_is_a_conflict_naming_its_path() {
-        let mut pod =
-            json!({"spec": {"containers": [{"name": "app", "resources": {"limits": []}}]}});
-        let err = mutate(&mut pod, &[0], &Settings::default()).unwrap_err();
-        assert_eq!(
-            err,
-            "container \"app\": resources.limits is an array, expected an object"
-        );
-        let s = settings(json!({"mountMethod": "k8s-host-path"}));
-        let mut pod = json!({"spec": {"volumes": {}, "containers": [{"name": "app"}]}});
-        assert_eq!(
-            mutate(&mut pod, &[0], &s).unwrap_err(),
-            "spec.volumes is an object, expected an array"
-        );
-    }
-
-    #[test]
-    fn security_overrides_merge_over_the_hardened_default() {
-        let s = settings(
-            json!({"mountMethod": "k8s-init-container", "initContainer": {
-            "image": "agents:1", "securityContext": {"runAsUser": 1000, "capabilities": {"add": ["CHOWN"]}}}}),
-        );
-        let container = copy_container(&s).unwrap();
-        let security = &container["securityContext"];
-        assert_eq!(security["runAsUser"], 1000);
-        assert_eq!(security["runAsNonRoot"], true);
-        assert_eq!(
-            security["capabilities"],
-            json!({"add": ["CHOWN"], "drop": ["ALL"]})
-        );
-        assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
-    }
-}
+mod tests;

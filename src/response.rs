@@ -4,14 +4,19 @@
 //! problem, a conflict included, accepts the pod unchanged with a warning, so that
 //! the policy never blocks workloads.
 
+use crate::select::listing;
 use crate::{mutate, select, settings};
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// HTTP code of a rejection: the object is not a pod.
 const BAD_REQUEST: u16 = 400;
+/// The audit annotation that records the decision, for pods created by controllers
+/// whose warnings nobody reads.
+pub const AUDIT_KEY: &str = "mutation";
 
 /// The `validate` payload: the policy settings and the AdmissionRequest.
 #[derive(Deserialize)]
@@ -39,18 +44,28 @@ struct GroupVersionKind {
     #[serde(default)]
     group: String,
     #[serde(default)]
+    version: String,
+    #[serde(default)]
     kind: String,
+}
+
+impl GroupVersionKind {
+    /// Only core `v1` Pods are mutated.
+    fn is_core_v1_pod(&self) -> bool {
+        self.group.is_empty() && self.version == "v1" && self.kind == "Pod"
+    }
 }
 
 /// Answers a `validate_settings` call: always a response, never an error.
 pub fn validate_settings(payload: &[u8]) -> SettingsValidationResponse {
-    let outcome = serde_json::from_slice::<Value>(payload)
-        .map_err(|e| format!("settings: not valid JSON: {e}"))
-        .and_then(|value| match value {
-            // The policy server sends `null` when spec.settings is omitted.
-            Value::Null => settings::parse(Value::Object(Default::default())),
-            value => settings::parse(value),
-        });
+    let outcome = match serde_json::from_slice::<Value>(payload) {
+        Err(e) => Err(format!("settings: not valid JSON: {e}")),
+        // The policy server sends `null` when spec.settings is omitted.
+        Ok(Value::Null) => Ok(()),
+        Ok(value) => settings::parse(value)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
     SettingsValidationResponse {
         valid: outcome.is_ok(),
         message: outcome.err(),
@@ -67,6 +82,10 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
             ));
         }
     };
+    let request = payload.request;
+    if request.operation != "CREATE" || !request.kind.is_core_v1_pod() {
+        return accept(None, Vec::new(), None);
+    }
     let settings = match payload.settings {
         Value::Null => Ok(settings::Settings::default()),
         value => settings::parse(value),
@@ -74,18 +93,28 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
     let settings = match settings {
         Ok(settings) => settings,
         Err(e) => {
-            let warning = format!("agent-mount: invalid policy settings, pod left unchanged: {e}");
-            return accept(None, vec![warning]);
+            let warning = format!(
+                "agent-mount: invalid policy settings, pod left unchanged: {e}; fix the ClusterAdmissionPolicy's spec.settings"
+            );
+            return accept(
+                None,
+                vec![warning],
+                Some("unchanged: invalid policy settings".into()),
+            );
         }
     };
-    let request = payload.request;
-    if request.operation != "CREATE" || request.kind.kind != "Pod" || !request.kind.group.is_empty()
-    {
-        return accept(None, Vec::new());
-    }
     let mut pod = request.object;
-    let selection = match select::container_names(&pod) {
-        Ok(names) => select::instrumented_containers(&pod, &names, &settings),
+    let (selection, names) = match select::container_names(&pod) {
+        Ok(names) => {
+            let selection = select::instrumented_containers(&pod, &names, &settings);
+            let chosen: Vec<&str> = selection
+                .containers
+                .iter()
+                .filter_map(|&i| names.get(i).copied())
+                .collect();
+            let chosen = listing(&chosen);
+            (selection, chosen)
+        }
         Err(e) => {
             return reject(format!(
                 "agent-mount: the object cannot be read as a pod: {e}"
@@ -94,25 +123,45 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
     };
     let mut warnings = selection.warnings;
     if selection.containers.is_empty() {
-        return accept(None, warnings);
+        return accept(
+            None,
+            warnings,
+            Some("unchanged: no container selected".into()),
+        );
     }
+    let method = settings.method.kind().as_str();
     match mutate::mutate(&mut pod, &selection.containers, &settings) {
-        Ok(true) => accept(Some(pod), warnings),
-        Ok(false) => accept(None, warnings),
+        Ok(true) => accept(
+            Some(pod),
+            warnings,
+            Some(format!("{method}: added the agents to containers {names}")),
+        ),
+        Ok(false) => accept(
+            None,
+            warnings,
+            Some(format!(
+                "unchanged: containers {names} already have the agents by {method}"
+            )),
+        ),
         Err(conflict) => {
+            let conflict = conflict.to_string();
             warnings.push(format!("agent-mount: pod left unchanged: {conflict}"));
-            accept(None, warnings)
+            accept(None, warnings, Some(format!("unchanged: {conflict}")))
         }
     }
 }
 
-fn accept(mutated_object: Option<Value>, warnings: Vec<String>) -> ValidationResponse {
+fn accept(
+    mutated_object: Option<Value>,
+    warnings: Vec<String>,
+    decision: Option<String>,
+) -> ValidationResponse {
     ValidationResponse {
         accepted: true,
         message: None,
         code: None,
         mutated_object,
-        audit_annotations: None,
+        audit_annotations: decision.map(|d| HashMap::from([(AUDIT_KEY.to_string(), d)])),
         warnings: (!warnings.is_empty()).then_some(warnings),
     }
 }

@@ -4,8 +4,30 @@
 //! every app container is instrumented except the `ignoredContainers` sidecars.
 //! Init and ephemeral containers are never selected.
 
+use crate::mutate::shorten;
 use crate::settings::Settings;
 use serde_json::Value;
+use std::collections::HashSet;
+
+/// How many names a warning lists before "and N more".
+pub const MAX_LISTED: usize = 10;
+
+/// Why an object cannot be read as a pod: the only reason a request is rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnreadablePod {
+    /// The object is not a JSON object.
+    #[error("the object is not a JSON object")]
+    NotAnObject,
+    /// `spec.containers` is missing or not an array.
+    #[error("spec.containers is missing or not an array")]
+    NoContainers,
+    /// A container is not an object.
+    #[error("spec.containers[{0}] is not an object")]
+    ContainerNotAnObject(usize),
+    /// A container has no string name.
+    #[error("spec.containers[{0}].name is missing or not a string")]
+    ContainerWithoutName(usize),
+}
 
 /// The containers to instrument, by index into `spec.containers`, and what the user should know.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -19,24 +41,24 @@ pub struct Selection {
 /// Reads the names of `spec.containers`, or says why the object is not a pod.
 ///
 /// This is the only check that rejects a request: everything past it is accepted.
-pub fn container_names(pod: &Value) -> Result<Vec<&str>, String> {
+pub fn container_names(pod: &Value) -> Result<Vec<&str>, UnreadablePod> {
     let containers = pod
         .as_object()
-        .ok_or("the object is not a JSON object")?
+        .ok_or(UnreadablePod::NotAnObject)?
         .get("spec")
         .and_then(|spec| spec.get("containers"))
         .and_then(Value::as_array)
-        .ok_or("spec.containers is missing or not an array")?;
+        .ok_or(UnreadablePod::NoContainers)?;
     containers
         .iter()
         .enumerate()
         .map(|(i, container)| {
             container
                 .as_object()
-                .ok_or_else(|| format!("spec.containers[{i}] is not an object"))?
+                .ok_or(UnreadablePod::ContainerNotAnObject(i))?
                 .get("name")
                 .and_then(Value::as_str)
-                .ok_or_else(|| format!("spec.containers[{i}].name is missing or not a string"))
+                .ok_or(UnreadablePod::ContainerWithoutName(i))
         })
         .collect()
 }
@@ -49,45 +71,88 @@ pub fn instrumented_containers(pod: &Value, names: &[&str], settings: &Settings)
     match annotation {
         None => Selection {
             containers: (0..names.len())
-                .filter(|&i| !settings.ignored_containers.iter().any(|c| c == names[i]))
+                .filter(|&i| {
+                    names
+                        .get(i)
+                        .is_some_and(|n| !settings.ignored_containers.contains(*n))
+                })
                 .collect(),
             warnings: Vec::new(),
         },
-        Some(Value::String(list)) => from_annotation(list, names, &settings.containers_annotation),
+        Some(Value::String(list)) => {
+            from_annotation(pod, list, names, &settings.containers_annotation)
+        }
         Some(other) => Selection {
             containers: Vec::new(),
             warnings: vec![format!(
-                "agent-mount: annotation {:?} must be a comma-separated string of container names, got {other}; no container was instrumented",
-                settings.containers_annotation
+                "agent-mount: annotation {:?} must be a comma-separated string of container names, got {}; no container was instrumented: set it to a string such as \"app,worker\"",
+                settings.containers_annotation,
+                crate::mutate::echo(other)
             )],
         },
     }
 }
 
-/// Selects exactly the containers the annotation lists, warning about names the pod lacks.
-fn from_annotation(list: &str, names: &[&str], annotation: &str) -> Selection {
-    let wanted: Vec<&str> = list
+/// The names joined by ", ", cut after [`MAX_LISTED`] with "and N more", each shortened.
+pub fn listing(names: &[&str]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(MAX_LISTED)
+        .map(|n| format!("{:?}", shorten(n)))
+        .collect();
+    match names.len().saturating_sub(MAX_LISTED) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
+/// Selects exactly the containers the annotation lists, warning about names it cannot select.
+fn from_annotation(pod: &Value, list: &str, names: &[&str], annotation: &str) -> Selection {
+    let wanted: HashSet<&str> = list
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .collect();
-    let unknown: Vec<&str> = wanted
+    let present: HashSet<&str> = names.iter().copied().collect();
+    let init_names: HashSet<&str> = ["initContainers", "ephemeralContainers"]
         .iter()
-        .copied()
-        .filter(|w| !names.contains(w))
+        .filter_map(|list| {
+            pod.pointer(&format!("/spec/{list}"))
+                .and_then(Value::as_array)
+        })
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
         .collect();
-    let warnings = if unknown.is_empty() {
-        Vec::new()
-    } else {
-        vec![format!(
-            "agent-mount: annotation {annotation:?} names containers that are not in the pod: {}; the pod's containers are: {}",
-            unknown.join(", "),
-            names.join(", ")
-        )]
-    };
+    // In annotation order, so the warning reads like the annotation.
+    let mut seen = HashSet::new();
+    let (mut other_lists, mut unknown) = (Vec::new(), Vec::new());
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if present.contains(name) || !seen.insert(name) {
+            continue;
+        }
+        if init_names.contains(name) {
+            other_lists.push(name);
+        } else {
+            unknown.push(name);
+        }
+    }
+    let mut warnings = Vec::new();
+    if !other_lists.is_empty() {
+        warnings.push(format!(
+            "agent-mount: annotation {annotation:?} names init or ephemeral containers ({}), which are never instrumented: list only entries of spec.containers",
+            listing(&other_lists)
+        ));
+    }
+    if !unknown.is_empty() {
+        warnings.push(format!(
+            "agent-mount: annotation {annotation:?} names containers that are not in the pod: {}; the pod's containers are {}: correct the names in the annotation",
+            listing(&unknown),
+            listing(names)
+        ));
+    }
     Selection {
         containers: (0..names.len())
-            .filter(|&i| wanted.contains(&names[i]))
+            .filter(|&i| names.get(i).is_some_and(|n| wanted.contains(n)))
             .collect(),
         warnings,
     }
@@ -116,6 +181,7 @@ mod tests {
     #[case::annotation_unknown_name_warns(Some(json!("app,ghost")), vec![0], 1)]
     #[case::annotation_empty_selects_none(Some(json!("")), vec![], 0)]
     #[case::annotation_init_container_not_selected(Some(json!("setup")), vec![], 1)]
+    #[case::annotation_repeats_a_name(Some(json!("app,app")), vec![0], 0)]
     #[case::annotation_not_a_string(Some(json!(["app"])), vec![], 1)]
     fn selection(
         #[case] annotation: Option<Value>,
@@ -135,13 +201,43 @@ mod tests {
     }
 
     #[rstest]
-    #[case::not_object(json!([1]), "not a JSON object")]
-    #[case::no_spec(json!({}), "spec.containers is missing")]
-    #[case::containers_not_array(json!({"spec": {"containers": {}}}), "not an array")]
-    #[case::container_not_object(json!({"spec": {"containers": [1]}}), "spec.containers[0] is not an object")]
-    #[case::name_missing(json!({"spec": {"containers": [{"image": "x"}]}}), "spec.containers[0].name is missing")]
-    fn unreadable_pods(#[case] pod: Value, #[case] expected: &str) {
-        let err = container_names(&pod).unwrap_err();
-        assert!(err.contains(expected), "{err}");
+    #[case::not_object(json!([1]), UnreadablePod::NotAnObject)]
+    #[case::no_spec(json!({}), UnreadablePod::NoContainers)]
+    #[case::containers_not_array(json!({"spec": {"containers": {}}}), UnreadablePod::NoContainers)]
+    #[case::container_not_object(json!({"spec": {"containers": [{"name": "a"}, 1]}}), UnreadablePod::ContainerNotAnObject(1))]
+    #[case::name_missing(json!({"spec": {"containers": [{"image": "x"}]}}), UnreadablePod::ContainerWithoutName(0))]
+    fn unreadable_pods(#[case] pod: Value, #[case] expected: UnreadablePod) {
+        assert_eq!(container_names(&pod), Err(expected));
+    }
+
+    #[test]
+    fn init_containers_named_by_the_annotation_are_explained() {
+        let pod = pod(Some(json!("setup")));
+        let names = container_names(&pod).unwrap();
+        let selection = instrumented_containers(&pod, &names, &Settings::default());
+        assert!(
+            selection.warnings[0]
+                .contains("init or ephemeral containers (\"setup\"), which are never instrumented"),
+            "{:?}",
+            selection.warnings
+        );
+    }
+
+    #[test]
+    fn warnings_list_at_most_ten_names_and_cut_long_values() {
+        let containers: Vec<Value> = (0..5000)
+            .map(|i| json!({"name": format!("c{i}")}))
+            .collect();
+        let long = "x".repeat(1_000_000);
+        let annotation = format!("{long},ghost1,ghost2");
+        let pod = json!({"metadata": {"annotations": {"agent-mount.io/containers": annotation}},
+            "spec": {"containers": containers}});
+        let names = container_names(&pod).unwrap();
+        let selection = instrumented_containers(&pod, &names, &Settings::default());
+        let warning = &selection.warnings[0];
+        assert!(warning.len() < 1200, "{} bytes", warning.len());
+        assert!(warning.contains("\"ghost1\", \"ghost2\""), "{warning}");
+        assert!(warning.contains("and 4990 more"), "{warning}");
+        assert!(warning.contains("correct the names"), "{warning}");
     }
 }

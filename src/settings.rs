@@ -1,21 +1,25 @@
-//! Policy settings: the keys of `spec.settings`, their defaults and their validation.
+//! Policy settings: the strict parse of `spec.settings` into one typed value per mount method.
 //!
-//! Every key is optional and the defaults are Odigos-compatible. Parsing never
-//! fails with an opaque serde message: errors name the key path, the bad value
-//! and what is allowed.
+//! Parsing has three steps. Serde reads the keys into [`RawSettings`], refusing unknown
+//! keys and naming the key path of a type error. [`Method::take`] then moves the keys
+//! the chosen method uses out of the raw settings, so a key left behind does not apply
+//! to that method: which key applies to which method is never listed by hand, it is
+//! what `take` does ([`applies_to`]). Last, every value is checked; errors name the key,
+//! the bad value and what is allowed.
 
+use crate::copy::CopyContainer;
 use agent_mount_common::syntax;
-use k8s_openapi::api::core::v1::{ResourceRequirements, SecurityContext};
+use agent_mount_common::{DEFAULT_CSI_DRIVER, DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use std::collections::BTreeSet;
 
-pub use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
 /// Default name of the volume the policy adds.
 pub const DEFAULT_VOLUME_NAME: &str = "odigos-agent";
 /// Default annotation that lists the containers to instrument.
 pub const DEFAULT_CONTAINERS_ANNOTATION: &str = "agent-mount.io/containers";
-/// Default directory of the agents inside the init container's image.
+/// Default directory of the agents inside an agents image.
 pub const DEFAULT_SOURCE_PATH: &str = "/instrumentations";
 /// Sidecars that are never instrumented unless the annotation names them.
 pub const DEFAULT_IGNORED_CONTAINERS: [&str; 6] = [
@@ -26,9 +30,13 @@ pub const DEFAULT_IGNORED_CONTAINERS: [&str; 6] = [
     "fluentd",
     "akeyless-init",
 ];
+/// Most `agentDirectories` entries: each is a mount on every instrumented container.
+pub const MAX_AGENT_DIRECTORIES: usize = 64;
+/// Most `ignoredContainers` entries.
+pub const MAX_IGNORED_CONTAINERS: usize = 256;
 
-/// How the agent directory reaches the containers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How the agent directory reaches the containers: the value of `mountMethod`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MountMethod {
     /// An extended resource; the device plugin mounts the host directory.
     #[default]
@@ -37,14 +45,20 @@ pub enum MountMethod {
     HostPath,
     /// An init container copies the agents from an image into an emptyDir.
     InitContainer,
+    /// An inline CSI volume; the CSI node plugin bind-mounts the host directory.
+    CsiDriver,
+    /// The agents image itself, mounted read-only as an image volume.
+    ImageVolume,
 }
 
 impl MountMethod {
     /// Every method, in the order the documentation lists them.
-    pub const ALL: [MountMethod; 3] = [
+    pub const ALL: [MountMethod; 5] = [
         MountMethod::VirtualDevice,
         MountMethod::HostPath,
         MountMethod::InitContainer,
+        MountMethod::CsiDriver,
+        MountMethod::ImageVolume,
     ];
 
     /// The settings value that selects this method.
@@ -53,14 +67,19 @@ impl MountMethod {
             MountMethod::VirtualDevice => "k8s-virtual-device",
             MountMethod::HostPath => "k8s-host-path",
             MountMethod::InitContainer => "k8s-init-container",
+            MountMethod::CsiDriver => "k8s-csi-driver",
+            MountMethod::ImageVolume => "k8s-image-volume",
         }
     }
 
     /// The allowed values, generated from [`MountMethod::ALL`], for error messages.
     pub fn allowed_values() -> String {
-        let names: Vec<&str> = Self::ALL.iter().map(|m| m.as_str()).collect();
-        names.join(", ")
+        join(MountMethod::ALL.map(MountMethod::as_str))
     }
+}
+
+fn join<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    items.into_iter().collect::<Vec<_>>().join(", ")
 }
 
 impl Serialize for MountMethod {
@@ -84,7 +103,57 @@ impl<'de> Deserialize<'de> for MountMethod {
     }
 }
 
-/// A node label that host-path pods must be scheduled on.
+/// When the kubelet pulls the agents image of an image volume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull only when the image is not on the node.
+    #[default]
+    IfNotPresent,
+    /// Pull at every pod start.
+    Always,
+    /// Never pull; the image must already be on the node.
+    Never,
+}
+
+impl PullPolicy {
+    const ALL: [PullPolicy; 3] = [
+        PullPolicy::IfNotPresent,
+        PullPolicy::Always,
+        PullPolicy::Never,
+    ];
+
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Always => "Always",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+impl Serialize for PullPolicy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PullPolicy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == value)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown value {value:?}, expected one of: {}",
+                    join(Self::ALL.map(PullPolicy::as_str))
+                ))
+            })
+    }
+}
+
+/// A node label that pods must be scheduled on.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeLabel {
@@ -94,10 +163,10 @@ pub struct NodeLabel {
     pub value: String,
 }
 
-/// Settings of the copy init container (`k8s-init-container` only).
+/// The `initContainer` block as given.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-pub struct InitContainerSettings {
+pub struct RawInitContainer {
     /// Image holding the agents; required for `k8s-init-container`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -107,7 +176,7 @@ pub struct InitContainerSettings {
     /// Init container name (default `<volumeName>-init`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Resources of the init container (default cpu 100m, memory 128Mi as requests and limits).
+    /// Resources of the init container, replacing the defaults.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<Value>,
     /// Fields merged over the hardened default securityContext.
@@ -118,102 +187,530 @@ pub struct InitContainerSettings {
     pub size_limit: Option<String>,
 }
 
-/// The policy settings, as given in a ClusterAdmissionPolicy's `spec.settings`.
-///
-/// Keys that apply to one method only are `Option`s, so that a key set for another
-/// method can be rejected instead of silently ignored.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+/// The `imageVolume` block as given.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-pub struct Settings {
+pub struct RawImageVolume {
+    /// The agents image; required for `k8s-image-volume`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// When the kubelet pulls it (default `IfNotPresent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
+    /// Where the agents sit inside the image (default `/instrumentations`; `/` allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_path: Option<String>,
+}
+
+/// The settings as given in a ClusterAdmissionPolicy's `spec.settings`: every key optional.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawSettings {
     /// How the agents reach the containers.
-    pub mount_method: MountMethod,
-    /// Extended resource requested by instrumented containers (virtual-device).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_method: Option<MountMethod>,
+    /// Extended resource requested by instrumented containers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_name: Option<String>,
-    /// Agent directory on the node (host-path).
+    /// Agent directory on the node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_path: Option<String>,
-    /// Where the agents appear in containers (host-path, init-container).
+    /// Where the agents appear in containers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mount_path: Option<String>,
-    /// Name of the added volume (host-path, init-container).
+    /// Name of the added volume.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume_name: Option<String>,
     /// Agent sub-directories to mount one by one; empty means the whole directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_directories: Option<Vec<String>>,
-    /// Node label required through node affinity (host-path).
+    /// Node label required through node affinity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub required_node_label: Option<NodeLabel>,
-    /// The copy init container (init-container).
+    /// The copy init container.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub init_container: Option<InitContainerSettings>,
+    pub init_container: Option<RawInitContainer>,
+    /// The CSI driver of the inline volume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csi_driver: Option<String>,
+    /// The agents image mounted as a volume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_volume: Option<RawImageVolume>,
     /// Containers never instrumented unless the annotation names them.
-    pub ignored_containers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored_containers: Option<Vec<String>>,
+    /// Pod annotation listing exactly the containers to instrument.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containers_annotation: Option<String>,
+}
+
+impl RawSettings {
+    /// Settings with every key set, nested keys included: the source of [`applies_to`]
+    /// and of the documentation checks.
+    pub fn every_key() -> RawSettings {
+        let text = || Some(String::from("x"));
+        RawSettings {
+            mount_method: Some(MountMethod::default()),
+            resource_name: text(),
+            host_path: text(),
+            mount_path: text(),
+            volume_name: text(),
+            agent_directories: Some(Vec::new()),
+            required_node_label: Some(NodeLabel {
+                key: "x".into(),
+                value: "x".into(),
+            }),
+            init_container: Some(RawInitContainer {
+                image: text(),
+                source_path: text(),
+                name: text(),
+                resources: Some(Value::Object(Default::default())),
+                security_context: Some(Value::Object(Default::default())),
+                size_limit: text(),
+            }),
+            csi_driver: text(),
+            image_volume: Some(RawImageVolume {
+                reference: text(),
+                pull_policy: Some(PullPolicy::default()),
+                source_path: text(),
+            }),
+            ignored_containers: Some(Vec::new()),
+            containers_annotation: text(),
+        }
+    }
+
+    /// The top-level keys that are set, in camelCase.
+    fn set_keys(&self) -> Vec<String> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A settings problem; the message names the key, the bad value and what is allowed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// The settings are not a mapping.
+    #[error(
+        "settings: expected a mapping of keys such as {{\"mountMethod\": \"k8s-host-path\"}}, got {0}"
+    )]
+    NotAMapping(String),
+    /// A key has the wrong type or is unknown (serde's words, with the key path).
+    #[error("{key}: {message}")]
+    Malformed {
+        /// The key path.
+        key: String,
+        /// What serde found wrong.
+        message: String,
+    },
+    /// A key set for a method it does not apply to.
+    #[error(
+        "{key}: not allowed with mountMethod {method:?}: it applies only to {applies_to}{hint}"
+    )]
+    NotForMethod {
+        /// The key.
+        key: String,
+        /// The chosen method.
+        method: &'static str,
+        /// The methods the key applies to.
+        applies_to: String,
+        /// Where the setting belongs instead, if anywhere.
+        hint: &'static str,
+    },
+    /// A key the chosen method needs is missing.
+    #[error("{key}: required with mountMethod {method:?}: {example}")]
+    Required {
+        /// The key.
+        key: &'static str,
+        /// The chosen method.
+        method: &'static str,
+        /// What to set, with an example.
+        example: &'static str,
+    },
+    /// A value breaks its rule.
+    #[error("{key}: invalid value {value:?}: {allowed}")]
+    Invalid {
+        /// The key path.
+        key: String,
+        /// The value as given.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// A list holds a value twice.
+    #[error("{key}: duplicate value {value:?}: each may be listed once")]
+    Duplicate {
+        /// The key path of the second occurrence.
+        key: String,
+        /// The repeated value.
+        value: String,
+    },
+    /// A list is longer than the policy allows.
+    #[error("{key}: {count} entries, at most {max} are allowed")]
+    TooMany {
+        /// The key.
+        key: &'static str,
+        /// How many were given.
+        count: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// A nested Kubernetes object has a key its type does not know.
+    #[error("{key}: unknown key: not a field of this Kubernetes object (check its spelling)")]
+    UnknownKey {
+        /// The key path.
+        key: String,
+    },
+}
+
+impl SettingsError {
+    /// An [`SettingsError::Invalid`] from a syntax rule's answer.
+    pub fn invalid(key: impl Into<String>, value: &str, allowed: impl Into<String>) -> Self {
+        SettingsError::Invalid {
+            key: key.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+/// What every volume-adding method shares: the volume's name and its read-only mounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentMounts {
+    /// Name of the added volume.
+    pub volume_name: String,
+    /// Where the agents appear in containers.
+    pub mount_path: String,
+    /// Sub-directories mounted one by one; empty: the whole directory.
+    pub agent_directories: Vec<String>,
+}
+
+/// The agents image of `k8s-image-volume`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageSource {
+    /// The image reference.
+    pub reference: String,
+    /// When the kubelet pulls it.
+    pub pull_policy: PullPolicy,
+    /// Where the agents sit inside the image.
+    pub source_path: String,
+}
+
+impl ImageSource {
+    /// The `subPath` of the agents inside the image volume: `sourcePath` without its
+    /// leading `/`, joined with `dir`; `None` for the image's root.
+    pub fn sub_path(&self, dir: Option<&str>) -> Option<String> {
+        let base = self.source_path.trim_start_matches('/');
+        match (base.is_empty(), dir) {
+            (true, None) => None,
+            (true, Some(dir)) => Some(dir.to_string()),
+            (false, None) => Some(base.to_string()),
+            (false, Some(dir)) => Some(format!("{base}/{dir}")),
+        }
+    }
+}
+
+/// The chosen method and everything it needs; keys of other methods cannot be represented.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Method {
+    /// `k8s-virtual-device`.
+    VirtualDevice {
+        /// The extended resource to request.
+        resource_name: String,
+    },
+    /// `k8s-host-path`.
+    HostPath {
+        /// The agent directory on the node.
+        host_path: String,
+        /// The volume and mounts.
+        mounts: AgentMounts,
+        /// A node label ANDed into the node affinity.
+        node_label: Option<NodeLabel>,
+    },
+    /// `k8s-init-container`.
+    InitContainer {
+        /// The volume and mounts.
+        mounts: AgentMounts,
+        /// The copy container.
+        copy: CopyContainer,
+    },
+    /// `k8s-csi-driver`.
+    CsiDriver {
+        /// The CSI driver name.
+        driver: String,
+        /// The volume and mounts.
+        mounts: AgentMounts,
+        /// A node label ANDed into the node affinity.
+        node_label: Option<NodeLabel>,
+    },
+    /// `k8s-image-volume`.
+    ImageVolume {
+        /// The agents image.
+        image: ImageSource,
+        /// The volume and mounts.
+        mounts: AgentMounts,
+        /// A node label ANDed into the node affinity.
+        node_label: Option<NodeLabel>,
+    },
+}
+
+impl Method {
+    /// Moves the keys `kind` uses out of `raw`, with their defaults; keys left in `raw`
+    /// do not apply to `kind`. Fails only when a required key is missing.
+    pub fn take(kind: MountMethod, raw: &mut RawSettings) -> Result<Method, SettingsError> {
+        let mut mounts = |default_mount_path: &str| AgentMounts {
+            volume_name: raw
+                .volume_name
+                .take()
+                .unwrap_or_else(|| DEFAULT_VOLUME_NAME.into()),
+            mount_path: raw
+                .mount_path
+                .take()
+                .unwrap_or_else(|| default_mount_path.into()),
+            agent_directories: raw.agent_directories.take().unwrap_or_default(),
+        };
+        Ok(match kind {
+            MountMethod::VirtualDevice => Method::VirtualDevice {
+                resource_name: raw
+                    .resource_name
+                    .take()
+                    .unwrap_or_else(|| DEFAULT_RESOURCE_NAME.into()),
+            },
+            MountMethod::HostPath => {
+                let host_path = raw
+                    .host_path
+                    .take()
+                    .unwrap_or_else(|| DEFAULT_HOST_PATH.into());
+                Method::HostPath {
+                    mounts: mounts(&host_path),
+                    host_path,
+                    node_label: raw.required_node_label.take(),
+                }
+            }
+            MountMethod::InitContainer => {
+                let mounts = mounts(DEFAULT_HOST_PATH);
+                let init = raw.init_container.take().unwrap_or_default();
+                let copy = CopyContainer::from_raw(init, &mounts.volume_name).ok_or(
+                    SettingsError::Required {
+                        key: "initContainer.image",
+                        method: kind.as_str(),
+                        example: "the image that holds the agents, e.g. initContainer: {image: ghcr.io/example/agents:1.0}",
+                    },
+                )?;
+                Method::InitContainer { mounts, copy }
+            }
+            MountMethod::CsiDriver => Method::CsiDriver {
+                mounts: mounts(DEFAULT_HOST_PATH),
+                driver: raw
+                    .csi_driver
+                    .take()
+                    .unwrap_or_else(|| DEFAULT_CSI_DRIVER.into()),
+                node_label: raw.required_node_label.take(),
+            },
+            MountMethod::ImageVolume => {
+                let mounts = mounts(DEFAULT_HOST_PATH);
+                let node_label = raw.required_node_label.take();
+                let given = raw.image_volume.take().unwrap_or_default();
+                let reference = given.reference.ok_or(SettingsError::Required {
+                    key: "imageVolume.reference",
+                    method: kind.as_str(),
+                    example: "the agents image to mount, e.g. imageVolume: {reference: ghcr.io/example/agents:1.0}",
+                })?;
+                Method::ImageVolume {
+                    image: ImageSource {
+                        reference,
+                        pull_policy: given.pull_policy.unwrap_or_default(),
+                        source_path: given
+                            .source_path
+                            .unwrap_or_else(|| DEFAULT_SOURCE_PATH.into()),
+                    },
+                    mounts,
+                    node_label,
+                }
+            }
+        })
+    }
+
+    /// The `mountMethod` this value is for.
+    pub fn kind(&self) -> MountMethod {
+        match self {
+            Method::VirtualDevice { .. } => MountMethod::VirtualDevice,
+            Method::HostPath { .. } => MountMethod::HostPath,
+            Method::InitContainer { .. } => MountMethod::InitContainer,
+            Method::CsiDriver { .. } => MountMethod::CsiDriver,
+            Method::ImageVolume { .. } => MountMethod::ImageVolume,
+        }
+    }
+
+    /// The volume and mounts, for every method that adds a volume.
+    pub fn mounts(&self) -> Option<&AgentMounts> {
+        match self {
+            Method::VirtualDevice { .. } => None,
+            Method::HostPath { mounts, .. }
+            | Method::InitContainer { mounts, .. }
+            | Method::CsiDriver { mounts, .. }
+            | Method::ImageVolume { mounts, .. } => Some(mounts),
+        }
+    }
+
+    /// Checks every value the method carries.
+    fn validate(&self) -> Result<(), SettingsError> {
+        // Method keys first: under host-path, mountPath defaults to hostPath and would
+        // otherwise take the blame for a bad hostPath.
+        self.validate_own_keys()?;
+        self.mounts().map_or(Ok(()), AgentMounts::validate)
+    }
+
+    fn validate_own_keys(&self) -> Result<(), SettingsError> {
+        match self {
+            Method::VirtualDevice { resource_name } => check(
+                "resourceName",
+                resource_name,
+                syntax::extended_resource_name,
+            ),
+            Method::HostPath {
+                host_path,
+                node_label,
+                ..
+            } => {
+                check("hostPath", host_path, syntax::absolute_path)?;
+                validate_node_label(node_label.as_ref())
+            }
+            Method::InitContainer { copy, .. } => copy.validate(),
+            Method::CsiDriver {
+                driver, node_label, ..
+            } => {
+                check("csiDriver", driver, syntax::csi_driver_name)?;
+                validate_node_label(node_label.as_ref())
+            }
+            Method::ImageVolume {
+                image, node_label, ..
+            } => {
+                check("imageVolume.reference", &image.reference, syntax::image)?;
+                check(
+                    "imageVolume.sourcePath",
+                    &image.source_path,
+                    syntax::absolute_path_or_root,
+                )?;
+                validate_node_label(node_label.as_ref())
+            }
+        }
+    }
+}
+
+impl AgentMounts {
+    fn validate(&self) -> Result<(), SettingsError> {
+        check("mountPath", &self.mount_path, syntax::absolute_path)?;
+        check("volumeName", &self.volume_name, syntax::dns_label)?;
+        check_list(
+            "agentDirectories",
+            &self.agent_directories,
+            MAX_AGENT_DIRECTORIES,
+            syntax::path_segment,
+        )
+    }
+}
+
+fn validate_node_label(label: Option<&NodeLabel>) -> Result<(), SettingsError> {
+    if let Some(label) = label {
+        check("requiredNodeLabel.key", &label.key, syntax::qualified_name)?;
+        check("requiredNodeLabel.value", &label.value, syntax::label_value)?;
+    }
+    Ok(())
+}
+
+/// The methods a top-level settings key applies to, derived from [`Method::take`].
+pub fn applies_to(key: &str) -> Vec<MountMethod> {
+    MountMethod::ALL
+        .into_iter()
+        .filter(|&kind| {
+            let mut raw = RawSettings::every_key();
+            let _ = Method::take(kind, &mut raw);
+            // Keys every method reads are taken by `Settings::from_raw`, not by `take`.
+            let common = ["mountMethod", "ignoredContainers", "containersAnnotation"];
+            common.contains(&key) || !raw.set_keys().iter().any(|k| k == key)
+        })
+        .collect()
+}
+
+/// The parsed policy settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// The mount method and its settings.
+    pub method: Method,
+    /// Containers never instrumented unless the annotation names them.
+    pub ignored_containers: BTreeSet<String>,
     /// Pod annotation listing exactly the containers to instrument.
     pub containers_annotation: String,
 }
 
 impl Default for Settings {
+    /// The Odigos-compatible defaults, the same as parsing `{}`.
     fn default() -> Self {
         Settings {
-            mount_method: MountMethod::default(),
-            resource_name: None,
-            host_path: None,
-            mount_path: None,
-            volume_name: None,
-            agent_directories: None,
-            required_node_label: None,
-            init_container: None,
-            ignored_containers: DEFAULT_IGNORED_CONTAINERS.map(String::from).to_vec(),
-            containers_annotation: DEFAULT_CONTAINERS_ANNOTATION.to_string(),
+            method: Method::VirtualDevice {
+                resource_name: DEFAULT_RESOURCE_NAME.into(),
+            },
+            ignored_containers: DEFAULT_IGNORED_CONTAINERS.map(String::from).into(),
+            containers_annotation: DEFAULT_CONTAINERS_ANNOTATION.into(),
         }
     }
 }
 
-/// Parses settings from JSON, naming the key path of any type or syntax error, then validates them.
-pub fn parse(value: Value) -> Result<Settings, String> {
-    // Serde would also read a struct from a JSON array; settings are always a mapping.
-    if !value.is_object() {
-        return Err(format!(
-            "settings: expected a mapping of keys such as {{\"mountMethod\": \"k8s-host-path\"}}, got {value}"
-        ));
-    }
-    let settings: Settings = deserialize_at(value, "")?;
-    settings.validate()?;
-    Ok(settings)
-}
-
-/// Deserialises `value` as `T`, prefixing errors with the key path below `prefix`.
-fn deserialize_at<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, String> {
-    // Deserialising from a `Value` (not text) keeps "at line 1 column 20" out of the message.
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        let full = match (prefix.is_empty(), path == ".") {
-            (true, true) => String::new(),
-            (true, false) => path,
-            (false, true) => prefix.to_string(),
-            (false, false) => format!("{prefix}.{path}"),
+impl Settings {
+    /// Turns raw settings into typed ones and checks every value.
+    pub fn from_raw(mut raw: RawSettings) -> Result<Settings, SettingsError> {
+        let kind = raw.mount_method.take().unwrap_or_default();
+        let ignored = raw.ignored_containers.take();
+        let containers_annotation = raw
+            .containers_annotation
+            .take()
+            .unwrap_or_else(|| DEFAULT_CONTAINERS_ANNOTATION.into());
+        let method = Method::take(kind, &mut raw)?;
+        if let Some(key) = raw.set_keys().into_iter().next() {
+            let applies_to = join(applies_to(&key).into_iter().map(MountMethod::as_str));
+            return Err(SettingsError::NotForMethod {
+                hint: misplaced_key_hint(&key, kind),
+                key,
+                method: kind.as_str(),
+                applies_to,
+            });
+        }
+        method.validate()?;
+        let ignored_containers = match ignored {
+            None => DEFAULT_IGNORED_CONTAINERS.map(String::from).into(),
+            Some(list) => {
+                check_list(
+                    "ignoredContainers",
+                    &list,
+                    MAX_IGNORED_CONTAINERS,
+                    syntax::dns_label,
+                )?;
+                list.into_iter().collect()
+            }
         };
-        let message = err.into_inner().to_string();
-        if full.is_empty() {
-            format!("settings: {message}")
-        } else {
-            format!("{full}: {message}")
-        }
-    })
+        check(
+            "containersAnnotation",
+            &containers_annotation,
+            syntax::qualified_name,
+        )?;
+        Ok(Settings {
+            method,
+            ignored_containers,
+            containers_annotation,
+        })
+    }
 }
 
-/// Checks a value with a syntax rule and words the error as "key: bad value: what is allowed".
-fn check(key: &str, value: &str, rule: fn(&str) -> Result<(), String>) -> Result<(), String> {
-    rule(value).map_err(|allowed| format!("{key}: invalid value {value:?}: {allowed}"))
-}
-
-/// What a method-specific key is for, when it is set under a method it does not apply to.
+/// Where a key set under the wrong method belongs instead.
 fn misplaced_key_hint(key: &str, method: MountMethod) -> &'static str {
     match (key, method) {
         ("hostPath" | "mountPath", MountMethod::VirtualDevice) => {
             "; under k8s-virtual-device the device plugin mounts the directory: set its --host-path and --container-path flags instead"
+        }
+        ("hostPath", MountMethod::CsiDriver) => {
+            "; under k8s-csi-driver the CSI node plugin mounts the directory: set its --agent-dir flag instead"
         }
         ("agentDirectories", MountMethod::VirtualDevice) => {
             "; the device plugin always mounts the whole directory"
@@ -226,173 +723,67 @@ fn misplaced_key_hint(key: &str, method: MountMethod) -> &'static str {
     }
 }
 
-impl Settings {
-    /// Settings keys that apply to some methods only, whether each is set, and where it applies.
-    fn method_specific_keys(&self) -> [(&'static str, bool, &'static [MountMethod]); 7] {
-        use MountMethod::*;
-        [
-            (
-                "resourceName",
-                self.resource_name.is_some(),
-                &[VirtualDevice],
-            ),
-            ("hostPath", self.host_path.is_some(), &[HostPath]),
-            (
-                "mountPath",
-                self.mount_path.is_some(),
-                &[HostPath, InitContainer],
-            ),
-            (
-                "volumeName",
-                self.volume_name.is_some(),
-                &[HostPath, InitContainer],
-            ),
-            (
-                "agentDirectories",
-                self.agent_directories.is_some(),
-                &[HostPath, InitContainer],
-            ),
-            (
-                "requiredNodeLabel",
-                self.required_node_label.is_some(),
-                &[HostPath],
-            ),
-            (
-                "initContainer",
-                self.init_container.is_some(),
-                &[InitContainer],
-            ),
-        ]
+/// Parses settings from JSON: the strict read, the method's keys, then every value.
+pub fn parse(value: Value) -> Result<Settings, SettingsError> {
+    // Serde would also read a struct from a JSON array; settings are always a mapping.
+    if !value.is_object() {
+        return Err(SettingsError::NotAMapping(value.to_string()));
     }
+    Settings::from_raw(deserialize_at(value, "")?)
+}
 
-    /// Validates every key; the error names the key, the bad value and what is allowed.
-    pub fn validate(&self) -> Result<(), String> {
-        for (key, is_set, applies_to) in self.method_specific_keys() {
-            if is_set && !applies_to.contains(&self.mount_method) {
-                let methods: Vec<&str> = applies_to.iter().map(|m| m.as_str()).collect();
-                return Err(format!(
-                    "{key}: not allowed with mountMethod {:?}: it applies only to {}{}",
-                    self.mount_method.as_str(),
-                    methods.join(", "),
-                    misplaced_key_hint(key, self.mount_method)
-                ));
-            }
-        }
-        if let Some(name) = &self.resource_name {
-            check("resourceName", name, syntax::extended_resource_name)?;
-        }
-        if let Some(path) = &self.host_path {
-            check("hostPath", path, syntax::absolute_path)?;
-        }
-        if let Some(path) = &self.mount_path {
-            check("mountPath", path, syntax::absolute_path)?;
-        }
-        if let Some(name) = &self.volume_name {
-            check("volumeName", name, syntax::dns_label)?;
-        }
-        for (i, dir) in self.agent_directories().iter().enumerate() {
-            check(&format!("agentDirectories[{i}]"), dir, syntax::path_segment)?;
-            if self.agent_directories()[..i].contains(dir) {
-                return Err(format!(
-                    "agentDirectories[{i}]: duplicate value {dir:?}: each directory may be listed once"
-                ));
-            }
-        }
-        if let Some(label) = &self.required_node_label {
-            check("requiredNodeLabel.key", &label.key, syntax::qualified_name)?;
-            check("requiredNodeLabel.value", &label.value, syntax::label_value)?;
-        }
-        for (i, name) in self.ignored_containers.iter().enumerate() {
-            check(&format!("ignoredContainers[{i}]"), name, syntax::dns_label)?;
-        }
-        check(
-            "containersAnnotation",
-            &self.containers_annotation,
-            syntax::qualified_name,
-        )?;
-        if self.mount_method == MountMethod::InitContainer {
-            self.validate_init_container()?;
-        }
-        Ok(())
-    }
-
-    fn validate_init_container(&self) -> Result<(), String> {
-        let init = self.init_container();
-        let Some(image) = &init.image else {
-            return Err("initContainer.image: required with mountMethod \"k8s-init-container\": the image that holds the agents, e.g. initContainer: {image: ghcr.io/example/agents:1.0}".into());
+/// Deserialises `value` as `T`, naming the key path below `prefix` in errors.
+pub fn deserialize_at<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, SettingsError> {
+    // Deserialising from a `Value` (not text) keeps "at line 1 column 20" out of the message.
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let key = match (prefix.is_empty(), path == ".") {
+            (true, true) => "settings".to_string(),
+            (true, false) => path,
+            (false, true) => prefix.to_string(),
+            (false, false) => format!("{prefix}.{path}"),
         };
-        check("initContainer.image", image, syntax::image)?;
-        if let Some(path) = &init.source_path {
-            check("initContainer.sourcePath", path, syntax::absolute_path)?;
+        SettingsError::Malformed {
+            key,
+            message: err.into_inner().to_string(),
         }
-        if let Some(name) = &init.name {
-            check("initContainer.name", name, syntax::dns_label)?;
-        }
-        if let Some(limit) = &init.size_limit {
-            check("initContainer.sizeLimit", limit, syntax::quantity)?;
-        }
-        if let Some(resources) = &init.resources {
-            typed_without_unknown_keys::<ResourceRequirements>(
-                resources,
-                "initContainer.resources",
-            )?;
-        }
-        if let Some(context) = &init.security_context {
-            typed_without_unknown_keys::<SecurityContext>(
-                context,
-                "initContainer.securityContext",
-            )?;
-        }
-        Ok(())
-    }
+    })
+}
 
-    /// The extended resource to request.
-    pub fn resource_name(&self) -> &str {
-        self.resource_name
-            .as_deref()
-            .unwrap_or(DEFAULT_RESOURCE_NAME)
-    }
+/// Checks a value with a syntax rule.
+pub fn check(
+    key: &str,
+    value: &str,
+    rule: fn(&str) -> Result<(), String>,
+) -> Result<(), SettingsError> {
+    rule(value).map_err(|allowed| SettingsError::invalid(key, value, allowed))
+}
 
-    /// The agent directory on the node.
-    pub fn host_path(&self) -> &str {
-        self.host_path.as_deref().unwrap_or(DEFAULT_HOST_PATH)
+/// Checks a list's length, each entry, and that no entry repeats, in n·log n.
+fn check_list(
+    key: &'static str,
+    list: &[String],
+    max: usize,
+    rule: fn(&str) -> Result<(), String>,
+) -> Result<(), SettingsError> {
+    if list.len() > max {
+        return Err(SettingsError::TooMany {
+            key,
+            count: list.len(),
+            max,
+        });
     }
-
-    /// Where the agents appear in containers: `mountPath`, else `hostPath`.
-    pub fn mount_path(&self) -> &str {
-        self.mount_path.as_deref().unwrap_or(self.host_path())
-    }
-
-    /// The name of the volume the policy adds.
-    pub fn volume_name(&self) -> &str {
-        self.volume_name.as_deref().unwrap_or(DEFAULT_VOLUME_NAME)
-    }
-
-    /// The agent sub-directories to mount one by one (empty: the whole directory).
-    pub fn agent_directories(&self) -> &[String] {
-        self.agent_directories.as_deref().unwrap_or_default()
-    }
-
-    /// The init container's settings (all unset when the block is absent).
-    pub fn init_container(&self) -> &InitContainerSettings {
-        const UNSET: &InitContainerSettings = &InitContainerSettings {
-            image: None,
-            source_path: None,
-            name: None,
-            resources: None,
-            security_context: None,
-            size_limit: None,
-        };
-        self.init_container.as_ref().unwrap_or(UNSET)
-    }
-
-    /// The init container's name: `initContainer.name`, else `<volumeName>-init`.
-    pub fn init_container_name(&self) -> String {
-        match &self.init_container().name {
-            Some(name) => name.clone(),
-            None => format!("{}-init", self.volume_name()),
+    let mut seen = BTreeSet::new();
+    for (i, entry) in list.iter().enumerate() {
+        check(&format!("{key}[{i}]"), entry, rule)?;
+        if !seen.insert(entry.as_str()) {
+            return Err(SettingsError::Duplicate {
+                key: format!("{key}[{i}]"),
+                value: entry.clone(),
+            });
         }
     }
+    Ok(())
 }
 
 /// Reads a nested Kubernetes object as `T`, rejecting keys that `T` does not know.
@@ -402,13 +793,14 @@ impl Settings {
 pub fn typed_without_unknown_keys<T: DeserializeOwned + Serialize>(
     value: &Value,
     key: &str,
-) -> Result<T, String> {
+) -> Result<T, SettingsError> {
     let typed: T = deserialize_at(value.clone(), key)?;
-    let round_trip = serde_json::to_value(&typed).map_err(|e| format!("{key}: {e}"))?;
+    let round_trip = serde_json::to_value(&typed).map_err(|e| SettingsError::Malformed {
+        key: key.to_string(),
+        message: e.to_string(),
+    })?;
     match first_unknown_key(value, &round_trip, key) {
-        Some(path) => Err(format!(
-            "{path}: unknown key: not a field of this Kubernetes object (check its spelling)"
-        )),
+        Some(key) => Err(SettingsError::UnknownKey { key }),
         None => Ok(typed),
     }
 }
@@ -434,129 +826,4 @@ fn first_unknown_key(given: &Value, known: &Value, path: &str) -> Option<String>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rstest::rstest;
-    use serde_json::json;
-
-    #[test]
-    fn empty_settings_are_the_odigos_defaults() {
-        let settings = parse(json!({})).unwrap();
-        assert_eq!(settings, Settings::default());
-        assert_eq!(settings.mount_method, MountMethod::VirtualDevice);
-        assert_eq!(
-            settings.resource_name(),
-            "instrumentation.odigos.io/generic"
-        );
-        assert_eq!(settings.host_path(), "/var/odigos");
-        assert_eq!(settings.mount_path(), "/var/odigos");
-        assert_eq!(settings.volume_name(), "odigos-agent");
-        assert_eq!(settings.init_container_name(), "odigos-agent-init");
-        assert!(
-            settings
-                .ignored_containers
-                .contains(&"istio-proxy".to_string())
-        );
-    }
-
-    #[test]
-    fn mount_path_defaults_to_host_path() {
-        let s = parse(json!({"mountMethod": "k8s-host-path", "hostPath": "/opt/agents"})).unwrap();
-        assert_eq!(s.mount_path(), "/opt/agents");
-        let s = parse(json!({"mountMethod": "k8s-host-path", "hostPath": "/opt/agents", "mountPath": "/agents"})).unwrap();
-        assert_eq!(s.mount_path(), "/agents");
-    }
-
-    #[test]
-    fn allowed_methods_are_generated_from_the_enum() {
-        for (i, method) in MountMethod::ALL.iter().enumerate() {
-            // A new variant must be added to ALL: as_str's match forces the author here.
-            assert_eq!(MountMethod::ALL.iter().position(|m| m == method), Some(i));
-            assert!(MountMethod::allowed_values().contains(method.as_str()));
-        }
-    }
-
-    #[rstest]
-    #[case::unknown_method(
-        json!({"mountMethod": "VirtualDevice"}),
-        "mountMethod: unknown value \"VirtualDevice\", expected one of: k8s-virtual-device, k8s-host-path, k8s-init-container"
-    )]
-    #[case::unknown_key(json!({"mountMetod": "k8s-host-path"}), "mountMetod: unknown field `mountMetod`")]
-    #[case::wrong_type(json!({"mountMethod": "k8s-host-path", "hostPath": 5}), "hostPath: invalid type: integer `5`, expected a string")]
-    #[case::relative_path(json!({"mountMethod": "k8s-host-path", "hostPath": "var/odigos"}), "hostPath: invalid value \"var/odigos\": expected an absolute")]
-    #[case::root_path(json!({"mountMethod": "k8s-host-path", "hostPath": "/"}), "hostPath: invalid value \"/\"")]
-    #[case::dotdot_path(json!({"mountMethod": "k8s-host-path", "mountPath": "/var/../etc"}), "mountPath: invalid value \"/var/../etc\"")]
-    #[case::bad_resource(json!({"resourceName": "generic"}), "resourceName: invalid value \"generic\": expected an extended resource name")]
-    #[case::kubernetes_io_resource(json!({"resourceName": "kubernetes.io/agents"}), "resourceName: invalid value \"kubernetes.io/agents\"")]
-    #[case::bad_volume(json!({"mountMethod": "k8s-host-path", "volumeName": "Odigos_Agent"}), "volumeName: invalid value \"Odigos_Agent\": expected a DNS-1123 label")]
-    #[case::slash_dir(json!({"mountMethod": "k8s-host-path", "agentDirectories": ["java", "a/b"]}), "agentDirectories[1]: invalid value \"a/b\"")]
-    #[case::duplicate_dir(json!({"mountMethod": "k8s-host-path", "agentDirectories": ["java", "java"]}), "agentDirectories[1]: duplicate value \"java\"")]
-    #[case::bad_label_key(json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": {"key": "bad key", "value": "x"}}), "requiredNodeLabel.key: invalid value \"bad key\"")]
-    #[case::bad_label_value(json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": {"key": "k", "value": "a b"}}), "requiredNodeLabel.value: invalid value \"a b\"")]
-    #[case::label_unknown_key(json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": {"key": "k", "value": "v", "op": "In"}}), "requiredNodeLabel.op: unknown field `op`, expected `key` or `value`")]
-    #[case::bad_ignored(json!({"ignoredContainers": ["Istio Proxy"]}), "ignoredContainers[0]: invalid value \"Istio Proxy\"")]
-    #[case::bad_annotation(json!({"containersAnnotation": "not a key"}), "containersAnnotation: invalid value \"not a key\"")]
-    #[case::host_path_under_virtual_device(json!({"hostPath": "/var/odigos"}), "hostPath: not allowed with mountMethod \"k8s-virtual-device\": it applies only to k8s-host-path; under k8s-virtual-device the device plugin mounts the directory: set its --host-path and --container-path flags instead")]
-    #[case::resource_under_host_path(json!({"mountMethod": "k8s-host-path", "resourceName": "example.com/x"}), "resourceName: not allowed with mountMethod \"k8s-host-path\"")]
-    #[case::label_under_virtual_device(json!({"requiredNodeLabel": {"key": "k", "value": "v"}}), "requiredNodeLabel: not allowed with mountMethod \"k8s-virtual-device\"")]
-    #[case::init_under_host_path(json!({"mountMethod": "k8s-host-path", "initContainer": {"image": "x"}}), "initContainer: not allowed with mountMethod \"k8s-host-path\": it applies only to k8s-init-container")]
-    #[case::init_image_missing(json!({"mountMethod": "k8s-init-container"}), "initContainer.image: required with mountMethod \"k8s-init-container\"")]
-    #[case::init_image_spaces(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a b"}}), "initContainer.image: invalid value \"a b\"")]
-    #[case::init_unknown_key(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a", "imagePullPolicy": "Always"}}), "initContainer.imagePullPolicy: unknown field `imagePullPolicy`, expected one of `image`")]
-    #[case::init_bad_source(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a", "sourcePath": "instrumentations"}}), "initContainer.sourcePath: invalid value \"instrumentations\"")]
-    #[case::init_bad_size(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a", "sizeLimit": "lots"}}), "initContainer.sizeLimit: invalid value \"lots\"")]
-    #[case::init_resources_unknown(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a", "resources": {"limit": {"cpu": "1"}}}}), "initContainer.resources.limit: unknown key")]
-    #[case::init_security_unknown(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a", "securityContext": {"capabilities": {"drp": ["ALL"]}}}}), "initContainer.securityContext.capabilities.drp: unknown key")]
-    #[case::init_security_wrong_type(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a", "securityContext": {"runAsUser": "root"}}}), "initContainer.securityContext.runAsUser: invalid type: string \"root\"")]
-    fn invalid_settings_name_key_value_and_allowed(
-        #[case] settings: Value,
-        #[case] expected: &str,
-    ) {
-        let err = parse(settings).unwrap_err();
-        assert!(
-            err.contains(expected),
-            "error {err:?} should contain {expected:?}"
-        );
-    }
-
-    #[test]
-    fn settings_must_be_a_mapping() {
-        for value in [json!([]), json!("k8s-host-path"), json!(3)] {
-            let err = parse(value).unwrap_err();
-            assert!(
-                err.starts_with("settings: expected a mapping of keys"),
-                "{err}"
-            );
-        }
-    }
-
-    #[test]
-    fn unknown_top_level_key_lists_the_allowed_keys() {
-        let err = parse(json!({"hostpath": "/var/odigos"})).unwrap_err();
-        assert!(
-            err.starts_with("hostpath: unknown field `hostpath`, expected one of"),
-            "{err}"
-        );
-        assert!(err.contains("`hostPath`"), "{err}");
-    }
-
-    #[rstest]
-    #[case::host_path_full(json!({
-        "mountMethod": "k8s-host-path", "hostPath": "/opt/agents", "mountPath": "/agents",
-        "volumeName": "agents", "agentDirectories": ["java", "python"],
-        "requiredNodeLabel": {"key": "odigos.io/agents", "value": "true"},
-        "ignoredContainers": [], "containersAnnotation": "example.com/instrument"
-    }))]
-    #[case::virtual_device(json!({"resourceName": "example.com/agents"}))]
-    #[case::init_container(json!({
-        "mountMethod": "k8s-init-container", "agentDirectories": ["java"],
-        "initContainer": {"image": "ghcr.io/example/agents:1.0", "sourcePath": "/agents", "name": "copy-agents",
-            "sizeLimit": "256Mi", "resources": {"limits": {"memory": "64Mi"}},
-            "securityContext": {"runAsUser": 1000, "capabilities": {"drop": ["ALL"]}}}
-    }))]
-    fn valid_settings_round_trip(#[case] settings: Value) {
-        let parsed = parse(settings).unwrap();
-        let again = parse(serde_json::to_value(&parsed).unwrap()).unwrap();
-        assert_eq!(parsed, again);
-    }
-}
+mod tests;

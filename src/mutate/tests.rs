@@ -1,0 +1,319 @@
+use super::*;
+use crate::settings;
+use rstest::rstest;
+
+fn settings(value: Value) -> Settings {
+    settings::parse(value).unwrap()
+}
+
+fn host_path() -> Settings {
+    settings(json!({"mountMethod": "k8s-host-path"}))
+}
+
+fn pod() -> Value {
+    json!({"spec": {"containers": [{"name": "app", "image": "app:1"}, {"name": "sidecar"}]}})
+}
+
+#[test]
+fn virtual_device_sets_limits_and_requests() {
+    let mut pod = pod();
+    assert_eq!(mutate(&mut pod, &[0], &Settings::default()), Ok(true));
+    let resources = &pod["spec"]["containers"][0]["resources"];
+    assert_eq!(
+        resources["limits"]["instrumentation.odigos.io/generic"],
+        "1"
+    );
+    assert_eq!(
+        resources["requests"]["instrumentation.odigos.io/generic"],
+        "1"
+    );
+    assert!(pod["spec"]["containers"][1].get("resources").is_none());
+    assert!(pod["spec"].get("volumes").is_none());
+    assert_eq!(mutate(&mut pod, &[0], &Settings::default()), Ok(false));
+}
+
+#[test]
+fn virtual_device_conflicting_amount() {
+    let mut pod = json!({"spec": {"containers": [{"name": "app",
+        "resources": {"limits": {"instrumentation.odigos.io/generic": "2"}}}]}});
+    assert_eq!(
+        mutate(&mut pod, &[0], &Settings::default()),
+        Err(Conflict::ResourceAmount {
+            container: "app".into(),
+            field: "limits",
+            resource: "instrumentation.odigos.io/generic".into(),
+            found: "\"2\"".into(),
+            annotation: "agent-mount.io/containers".into(),
+        })
+    );
+}
+
+#[test]
+fn host_path_per_directory_mounts() {
+    let s =
+        settings(json!({"mountMethod": "k8s-host-path", "agentDirectories": ["java", "python"]}));
+    let mut pod = pod();
+    assert_eq!(mutate(&mut pod, &[0], &s), Ok(true));
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        json!([
+            {"name": "odigos-agent", "mountPath": "/var/odigos/java", "subPath": "java", "readOnly": true},
+            {"name": "odigos-agent", "mountPath": "/var/odigos/python", "subPath": "python", "readOnly": true},
+        ])
+    );
+    assert_eq!(
+        pod["spec"]["volumes"],
+        json!([{"name": "odigos-agent", "hostPath": {"path": "/var/odigos"}}])
+    );
+}
+
+#[test]
+fn csi_driver_adds_an_inline_read_only_volume() {
+    let s = settings(json!({"mountMethod": "k8s-csi-driver"}));
+    let mut pod = pod();
+    assert_eq!(mutate(&mut pod, &[0], &s), Ok(true));
+    assert_eq!(
+        pod["spec"]["volumes"],
+        json!([{"name": "odigos-agent", "csi": {"driver": "odigos.csi.driver", "readOnly": true,
+            "volumeAttributes": {"type": "instrumentation"}}}])
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        json!([{"name": "odigos-agent", "mountPath": "/var/odigos", "readOnly": true}])
+    );
+    assert_eq!(mutate(&mut pod, &[0], &s), Ok(false));
+    // Another driver under our volume name is not ours.
+    let other = settings(json!({"mountMethod": "k8s-csi-driver", "csiDriver": "other.csi"}));
+    assert!(matches!(
+        mutate(&mut pod, &[0], &other),
+        Err(Conflict::ForeignVolume { .. })
+    ));
+}
+
+#[rstest]
+#[case::whole_under_source(json!({"reference": "agents:1"}), json!([]),
+    json!([{"name": "odigos-agent", "mountPath": "/var/odigos", "subPath": "instrumentations", "readOnly": true}]))]
+#[case::per_dir(json!({"reference": "agents:1"}), json!(["java"]),
+    json!([{"name": "odigos-agent", "mountPath": "/var/odigos/java", "subPath": "instrumentations/java", "readOnly": true}]))]
+#[case::root_whole(json!({"reference": "agents:1", "sourcePath": "/"}), json!([]),
+    json!([{"name": "odigos-agent", "mountPath": "/var/odigos", "readOnly": true}]))]
+#[case::root_per_dir(json!({"reference": "agents:1", "sourcePath": "/"}), json!(["java"]),
+    json!([{"name": "odigos-agent", "mountPath": "/var/odigos/java", "subPath": "java", "readOnly": true}]))]
+fn image_volume_mounts_start_at_the_source_path(
+    #[case] image: Value,
+    #[case] dirs: Value,
+    #[case] mounts: Value,
+) {
+    let s = settings(
+        json!({"mountMethod": "k8s-image-volume", "imageVolume": image, "agentDirectories": dirs}),
+    );
+    let mut pod = pod();
+    assert_eq!(mutate(&mut pod, &[0], &s), Ok(true));
+    assert_eq!(
+        pod["spec"]["volumes"],
+        json!([{"name": "odigos-agent", "image": {"reference": "agents:1", "pullPolicy": "IfNotPresent"}}])
+    );
+    assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], mounts);
+    assert_eq!(mutate(&mut pod, &[0], &s), Ok(false));
+}
+
+#[test]
+fn image_volume_of_another_reference_is_a_conflict() {
+    let s = settings(
+        json!({"mountMethod": "k8s-image-volume", "imageVolume": {"reference": "agents:2"}}),
+    );
+    let mut pod = pod();
+    pod["spec"]["volumes"] = json!([{"name": "odigos-agent", "image": {"reference": "agents:1"}}]);
+    assert!(matches!(
+        mutate(&mut pod, &[0], &s),
+        Err(Conflict::ForeignVolume { .. })
+    ));
+}
+
+#[test]
+fn node_label_is_anded_into_every_term() {
+    let s = settings(
+        json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": {"key": "agents", "value": "yes"}}),
+    );
+    let mut pod = pod();
+    pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
+    ]}}});
+    assert_eq!(mutate(&mut pod, &[0], &s), Ok(true));
+    let terms = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"];
+    let wanted = json!({"key": "agents", "operator": "In", "values": ["yes"]});
+    assert_eq!(terms.as_array().unwrap().len(), 2, "no OR term is added");
+    assert_eq!(terms[0]["matchExpressions"][1], wanted);
+    assert_eq!(terms[1]["matchExpressions"][0], wanted);
+    assert_eq!(terms[1]["matchFields"][0]["key"], "metadata.name");
+    assert_eq!(mutate(&mut pod, &[0], &s), Ok(false));
+}
+
+/// Issue 8 §2: an empty term matches no node; adding to it would widen the affinity.
+#[test]
+fn empty_node_selector_terms_are_left_alone() {
+    let s = settings(
+        json!({"mountMethod": "k8s-csi-driver", "requiredNodeLabel": {"key": "agents", "value": "yes"}}),
+    );
+    let mut pod = pod();
+    let zone = json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]});
+    pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        zone, {}, {"matchExpressions": []}
+    ]}}});
+    assert_eq!(mutate(&mut pod, &[0], &s), Ok(true));
+    let terms = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"];
+    assert_eq!(terms[0]["matchExpressions"].as_array().unwrap().len(), 2);
+    assert_eq!(terms[1], json!({}));
+    assert_eq!(terms[2], json!({"matchExpressions": []}));
+}
+
+/// Issue 8 §1: a mount of our volume name in a pod without the volume would become
+/// a writable view of the node's agents once we create the volume.
+#[rstest]
+#[case::app_container_elsewhere("containers", 0, json!({"name": "odigos-agent", "mountPath": "/agents-rw"}))]
+#[case::app_container_at_our_path_not_read_only("containers", 0, json!({"name": "odigos-agent", "mountPath": "/var/odigos"}))]
+#[case::app_container_read_only_elsewhere("containers", 0, json!({"name": "odigos-agent", "mountPath": "/x", "readOnly": true}))]
+#[case::ignored_sidecar("containers", 1, json!({"name": "odigos-agent", "mountPath": "/agents-rw"}))]
+#[case::init_container("initContainers", 0, json!({"name": "odigos-agent", "mountPath": "/agents-rw"}))]
+#[case::ephemeral_container("ephemeralContainers", 0, json!({"name": "odigos-agent", "mountPath": "/agents-rw"}))]
+fn a_mount_of_the_volume_we_would_create_is_a_conflict(
+    #[case] list: &str,
+    #[case] index: usize,
+    #[case] mount: Value,
+) {
+    for method in [
+        json!({"mountMethod": "k8s-host-path"}),
+        json!({"mountMethod": "k8s-host-path", "agentDirectories": ["java"]}),
+        json!({"mountMethod": "k8s-csi-driver"}),
+        json!({"mountMethod": "k8s-image-volume", "imageVolume": {"reference": "a:1"}}),
+        json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a:1"}}),
+    ] {
+        let mut pod = pod();
+        if list != "containers" {
+            pod["spec"][list] = json!([{"name": "other"}]);
+        }
+        pod["spec"][list][index]["volumeMounts"] = json!([mount.clone()]);
+        let err = mutate(&mut pod, &[0], &settings(method.clone())).unwrap_err();
+        assert!(
+            matches!(err, Conflict::MountOfMissingVolume { .. }),
+            "{method}: {err}"
+        );
+    }
+}
+
+#[rstest]
+#[case::not_read_only(json!({"name": "odigos-agent", "mountPath": "/var/odigos"}))]
+#[case::read_only_false(json!({"name": "odigos-agent", "mountPath": "/var/odigos", "readOnly": false}))]
+#[case::other_sub_path(json!({"name": "odigos-agent", "mountPath": "/var/odigos", "subPath": "java", "readOnly": true}))]
+#[case::other_volume(json!({"name": "data", "mountPath": "/var/odigos", "readOnly": true}))]
+#[case::other_volume_trailing_slash(json!({"name": "data", "mountPath": "/var/odigos/", "readOnly": true}))]
+#[case::other_volume_double_slash(json!({"name": "data", "mountPath": "//var//odigos", "readOnly": true}))]
+fn only_exactly_our_mount_counts_as_already_added(#[case] mount: Value) {
+    let mut pod = pod();
+    pod["spec"]["volumes"] = json!([{"name": "odigos-agent", "hostPath": {"path": "/var/odigos"}},
+        {"name": "data", "emptyDir": {}}]);
+    pod["spec"]["containers"][0]["volumeMounts"] = json!([mount]);
+    let err = mutate(&mut pod, &[0], &host_path()).unwrap_err();
+    assert!(matches!(err, Conflict::MountAtOurPath { .. }), "{err}");
+}
+
+#[test]
+fn exactly_our_mount_at_a_spelling_of_our_path_is_already_added() {
+    let mut pod = pod();
+    pod["spec"]["volumes"] = json!([{"name": "odigos-agent", "hostPath": {"path": "/var/odigos"}}]);
+    pod["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "odigos-agent", "mountPath": "/var/odigos/", "readOnly": true}]);
+    assert_eq!(mutate(&mut pod, &[0], &host_path()), Ok(false));
+}
+
+/// Issue 8 §3: container names are unique across the three lists.
+#[rstest]
+#[case::app_container("containers")]
+#[case::ephemeral_container("ephemeralContainers")]
+fn our_init_container_name_taken_elsewhere_is_a_conflict(#[case] list: &str) {
+    let s =
+        settings(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a:1"}}));
+    let mut pod = pod();
+    if list == "containers" {
+        pod["spec"]["containers"][1]["name"] = json!("odigos-agent-init");
+    } else {
+        pod["spec"][list] = json!([{"name": "odigos-agent-init", "image": "a:1"}]);
+    }
+    assert_eq!(
+        mutate(&mut pod, &[0], &s),
+        Err(Conflict::ContainerName {
+            name: "odigos-agent-init".into(),
+            list: if list == "containers" {
+                "containers"
+            } else {
+                "ephemeralContainers"
+            },
+        })
+    );
+}
+
+#[test]
+fn a_field_of_the_wrong_type_is_a_conflict_naming_its_path() {
+    let mut pod = json!({"spec": {"containers": [{"name": "app", "resources": {"limits": []}}]}});
+    let err = mutate(&mut pod, &[0], &Settings::default()).unwrap_err();
+    assert_eq!(
+        err,
+        Conflict::WrongType {
+            path: "container \"app\": resources.limits".into(),
+            found: "an array",
+            expected: "an object"
+        }
+    );
+    let mut pod = json!({"spec": {"volumes": null, "containers": [{"name": "app"}]}});
+    let err = mutate(&mut pod, &[0], &host_path()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "spec.volumes is null, expected an array: fix that field in the pod's manifest (agent-mount adds to it)"
+    );
+}
+
+#[test]
+fn long_pod_values_are_cut_in_messages() {
+    let mut pod = pod();
+    pod["spec"]["volumes"] =
+        json!([{"name": "odigos-agent", "configMap": {"name": "x".repeat(100_000)}}]);
+    let err = mutate(&mut pod, &[0], &host_path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() < 600, "{} bytes", err.len());
+}
+
+#[test]
+fn security_overrides_merge_over_the_hardened_default() {
+    let s = settings(
+        json!({"mountMethod": "k8s-init-container", "initContainer": {
+        "image": "agents:1", "securityContext": {"runAsUser": 1000, "capabilities": {"add": ["CHOWN"]}}}}),
+    );
+    let Method::InitContainer { copy, mounts } = &s.method else {
+        panic!("not init-container");
+    };
+    let container = copy
+        .container(&mounts.volume_name, &mounts.agent_directories)
+        .unwrap();
+    let security = &container["securityContext"];
+    assert_eq!(security["runAsUser"], 1000);
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(
+        security["capabilities"],
+        json!({"add": ["CHOWN"], "drop": ["ALL"]})
+    );
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+}
+
+#[rstest]
+#[case("/var/odigos/", "/var/odigos")]
+#[case("//var//odigos", "/var/odigos")]
+#[case("/var/./odigos", "/var/odigos")]
+#[case("/", "/")]
+#[case("rel/a/", "rel/a")]
+fn paths_are_compared_normalised(#[case] path: &str, #[case] normal: &str) {
+    assert_eq!(normalise_path(path), normal);
+}
