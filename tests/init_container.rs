@@ -2,9 +2,9 @@
 
 mod support;
 
-use agent_mount::mutate::{COPY_SCRIPT, copy_command};
+use agent_mount::copy::COPY_SCRIPT;
 use agent_mount::response::validate;
-use agent_mount::settings;
+use agent_mount::settings::{self, Method, Settings};
 use rstest::rstest;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -25,17 +25,28 @@ fn mutated(name: &str, settings: &Value) -> Value {
         .expect("mutated")
 }
 
-/// Volume types PSA `restricted` allows.
-const RESTRICTED_VOLUMES: [&str; 8] = [
+/// Volume types PSA `restricted` allows. `image` since Kubernetes 1.33
+/// (kubernetes/kubernetes#130394, pod-security-admission's restricted volume check);
+/// the Pod Security Standards page lags behind the code.
+const RESTRICTED_VOLUMES: [&str; 9] = [
     "configMap",
     "csi",
     "downwardAPI",
     "emptyDir",
     "ephemeral",
+    "image",
     "persistentVolumeClaim",
     "projected",
     "secret",
 ];
+
+/// The copy container's command under these settings.
+fn copy_command(settings: &Settings) -> Vec<String> {
+    let Method::InitContainer { copy, mounts } = &settings.method else {
+        panic!("not init-container settings: {settings:?}");
+    };
+    copy.command(&mounts.agent_directories)
+}
 
 /// Every PSA `restricted` (and so `baseline`) rule a container breaks, per the Pod Security Standards.
 fn restricted_violations(container: &Value) -> Vec<String> {
@@ -127,12 +138,29 @@ fn overriding_the_user_keeps_the_rest_of_the_hardening() {
     assert_eq!(restricted_violations(copy), Vec::<String>::new());
 }
 
+/// Every method but host-path adds only volume types PSA `restricted` admits.
 #[rstest]
 #[case::virtual_device(json!({}))]
 #[case::init_container(init_settings(json!({})))]
-fn no_host_path_volume_is_added(#[case] settings: Value) {
+#[case::csi_driver(json!({"mountMethod": "k8s-csi-driver"}))]
+#[case::image_volume(json!({"mountMethod": "k8s-image-volume", "imageVolume": {"reference": "ghcr.io/example/agents:1.0"}}))]
+fn only_restricted_volume_types_are_added(#[case] settings: Value) {
+    let original = fixture("pod_typical.json");
+    let before = original["object"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .len();
     let pod = mutated("pod_typical.json", &settings);
     let volumes = pod["spec"]["volumes"].as_array().unwrap();
+    for added in &volumes[before..] {
+        let kind = added
+            .as_object()
+            .unwrap()
+            .keys()
+            .find(|k| *k != "name")
+            .unwrap();
+        assert!(RESTRICTED_VOLUMES.contains(&kind.as_str()), "{kind}");
+    }
     assert!(
         volumes.iter().all(|v| v.get("hostPath").is_none()),
         "{volumes:?}"

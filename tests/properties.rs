@@ -1,23 +1,29 @@
-//! Property tests over generated pods: no panic, idempotence, nothing removed, a valid Pod out.
+//! Property tests over generated pods, for every method: no panic, idempotence, nothing
+//! removed, valid in → valid out, and nothing of ours writable. A pod left unchanged
+//! must carry a warning or already hold what the policy adds.
 
 mod support;
 
 use agent_mount::response::validate;
+use agent_mount::select;
+use agent_mount::settings::{self, Method, MountMethod};
 use k8s_openapi::api::core::v1::Pod;
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};
-use support::{lost_from, ops, payload};
+use support::{lost_from, ops, payload, pod_rules};
 
-/// Generated pods per property; the issue asks for at least 10,000 per run.
+/// Generated pods per method; the issue asks for at least 10,000.
 const CASES: u32 = 10_000;
 
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
     "app",
     "worker",
     "istio-proxy",
     "linkerd-proxy",
     "api",
     "fluentd",
+    "odigos-agent-init",
 ];
 
 fn resource_entry() -> impl Strategy<Value = Option<Value>> {
@@ -43,6 +49,7 @@ fn resources() -> impl Strategy<Value = Option<Value>> {
             let mut requests = Map::new();
             if cpu {
                 requests.insert("cpu".into(), json!("100m"));
+                limits.insert("cpu".into(), json!("0.5"));
             }
             if let Some(v) = limit {
                 limits.insert("instrumentation.odigos.io/generic".into(), v);
@@ -54,14 +61,16 @@ fn resources() -> impl Strategy<Value = Option<Value>> {
         })
 }
 
+/// Mounts, including the attacks: our volume name without readOnly, elsewhere, or with another subPath.
 fn mounts() -> impl Strategy<Value = Option<Value>> {
     let mount = prop_oneof![
-        Just(json!({"name": "data", "mountPath": "/data"})),
-        Just(json!({"name": "odigos-agent", "mountPath": "/var/odigos", "readOnly": true})),
-        Just(json!({"name": "other", "mountPath": "/var/odigos"})),
-        Just(
-            json!({"name": "odigos-agent", "mountPath": "/var/odigos/java", "subPath": "java", "readOnly": true})
-        ),
+        4 => Just(json!({"name": "data", "mountPath": "/data"})),
+        1 => Just(json!({"name": "odigos-agent", "mountPath": "/var/odigos", "readOnly": true})),
+        1 => Just(json!({"name": "odigos-agent", "mountPath": "/var/odigos"})),
+        1 => Just(json!({"name": "odigos-agent", "mountPath": "/agents-rw"})),
+        1 => Just(json!({"name": "other", "mountPath": "/var/odigos/"})),
+        1 => Just(json!({"name": "odigos-agent", "mountPath": "/var/odigos/java", "subPath": "java", "readOnly": true})),
+        1 => Just(json!({"name": "odigos-agent", "mountPath": "/var/odigos", "subPath": "instrumentations", "readOnly": true})),
     ];
     proptest::option::of(proptest::collection::vec(mount, 0..3).prop_map(Value::Array))
 }
@@ -87,23 +96,48 @@ fn containers() -> impl Strategy<Value = Vec<Value>> {
         .prop_flat_map(|names| names.into_iter().map(container).collect::<Vec<_>>())
 }
 
+/// The pod's volumes: usually the ones the generated mounts use, plus maybe one of our name.
 fn volumes() -> impl Strategy<Value = Option<Value>> {
-    let volume = prop_oneof![
-        Just(json!({"name": "data", "emptyDir": {}})),
-        Just(json!({"name": "odigos-agent", "hostPath": {"path": "/var/odigos"}})),
-        Just(json!({"name": "odigos-agent", "emptyDir": {}})),
-        Just(json!({"name": "odigos-agent", "configMap": {"name": "x"}})),
+    let ours = prop_oneof![
+        3 => Just(None),
+        1 => Just(Some(json!({"name": "odigos-agent", "hostPath": {"path": "/var/odigos"}}))),
+        1 => Just(Some(json!({"name": "odigos-agent", "emptyDir": {}}))),
+        1 => Just(Some(json!({"name": "odigos-agent", "configMap": {"name": "x"}}))),
+        1 => Just(Some(json!({"name": "odigos-agent", "csi": {"driver": "odigos.csi.driver", "readOnly": true}}))),
+        1 => Just(Some(json!({"name": "odigos-agent", "image": {"reference": "ghcr.io/example/agents:1.0"}}))),
     ];
-    proptest::option::of(proptest::collection::vec(volume, 0..3).prop_map(Value::Array))
+    (prop_oneof![1 => Just(false), 5 => Just(true)], ours).prop_map(|(declared, ours)| {
+        let mut volumes = Vec::new();
+        if declared {
+            volumes.push(json!({"name": "data", "emptyDir": {}}));
+            volumes.push(json!({"name": "other", "emptyDir": {}}));
+        }
+        volumes.extend(ours);
+        (!volumes.is_empty()).then_some(Value::Array(volumes))
+    })
 }
 
 fn init_containers() -> impl Strategy<Value = Option<Value>> {
     let init = prop_oneof![
         Just(json!({"name": "setup", "image": "setup:1"})),
+        Just(
+            json!({"name": "setup", "image": "setup:1", "volumeMounts": [{"name": "odigos-agent", "mountPath": "/agents-rw"}]})
+        ),
         Just(json!({"name": "odigos-agent-init", "image": "busybox:1.36"})),
         Just(json!({"name": "odigos-agent-init", "image": "ghcr.io/example/agents:1.0"})),
     ];
     proptest::option::of(proptest::collection::vec(init, 0..3).prop_map(Value::Array))
+}
+
+fn ephemeral_containers() -> impl Strategy<Value = Option<Value>> {
+    let debug = prop_oneof![
+        Just(json!({"name": "debug", "image": "busybox:1.36"})),
+        Just(
+            json!({"name": "debug", "image": "busybox:1.36", "volumeMounts": [{"name": "odigos-agent", "mountPath": "/agents-rw"}]})
+        ),
+        Just(json!({"name": "odigos-agent-init", "image": "busybox:1.36"})),
+    ];
+    proptest::option::of(debug.prop_map(|c| json!([c])))
 }
 
 fn affinity() -> impl Strategy<Value = Option<Value>> {
@@ -119,6 +153,11 @@ fn affinity() -> impl Strategy<Value = Option<Value>> {
                 {"matchExpressions": [expression.clone()]}, {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n"]}]}
             ]}}})
         )),
+        Just(Some(
+            json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [expression.clone()]}, {}
+            ]}}})
+        )),
         Just(Some(json!({"podAntiAffinity": {}}))),
     ]
 }
@@ -131,46 +170,68 @@ fn annotation() -> impl Strategy<Value = Option<String>> {
 }
 
 fn pod() -> impl Strategy<Value = Value> {
-    (containers(), volumes(), init_containers(), affinity(), annotation(), any::<bool>()).prop_map(
-        |(containers, volumes, inits, affinity, annotation, future)| {
-            let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
-                "spec": {"containers": containers}});
-            if let Some(v) = volumes {
-                pod["spec"]["volumes"] = v;
-            }
-            if let Some(i) = inits {
-                pod["spec"]["initContainers"] = i;
-            }
-            if let Some(a) = affinity {
-                pod["spec"]["affinity"] = a;
-            }
-            if let Some(a) = annotation {
-                pod["metadata"]["annotations"] = json!({"agent-mount.io/containers": a});
-            }
-            if future {
-                pod["futurePodField"] = json!({"enabled": true});
-                pod["spec"]["futureSpecField"] = json!([1.5, "x"]);
-            }
-            pod
-        },
+    (
+        containers(),
+        volumes(),
+        init_containers(),
+        ephemeral_containers(),
+        affinity(),
+        annotation(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(containers, volumes, inits, ephemeral, affinity, annotation, future)| {
+                let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
+                    "spec": {"containers": containers}});
+                for (key, value) in [
+                    ("volumes", volumes),
+                    ("initContainers", inits),
+                    ("ephemeralContainers", ephemeral),
+                    ("affinity", affinity),
+                ] {
+                    if let Some(value) = value {
+                        pod["spec"][key] = value;
+                    }
+                }
+                if let Some(a) = annotation {
+                    pod["metadata"]["annotations"] = json!({"agent-mount.io/containers": a});
+                }
+                if future {
+                    pod["futurePodField"] = json!({"enabled": true});
+                    pod["spec"]["futureSpecField"] = json!([1.5, "x"]);
+                }
+                pod
+            },
+        )
 }
 
-fn settings() -> impl Strategy<Value = Value> {
+/// Settings for `method`, with random agent directories, node label and image source path.
+fn settings(method: MountMethod) -> impl Strategy<Value = Value> {
     let dirs = proptest::option::of(proptest::sample::subsequence(
         vec!["java", "python", "nodejs"],
         1..=3,
     ));
-    (0..3usize, dirs, any::<bool>()).prop_map(|(method, dirs, label)| {
-        let mut s = match method {
-            0 => json!({}),
-            1 => json!({"mountMethod": "k8s-host-path"}),
-            _ => json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "ghcr.io/example/agents:1.0"}}),
+    (dirs, any::<bool>(), any::<bool>()).prop_map(move |(dirs, label, root)| {
+        let mut s = json!({"mountMethod": method.as_str()});
+        let label_key = match method {
+            MountMethod::VirtualDevice => return s,
+            MountMethod::HostPath | MountMethod::CsiDriver => true,
+            MountMethod::InitContainer => {
+                s["initContainer"] = json!({"image": "ghcr.io/example/agents:1.0"});
+                false
+            }
+            MountMethod::ImageVolume => {
+                s["imageVolume"] = json!({"reference": "ghcr.io/example/agents:1.0"});
+                if root {
+                    s["imageVolume"]["sourcePath"] = json!("/");
+                }
+                true
+            }
         };
-        if let Some(dirs) = dirs.filter(|_| method > 0) {
+        if let Some(dirs) = dirs {
             s["agentDirectories"] = json!(dirs);
         }
-        if method == 1 && label {
+        if label_key && label {
             s["requiredNodeLabel"] = json!({"key": "odigos.io/agents", "value": "true"});
         }
         s
@@ -181,41 +242,166 @@ fn request(pod: &Value) -> Value {
     json!({"uid": "1", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE", "object": pod})
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
+fn runner() -> TestRunner {
+    TestRunner::new(Config {
+        cases: CASES,
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
 
-    #[test]
-    fn generated_pods(pod in pod(), settings in settings()) {
-        let response = validate(&payload(&request(&pod), &settings));
-        prop_assert!(response.accepted, "{:?}", response.message);
-        let Some(mutated) = response.mutated_object else {
-            return Ok(()); // nothing selected, already mutated, or a conflict (with a warning)
-        };
-        // Nothing removed: a JSON patch of adds only, except the init container inserted first.
-        let init_method = settings["mountMethod"] == "k8s-init-container";
-        let inserted_first = init_method && pod["spec"]["initContainers"].as_array().is_some_and(|a| !a.is_empty())
-            && mutated["spec"]["initContainers"][0]["name"] == "odigos-agent-init"
-            && !pod["spec"]["initContainers"].as_array().unwrap().iter().any(|c| c["name"] == "odigos-agent-init");
-        let shifted: &[&str] = if inserted_first { &["/spec/initContainers"] } else { &[] };
-        prop_assert_eq!(lost_from(&pod, &mutated, "", shifted), None);
-        if !inserted_first {
-            let patch = json_patch::diff(&pod, &mutated);
-            prop_assert!(ops(&patch).iter().all(|(op, _)| op == "add"), "{:?}", ops(&patch));
-        }
-        // A valid Pod out.
-        prop_assert!(serde_json::from_value::<Pod>(mutated.clone()).is_ok());
-        // Idempotent.
-        let again = validate(&payload(&request(&mutated), &settings));
-        prop_assert!(again.accepted);
-        prop_assert!(again.mutated_object.is_none(), "second run changed the pod");
-        prop_assert_eq!(again.warnings, response.warnings);
+/// Every mount of `volume` in every container list, but the copy container's own.
+fn mounts_of<'a>(
+    pod: &'a Value,
+    volume: &'a str,
+    copy_container: &'a str,
+) -> impl Iterator<Item = &'a Value> {
+    ["containers", "initContainers", "ephemeralContainers"]
+        .into_iter()
+        .flat_map(move |list| pod["spec"][list].as_array().into_iter().flatten())
+        .filter(move |c| c["name"] != copy_container)
+        .flat_map(|c| c["volumeMounts"].as_array().into_iter().flatten())
+        .filter(move |m| m["name"] == volume)
+}
+
+/// Whether the pod already holds what the policy adds for these settings.
+fn already_instrumented(pod: &Value, settings: &settings::Settings) -> bool {
+    let Ok(names) = select::container_names(pod) else {
+        return false;
+    };
+    let selected = select::instrumented_containers(pod, &names, settings).containers;
+    if selected.is_empty() {
+        return true;
     }
+    let containers = pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    match &settings.method {
+        Method::VirtualDevice { resource_name } => selected.iter().all(|&i| {
+            let r = &containers[i]["resources"];
+            r["limits"][resource_name] == "1" && r["requests"][resource_name] == "1"
+        }),
+        method => {
+            let mounts = method.mounts().expect("a volume method");
+            let has_volume = pod["spec"]["volumes"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v["name"] == mounts.volume_name.as_str()));
+            let paths: Vec<String> = if mounts.agent_directories.is_empty() {
+                vec![mounts.mount_path.clone()]
+            } else {
+                mounts
+                    .agent_directories
+                    .iter()
+                    .map(|d| format!("{}/{d}", mounts.mount_path))
+                    .collect()
+            };
+            has_volume
+                && selected.iter().all(|&i| {
+                    paths.iter().all(|path| {
+                        containers[i]["volumeMounts"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|m| {
+                                m["name"] == mounts.volume_name.as_str()
+                                    && m["readOnly"] == true
+                                    && m["mountPath"].as_str().map(|p| p.trim_end_matches('/'))
+                                        == Some(path)
+                            })
+                    })
+                })
+        }
+    }
+}
 
-    #[test]
-    fn arbitrary_json_never_panics(object in arbitrary_json(), settings in settings()) {
-        let response = validate(&payload(&request(&object), &settings));
-        // Either rejected as not a pod, or accepted: never a trap.
-        prop_assert!(response.accepted || response.code == Some(400));
+/// The five properties for one generated pod.
+fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
+    let settings = settings::parse(settings_json.clone()).expect("generated settings are valid");
+    let response = validate(&payload(&request(pod), settings_json));
+    prop_assert!(response.accepted, "{:?}", response.message);
+    let Some(mutated) = response.mutated_object else {
+        prop_assert!(
+            response.warnings.is_some() || already_instrumented(pod, &settings),
+            "left unchanged without a warning, yet not instrumented: {}",
+            response.audit_annotations.unwrap_or_default()["mutation"]
+        );
+        return Ok(());
+    };
+    // Nothing removed: a JSON patch of adds only, except the init container inserted first.
+    let inserted_first = matches!(settings.method, Method::InitContainer { .. })
+        && pod["spec"]["initContainers"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        && mutated["spec"]["initContainers"].as_array().map(Vec::len)
+            > pod["spec"]["initContainers"].as_array().map(Vec::len);
+    let shifted: &[&str] = if inserted_first {
+        &["/spec/initContainers"]
+    } else {
+        &[]
+    };
+    prop_assert_eq!(lost_from(pod, &mutated, "", shifted), None);
+    if !inserted_first {
+        let patch = json_patch::diff(pod, &mutated);
+        prop_assert!(
+            ops(&patch).iter().all(|(op, _)| op == "add"),
+            "{:?}",
+            ops(&patch)
+        );
+    }
+    // Valid in, valid out; and still a Pod.
+    if pod_rules::violations(pod).is_empty() {
+        prop_assert_eq!(pod_rules::violations(&mutated), Vec::<String>::new());
+    }
+    prop_assert!(serde_json::from_value::<Pod>(mutated.clone()).is_ok());
+    // Nothing of ours writable: when the policy created the volume, every mount of it is read-only.
+    if let Some(mounts) = settings.method.mounts() {
+        let had_volume = pod["spec"]["volumes"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v["name"] == mounts.volume_name.as_str()));
+        if !had_volume {
+            let copy_name = match &settings.method {
+                Method::InitContainer { copy, .. } => copy.name.as_str(),
+                _ => "",
+            };
+            for mount in mounts_of(&mutated, &mounts.volume_name, copy_name) {
+                prop_assert_eq!(&mount["readOnly"], &json!(true), "{}", mount);
+            }
+        }
+    }
+    // Idempotent.
+    let again = validate(&payload(&request(&mutated), settings_json));
+    prop_assert!(again.accepted);
+    prop_assert!(again.mutated_object.is_none(), "second run changed the pod");
+    prop_assert_eq!(again.warnings, response.warnings);
+    Ok(())
+}
+
+#[test]
+fn generated_pods_under_every_method() {
+    for method in MountMethod::ALL {
+        runner()
+            .run(&(pod(), settings(method)), |(pod, settings)| {
+                check(&pod, &settings)
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", method.as_str()));
+    }
+}
+
+#[test]
+fn arbitrary_json_never_panics() {
+    for method in MountMethod::ALL {
+        runner()
+            .run(
+                &(arbitrary_json(), settings(method)),
+                |(object, settings)| {
+                    let response = validate(&payload(&request(&object), &settings));
+                    // Either rejected as not a pod, or accepted: never a trap.
+                    prop_assert!(response.accepted || response.code == Some(400));
+                    Ok(())
+                },
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", method.as_str()));
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod support;
 
-use agent_mount::mutate::COPY_SCRIPT;
+use agent_mount::copy::COPY_SCRIPT;
 use agent_mount::response::{validate, validate_settings};
 use kubewarden_policy_sdk::response::ValidationResponse;
 use rstest::rstest;
@@ -22,6 +22,14 @@ fn run(request: &Value, settings: &Value) -> (ValidationResponse, json_patch::Pa
 
 fn host_path() -> Value {
     json!({"mountMethod": "k8s-host-path"})
+}
+
+fn csi_driver() -> Value {
+    json!({"mountMethod": "k8s-csi-driver"})
+}
+
+fn image_volume() -> Value {
+    json!({"mountMethod": "k8s-image-volume", "imageVolume": {"reference": "ghcr.io/example/agents:1.0"}})
 }
 
 fn init_container() -> Value {
@@ -68,6 +76,29 @@ fn add(path: &str) -> (String, String) {
     add("/spec/containers/0/volumeMounts"),
     add("/spec/volumes"),
 ])]
+#[case::csi_driver_typical("pod_typical.json", csi_driver(), vec![
+    add("/spec/containers/0/volumeMounts/2"),
+    add("/spec/containers/2/volumeMounts"),
+    add("/spec/volumes/3"),
+])]
+#[case::csi_driver_node_label("pod_node_affinity.json",
+    json!({"mountMethod": "k8s-csi-driver", "requiredNodeLabel": {"key": "odigos.io/agents", "value": "true"}}), vec![
+    add("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions/1"),
+    add("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/1/matchExpressions/1"),
+    add("/spec/containers/0/volumeMounts/2"),
+    add("/spec/containers/2/volumeMounts"),
+    add("/spec/volumes/3"),
+])]
+#[case::image_volume_typical("pod_typical.json", image_volume(), vec![
+    add("/spec/containers/0/volumeMounts/2"),
+    add("/spec/containers/2/volumeMounts"),
+    add("/spec/volumes/3"),
+])]
+#[case::image_volume_small_per_agent("pod_small.json",
+    json!({"mountMethod": "k8s-image-volume", "agentDirectories": ["java", "python"], "imageVolume": {"reference": "a:1", "sourcePath": "/"}}), vec![
+    add("/spec/containers/0/volumeMounts"),
+    add("/spec/volumes"),
+])]
 #[case::init_container_small("pod_small.json", init_container(), vec![
     add("/spec/containers/0/volumeMounts"),
     add("/spec/initContainers"),
@@ -101,6 +132,12 @@ fn mutations_are_exact_add_ops(
 #[case::init_container(init_container())]
 #[case::init_container_per_agent(json!({"mountMethod": "k8s-init-container", "agentDirectories": ["java"],
     "initContainer": {"image": "ghcr.io/example/agents:1.0", "sizeLimit": "200Mi"}}))]
+#[case::csi_driver(csi_driver())]
+#[case::csi_driver_per_agent(json!({"mountMethod": "k8s-csi-driver", "agentDirectories": ["java", "python"],
+    "requiredNodeLabel": {"key": "odigos.io/agents", "value": "true"}}))]
+#[case::image_volume(image_volume())]
+#[case::image_volume_per_agent_at_root(json!({"mountMethod": "k8s-image-volume", "agentDirectories": ["java"],
+    "imageVolume": {"reference": "a:1", "sourcePath": "/"}, "requiredNodeLabel": {"key": "k", "value": "v"}}))]
 fn idempotent_on_its_own_output(
     #[case] settings: Value,
     #[values("pod_typical.json", "pod_small.json", "pod_node_affinity.json")] name: &str,
@@ -120,6 +157,8 @@ fn idempotent_on_its_own_output(
 #[rstest]
 #[case::virtual_device(json!({}))]
 #[case::host_path(host_path())]
+#[case::csi_driver(csi_driver())]
+#[case::image_volume(image_volume())]
 fn future_fields_survive_and_the_patch_only_adds(#[case] settings: Value) {
     let request = fixture("pod_future_fields.json");
     let (response, patch) = run(&request, &settings);
@@ -196,6 +235,26 @@ fn init_container_goes_first_and_keeps_the_others() {
 }
 
 #[rstest]
+#[case::mount_of_missing_volume_host_path(
+    "pod_conflict_writable_mount.json",
+    host_path(),
+    "containers entry \"istio-proxy\" mounts volume \"odigos-agent\" at \"/agents-rw\", but the pod declares no such volume"
+)]
+#[case::mount_of_missing_volume_csi(
+    "pod_conflict_writable_mount.json",
+    csi_driver(),
+    "but the pod declares no such volume"
+)]
+#[case::mount_of_missing_volume_image(
+    "pod_conflict_writable_mount.json",
+    image_volume(),
+    "but the pod declares no such volume"
+)]
+#[case::mount_of_missing_volume_init(
+    "pod_conflict_writable_mount.json",
+    init_container(),
+    "but the pod declares no such volume"
+)]
 #[case::resource_amount("pod_conflict_resource.json", json!({}), "already sets resources.limits[\"instrumentation.odigos.io/generic\"] to \"2\"")]
 #[case::volume_source(
     "pod_conflict_volume.json",
@@ -233,6 +292,42 @@ fn conflicts_accept_unchanged_with_a_warning(
         warnings[0]
     );
     assert!(warnings[0].contains(expected), "{}", warnings[0]);
+    let decision = &response.audit_annotations.expect("an audit annotation")["mutation"];
+    assert!(decision.starts_with("unchanged: "), "{decision}");
+    assert!(decision.contains(expected), "{decision}");
+}
+
+#[rstest]
+#[case::mutated(
+    "pod_typical.json",
+    host_path(),
+    "k8s-host-path: added the agents to containers \"checkout\", \"cache-warmer\""
+)]
+#[case::nothing_selected("pod_small.json",
+    json!({"ignoredContainers": ["hello"]}),
+    "unchanged: no container selected")]
+fn the_decision_is_in_the_audit_annotations(
+    #[case] name: &str,
+    #[case] settings: Value,
+    #[case] expected: &str,
+) {
+    let (response, _) = run(&fixture(name), &settings);
+    let decision = &response.audit_annotations.expect("an audit annotation")["mutation"];
+    assert!(decision.starts_with(expected), "{decision}");
+}
+
+#[test]
+fn an_already_mutated_pod_is_recorded_as_unchanged() {
+    let mut request = fixture("pod_small.json");
+    let (first, _) = run(&request, &csi_driver());
+    request["object"] = first.mutated_object.unwrap();
+    let (second, _) = run(&request, &csi_driver());
+    let decision = &second.audit_annotations.unwrap()["mutation"];
+    assert!(
+        decision.starts_with("unchanged: containers")
+            && decision.ends_with("already have the agents by k8s-csi-driver"),
+        "{decision}"
+    );
 }
 
 #[test]
@@ -244,7 +339,7 @@ fn annotation_naming_a_missing_container_warns() {
     assert_eq!(ops(&patch).len(), 2, "only checkout is instrumented");
     let warnings = response.warnings.unwrap();
     assert!(
-        warnings[0].contains("not in the pod: ghost"),
+        warnings[0].contains("not in the pod: \"ghost\""),
         "{warnings:?}"
     );
 }
@@ -254,6 +349,17 @@ fn annotation_naming_a_missing_container_warns() {
 #[case::deployment("deployment_create.json")]
 fn only_pod_creation_is_mutated(#[case] name: &str) {
     let (response, _) = run(&fixture(name), &json!({}));
+    assert!(response.accepted);
+    assert!(response.mutated_object.is_none());
+    assert!(response.warnings.is_none());
+}
+
+/// Issue 8 §4: only core `v1` Pods; a Pod of another version is not ours to read.
+#[test]
+fn a_pod_of_another_version_is_not_mutated() {
+    let mut request = fixture("pod_small.json");
+    request["kind"]["version"] = json!("v2alpha1");
+    let (response, _) = run(&request, &json!({}));
     assert!(response.accepted);
     assert!(response.mutated_object.is_none());
     assert!(response.warnings.is_none());
@@ -297,7 +403,11 @@ fn invalid_settings_at_validate_time_never_block_the_pod() {
 #[case::empty(b"{}".as_slice(), true, None)]
 #[case::null(b"null".as_slice(), true, None)]
 #[case::unknown_method(br#"{"mountMethod": "VirtualDevice"}"#.as_slice(), false,
-    Some("mountMethod: unknown value \"VirtualDevice\", expected one of: k8s-virtual-device, k8s-host-path, k8s-init-container"))]
+    Some("mountMethod: unknown value \"VirtualDevice\", expected one of: k8s-virtual-device, k8s-host-path, k8s-init-container, k8s-csi-driver, k8s-image-volume"))]
+#[case::image_reference_missing(br#"{"mountMethod": "k8s-image-volume"}"#.as_slice(), false,
+    Some("imageVolume.reference: required with mountMethod \"k8s-image-volume\""))]
+#[case::image_volume_under_csi(br#"{"mountMethod": "k8s-csi-driver", "imageVolume": {"reference": "a"}}"#.as_slice(), false,
+    Some("imageVolume: not allowed with mountMethod \"k8s-csi-driver\": it applies only to k8s-image-volume"))]
 #[case::wrong_type(br#"{"agentDirectories": "java"}"#.as_slice(), false,
     Some("agentDirectories: invalid type: string \"java\", expected a sequence"))]
 #[case::not_json(b"nope".as_slice(), false, Some("settings: not valid JSON"))]

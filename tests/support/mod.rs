@@ -1,6 +1,8 @@
 //! Helpers shared by the policy's native test suites.
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod pod_rules;
+
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
