@@ -31,6 +31,13 @@ const NAMESPACE: &str = "agent-mount";
 const NODE_IMAGE: &str = "ghcr.io/agent-mount/agent-mount-node";
 /// Where node/Dockerfile puts the binary: exec probes call it there.
 const NODE_BINARY: &str = "/agent-mount-node";
+/// Policy settings that name what a node plugin serves, and the plugin's environment
+/// variable for the same name. Where an overlay pairs the two, its policy states the key
+/// (no reliance on defaults), so the pairing is visible in the manifest.
+const SHARED_NAMES: [(&str, &str); 2] = [
+    ("csiDriver", "AGENT_MOUNT_DRIVER_NAME"),
+    ("resourceName", "AGENT_MOUNT_RESOURCE_NAME"),
+];
 /// The opt-in label every overlay's policy selects pods by.
 const INJECT_LABEL: (&str, &str) = ("agent-mount.io/inject", "true");
 
@@ -60,7 +67,11 @@ fn venv_tool(env_var: &str, name: &str, package: &str) -> PathBuf {
 
 /// The kubernetes-validate executable: $KUBERNETES_VALIDATE, else the one ./test.sh installs.
 fn kubernetes_validate() -> PathBuf {
-    venv_tool("KUBERNETES_VALIDATE", "kubernetes-validate", "kubernetes-validate")
+    venv_tool(
+        "KUBERNETES_VALIDATE",
+        "kubernetes-validate",
+        "kubernetes-validate",
+    )
 }
 
 /// A kubectl whose built-in kustomize is v5 (older ones cannot load `resources: [../base]`):
@@ -215,9 +226,8 @@ fn check_documents(documents: &[Value]) -> Result<(), String> {
 /// Checks what ties an overlay's objects together: the one policy and its method, the
 /// namespace, the service accounts, the node image and its version, the CSI driver name.
 fn check_overlay(overlay: &str, documents: &[Value], version: &str) -> Result<(), String> {
-    let of_kind = |kind: &str| -> Vec<&Value> {
-        documents.iter().filter(|d| d["kind"] == kind).collect()
-    };
+    let of_kind =
+        |kind: &str| -> Vec<&Value> { documents.iter().filter(|d| d["kind"] == kind).collect() };
     let [policy] = of_kind("ClusterAdmissionPolicy")[..] else {
         return Err(format!(
             "renders {} ClusterAdmissionPolicies; exactly one keeps pods from being mutated twice",
@@ -306,6 +316,33 @@ fn check_overlay(overlay: &str, documents: &[Value], version: &str) -> Result<()
         }
     }
 
+    // The policy and the node plugin must agree on these, or pods ask for what no node serves.
+    for (key, env) in SHARED_NAMES {
+        let wanted = &policy["spec"]["settings"][key];
+        let containers = of_kind("DaemonSet").into_iter().flat_map(|d| {
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        });
+        for variable in containers.flat_map(|c| c["env"].as_array().into_iter().flatten()) {
+            if variable["name"] == env && &variable["value"] != wanted {
+                return Err(format!(
+                    "the node DaemonSet sets {env}={}, but the policy's {key} is {wanted}",
+                    variable["value"]
+                ));
+            }
+        }
+    }
+    for driver in of_kind("CSIDriver") {
+        let wanted = &policy["spec"]["settings"]["csiDriver"];
+        if &driver["metadata"]["name"] != wanted {
+            return Err(format!(
+                "CSIDriver {} does not match the policy's csiDriver {wanted}",
+                driver["metadata"]["name"]
+            ));
+        }
+    }
     let node_objects = |kind: &str| of_kind(kind).len();
     let expected = match overlay {
         "virtual-device" => (1, 0),
@@ -320,15 +357,6 @@ fn check_overlay(overlay: &str, documents: &[Value], version: &str) -> Result<()
             expected.0,
             expected.1
         ));
-    }
-    if let [driver] = of_kind("CSIDriver")[..] {
-        let wanted = &policy["spec"]["settings"]["csiDriver"];
-        if &driver["metadata"]["name"] != wanted {
-            return Err(format!(
-                "CSIDriver {} does not match the policy's csiDriver {wanted}",
-                driver["metadata"]["name"]
-            ));
-        }
     }
     Ok(())
 }
@@ -499,6 +527,36 @@ fn overlays_that_do_not_fit_together_fail() {
                 .cloned()
                 .collect(),
             "no Namespace agent-mount",
+        ),
+        (
+            "virtual-device",
+            [
+                with_policy(&|p| {
+                    p["spec"]["settings"] = json!({"mountMethod": "k8s-virtual-device", "resourceName": "example.com/agents"})
+                }),
+                vec![json!({
+                    "apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "metadata": {"name": "x", "namespace": NAMESPACE},
+                    "spec": {"template": {"spec": {
+                        "serviceAccountName": "agent-mount-device-plugin",
+                        "containers": [{"name": "c", "image": format!("{NODE_IMAGE}:v{version}"),
+                                        "env": [{"name": "AGENT_MOUNT_RESOURCE_NAME", "value": "example.com/other"}]}]
+                    }}}
+                })],
+            ]
+            .concat(),
+            "but the policy's resourceName is \"example.com/agents\"",
+        ),
+        (
+            "csi-driver",
+            [
+                with_policy(&|p| {
+                    p["spec"]["settings"] = json!({"mountMethod": "k8s-csi-driver", "csiDriver": "agents.example.com"})
+                }),
+                vec![json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": "odigos.csi.driver"}})],
+            ]
+            .concat(),
+            "does not match the policy's csiDriver",
         ),
     ];
     for (overlay, documents, expected) in cases {
