@@ -1,6 +1,7 @@
 //! The demo: the bundled example pod through the built policy, under every mount method.
 
-use agent_mount::settings::{DEFAULT_HOST_PATH, MountMethod};
+use agent_mount::settings::MountMethod;
+use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
 use runner::build;
 use runner::host::PolicyHost;
 use runner::input;
@@ -10,12 +11,6 @@ use std::time::Instant;
 
 /// The example pod, relative to the workspace root.
 const EXAMPLE_POD: &str = "examples/typical-pod.yaml";
-
-/// The ClusterAdmissionPolicy whose settings the demo uses for a method.
-fn policy_manifest(method: MountMethod) -> String {
-    let suffix = method.as_str().trim_start_matches("k8s-");
-    format!("deploy/cluster-admission-policy-{suffix}.yaml")
-}
 
 /// Runs the demo.
 pub fn run() -> Result<(), String> {
@@ -37,8 +32,8 @@ pub fn run() -> Result<(), String> {
         "\nExample pod: {EXAMPLE_POD} (app container, istio-proxy sidecar, worker, istio-init)"
     );
     for method in MountMethod::ALL {
-        let manifest = policy_manifest(method);
-        let settings = input::read_settings(&root.join(&manifest))?;
+        let manifest = format!("{}/cluster-admission-policy.yaml", input::overlay(method));
+        let settings = input::overlay_settings(method)?;
         show(&host, method, &manifest, &request, &settings)?;
     }
     Ok(())
@@ -92,7 +87,7 @@ fn show(
     let resource = settings
         .get("resourceName")
         .and_then(Value::as_str)
-        .unwrap_or(agent_mount::settings::DEFAULT_RESOURCE_NAME)
+        .unwrap_or(DEFAULT_RESOURCE_NAME)
         .to_string();
     // The device plugin's answer to Allocate with its default flags: host path, read-only.
     let mut device = |container: &Value| {

@@ -103,3 +103,16 @@ impl PolicyHost {
         Ok(Evaluation { response, patch })
     }
 }
+
+/// Runs `f` with this thread's host of the built policy (a waPC host is not `Sync`);
+/// the `.wasm` is built, or found up to date, once per process.
+///
+/// Panics when the policy cannot be built or loaded: for tests and benches only.
+pub fn with_built_policy<R>(f: impl FnOnce(&PolicyHost) -> R) -> R {
+    thread_local! {
+        static HOST: PolicyHost = crate::build::ensure_built()
+            .and_then(|wasm| PolicyHost::load(&wasm))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    HOST.with(f)
+}

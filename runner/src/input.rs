@@ -1,5 +1,6 @@
 //! Reads the runner's inputs: settings and pods, as YAML or JSON.
 
+use agent_mount::settings::MountMethod;
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -136,4 +137,15 @@ mod tests {
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
+}
+
+/// The kustomize overlay of a method under `deploy/`, e.g. `deploy/csi-driver`.
+pub fn overlay(method: MountMethod) -> String {
+    format!("deploy/{}", method.as_str().trim_start_matches("k8s-"))
+}
+
+/// The `spec.settings` of a method's ClusterAdmissionPolicy in its overlay.
+pub fn overlay_settings(method: MountMethod) -> Result<Value, String> {
+    let path = format!("{}/cluster-admission-policy.yaml", overlay(method));
+    read_settings(&crate::build::workspace_root().join(path))
 }

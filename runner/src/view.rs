@@ -48,6 +48,20 @@ fn resolve(mount: &Value, volumes: &[Value]) -> Option<SeenMount> {
             format!("host:{}", join(path, sub_path))
         }
         Some(v) if v.get("emptyDir").is_some() => format!("emptyDir:{}", join(name, sub_path)),
+        Some(v) if v.get("csi").is_some() => {
+            let driver = v
+                .pointer("/csi/driver")
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            format!("csi:{driver}:{}", join("", sub_path))
+        }
+        Some(v) if v.get("image").is_some() => {
+            let reference = v
+                .pointer("/image/reference")
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            format!("image:{reference}:{}", join("", sub_path))
+        }
         Some(v) => {
             let kind = v
                 .as_object()

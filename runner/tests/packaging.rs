@@ -1,6 +1,6 @@
 //! Packaging: policy.yaml, artifacthub-pkg.yml and questions-ui.yml agree with each other and the code.
 
-use agent_mount::settings::{InitContainerSettings, MountMethod, NodeLabel, Settings};
+use agent_mount::settings::{MountMethod, RawSettings, applies_to};
 use runner::build::workspace_root;
 use runner::input::read_document;
 use serde_json::{Value, json};
@@ -96,31 +96,10 @@ fn artifacthub_agrees_with_policy_metadata() {
     }
 }
 
-/// Every settings key path, taken from fully populated settings structs.
+/// Every settings key path, nested keys dotted, from settings with every key set.
 fn settings_keys() -> Vec<String> {
-    let full = Settings {
-        mount_method: MountMethod::InitContainer,
-        resource_name: Some(String::new()),
-        host_path: Some(String::new()),
-        mount_path: Some(String::new()),
-        volume_name: Some(String::new()),
-        agent_directories: Some(Vec::new()),
-        required_node_label: Some(NodeLabel {
-            key: String::new(),
-            value: String::new(),
-        }),
-        init_container: Some(InitContainerSettings {
-            image: Some(String::new()),
-            source_path: Some(String::new()),
-            name: Some(String::new()),
-            resources: Some(json!({})),
-            security_context: Some(json!({})),
-            size_limit: Some(String::new()),
-        }),
-        ..Settings::default()
-    };
     let mut keys = Vec::new();
-    let value = serde_json::to_value(full).unwrap();
+    let value = serde_json::to_value(RawSettings::every_key()).unwrap();
     for (key, inner) in value.as_object().unwrap() {
         keys.push(key.clone());
         if let Value::Object(nested) = inner {
@@ -128,6 +107,78 @@ fn settings_keys() -> Vec<String> {
         }
     }
     keys
+}
+
+/// The methods a (possibly dotted) key applies to, by its top-level key.
+fn methods_of(key: &str) -> Vec<MountMethod> {
+    applies_to(key.split('.').next().unwrap())
+}
+
+/// A method's name as the documentation shortens it, e.g. `host-path`.
+fn short(method: MountMethod) -> &'static str {
+    method.as_str().trim_start_matches("k8s-")
+}
+
+/// How the README states where a key applies: "every method", or the short names.
+fn applies_phrase(key: &str) -> String {
+    let methods = methods_of(key);
+    if methods.len() == MountMethod::ALL.len() {
+        "applies to: every method".into()
+    } else {
+        let names: Vec<&str> = methods.into_iter().map(short).collect();
+        format!("applies to: {}", names.join(", "))
+    }
+}
+
+#[test]
+fn readme_documents_every_setting_where_it_applies() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    for key in settings_keys().iter().filter(|k| !k.contains('.')) {
+        let heading = format!("**`{key}`** (");
+        let start = readme
+            .find(&heading)
+            .unwrap_or_else(|| panic!("README.md has no paragraph starting {heading}"));
+        let rest = &readme[start..];
+        let parenthetical = &rest[..rest.find(")").unwrap()];
+        let phrase = applies_phrase(key);
+        assert!(
+            parenthetical.ends_with(&phrase),
+            "README.md: {heading}...) should end with {phrase:?}, found {parenthetical:?}"
+        );
+    }
+}
+
+#[test]
+fn questions_ui_shows_each_key_where_it_applies() {
+    let questions = document("questions-ui.yml");
+    for question in questions["questions"].as_array().unwrap() {
+        let variable = question["variable"].as_str().unwrap();
+        if variable == "description" {
+            continue;
+        }
+        let methods = methods_of(variable);
+        let show_if = question.get("show_if").and_then(Value::as_str);
+        match methods.as_slice() {
+            [only] => assert_eq!(
+                show_if,
+                Some(format!("mountMethod={}", only.as_str()).as_str()),
+                "{variable}"
+            ),
+            several => {
+                assert_eq!(show_if, None, "{variable} applies to several methods");
+                if several.len() < MountMethod::ALL.len() {
+                    let description = question["description"].as_str().unwrap();
+                    for method in several {
+                        assert!(
+                            description.contains(short(*method)),
+                            "{variable}: the description should name {}",
+                            short(*method)
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -140,7 +191,7 @@ fn questions_ui_covers_every_setting() {
         .map(|q| q["variable"].as_str().unwrap())
         .collect();
     let keys = settings_keys();
-    assert!(keys.len() >= 16, "{keys:?}");
+    assert!(keys.len() >= 20, "{keys:?}");
     for key in &keys {
         let covered = variables
             .iter()

@@ -1,53 +1,36 @@
 //! Integration tests: the built `.wasm` in the runner's waPC host, as the policy server runs it.
 
-use runner::build::{ensure_built, workspace_root};
-use runner::host::{Evaluation, PolicyHost};
+use agent_mount::settings::MountMethod;
+use runner::build::workspace_root;
+use runner::host::{Evaluation, with_built_policy as with_host};
 use runner::input;
 use serde_json::{Value, json};
-
-/// The policy module, built (or found up to date) once per test binary.
-/// Runs `f` with this test thread's policy host (a waPC host is not `Sync`); the
-/// `.wasm` is built, or found up to date, once per test binary.
-fn with_host<R>(f: impl FnOnce(&PolicyHost) -> R) -> R {
-    thread_local! {
-        static HOST: PolicyHost = PolicyHost::load(&ensure_built().unwrap_or_else(|e| panic!("{e}")))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    HOST.with(f)
-}
 
 fn fixture(name: &str) -> Value {
     let path = workspace_root().join("test_data").join(name);
     input::read_request(&path).unwrap()
 }
 
+/// The patch ops as "op path" lines.
 fn ops(evaluation: &Evaluation) -> Vec<String> {
-    let value = serde_json::to_value(&evaluation.patch).unwrap();
-    value
-        .as_array()
-        .unwrap()
+    evaluation
+        .patch
+        .0
         .iter()
         .map(|op| {
+            let value = serde_json::to_value(op).unwrap();
             format!(
                 "{} {}",
-                op["op"].as_str().unwrap(),
-                op["path"].as_str().unwrap()
+                value["op"].as_str().unwrap(),
+                value["path"].as_str().unwrap()
             )
         })
         .collect()
 }
 
-const METHODS: [&str; 3] = ["virtual-device", "host-path", "init-container"];
-
-fn settings(method: &str) -> Value {
-    match method {
-        "virtual-device" => json!({}),
-        "host-path" => json!({"mountMethod": "k8s-host-path", "agentDirectories": ["java"],
-            "requiredNodeLabel": {"key": "odigos.io/agents", "value": "true"}}),
-        _ => {
-            json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "ghcr.io/example/agents:1.0"}})
-        }
-    }
+/// Each method's settings: those of its ClusterAdmissionPolicy under deploy/.
+fn settings(method: MountMethod) -> Value {
+    input::overlay_settings(method).unwrap()
 }
 
 #[test]
@@ -62,7 +45,7 @@ fn settings_errors_come_back_as_responses_not_traps() {
         (
             json!({"mountMethod": "VirtualDevice"}),
             false,
-            "mountMethod: unknown value \"VirtualDevice\", expected one of: k8s-virtual-device, k8s-host-path, k8s-init-container",
+            "mountMethod: unknown value \"VirtualDevice\", expected one of: k8s-virtual-device, k8s-host-path, k8s-init-container, k8s-csi-driver, k8s-image-volume",
         ),
         (
             json!({"mountMethod": "k8s-host-path", "hostPath": "relative"}),
@@ -84,6 +67,16 @@ fn settings_errors_come_back_as_responses_not_traps() {
             false,
             "initContainer.image: required",
         ),
+        (
+            json!({"mountMethod": "k8s-image-volume"}),
+            false,
+            "imageVolume.reference: required",
+        ),
+        (
+            json!({"mountMethod": "k8s-csi-driver", "csiDriver": "Bad_Driver"}),
+            false,
+            "csiDriver: invalid value \"Bad_Driver\"",
+        ),
         (json!({"typo": 1}), false, "typo: unknown field `typo`"),
     ];
     for (settings, valid, message) in cases {
@@ -99,15 +92,15 @@ fn settings_errors_come_back_as_responses_not_traps() {
 #[test]
 fn every_method_mutates_the_typical_pod_and_is_idempotent() {
     let request = fixture("pod_typical.json");
-    for method in METHODS {
+    for method in MountMethod::ALL {
         let settings = settings(method);
         let first = with_host(|h| h.validate(&request, &settings)).unwrap();
-        assert!(first.response.accepted, "{method}");
-        assert!(!first.patch.0.is_empty(), "{method}");
-        if method != "init-container" {
+        assert!(first.response.accepted, "{method:?}");
+        assert!(!first.patch.0.is_empty(), "{method:?}");
+        if method != MountMethod::InitContainer {
             assert!(
                 ops(&first).iter().all(|op| op.starts_with("add ")),
-                "{method}: {:?}",
+                "{method:?}: {:?}",
                 ops(&first)
             );
         }
@@ -116,7 +109,7 @@ fn every_method_mutates_the_typical_pod_and_is_idempotent() {
         let second = with_host(|h| h.validate(&again, &settings)).unwrap();
         assert!(
             second.response.mutated_object.is_none(),
-            "{method}: {:?}",
+            "{method:?}: {:?}",
             ops(&second)
         );
     }
@@ -140,13 +133,17 @@ fn virtual_device_patch_is_exact() {
 #[test]
 fn future_fields_survive_the_wasm_round_trip() {
     let request = fixture("pod_future_fields.json");
-    for method in ["virtual-device", "host-path"] {
+    // The init container goes first, which shifts the others in an index-wise diff.
+    for method in MountMethod::ALL
+        .into_iter()
+        .filter(|m| *m != MountMethod::InitContainer)
+    {
         let evaluation = with_host(|h| h.validate(&request, &settings(method))).unwrap();
         let ops = ops(&evaluation);
         assert!(!ops.is_empty());
         assert!(
             ops.iter().all(|op| op.starts_with("add ")),
-            "{method}: {ops:?}"
+            "{method:?}: {ops:?}"
         );
         assert!(!ops.iter().any(|op| op.contains("future")), "{ops:?}");
     }
@@ -163,13 +160,14 @@ fn wasm_and_native_answer_the_same() {
         "pod_conflict_volume.json",
         "pod_conflict_mount.json",
         "pod_conflict_init_container.json",
+        "pod_conflict_writable_mount.json",
         "pod_update.json",
         "deployment_create.json",
         "pod_unreadable.json",
         "pod_annotation_unknown_container.json",
     ];
     for name in fixtures {
-        for method in METHODS {
+        for method in MountMethod::ALL {
             let payload = serde_json::to_vec(
                 &json!({"request": fixture(name), "settings": settings(method)}),
             )
@@ -178,7 +176,7 @@ fn wasm_and_native_answer_the_same() {
                 serde_json::from_slice(&with_host(|h| h.call("validate", &payload)).unwrap())
                     .unwrap();
             let native = serde_json::to_value(agent_mount::response::validate(&payload)).unwrap();
-            assert_eq!(wasm, native, "{name} under {method}");
+            assert_eq!(wasm, native, "{name} under {method:?}");
         }
     }
 }
