@@ -27,8 +27,9 @@ pub const COPY_TARGET: &str = "/agent-mount-target";
 pub const COPY_USER: i64 = 65532;
 /// Default CPU of the copy container, as request and limit.
 pub const DEFAULT_CPU: &str = "100m";
-/// Default memory of the copy container, as request and limit.
-pub const DEFAULT_MEMORY: &str = "128Mi";
+/// Default memory of the copy container, as request and limit: a 100 MiB, 10,000-file
+/// agent tree needed 144Mi when the copied pages could not be reclaimed (README).
+pub const DEFAULT_MEMORY: &str = "256Mi";
 /// Resources the copy container may set.
 const RESOURCE_NAMES: [&str; 3] = ["cpu", "memory", "ephemeral-storage"];
 /// Highest user and group ID Kubernetes accepts.

@@ -1,14 +1,11 @@
-//! The init-container method: PSA `restricted`, no host access, and the copy script itself.
+//! What the methods add passes Pod Security `restricted`: the copy container, and only
+//! restricted volume types (no hostPath) for every method but host-path.
 
 mod support;
 
-use agent_mount::copy::COPY_SCRIPT;
 use agent_mount::response::validate;
-use agent_mount::settings::{self, Method, Settings};
 use rstest::rstest;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use support::{fixture, payload};
 
 fn init_settings(extra: Value) -> Value {
@@ -39,14 +36,6 @@ const RESTRICTED_VOLUMES: [&str; 9] = [
     "projected",
     "secret",
 ];
-
-/// The copy container's command under these settings.
-fn copy_command(settings: &Settings) -> Vec<String> {
-    let Method::InitContainer { copy, mounts } = &settings.method else {
-        panic!("not init-container settings: {settings:?}");
-    };
-    copy.command(&mounts.agent_directories)
-}
 
 /// Every PSA `restricted` (and so `baseline`) rule a container breaks, per the Pod Security Standards.
 fn restricted_violations(container: &Value) -> Vec<String> {
@@ -164,93 +153,5 @@ fn only_restricted_volume_types_are_added(#[case] settings: Value) {
     assert!(
         volumes.iter().all(|v| v.get("hostPath").is_none()),
         "{volumes:?}"
-    );
-}
-
-/// A fresh directory under the system temp dir.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("agent-mount-copy-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Every file below `root`, as sorted relative paths with their contents.
-fn tree(root: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let relative = path.strip_prefix(root).unwrap().display().to_string();
-                out.push((relative, std::fs::read_to_string(&path).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Runs the init container's exact command, with its two paths pointed at temp directories.
-fn run_copy(command: &[String], source: &Path, target: &Path) {
-    assert_eq!(&command[..4], ["sh", "-c", COPY_SCRIPT, "agent-mount-copy"]);
-    let mut args = command.to_vec();
-    args[4] = source.display().to_string();
-    args[5] = target.display().to_string();
-    let status = Command::new(&args[0])
-        .args(&args[1..])
-        .status()
-        .expect("run sh");
-    assert!(status.success(), "{args:?}");
-}
-
-#[rstest]
-#[case::whole_directory(vec![], vec!["dotnet/agent.dll", "java/javaagent.jar", "java/lib/extra.jar", "python/site/otel.py"])]
-#[case::per_agent(vec!["java", "python"], vec!["java/javaagent.jar", "java/lib/extra.jar", "python/site/otel.py"])]
-fn the_copy_script_copies_the_agent_tree(#[case] dirs: Vec<&str>, #[case] expected: Vec<&str>) {
-    let name = if dirs.is_empty() { "whole" } else { "dirs" };
-    let image = temp_dir(&format!("{name}-image"));
-    let source = image.join("instrumentations");
-    for (file, content) in [
-        ("java/javaagent.jar", "jar"),
-        ("java/lib/extra.jar", "extra"),
-        ("python/site/otel.py", "py"),
-        ("dotnet/agent.dll", "dll"),
-    ] {
-        std::fs::create_dir_all(source.join(file).parent().unwrap()).unwrap();
-        std::fs::write(source.join(file), content).unwrap();
-    }
-    let target = temp_dir(&format!("{name}-target"));
-    let settings = settings::parse(init_settings(json!({"agentDirectories": dirs}))).unwrap();
-    run_copy(&copy_command(&settings), &source, &target);
-    let copied: Vec<String> = tree(&target).into_iter().map(|(path, _)| path).collect();
-    assert_eq!(copied, expected);
-    assert!(
-        tree(&target)
-            .iter()
-            .all(|(path, content)| std::fs::read_to_string(source.join(path)).unwrap() == *content)
-    );
-    // Running it again (a restarted init container) succeeds and changes nothing.
-    run_copy(&copy_command(&settings), &source, &target);
-    assert_eq!(tree(&target).len(), expected.len());
-    std::fs::remove_dir_all(image).unwrap();
-    std::fs::remove_dir_all(target).unwrap();
-}
-
-#[test]
-fn a_missing_agent_directory_fails_the_copy_loudly() {
-    let source = temp_dir("missing-source");
-    let target = temp_dir("missing-target");
-    let settings = settings::parse(init_settings(json!({"agentDirectories": ["ruby"]}))).unwrap();
-    let mut args = copy_command(&settings);
-    args[4] = source.display().to_string();
-    args[5] = target.display().to_string();
-    let status = Command::new(&args[0]).args(&args[1..]).status().unwrap();
-    assert!(
-        !status.success(),
-        "set -e stops on the failed cp, so the pod does not start without its agent"
     );
 }

@@ -219,7 +219,7 @@ fn init_container_goes_first_and_keeps_the_others() {
     );
     assert_eq!(
         inits[0]["resources"],
-        json!({"limits": {"cpu": "100m", "memory": "128Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}})
+        json!({"limits": {"cpu": "100m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "256Mi"}})
     );
     let shifted = ["/spec/initContainers"];
     assert_eq!(lost_from(&request["object"], &mutated, "", &shifted), None);

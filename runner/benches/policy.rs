@@ -2,10 +2,14 @@
 //! natively, on a small, a typical and a large pod, under every method. Writes the policy
 //! section of BENCHMARKS.md and prints it.
 
+use agent_mount::mutate;
 use agent_mount::response;
+use agent_mount::settings::{
+    AgentMounts, MAX_AGENT_DIRECTORIES, Method, MountMethod, Settings, parse,
+};
 use runner::build::{ensure_built, workspace_root};
 use runner::host::PolicyHost;
-use runner::input::read_request;
+use runner::input::{overlay_settings, read_request};
 use runner::report::{machine, mean_time, micros, write_section};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -16,14 +20,54 @@ const BUDGET: Duration = Duration::from_millis(700);
 /// App containers in the large pod.
 const LARGE_COPIES: usize = 200;
 
-fn settings(method: &str) -> Value {
-    match method {
-        "k8s-virtual-device" => json!({}),
-        "k8s-host-path" => json!({"mountMethod": "k8s-host-path"}),
-        _ => {
-            json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "ghcr.io/example/agents:1.0"}})
+/// Directories in the mutation-only scaling case (issue 8 measured 6.6 s here before).
+const MANY_DIRECTORIES: usize = 30_000;
+
+/// `n` agent directory names.
+fn directories(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("agent-{i}")).collect()
+}
+
+/// `validate` with `agentDirectories` at the settings maximum, in the wasm host; and the
+/// mutation alone, natively, with `MANY_DIRECTORIES` (past the maximum, so the settings
+/// are built directly), to show the cost stays linear.
+fn directories_section(host: &PolicyHost, typical: &Value) -> String {
+    let at_max = json!({"mountMethod": "k8s-host-path", "agentDirectories": directories(MAX_AGENT_DIRECTORIES)});
+    let payload = payload(typical, &at_max);
+    let wasm = mean_time(BUDGET, 20, || {
+        std::hint::black_box(host.call("validate", &payload).unwrap());
+    });
+    let native_at = |n: usize| {
+        let mut settings: Settings = parse(json!({"mountMethod": "k8s-host-path"})).unwrap();
+        if let Method::HostPath { mounts, .. } = &mut settings.method {
+            *mounts = AgentMounts {
+                agent_directories: directories(n),
+                ..mounts.clone()
+            };
         }
-    }
+        mean_time(BUDGET, 3, || {
+            let mut pod = typical["object"].clone();
+            std::hint::black_box(mutate::mutate(&mut pod, &[0, 2], &settings).unwrap());
+        })
+    };
+    let (few, many) = (
+        native_at(MAX_AGENT_DIRECTORIES),
+        native_at(MANY_DIRECTORIES),
+    );
+    let per = |d: Duration, n: usize| d.as_secs_f64() * 1e6 / n as f64;
+    format!(
+        "\n`agentDirectories` (at most {MAX_AGENT_DIRECTORIES} at load), typical pod, k8s-host-path:\n\n\
+         | case | time | per directory |\n|---|---:|---:|\n\
+         | wasm `validate`, {MAX_AGENT_DIRECTORIES} directories | {} | {:.2} µs |\n\
+         | native mutation only, {MAX_AGENT_DIRECTORIES} directories | {} | {:.2} µs |\n\
+         | native mutation only, {MANY_DIRECTORIES} directories | {} | {:.2} µs |\n",
+        micros(wasm),
+        per(wasm, MAX_AGENT_DIRECTORIES),
+        micros(few),
+        per(few, MAX_AGENT_DIRECTORIES),
+        micros(many),
+        per(many, MANY_DIRECTORIES),
+    )
 }
 
 /// The typical pod with its containers replaced by LARGE_COPIES copies of the app container.
@@ -47,7 +91,7 @@ fn payload(request: &Value, settings: &Value) -> Vec<u8> {
 
 struct Row {
     pod: &'static str,
-    method: &'static str,
+    method: MountMethod,
     containers: usize,
     bytes: usize,
     wasm: Duration,
@@ -65,8 +109,8 @@ fn main() {
     let large = large(&typical);
 
     let mut rows = Vec::new();
-    for method in ["k8s-virtual-device", "k8s-host-path", "k8s-init-container"] {
-        let settings = settings(method);
+    for method in MountMethod::ALL {
+        let settings = overlay_settings(method).unwrap();
         let mutated = host
             .validate(&typical, &settings)
             .unwrap()
@@ -113,7 +157,7 @@ fn main() {
     let mut out = String::new();
     writeln!(
         out,
-        "Measured by `cargo bench -p runner --bench policy` on {}.\n",
+        "Measured by `cargo bench -p runner --bench policy` on {}; each method with the settings of its overlay under deploy/.\n",
         machine()
     )
     .unwrap();
@@ -131,7 +175,7 @@ fn main() {
         writeln!(
             out,
             "| {} | {} | {} | {:.1} KB | {} | {} | {ratio:.2}× | {} |",
-            r.method,
+            r.method.as_str(),
             r.pod,
             r.containers,
             r.bytes as f64 / 1000.0,
@@ -152,7 +196,7 @@ fn main() {
     )
     .unwrap();
     writeln!(out, "|---|---:|---:|---:|").unwrap();
-    for method in ["k8s-virtual-device", "k8s-host-path", "k8s-init-container"] {
+    for method in MountMethod::ALL {
         let find = |pod: &str| {
             rows.iter()
                 .find(|r| r.method == method && r.pod == pod)
@@ -162,13 +206,15 @@ fn main() {
         let (t, l) = (find("typical"), find("large"));
         writeln!(
             out,
-            "| {method} | {:.2} µs | {:.2} µs | {:.2}× |",
+            "| {} | {:.2} µs | {:.2} µs | {:.2}× |",
+            method.as_str(),
             per(t) * 1e6,
             per(l) * 1e6,
             per(l) / per(t)
         )
         .unwrap();
     }
+    out.push_str(&directories_section(&host, &typical));
     print!("{out}");
     let file = workspace_root().join("BENCHMARKS.md");
     if let Err(e) = write_section(&file, "policy", &out) {

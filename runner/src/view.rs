@@ -1,6 +1,7 @@
 //! What each container of a mutated pod sees: the mounts resolved to their sources.
 
 use serde_json::Value;
+use std::path::Path;
 
 /// One mount as the container sees it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -127,4 +128,22 @@ pub fn requests_resource(container: &Value, resource: &str) -> bool {
         .pointer("/resources/limits")
         .and_then(|limits| limits.get(resource))
         .is_some()
+}
+
+/// Every file below `root`, as sorted paths relative to it: what a mount of `root` shows.
+pub fn files_below(root: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(relative) = path.strip_prefix(root) {
+                out.push(relative.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
