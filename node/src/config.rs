@@ -1,7 +1,9 @@
-//! Command-line flags, each with an environment variable, and their validation.
+//! Command line: the subcommands, their flags (each with an `AGENT_MOUNT_<FLAG>` environment
+//! variable) and the checks that refuse a bad value at start.
 
-use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
+use crate::api::KUBELET_SOCKET;
 use agent_mount_common::syntax;
+use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,33 +14,101 @@ pub const MAX_DEVICES: i64 = 100_000;
 /// The kubelet's device plugin directory.
 pub const DEFAULT_PLUGIN_DIR: &str = "/var/lib/kubelet/device-plugins";
 
-/// Kubelet device plugin that mounts the node's agent directory read-only into containers that request it.
-#[derive(Parser, Debug)]
-#[command(name = "agent-mount-device-plugin", version)]
-pub struct Cli {
-    /// What to do; without a subcommand, run the plugin.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// The plugin's configuration.
-    #[command(flatten)]
-    pub config: Config,
-}
-
-/// Subcommands.
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Check gRPC health on the plugin's socket: exit 0 when serving, 1 otherwise (for exec probes).
-    Probe {
-        /// How long to wait for an answer.
-        #[arg(long, default_value = "2s", value_parser = parse_duration)]
-        timeout: Duration,
+/// A flag value refused at start; clap prefixes the message with the flag's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Not an extended resource name.
+    #[error(
+        "{value:?} is not an extended resource name ({reason}); use a qualified name such as instrumentation.odigos.io/generic"
+    )]
+    ResourceName {
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Not an absolute, normalised path.
+    #[error(
+        "{value:?} is not usable as a path ({reason}); give an absolute path without '.', '..' or '//', such as /var/odigos"
+    )]
+    Path {
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Not a single file name.
+    #[error(
+        "{value:?} is not a socket file name ({reason}); give a single file name such as example.com_agents"
+    )]
+    SocketName {
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The kubelet's own socket name.
+    #[error("{value:?} is the kubelet's own registration socket; choose another socket name")]
+    KubeletSocket {
+        /// The value given.
+        value: String,
+    },
+    /// Not a duration.
+    #[error("{value:?} is not a duration ({reason}); use a duration such as 500ms, 2s or 1m")]
+    Duration {
+        /// The value given.
+        value: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A zero duration, which would make a busy loop.
+    #[error("{value:?} is zero; use a duration greater than zero, such as 500ms")]
+    ZeroDuration {
+        /// The value given.
+        value: String,
     },
 }
 
-/// How kubelet restarts are detected.
+/// agent-mount's node binary: the kubelet plugins that mount the node's agent directory into containers.
+#[derive(Parser, Debug)]
+#[command(name = "agent-mount-node", version)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the kubelet device plugin (the virtual-device method).
+    DevicePlugin(DevicePluginConfig),
+    /// Check a plugin's socket through gRPC health: exit 0 when it serves, 1 otherwise (exec probes).
+    Probe(ProbeArgs),
+}
+
+/// `probe`: which plugin to check, read from the same flags and environment as that plugin.
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    /// How long to wait for an answer.
+    #[arg(long, global = true, default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// The plugin whose socket to check.
+    #[command(subcommand)]
+    pub target: ProbeTarget,
+}
+
+/// The plugins `probe` can check.
+#[derive(Subcommand, Debug)]
+pub enum ProbeTarget {
+    /// The device plugin's socket (`--plugin-dir`/`--socket-name`).
+    DevicePlugin(DevicePluginConfig),
+}
+
+/// How a plugin notices that its sockets were removed or replaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum WatchMode {
-    /// inotify on the plugin directory, with polling as a safety net.
+    /// inotify on the socket directories, with polling as a safety net.
     Auto,
     /// Polling only, for nodes where inotify instances are exhausted.
     Poll,
@@ -53,9 +123,26 @@ pub enum LogFormat {
     Json,
 }
 
-/// The plugin's configuration.
-#[derive(Args, Clone, Debug)]
-pub struct Config {
+/// Flags every node plugin takes; each plugin's flags flatten this struct.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct Common {
+    /// How removed or replaced sockets are noticed.
+    #[arg(long, env = "AGENT_MOUNT_WATCH", value_enum, default_value_t = WatchMode::Auto)]
+    pub watch: WatchMode,
+    /// Polling period for sockets and health, e.g. 500ms or 1s.
+    #[arg(long, env = "AGENT_MOUNT_POLL_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Address for Prometheus /metrics and /healthz, e.g. 127.0.0.1:9464 (off when unset).
+    #[arg(long, env = "AGENT_MOUNT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, env = "AGENT_MOUNT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The device plugin's flags.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct DevicePluginConfig {
     /// Extended resource to advertise (must match the policy's resourceName).
     #[arg(long, env = "AGENT_MOUNT_RESOURCE_NAME", default_value = DEFAULT_RESOURCE_NAME, value_parser = parse_resource_name)]
     pub resource_name: String,
@@ -77,21 +164,12 @@ pub struct Config {
     /// Socket file name in the plugin directory (default: the resource name with '/' as '_').
     #[arg(long, env = "AGENT_MOUNT_SOCKET_NAME", value_parser = parse_socket_name)]
     pub socket_name: Option<String>,
-    /// How kubelet restarts are detected.
-    #[arg(long, env = "AGENT_MOUNT_WATCH", value_enum, default_value_t = WatchMode::Auto)]
-    pub watch: WatchMode,
-    /// Polling period for kubelet restarts and health, e.g. 500ms or 1s.
-    #[arg(long, env = "AGENT_MOUNT_POLL_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
-    pub poll_interval: Duration,
-    /// Address for Prometheus /metrics and /healthz, e.g. 127.0.0.1:9464 (off when unset).
-    #[arg(long, env = "AGENT_MOUNT_METRICS_ADDR")]
-    pub metrics_addr: Option<SocketAddr>,
-    /// Log format.
-    #[arg(long, env = "AGENT_MOUNT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Flags shared with the other node plugins.
+    #[command(flatten)]
+    pub common: Common,
 }
 
-impl Config {
+impl DevicePluginConfig {
     /// The directory whose content decides device health.
     pub fn health_path(&self) -> &Path {
         self.health_path.as_deref().unwrap_or(&self.host_path)
@@ -111,7 +189,7 @@ impl Config {
 
     /// The kubelet's registration socket.
     pub fn kubelet_socket(&self) -> PathBuf {
-        self.plugin_dir.join(crate::api::KUBELET_SOCKET)
+        self.plugin_dir.join(KUBELET_SOCKET)
     }
 
     /// Device ID prefix: the name part of the resource, e.g. `generic`.
@@ -123,56 +201,83 @@ impl Config {
     }
 }
 
-fn parse_resource_name(value: &str) -> Result<String, String> {
-    syntax::extended_resource_name(value).map(|()| value.to_string())
+fn parse_resource_name(value: &str) -> Result<String, ConfigError> {
+    syntax::extended_resource_name(value)
+        .map(|()| value.to_string())
+        .map_err(|reason| ConfigError::ResourceName {
+            value: value.into(),
+            reason,
+        })
 }
 
-fn parse_absolute_path(value: &str) -> Result<PathBuf, String> {
-    syntax::absolute_path(value).map(|()| PathBuf::from(value))
+/// Parses an absolute, normalised path.
+pub fn parse_absolute_path(value: &str) -> Result<PathBuf, ConfigError> {
+    syntax::absolute_path(value)
+        .map(|()| PathBuf::from(value))
+        .map_err(|reason| ConfigError::Path {
+            value: value.into(),
+            reason,
+        })
 }
 
-fn parse_socket_name(value: &str) -> Result<String, String> {
-    if value == crate::api::KUBELET_SOCKET {
-        return Err("kubelet.sock is the kubelet's own socket".into());
+fn parse_socket_name(value: &str) -> Result<String, ConfigError> {
+    if value == KUBELET_SOCKET {
+        return Err(ConfigError::KubeletSocket {
+            value: value.into(),
+        });
     }
-    syntax::path_segment(value).map(|()| value.to_string())
+    syntax::path_segment(value)
+        .map(|()| value.to_string())
+        .map_err(|reason| ConfigError::SocketName {
+            value: value.into(),
+            reason,
+        })
 }
 
-/// Parses `500ms`, `2s` or `1m`.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let allowed = "expected a duration such as 500ms, 2s or 1m";
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: u64 = number.parse().map_err(|_| allowed.to_string())?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        _ => return Err(allowed.into()),
-    };
+/// Parses a positive duration such as `500ms`, `2s` or `1m` (humantime's syntax, which
+/// refuses values that overflow instead of wrapping).
+pub fn parse_duration(value: &str) -> Result<Duration, ConfigError> {
+    let duration = humantime::parse_duration(value).map_err(|e| ConfigError::Duration {
+        value: value.into(),
+        reason: e.to_string(),
+    })?;
     if duration.is_zero() {
-        Err(format!("{allowed}, greater than zero"))
-    } else {
-        Ok(duration)
+        return Err(ConfigError::ZeroDuration {
+            value: value.into(),
+        });
     }
+    Ok(duration)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::error::Error as _;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(
-            std::iter::once("agent-mount-device-plugin").chain(args.iter().copied()),
-        )
+        Cli::try_parse_from(["agent-mount-node"].iter().chain(args))
+    }
+
+    fn device_plugin(args: &[&str]) -> DevicePluginConfig {
+        let args: Vec<&str> = ["device-plugin"].iter().chain(args).copied().collect();
+        match parse(&args).unwrap().command {
+            Command::DevicePlugin(config) => config,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The [`ConfigError`] behind a refused command line.
+    fn config_error(args: &[&str]) -> ConfigError {
+        let err = parse(args).unwrap_err();
+        err.source()
+            .and_then(|s| s.downcast_ref::<ConfigError>())
+            .unwrap_or_else(|| panic!("{args:?}: not a ConfigError: {err}"))
+            .clone()
     }
 
     #[test]
     fn defaults_are_odigos_compatible() {
-        let cli = parse(&[]).unwrap();
-        let config = cli.config;
+        let config = device_plugin(&[]);
         assert_eq!(config.resource_name, "instrumentation.odigos.io/generic");
         assert_eq!(config.host_path, Path::new("/var/odigos"));
         assert_eq!(config.container_path, Path::new("/var/odigos"));
@@ -183,29 +288,94 @@ mod tests {
             Path::new("/var/lib/kubelet/device-plugins/instrumentation.odigos.io_generic")
         );
         assert_eq!(config.device_prefix(), "generic");
-        assert_eq!(config.poll_interval, Duration::from_millis(500));
-        assert_eq!(config.watch, WatchMode::Auto);
+        assert_eq!(
+            config.common,
+            Common {
+                watch: WatchMode::Auto,
+                poll_interval: Duration::from_millis(500),
+                metrics_addr: None,
+                log_format: LogFormat::Text,
+            }
+        );
     }
 
     #[test]
-    fn bad_flags_are_rejected_with_the_reason() {
-        let cases: [(&[&str], &str); 6] = [
+    fn probe_reads_the_device_plugins_flags() {
+        let cli = parse(&[
+            "probe",
+            "device-plugin",
+            "--plugin-dir",
+            "/tmp/plugins",
+            "--socket-name",
+            "x.sock",
+            "--timeout",
+            "3s",
+        ])
+        .unwrap();
+        let Command::Probe(probe) = cli.command else {
+            panic!("{:?}", cli.command)
+        };
+        assert_eq!(probe.timeout, Duration::from_secs(3));
+        let ProbeTarget::DevicePlugin(config) = probe.target;
+        assert_eq!(config.socket_path(), Path::new("/tmp/plugins/x.sock"));
+    }
+
+    #[test]
+    fn a_subcommand_is_required() {
+        assert_eq!(
+            parse(&[]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_the_reason() {
+        type Check = fn(&ConfigError) -> bool;
+        let cases: [(&[&str], Check); 7] = [
             (
                 &["--host-path", "var/odigos"],
-                "expected an absolute, normalised path",
+                |e| matches!(e, ConfigError::Path { value, .. } if value == "var/odigos"),
             ),
-            (&["--devices", "0"], "0 is not in 1..=100000"),
             (
                 &["--resource-name", "generic"],
-                "expected an extended resource name",
+                |e| matches!(e, ConfigError::ResourceName { value, .. } if value == "generic"),
             ),
-            (&["--poll-interval", "fast"], "expected a duration"),
-            (&["--socket-name", "kubelet.sock"], "kubelet's own socket"),
-            (&["--watch", "sometimes"], "invalid value 'sometimes'"),
+            (
+                &["--poll-interval", "fast"],
+                |e| matches!(e, ConfigError::Duration { value, .. } if value == "fast"),
+            ),
+            (&["--poll-interval", "0s"], |e| {
+                matches!(e, ConfigError::ZeroDuration { .. })
+            }),
+            // `number * 60` overflowed here once; humantime refuses it.
+            (&["--poll-interval", "999999999999999999999m"], |e| {
+                matches!(e, ConfigError::Duration { .. })
+            }),
+            (&["--socket-name", "kubelet.sock"], |e| {
+                matches!(e, ConfigError::KubeletSocket { .. })
+            }),
+            (
+                &["--socket-name", "a/b"],
+                |e| matches!(e, ConfigError::SocketName { value, .. } if value == "a/b"),
+            ),
         ];
-        for (args, expected) in cases {
-            let err = parse(args).unwrap_err().to_string();
-            assert!(err.contains(expected), "{args:?}: {err}");
+        for (args, check) in cases {
+            let args: Vec<&str> = ["device-plugin"].iter().chain(args).copied().collect();
+            let err = config_error(&args);
+            assert!(check(&err), "{args:?}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn clap_checks_the_rest() {
+        use clap::error::ErrorKind;
+        for (args, kind) in [
+            (["--devices", "0"], ErrorKind::ValueValidation),
+            (["--metrics-addr", "localhost"], ErrorKind::ValueValidation),
+            (["--watch", "sometimes"], ErrorKind::InvalidValue),
+        ] {
+            let args: Vec<&str> = ["device-plugin"].iter().chain(&args).copied().collect();
+            assert_eq!(parse(&args).unwrap_err().kind(), kind, "{args:?}");
         }
     }
 
@@ -213,7 +383,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5").is_err());
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(matches!(
+            parse_duration("5"),
+            Err(ConfigError::Duration { .. })
+        ));
     }
 }

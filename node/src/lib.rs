@@ -1,17 +1,17 @@
-//! agent-mount device plugin: advertises an extended resource to the kubelet and
-//! answers `Allocate` with a read-only mount of the node's agent directory.
+//! agent-mount's node binary: the kubelet plugins that mount the node's agent directory
+//! read-only into containers.
 //!
-//! Modules: [`config`] (flags), [`api`] (generated v1beta1 types), [`service`]
-//! (the gRPC handlers), [`lifecycle`] (serve, register, re-register after kubelet
-//! restarts, shutdown), [`health`] (device health from the agent directory),
-//! [`metrics`] (Prometheus and `/healthz`), [`uds`] (gRPC over unix sockets) and
-//! [`probe`] (the exec probe).
+//! Shared: [`config`] (subcommands and flags), [`decide`] (pure lifecycle decisions: keep a
+//! socket served, react to its directory), [`watch`] (their I/O: inotify, polling, file
+//! identity), [`metrics`] (Prometheus and `/healthz`), [`uds`] (gRPC over unix sockets) and
+//! [`probe`] (the exec probe). Per plugin: [`device_plugin`], with [`api`] (its generated
+//! v1beta1 types).
 
 pub mod api;
 pub mod config;
-pub mod health;
-pub mod lifecycle;
+pub mod decide;
+pub mod device_plugin;
 pub mod metrics;
 pub mod probe;
-pub mod service;
 pub mod uds;
+pub mod watch;

@@ -1,7 +1,7 @@
-//! The device plugin binary: parse flags, set up logging, run the plugin or the probe.
+//! The node binary: parse the command line, set up logging, run a plugin or a probe.
 
-use agent_mount_node::config::{Cli, Command, LogFormat};
-use agent_mount_node::{lifecycle, probe};
+use agent_mount_node::config::{Cli, Command, LogFormat, ProbeTarget};
+use agent_mount_node::{device_plugin, probe};
 use clap::Parser;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -36,7 +36,6 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.config.log_format);
     // One thread is plenty for a node agent and keeps the resident set small.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -48,15 +47,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
-        Some(Command::Probe { timeout }) => runtime.block_on(probe::check(&cli.config, timeout)),
-        None => runtime.block_on(lifecycle::run(cli.config, shutdown_signal())),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+    match cli.command {
+        Command::DevicePlugin(config) => {
+            init_logging(config.common.log_format);
+            runtime.block_on(device_plugin::run(config, shutdown_signal()));
+            ExitCode::SUCCESS
+        }
+        Command::Probe(args) => {
+            let socket = match &args.target {
+                ProbeTarget::DevicePlugin(config) => config.socket_path(),
+            };
+            match runtime.block_on(probe::check(&socket, args.timeout)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -1,93 +1,66 @@
-//! Counters, Prometheus `/metrics` and `/healthz` on `--metrics-addr`.
+//! Prometheus `/metrics` and `/healthz` on `--metrics-addr`, for any plugin that can render
+//! its figures ([`Exporter`]).
 
-use crate::service::{DeviceState, Health};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-/// Counters the plugin keeps.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Containers given the agent mount by `Allocate`.
-    pub allocations: AtomicU64,
-    /// Successful `Register` calls.
-    pub registrations: AtomicU64,
-    /// Kubelet restarts seen (socket deleted or kubelet.sock recreated).
-    pub kubelet_restarts: AtomicU64,
+/// How long the accept loop pauses after a failed `accept` (e.g. `EMFILE`), so that a
+/// process out of file descriptors does not spin while connections close.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What a plugin publishes.
+pub trait Exporter: Send + Sync + 'static {
+    /// The Prometheus text exposition of every metric.
+    fn render(&self) -> String;
+    /// Whether `/healthz` answers 200 (503 otherwise).
+    fn healthy(&self) -> bool;
 }
 
-impl Metrics {
-    /// The Prometheus text exposition of the counters and the device gauge.
-    pub fn render(&self, state: DeviceState, devices: u32) -> String {
-        let (healthy, unhealthy) = match (state.stopping, state.health) {
-            (true, _) => (0, 0),
-            (false, Health::Healthy) => (devices, 0),
-            (false, Health::Unhealthy) => (0, devices),
-        };
-        let counter = |name: &str, help: &str, value: &AtomicU64| {
-            format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                value.load(Ordering::Relaxed)
-            )
-        };
-        let mut text = String::from(
-            "# HELP agent_mount_devices Devices advertised to the kubelet, by health.\n# TYPE agent_mount_devices gauge\n",
-        );
-        text.push_str(&format!(
-            "agent_mount_devices{{health=\"Healthy\"}} {healthy}\n"
-        ));
-        text.push_str(&format!(
-            "agent_mount_devices{{health=\"Unhealthy\"}} {unhealthy}\n"
-        ));
-        text.push_str(&counter(
-            "agent_mount_allocations_total",
-            "Containers given the agent mount by Allocate.",
-            &self.allocations,
-        ));
-        text.push_str(&counter(
-            "agent_mount_registrations_total",
-            "Successful registrations with the kubelet.",
-            &self.registrations,
-        ));
-        text.push_str(&counter(
-            "agent_mount_kubelet_restarts_total",
-            "Kubelet restarts seen.",
-            &self.kubelet_restarts,
-        ));
-        text
+/// Appends the `# HELP` and `# TYPE` lines of a metric.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Appends one sample; `labels` is empty or `key="value",…`.
+pub fn sample(out: &mut String, name: &str, labels: &str, value: u64) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }
 }
 
-/// Serves `/metrics` and `/healthz` until the process ends.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    state: watch::Receiver<DeviceState>,
-    devices: u32,
-) -> std::io::Result<()> {
+/// Binds `addr` and serves `/metrics` and `/healthz` until the task is dropped.
+pub async fn serve(addr: SocketAddr, exporter: Arc<dyn Exporter>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics and /healthz");
+    accept_loop(listener, exporter).await;
+    Ok(())
+}
+
+/// Serves every connection on `listener`; a failed `accept` is logged and retried, never fatal.
+pub async fn accept_loop(listener: TcpListener, exporter: Arc<dyn Exporter>) {
     loop {
-        let (stream, _) = listener.accept().await?;
-        let metrics = metrics.clone();
-        let state = state.clone();
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS, ECONNABORTED…: the listener itself still works,
+                // and a slot frees up when a connection closes.
+                tracing::warn!(error = %e, retry_in = ?ACCEPT_BACKOFF, "cannot accept a metrics connection; retrying");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let exporter = exporter.clone();
         let handler = service_fn(move |request: Request<hyper::body::Incoming>| {
-            let current = *state.borrow();
-            let response = match request.uri().path() {
-                "/metrics" => Response::new(metrics.render(current, devices)),
-                "/healthz" if !current.stopping => Response::new("ok\n".to_string()),
-                "/healthz" => status(StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
-                _ => status(
-                    StatusCode::NOT_FOUND,
-                    "not found: try /metrics or /healthz\n",
-                ),
-            };
+            let response = respond(request.uri().path(), exporter.as_ref());
             async move { Ok::<_, std::convert::Infallible>(response) }
         });
         tokio::spawn(async move {
@@ -101,8 +74,59 @@ pub async fn serve(
     }
 }
 
+fn respond(path: &str, exporter: &dyn Exporter) -> Response<String> {
+    match path {
+        "/metrics" => Response::new(exporter.render()),
+        "/healthz" if exporter.healthy() => Response::new("ok\n".to_string()),
+        "/healthz" => status(StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
+        _ => status(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics or /healthz\n",
+        ),
+    }
+}
+
 fn status(code: StatusCode, body: &str) -> Response<String> {
     let mut response = Response::new(body.to_string());
     *response.status_mut() = code;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Fixed(AtomicBool);
+
+    impl Exporter for Fixed {
+        fn render(&self) -> String {
+            let mut out = String::new();
+            header(&mut out, "x_total", "counter", "Xs.");
+            sample(&mut out, "x_total", "", 3);
+            sample(&mut out, "x_total", "k=\"v\"", 4);
+            out
+        }
+        fn healthy(&self) -> bool {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let exporter = Fixed(AtomicBool::new(true));
+        let metrics = respond("/metrics", &exporter);
+        assert_eq!(metrics.status(), StatusCode::OK);
+        assert_eq!(
+            metrics.body(),
+            "# HELP x_total Xs.\n# TYPE x_total counter\nx_total 3\nx_total{k=\"v\"} 4\n"
+        );
+        assert_eq!(respond("/healthz", &exporter).status(), StatusCode::OK);
+        exporter.0.store(false, Ordering::Relaxed);
+        assert_eq!(
+            respond("/healthz", &exporter).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(respond("/", &exporter).status(), StatusCode::NOT_FOUND);
+    }
 }

@@ -4,8 +4,8 @@ mod support;
 
 use agent_mount_node::api::device_plugin_client::DevicePluginClient;
 use agent_mount_node::api::{
-    AllocateRequest, ContainerAllocateRequest, Mount, PreStartContainerRequest,
-    PreferredAllocationRequest,
+    AllocateRequest, AllocateResponse, ContainerAllocateRequest, ContainerAllocateResponse, Mount,
+    PreStartContainerRequest, PreferredAllocationRequest,
 };
 use agent_mount_node::uds;
 use std::time::{Duration, Instant};
@@ -19,6 +19,8 @@ const REREGISTER_WITHIN: Duration = Duration::from_secs(1);
 const QUIET: Duration = Duration::from_secs(1);
 /// Generous bound for start-up events.
 const STARTUP: Duration = Duration::from_secs(10);
+/// Kubelet restarts in a row in the restart test.
+const RESTARTS: usize = 50;
 
 fn allocate_request(containers: usize) -> AllocateRequest {
     AllocateRequest {
@@ -106,22 +108,34 @@ async fn allocate_mounts_the_agent_directory_read_only_for_every_container() {
 }
 
 #[tokio::test]
-async fn a_thousand_concurrent_allocations_are_all_answered() {
+async fn a_thousand_concurrent_allocations_each_get_the_mount() {
     let (node, _kubelet, _plugin) = registered_plugin(&[]).await;
     let client = client(&node).await;
+    let expected = AllocateResponse {
+        container_responses: vec![ContainerAllocateResponse {
+            mounts: vec![Mount {
+                container_path: "/var/odigos".into(),
+                host_path: node.agents().display().to_string(),
+                read_only: true,
+            }],
+            ..Default::default()
+        }],
+    };
     let calls: Vec<_> = (0..1000)
-        .map(|_| {
+        .map(|i| {
             let mut client = client.clone();
-            tokio::spawn(async move { client.allocate(allocate_request(1)).await })
+            let request = AllocateRequest {
+                container_requests: vec![ContainerAllocateRequest {
+                    devices_ids: vec![format!("generic-{i}")],
+                }],
+            };
+            tokio::spawn(async move { client.allocate(request).await })
         })
         .collect();
-    let mut answered = 0;
-    for call in calls {
+    for (i, call) in calls.into_iter().enumerate() {
         let response = call.await.unwrap().unwrap().into_inner();
-        assert_eq!(response.container_responses[0].mounts.len(), 1);
-        answered += 1;
+        assert_eq!(response, expected, "call {i}");
     }
-    assert_eq!(answered, 1000);
 }
 
 #[tokio::test]
@@ -129,17 +143,15 @@ async fn grpc_health_and_the_probe_subcommand_report_serving() {
     let node = Node::new();
     let mut kubelet = FakeKubelet::start(&node.plugin_dir());
     let plugin_dir = node.plugin_dir();
+    // As the DaemonSet's exec probe runs it: flags from the same environment as the plugin's.
     let probe = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_agent-mount-node"))
-            .arg("--plugin-dir")
-            .arg(&plugin_dir)
-            .args(["probe", "--timeout", "2s"])
+            .args(["probe", "device-plugin", "--timeout", "2s"])
+            .env("AGENT_MOUNT_PLUGIN_DIR", &plugin_dir)
             .output()
             .unwrap()
     };
-    let before = probe();
-    assert_eq!(before.status.code(), Some(1), "no plugin yet");
-    assert!(String::from_utf8_lossy(&before.stderr).contains("cannot connect"));
+    assert_eq!(probe().status.code(), Some(1), "no plugin yet");
     let _plugin = Plugin::start(&node, &[]);
     kubelet.registered(STARTUP).await;
     let mut health = HealthClient::new(uds::connect(&node.socket()).await.unwrap());
@@ -156,24 +168,32 @@ async fn grpc_health_and_the_probe_subcommand_report_serving() {
     assert!(probe().status.success());
 }
 
+/// DESIGN §3a's restart, 50 times: the Registration server stops, its channels to the
+/// plugin close, 200 ms later every socket is deleted, and `kubelet.sock` is served anew
+/// (often with the old inode number). Each restart gets one `Register` within 1 s, then
+/// none during a quiet second.
 #[tokio::test]
-async fn twenty_kubelet_restarts_each_cause_exactly_one_registration() {
+async fn fifty_kubelet_restarts_each_cause_exactly_one_registration_within_a_second() {
     let (_node, mut kubelet, _plugin) = registered_plugin(&[]).await;
-    for restart in 1..=20 {
-        kubelet = kubelet.restart().await;
-        let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for restart in 1..=RESTARTS {
+        let dir = kubelet.die().await;
+        let recreated = Instant::now();
+        kubelet = FakeKubelet::start(&dir);
         kubelet.registered(REREGISTER_WITHIN).await;
-        let latency = started.elapsed();
+        let latency = recreated.elapsed();
+        slowest = slowest.max(latency);
+        assert!(
+            latency <= REREGISTER_WITHIN,
+            "restart {restart}: {latency:?}"
+        );
         assert_eq!(
             kubelet.registrations_during(QUIET).await,
             0,
             "restart {restart}: a second Register"
         );
-        assert!(
-            latency <= REREGISTER_WITHIN,
-            "restart {restart}: {latency:?}"
-        );
     }
+    println!("slowest re-registration over {RESTARTS} restarts: {slowest:?}");
 }
 
 #[tokio::test]
@@ -204,7 +224,6 @@ async fn waits_for_a_kubelet_that_is_absent_at_start() {
     let node = Node::new();
     let _plugin = Plugin::start(&node, &[]);
     wait_for_file(&node.socket(), STARTUP).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
     let mut kubelet = FakeKubelet::start(&node.plugin_dir());
     kubelet.registered(REREGISTER_WITHIN).await;
     assert_eq!(kubelet.registrations_during(QUIET).await, 0);
@@ -242,17 +261,28 @@ async fn sigterm_with_an_open_stream_sends_an_empty_list_and_removes_the_socket(
     assert!(!node.socket().exists(), "socket removed");
 }
 
+/// A port nobody listens on, as `127.0.0.1:<port>`.
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+}
+
+/// `GET path` over HTTP/1.1; the whole response, status line first.
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
 #[tokio::test]
 async fn metrics_count_registrations_and_allocations() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let node = Node::new();
     let mut kubelet = FakeKubelet::start(&node.plugin_dir());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let _plugin = Plugin::start(&node, &["--metrics-addr", &addr, "--devices", "8"]);
     kubelet.registered(STARTUP).await;
     client(&node)
@@ -260,26 +290,69 @@ async fn metrics_count_registrations_and_allocations() {
         .allocate(allocate_request(3))
         .await
         .unwrap();
-    let get = |path: &'static str| {
-        let addr = addr.clone();
-        async move {
-            let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            let request =
-                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-            stream.write_all(request.as_bytes()).await.unwrap();
-            let mut text = String::new();
-            stream.read_to_string(&mut text).await.unwrap();
-            text
-        }
-    };
-    let metrics = get("/metrics").await;
+    let metrics = http_get(&addr, "/metrics").await;
     for line in [
         "agent_mount_devices{health=\"Healthy\"} 8",
         "agent_mount_allocations_total 3",
         "agent_mount_registrations_total 1",
         "agent_mount_kubelet_restarts_total 0",
     ] {
-        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
     }
-    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        http_get(&addr, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+}
+
+/// The plugin's file descriptor limit in the EMFILE test: enough to start and register,
+/// few enough for a test to exhaust with idle connections.
+const FD_LIMIT: u64 = 64;
+
+/// A failed `accept` (here `EMFILE`: out of file descriptors) must not stop `/metrics`
+/// and `/healthz` for good.
+#[tokio::test]
+async fn metrics_survive_running_out_of_file_descriptors() {
+    use std::os::unix::process::CommandExt;
+    let node = Node::new();
+    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
+    let addr = free_addr();
+    let mut command = Plugin::command(&node, &["--metrics-addr", &addr]);
+    // SAFETY: setrlimit(2) is async-signal-safe, and the closure touches no shared state.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: FD_LIMIT,
+                rlim_max: FD_LIMIT,
+            };
+            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let plugin = Plugin::spawn(command);
+    kubelet.registered(STARTUP).await;
+    assert!(
+        http_get(&addr, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // Idle connections, each holding one of the plugin's descriptors, until none is left.
+    let mut held = Vec::new();
+    for _ in 0..FD_LIMIT {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    plugin
+        .logged("cannot accept a metrics connection", STARTUP)
+        .await;
+    drop(held);
+    let answer = tokio::time::timeout(STARTUP, http_get(&addr, "/metrics"))
+        .await
+        .expect("/metrics answers again once descriptors are free");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

@@ -3,10 +3,9 @@
 
 use agent_mount_node::api::device_plugin_client::DevicePluginClient;
 use agent_mount_node::api::registration_server::{Registration, RegistrationServer};
-use agent_mount_node::api::{
-    DevicePluginOptions, Empty, ListAndWatchResponse, RegisterRequest,
-};
+use agent_mount_node::api::{DevicePluginOptions, Empty, ListAndWatchResponse, RegisterRequest};
 use agent_mount_node::uds;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -113,20 +112,20 @@ impl FakeKubelet {
         }
     }
 
-    /// Stops like a dying kubelet: every connection to the plugin closed, the server gone.
-    pub async fn stop(self) {
-        self.drop_streams();
+    /// Stops like a dying kubelet: the Registration server stops, then its client
+    /// channels to the plugin close.
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let mut server = self.server;
-        if tokio::time::timeout(Duration::from_secs(1), &mut server)
+        if tokio::time::timeout(Duration::from_secs(1), &mut self.server)
             .await
             .is_err()
         {
-            server.abort();
+            self.server.abort();
         }
+        self.drop_streams();
     }
 
-    /// A kubelet restart, as DESIGN §3 defines it: close all connections, wait 200 ms,
+    /// A kubelet restart, as DESIGN §3a defines it: close all connections, wait 200 ms,
     /// delete every socket in the directory, create `kubelet.sock` anew.
     pub async fn restart(self) -> FakeKubelet {
         let dir = self.die().await;
@@ -237,15 +236,20 @@ impl Node {
     }
 }
 
-/// The plugin binary, run as a child process; it is sent SIGTERM when dropped.
+/// The plugin binary, run as a child process; it is sent SIGTERM when dropped, and its
+/// output is printed when the test failed.
 pub struct Plugin {
     pub child: Child,
+    output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Plugin {
-    /// Starts the plugin for `node` with extra flags.
-    pub fn start(node: &Node, extra: &[&str]) -> Plugin {
-        let child = Command::new(env!("CARGO_BIN_EXE_agent-mount-node"))
+    /// The command that runs `agent-mount-node device-plugin` for `node` with extra flags.
+    pub fn command(node: &Node, extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_agent-mount-node"));
+        command
+            .arg("device-plugin")
             .arg("--plugin-dir")
             .arg(node.plugin_dir())
             .arg("--host-path")
@@ -253,11 +257,65 @@ impl Plugin {
             .args(["--container-path", "/var/odigos"])
             .args(extra)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    /// Starts the plugin for `node` with extra flags.
+    pub fn start(node: &Node, extra: &[&str]) -> Plugin {
+        Plugin::spawn(Plugin::command(node, extra))
+    }
+
+    /// Runs `command`, collecting its stdout and stderr.
+    pub fn spawn(mut command: Command) -> Plugin {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the plugin binary");
-        Plugin { child }
+        let output = Arc::new(Mutex::new(String::new()));
+        let pipes: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        let readers = pipes
+            .into_iter()
+            .map(|mut pipe| {
+                let output = output.clone();
+                // Read as it comes, so a chatty plugin never blocks on a full pipe.
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 4096];
+                    while let Ok(n @ 1..) = pipe.read(&mut buffer) {
+                        output
+                            .lock()
+                            .unwrap()
+                            .push_str(&String::from_utf8_lossy(&buffer[..n]));
+                    }
+                })
+            })
+            .collect();
+        Plugin {
+            child,
+            output,
+            readers,
+        }
+    }
+
+    /// What the plugin wrote so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until the plugin's output contains `text`; panics after `within`.
+    pub async fn logged(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.output().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} not logged within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Sends SIGTERM.
@@ -286,6 +344,17 @@ impl Drop for Plugin {
             if self.wait(Duration::from_secs(3)).is_none() {
                 let _ = self.child.kill();
             }
+        }
+        if std::thread::panicking() {
+            // The pipes close when the process exits; then the readers have everything.
+            for reader in self.readers.drain(..) {
+                let _ = reader.join();
+            }
+            // The test failed: show what the plugin said (the harness prints it with the failure).
+            eprintln!(
+                "----- agent-mount-node output -----\n{}----- end of output -----",
+                self.output()
+            );
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Device health from the agent directory: `Healthy` while it is a non-empty directory.
 
-use crate::service::{DeviceState, Health};
+use super::state::{DeviceState, Health};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -42,13 +42,15 @@ mod tests {
 
     #[test]
     fn healthy_only_when_a_non_empty_directory() {
-        let dir = std::env::temp_dir().join(format!("agent-mount-health-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("agents");
         assert_eq!(check(&dir), Health::Unhealthy, "missing");
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
         assert_eq!(check(&dir), Health::Unhealthy, "empty");
         std::fs::create_dir(dir.join("java")).unwrap();
         assert_eq!(check(&dir), Health::Healthy);
-        std::fs::remove_dir_all(&dir).unwrap();
+        let file = root.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(check(&file), Health::Unhealthy, "a file");
     }
 }
