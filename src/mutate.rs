@@ -84,19 +84,15 @@ pub enum Conflict {
     },
     /// Something other than our read-only mount sits at our mount path.
     #[error(
-        "container {container:?} already mounts {found} at {mount_path:?}, where agent-mount mounts volume {volume:?} read-only{sub_path}: make that mount exactly ours, remove it, choose another mountPath, or leave the container out with the {annotation:?} annotation"
+        "container {container:?} already has the mount {found}, where agent-mount mounts {wanted}: make that mount exactly ours, remove it, choose another mountPath, or leave the container out with the {annotation:?} annotation"
     )]
     MountAtOurPath {
         /// The container.
         container: String,
         /// The mount found there.
         found: String,
-        /// The path.
-        mount_path: String,
-        /// Our volume.
-        volume: String,
-        /// `, subPath "<dir>"`, or empty.
-        sub_path: String,
+        /// Ours, e.g. `volume "odigos-agent" read-only at "/var/odigos"`.
+        wanted: String,
         /// The selection annotation.
         annotation: String,
     },
@@ -524,15 +520,17 @@ fn add_agent_mounts(
             None => missing.push(to_json(mount)?),
             Some(found) if is_exactly(found, mount) => {}
             Some(found) => {
+                let sub_path = mount
+                    .sub_path
+                    .as_ref()
+                    .map_or_else(String::new, |s| format!(" with subPath {s:?}"));
                 return Err(Conflict::MountAtOurPath {
                     container: name,
                     found: echo(found),
-                    mount_path: mount.mount_path.clone(),
-                    volume: mount.name.clone(),
-                    sub_path: mount
-                        .sub_path
-                        .as_ref()
-                        .map_or_else(String::new, |s| format!(", subPath {s:?}")),
+                    wanted: format!(
+                        "volume {:?} read-only at {:?}{sub_path}",
+                        mount.name, mount.mount_path
+                    ),
                     annotation: annotation.to_string(),
                 });
             }

@@ -269,7 +269,7 @@ fn init_container_goes_first_and_keeps_the_others() {
 #[case::mount_path(
     "pod_conflict_mount.json",
     host_path(),
-    "container \"cache-warmer\" already mounts"
+    "container \"cache-warmer\" already has the mount"
 )]
 #[case::init_container_image(
     "pod_conflict_init_container.json",

@@ -72,6 +72,17 @@ pub fn admission_request(kind: &str, api_version: &str, object: Value) -> Value 
     })
 }
 
+/// The kustomize overlay of a method under `deploy/`, e.g. `deploy/csi-driver`.
+pub fn overlay(method: MountMethod) -> String {
+    format!("deploy/{}", method.as_str().trim_start_matches("k8s-"))
+}
+
+/// The `spec.settings` of a method's ClusterAdmissionPolicy in its overlay.
+pub fn overlay_settings(method: MountMethod) -> Result<Value, String> {
+    let path = format!("{}/cluster-admission-policy.yaml", overlay(method));
+    read_settings(&crate::build::workspace_root().join(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,15 +148,4 @@ mod tests {
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
-}
-
-/// The kustomize overlay of a method under `deploy/`, e.g. `deploy/csi-driver`.
-pub fn overlay(method: MountMethod) -> String {
-    format!("deploy/{}", method.as_str().trim_start_matches("k8s-"))
-}
-
-/// The `spec.settings` of a method's ClusterAdmissionPolicy in its overlay.
-pub fn overlay_settings(method: MountMethod) -> Result<Value, String> {
-    let path = format!("{}/cluster-admission-policy.yaml", overlay(method));
-    read_settings(&crate::build::workspace_root().join(path))
 }

@@ -1,5 +1,9 @@
 //! Integration tests: the built `.wasm` in the runner's waPC host, as the policy server runs it.
 
+// The policy crate's test helpers, shared rather than written twice.
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
 use agent_mount::settings::MountMethod;
 use runner::build::workspace_root;
 use runner::host::{Evaluation, with_built_policy as with_host};
@@ -11,20 +15,11 @@ fn fixture(name: &str) -> Value {
     input::read_request(&path).unwrap()
 }
 
-/// The patch ops as "op path" lines.
+/// The patch ops as "op path" lines, from the policy tests' own helper.
 fn ops(evaluation: &Evaluation) -> Vec<String> {
-    evaluation
-        .patch
-        .0
-        .iter()
-        .map(|op| {
-            let value = serde_json::to_value(op).unwrap();
-            format!(
-                "{} {}",
-                value["op"].as_str().unwrap(),
-                value["path"].as_str().unwrap()
-            )
-        })
+    support::ops(&evaluation.patch)
+        .into_iter()
+        .map(|(op, path)| format!("{op} {path}"))
         .collect()
 }
 

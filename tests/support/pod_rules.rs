@@ -126,12 +126,13 @@ fn validate_resource_requirements(
         if *field != "requests" {
             continue;
         }
-        if let Some(limit) = amounts.get(&("limits", resource)) {
-            if request > limit {
-                out.push(format!(
-                    "{list} {name:?}: requests.{resource} must be less than or equal to the limit"
-                ));
-            }
+        if amounts
+            .get(&("limits", resource))
+            .is_some_and(|limit| request > limit)
+        {
+            out.push(format!(
+                "{list} {name:?}: requests.{resource} must be less than or equal to the limit"
+            ));
         }
     }
 }
