@@ -3,7 +3,9 @@
 //!
 //! virtual-device: the real plugin binary's `Allocate` answer, as the kubelet applies it;
 //! host-path: the added volume and volumeMounts; init-container: the init container's
-//! own command run with `sh` into a temp directory standing in for the emptyDir.
+//! own command run with `sh` into a temp directory standing in for the emptyDir;
+//! image-volume: the mounts resolved against a directory standing for the image's root
+//! file system, with the agents under `sourcePath`.
 
 mod support;
 
@@ -13,10 +15,10 @@ use agent_mount_node::uds;
 use runner::build::{ensure_built, workspace_root};
 use runner::host::PolicyHost;
 use runner::input::read_request;
-use runner::view::{SeenMount, container_views, requests_resource};
+use runner::view::{SeenMount, container_views, files_below, requests_resource};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use support::{Node, registered_plugin};
 
 /// Where the agents appear in containers under every method.
@@ -25,23 +27,6 @@ const RESOURCE: &str = "instrumentation.odigos.io/generic";
 
 /// What a container sees below MOUNT_PATH: (file path in the container, read-only).
 type Files = BTreeSet<(String, bool)>;
-
-/// Every file below `root`, as paths relative to it.
-fn files_below(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    out
-}
 
 /// Resolves every container's mounts below MOUNT_PATH to files; `source_dir` maps a mount's source to a directory.
 fn seen_files(
@@ -57,7 +42,9 @@ fn seen_files(
                 .iter()
                 .filter(|m| m.container_path.starts_with(MOUNT_PATH))
                 .flat_map(|m| {
-                    files_below(&source_dir(&m.source))
+                    let dir = source_dir(&m.source);
+                    files_below(&dir)
+                        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
                         .into_iter()
                         .map(|f| (format!("{}/{f}", m.container_path), m.read_only))
                         .collect::<Vec<_>>()
@@ -190,8 +177,43 @@ fn init_container_view(
     view
 }
 
+/// An image's root file system with the node's agents under `source_path`, as
+/// `image-volume` would mount it; `/` puts them at the root.
+fn image_volume_view(
+    host: &PolicyHost,
+    request: &Value,
+    node: &Node,
+    dirs: &[&str],
+    source_path: &str,
+) -> BTreeMap<String, Files> {
+    const REFERENCE: &str = "ghcr.io/example/agents:1.0";
+    let image_root = node
+        .root
+        .path()
+        .join(format!("image-{}-{}", dirs.len(), source_path.len()));
+    let agents_in_image = image_root.join(source_path.trim_start_matches('/'));
+    std::fs::create_dir_all(agents_in_image.parent().unwrap()).unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-R")
+        .arg(node.agents())
+        .arg(&agents_in_image)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let settings = json!({"mountMethod": "k8s-image-volume", "mountPath": MOUNT_PATH, "agentDirectories": dirs,
+        "imageVolume": {"reference": REFERENCE, "sourcePath": source_path}});
+    let pod = mutate(host, request, settings);
+    seen_files(&pod, &mut |_| Vec::new(), &|source| {
+        let sub_path = source
+            .strip_prefix(&format!("image:{REFERENCE}:"))
+            .unwrap_or_else(|| panic!("not the agents image: {source}"));
+        image_root.join(sub_path.trim_start_matches('/'))
+    })
+}
+
 fn expected_files(node: &Node, dirs: &[&str]) -> Files {
     files_below(&node.agents())
+        .unwrap()
         .into_iter()
         .filter(|f| dirs.is_empty() || dirs.iter().any(|d| f.starts_with(&format!("{d}/"))))
         .map(|f| (format!("{MOUNT_PATH}/{f}"), true))
@@ -217,6 +239,13 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
     let init_container = init_container_view(&host, &request, &node, &[]);
     assert_eq!(virtual_device, host_path, "virtual-device vs host-path");
     assert_eq!(host_path, init_container, "host-path vs init-container");
+    for source_path in ["/instrumentations", "/"] {
+        let image_volume = image_volume_view(&host, &request, &node, &[], source_path);
+        assert_eq!(
+            host_path, image_volume,
+            "host-path vs image-volume at {source_path}"
+        );
+    }
 
     let everything = expected_files(&node, &[]);
     assert_eq!(everything.len(), 3);
@@ -228,11 +257,18 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
         }
     }
 
-    // agentDirectories: only host-path and init-container support it; exactly the listed directories.
+    // agentDirectories: every method but virtual-device; exactly the listed directories.
     let dirs = ["java", "python"];
     let host_path = host_path_view(&host, &request, &node, &dirs);
     let init_container = init_container_view(&host, &request, &node, &dirs);
     assert_eq!(host_path, init_container);
+    for source_path in ["/instrumentations", "/"] {
+        let image_volume = image_volume_view(&host, &request, &node, &dirs, source_path);
+        assert_eq!(
+            host_path, image_volume,
+            "per directory, image-volume at {source_path}"
+        );
+    }
     let listed = expected_files(&node, &dirs);
     assert_eq!(listed.len(), 2);
     assert_eq!(host_path["checkout"], listed);
