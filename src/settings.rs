@@ -71,37 +71,41 @@ impl MountMethod {
             MountMethod::ImageVolume => "k8s-image-volume",
         }
     }
-
-    /// The allowed values, generated from [`MountMethod::ALL`], for error messages.
-    pub fn allowed_values() -> String {
-        join(MountMethod::ALL.map(MountMethod::as_str))
-    }
 }
 
 fn join<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     items.into_iter().collect::<Vec<_>>().join(", ")
 }
 
-impl Serialize for MountMethod {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
+/// Serde for keyword enums: written and read as their Kubernetes spelling, and an
+/// unknown value is refused with the list of allowed values, generated from `ALL`.
+macro_rules! keyword_serde {
+    ($keyword:ty) => {
+        impl Serialize for $keyword {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $keyword {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = String::deserialize(deserializer)?;
+                Self::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == value)
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "unknown value {value:?}, expected one of: {}",
+                            join(Self::ALL.map(Self::as_str))
+                        ))
+                    })
+            }
+        }
+    };
 }
 
-impl<'de> Deserialize<'de> for MountMethod {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = String::deserialize(deserializer)?;
-        Self::ALL
-            .into_iter()
-            .find(|m| m.as_str() == value)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "unknown value {value:?}, expected one of: {}",
-                    Self::allowed_values()
-                ))
-            })
-    }
-}
+keyword_serde!(MountMethod);
+keyword_serde!(PullPolicy);
 
 /// When the kubelet pulls the agents image of an image volume.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,27 +133,6 @@ impl PullPolicy {
             PullPolicy::Always => "Always",
             PullPolicy::Never => "Never",
         }
-    }
-}
-
-impl Serialize for PullPolicy {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for PullPolicy {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = String::deserialize(deserializer)?;
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str() == value)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "unknown value {value:?}, expected one of: {}",
-                    join(Self::ALL.map(PullPolicy::as_str))
-                ))
-            })
     }
 }
 
