@@ -66,8 +66,10 @@ check() {
 check "workflows" .venv/bin/python scripts/check_workflows.py .github/workflows/*.yml
 
 # The policy .wasm, with its size settings; the integration tests would build it too.
+target_dir=${CARGO_TARGET_DIR:-target}
+wasm="$target_dir/wasm32-wasip1/policy/agent_mount.wasm"
 cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
-ls -l target/wasm32-wasip1/policy/agent_mount.wasm
+ls -l "$wasm"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -90,10 +92,18 @@ apt_install() { # command package
 # run against this workspace's waPC host, through a stand-in that prints kwctl's response.
 apt_install bats bats
 apt_install jq jq
+# Each bats test counts in the closing line; a run that reports no plan counts as a failure.
 shim=$(mktemp -d)
 ln -s "$PWD/scripts/kwctl-run-via-runner.py" "$shim/kwctl"
-check "e2e.bats (kwctl stand-in)" env PATH="$shim:$PATH" POLICY=target/wasm32-wasip1/policy/agent_mount.wasm \
-  RUNNER="${CARGO_TARGET_DIR:-target}/debug/runner" bats e2e.bats
+env PATH="$shim:$PATH" POLICY="$wasm" RUNNER="$target_dir/debug/runner" bats --tap e2e.bats >"$shim/tap" 2>&1 || true
+cat "$shim/tap"
+if grep -q '^1\.\.[0-9]' "$shim/tap"; then
+  script_passed=$((script_passed + $(grep -c '^ok ' "$shim/tap" || true)))
+  script_failed=$((script_failed + $(grep -c '^not ok ' "$shim/tap" || true)))
+else
+  echo "check e2e.bats ... FAILED (bats did not run)"
+  script_failed=$((script_failed + 1))
+fi
 rm -rf "$shim"
 
 if $release; then
@@ -115,7 +125,7 @@ if $release; then
   check "policy SBOM" python3 scripts/check_sbom.py dist/agent-mount.cdx.json agent-mount kubewarden-policy-sdk k8s-openapi
   check "node SBOM" python3 scripts/check_sbom.py dist/agent-mount-node.cdx.json agent-mount-node tokio tonic
   mkdir -p dist
-  cp target/wasm32-wasip1/policy/agent_mount.wasm dist/policy.wasm
+  cp "$wasm" dist/policy.wasm
   ls -l dist
 fi
 
