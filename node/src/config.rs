@@ -2,6 +2,7 @@
 //! variable) and the checks that refuse a bad value at start.
 
 use crate::api::KUBELET_SOCKET;
+use crate::csi::config::CsiConfig;
 use agent_mount_common::syntax;
 use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -83,6 +84,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the kubelet device plugin (the virtual-device method).
     DevicePlugin(DevicePluginConfig),
+    /// Run the CSI node plugin (the csi-driver method).
+    Csi(CsiConfig),
     /// Check a plugin's socket through gRPC health: exit 0 when it serves, 1 otherwise (exec probes).
     Probe(ProbeArgs),
 }
@@ -103,6 +106,8 @@ pub struct ProbeArgs {
 pub enum ProbeTarget {
     /// The device plugin's socket (`--plugin-dir`/`--socket-name`).
     DevicePlugin(DevicePluginConfig),
+    /// The CSI node plugin's CSI socket (`--csi-socket`, or derived from `--kubelet-dir`/`--driver-name`).
+    Csi(CsiConfig),
 }
 
 /// How a plugin notices that its sockets were removed or replaced.
@@ -316,8 +321,31 @@ mod tests {
             panic!("{:?}", cli.command)
         };
         assert_eq!(probe.timeout, Duration::from_secs(3));
-        let ProbeTarget::DevicePlugin(config) = probe.target;
+        let ProbeTarget::DevicePlugin(config) = probe.target else {
+            panic!("{:?}", probe.target)
+        };
         assert_eq!(config.socket_path(), Path::new("/tmp/plugins/x.sock"));
+    }
+
+    #[test]
+    fn csi_and_probe_csi_read_the_same_flags() {
+        let args = ["--node-name", "n1", "--kubelet-dir", "/k"];
+        let run = parse(&[&["csi"][..], &args].concat()).unwrap();
+        let Command::Csi(run) = run.command else {
+            panic!("{:?}", run.command)
+        };
+        let probe = parse(&[&["probe", "csi"][..], &args].concat()).unwrap();
+        let Command::Probe(probe) = probe.command else {
+            panic!("{:?}", probe.command)
+        };
+        let ProbeTarget::Csi(probed) = probe.target else {
+            panic!("{:?}", probe.target)
+        };
+        assert_eq!(run, probed);
+        assert_eq!(
+            probed.csi_socket(),
+            Path::new("/k/plugins/odigos.csi.driver/csi.sock")
+        );
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //!
 //! Shared: [`config`] (subcommands and flags), [`decide`] (pure lifecycle decisions: keep a
 //! socket served, react to its directory), [`watch`] (their I/O: inotify, polling, file
-//! identity), [`metrics`] (Prometheus and `/healthz`), [`uds`] (gRPC over unix sockets) and
-//! [`probe`] (the exec probe). Per plugin: [`device_plugin`], with [`api`] (its generated
-//! v1beta1 types).
+//! identity), [`agents`] (whether the agents are installed), [`metrics`] (Prometheus and
+//! `/healthz`), [`uds`] (gRPC over unix sockets) and [`probe`] (the exec probe). Per plugin:
+//! [`device_plugin`], with [`api`] (its generated v1beta1 types), and [`csi`] (the CSI node
+//! plugin).
 
+pub mod agents;
 pub mod api;
 pub mod config;
+pub mod csi;
 pub mod decide;
 pub mod device_plugin;
 pub mod metrics;

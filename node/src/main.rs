@@ -1,7 +1,7 @@
 //! The node binary: parse the command line, set up logging, run a plugin or a probe.
 
 use agent_mount_node::config::{Cli, Command, LogFormat, ProbeTarget};
-use agent_mount_node::{device_plugin, probe};
+use agent_mount_node::{csi, device_plugin, probe};
 use clap::Parser;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -53,9 +53,15 @@ fn main() -> ExitCode {
             runtime.block_on(device_plugin::run(config, shutdown_signal()));
             ExitCode::SUCCESS
         }
+        Command::Csi(config) => {
+            init_logging(config.common.log_format);
+            runtime.block_on(csi::run(config, shutdown_signal()));
+            ExitCode::SUCCESS
+        }
         Command::Probe(args) => {
             let socket = match &args.target {
                 ProbeTarget::DevicePlugin(config) => config.socket_path(),
+                ProbeTarget::Csi(config) => config.csi_socket(),
             };
             match runtime.block_on(probe::check(&socket, args.timeout)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -62,6 +62,14 @@ impl DirWatch {
     }
 }
 
+/// Sleeps until `at`, or forever without a deadline (a lifecycle with no timer pending).
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn watch(dirs: &[&Path], wake: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Opening or reading a file changes no socket; everything else (create, delete,

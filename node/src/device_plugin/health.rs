@@ -7,8 +7,7 @@ use tokio::sync::watch;
 
 /// Checks the agent directory once.
 pub fn check(path: &Path) -> Health {
-    let non_empty = std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_some());
-    if non_empty {
+    if crate::agents::present(path) {
         Health::Healthy
     } else {
         Health::Unhealthy

@@ -1,0 +1,152 @@
+//! CSI node plugin benchmark (DESIGN §5): `NodePublishVolume` + `NodeUnpublishVolume`
+//! latency with real mounts, RSS at rest and after 5,000 publish/unpublish cycles, mounts
+//! leaked after the cycles, and the time from a deleted registration socket to the new
+//! one in both watch modes. Runs the plugin in a private mount namespace (root needed, as
+//! for tests/csi.rs), prints the figures and writes the CSI section of BENCHMARKS.md.
+
+#[path = "../tests/support/csi.rs"]
+mod csi_support;
+#[path = "common/measure.rs"]
+mod measure;
+
+use agent_mount_node::csi::api::csi::NodeUnpublishVolumeRequest;
+use csi_support::{CsiNode, CsiPlugin, FakeWatcher, STARTUP, publish_request};
+use measure::{mib, ms, percentile, status_kib, us};
+use runner::build::workspace_root;
+use runner::report::{machine, write_section};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// Publish/unpublish cycles measured.
+const CYCLES: usize = 5000;
+/// Cycles run first and not measured.
+const WARM_UP: usize = 100;
+/// Registration socket deletions measured per watch mode.
+const DELETIONS: usize = 10;
+
+async fn cycles(out: &mut String) {
+    let node = CsiNode::new();
+    let mut watcher = FakeWatcher::start(&node.registry_dir(), true);
+    let plugin = CsiPlugin::start(&node, &[]).await;
+    watcher.registered(STARTUP).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_rest = status_kib(plugin.pid(), "VmRSS");
+    let mut client = plugin.node().await;
+    let target = node.target("bench-pod", "odigos-agent");
+    let publish = publish_request(&target);
+    let unpublish = NodeUnpublishVolumeRequest {
+        volume_id: publish.volume_id.clone(),
+        target_path: publish.target_path.clone(),
+    };
+    let (mut publishes, mut unpublishes, mut both) = (
+        Vec::with_capacity(CYCLES),
+        Vec::with_capacity(CYCLES),
+        Vec::with_capacity(CYCLES),
+    );
+    for cycle in 0..WARM_UP + CYCLES {
+        let started = Instant::now();
+        client.node_publish_volume(publish.clone()).await.unwrap();
+        let published = Instant::now();
+        client
+            .node_unpublish_volume(unpublish.clone())
+            .await
+            .unwrap();
+        let done = Instant::now();
+        if cycle >= WARM_UP {
+            publishes.push(published - started);
+            unpublishes.push(done - published);
+            both.push(done - started);
+        }
+    }
+    for times in [&mut publishes, &mut unpublishes, &mut both] {
+        times.sort();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = status_kib(plugin.pid(), "VmRSS");
+    let peak = status_kib(plugin.pid(), "VmHWM");
+    let table = std::fs::read_to_string(format!("/proc/{}/mountinfo", plugin.pid())).unwrap();
+    let root = node.root.path().display().to_string();
+    let leaked = table.lines().filter(|l| l.contains(&root)).count();
+    let left_dirs = target.exists() as usize;
+    writeln!(out, "| figure | value |\n|---|---:|").unwrap();
+    let row = |out: &mut String, what: &str, times: &[Duration]| {
+        writeln!(
+            out,
+            "| {what}, {CYCLES} sequential cycles, real mounts: p50 / p99 / max | {} / {} / {} |",
+            us(percentile(times, 0.5)),
+            us(percentile(times, 0.99)),
+            us(times.last().copied().unwrap_or_default())
+        )
+        .unwrap();
+    };
+    row(out, "`NodePublishVolume`", &publishes);
+    row(out, "`NodeUnpublishVolume`", &unpublishes);
+    row(out, "publish + unpublish", &both);
+    writeln!(out, "| RSS at rest, registered | {} |", mib(rss_rest)).unwrap();
+    writeln!(
+        out,
+        "| RSS after {CYCLES} publish/unpublish cycles | {} (peak {}) |",
+        mib(rss_after),
+        mib(peak)
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "| mounts left after the cycles (must be 0) | {leaked} mounts, {left_dirs} target directories |"
+    )
+    .unwrap();
+    assert_eq!(leaked, 0, "leaked mounts:\n{table}");
+}
+
+async fn reregistration(out: &mut String, mode: &str) {
+    let node = CsiNode::new();
+    let mut watcher = FakeWatcher::start(&node.registry_dir(), true);
+    let _plugin = CsiPlugin::start(&node, &["--watch", mode]).await;
+    watcher.registered(STARTUP).await;
+    let socket = node.registration_socket();
+    let (mut served, mut registered) = (Vec::new(), Vec::new());
+    for _ in 0..DELETIONS {
+        std::fs::remove_file(&socket).unwrap();
+        let deleted = Instant::now();
+        while !socket.exists() {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        served.push(deleted.elapsed());
+        watcher.registered(Duration::from_secs(5)).await;
+        registered.push(deleted.elapsed());
+    }
+    served.sort();
+    registered.sort();
+    writeln!(
+        out,
+        "| deleted registration socket → new socket / → registered, `--watch {mode}`, {DELETIONS} deletions: p50 / max | {} / {} ; {} / {} |",
+        ms(percentile(&served, 0.5)),
+        ms(served.last().copied().unwrap_or_default()),
+        ms(percentile(&registered, 0.5)),
+        ms(registered.last().copied().unwrap_or_default())
+    )
+    .unwrap();
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut out = String::new();
+    writeln!(
+        out,
+        "Measured by `cargo bench -p agent-mount-node --bench csi` (release build, as root: real bind mounts in a private mount namespace) on {}.\n",
+        machine()
+    )
+    .unwrap();
+    runtime.block_on(async {
+        cycles(&mut out).await;
+        reregistration(&mut out, "auto").await;
+        reregistration(&mut out, "poll").await;
+    });
+    print!("{out}");
+    if let Err(e) = write_section(&workspace_root().join("BENCHMARKS.md"), "csi", &out) {
+        eprintln!("not written to BENCHMARKS.md: {e}");
+    }
+}

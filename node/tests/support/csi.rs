@@ -1,0 +1,458 @@
+//! Test support for the CSI node plugin: a temp node laid out like the kubelet's, the
+//! plugin binary in a private mount namespace (so its mounts are real and stay private),
+//! and a fake kubelet plugin watcher.
+//!
+//! The plugin runs as `unshare --mount --propagation private -- agent-mount-node csi …`.
+//! Without `--fork`, unshare execs in place, so the child's pid is the plugin's pid, and the
+//! test sees the plugin's mounts through `/proc/<pid>/mountinfo` and its files through
+//! `/proc/<pid>/root/<path>` ([`CsiPlugin::view`]).
+//!
+//! For other test crates (e.g. the cross-component test):
+//! ```ignore
+//! #[path = "support/csi.rs"]
+//! mod csi_support;
+//! let node = csi_support::CsiNode::new();            // agents: java/javaagent.jar, python/…
+//! let plugin = csi_support::CsiPlugin::start(&node, &[]).await;
+//! let target = plugin.publish(&node, "pod-uid", "odigos-agent").await.unwrap();
+//! let files = plugin.view(&target);                   // what the container would see
+//! ```
+#![allow(dead_code)] // each test crate uses its own subset
+
+use agent_mount_node::csi::api::EPHEMERAL_KEY;
+use agent_mount_node::csi::api::csi::identity_client::IdentityClient;
+use agent_mount_node::csi::api::csi::node_client::NodeClient;
+use agent_mount_node::csi::api::csi::volume_capability::{AccessType, MountVolume};
+use agent_mount_node::csi::api::csi::{
+    NodeGetInfoRequest, NodeGetInfoResponse, NodePublishVolumeRequest, NodeUnpublishVolumeRequest,
+    VolumeCapability,
+};
+use agent_mount_node::csi::api::registration::registration_client::RegistrationClient;
+use agent_mount_node::csi::api::registration::{InfoRequest, PluginInfo, RegistrationStatus};
+use agent_mount_node::uds;
+use notify::Watcher;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+/// The driver name the tests use (the default).
+pub const DRIVER: &str = "odigos.csi.driver";
+/// The node name given to the plugin.
+pub const NODE_NAME: &str = "node-a";
+/// Generous bound for start-up.
+pub const STARTUP: Duration = Duration::from_secs(10);
+/// The agent files every test node holds, relative to the agent directory.
+pub const AGENT_FILES: [(&str, &str); 2] = [
+    ("java/javaagent.jar", "jar"),
+    ("python/sitecustomize.py", "py"),
+];
+
+/// A temp directory laid out like a node: `kubelet/{pods,plugins,plugins_registry}` and `agents/…`.
+pub struct CsiNode {
+    pub root: tempfile::TempDir,
+}
+
+impl CsiNode {
+    /// A node with the agents installed.
+    pub fn new() -> CsiNode {
+        let root = tempfile::tempdir().expect("temp dir");
+        for dir in [
+            "kubelet/pods",
+            "kubelet/plugins",
+            "kubelet/plugins_registry",
+        ] {
+            std::fs::create_dir_all(root.path().join(dir)).expect("kubelet layout");
+        }
+        let node = CsiNode { root };
+        for (file, content) in AGENT_FILES {
+            let path = node.agents().join(file);
+            std::fs::create_dir_all(path.parent().expect("agent sub-directory")).expect("agents");
+            std::fs::write(path, content).expect("agent file");
+        }
+        node
+    }
+    pub fn kubelet_dir(&self) -> PathBuf {
+        self.root.path().join("kubelet")
+    }
+    pub fn pods_dir(&self) -> PathBuf {
+        self.kubelet_dir().join("pods")
+    }
+    pub fn registry_dir(&self) -> PathBuf {
+        self.kubelet_dir().join("plugins_registry")
+    }
+    pub fn agents(&self) -> PathBuf {
+        self.root.path().join("agents")
+    }
+    pub fn csi_socket(&self) -> PathBuf {
+        self.kubelet_dir()
+            .join("plugins")
+            .join(DRIVER)
+            .join("csi.sock")
+    }
+    pub fn registration_socket(&self) -> PathBuf {
+        self.registry_dir().join(format!("{DRIVER}-reg.sock"))
+    }
+
+    /// The kubelet's target path for a pod's inline CSI volume; creates its parent, as the kubelet does.
+    pub fn target(&self, pod_uid: &str, volume: &str) -> PathBuf {
+        let parent = self
+            .pods_dir()
+            .join(pod_uid)
+            .join("volumes/kubernetes.io~csi")
+            .join(volume);
+        std::fs::create_dir_all(&parent).expect("the kubelet's volume directory");
+        parent.join("mount")
+    }
+}
+
+/// The plugin binary in its own private mount namespace; SIGTERM on drop, and its
+/// stderr printed when the test fails.
+pub struct CsiPlugin {
+    pub child: Child,
+    pub csi_socket: PathBuf,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl CsiPlugin {
+    /// Starts `agent-mount-node csi` for `node` with extra flags, and waits for its CSI socket.
+    ///
+    /// Fails (never skips) when no private mount namespace can be made.
+    pub async fn start(node: &CsiNode, extra: &[&str]) -> CsiPlugin {
+        Self::start_with(node, &node.agents(), extra).await
+    }
+
+    /// As [`CsiPlugin::start`], with another `--agent-dir`.
+    pub async fn start_with(node: &CsiNode, agent_dir: &Path, extra: &[&str]) -> CsiPlugin {
+        let mut child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--"])
+            .arg(env!("CARGO_BIN_EXE_agent-mount-node"))
+            .arg("csi")
+            .arg("--kubelet-dir")
+            .arg(node.kubelet_dir())
+            .arg("--agent-dir")
+            .arg(agent_dir)
+            .args(["--node-name", NODE_NAME, "--poll-interval", "200ms"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run unshare (util-linux) to start the plugin in a private mount namespace");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                    sink.lock().expect("stderr buffer").push_str(&text);
+                }
+            });
+        }
+        let mut plugin = CsiPlugin {
+            child,
+            csi_socket: node.csi_socket(),
+            stderr,
+        };
+        plugin.wait_until_serving().await;
+        plugin
+    }
+
+    /// Waits for the CSI socket; a plugin that exits first failed, most likely in unshare.
+    async fn wait_until_serving(&mut self) {
+        let deadline = Instant::now() + STARTUP;
+        while !self.csi_socket.exists() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader thread drain the pipe.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let stderr = self.stderr();
+                if stderr.contains("unshare") {
+                    panic!(
+                        "cannot create a private mount namespace ({status}): {stderr}\n\
+                         These tests make real bind mounts in a private mount namespace, which needs \
+                         CAP_SYS_ADMIN: run them as root (as CI does), or wrap the test command in \
+                         `unshare --user --map-root-user --mount` where unprivileged user namespaces \
+                         are allowed (sysctl kernel.unprivileged_userns_clone=1)."
+                    );
+                }
+                panic!("the CSI plugin exited before serving ({status}):\n{stderr}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no CSI socket at {} within {STARTUP:?}",
+                self.csi_socket.display()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let ours = std::fs::read_link("/proc/self/ns/mnt").expect("own mount namespace");
+        let its = std::fs::read_link(format!("/proc/{}/ns/mnt", self.pid()))
+            .expect("the plugin's mount namespace");
+        assert_ne!(ours, its, "the plugin must run in its own mount namespace");
+    }
+
+    /// The plugin's pid (unshare execs in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the plugin has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr buffer").clone()
+    }
+
+    /// `path` as the plugin's mount namespace shows it (what a container bound there sees).
+    pub fn view(&self, path: &Path) -> PathBuf {
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        PathBuf::from(format!("/proc/{}/root", self.pid())).join(relative)
+    }
+
+    /// The plugin's mount table lines whose mount point is `target`.
+    pub fn mounts_at(&self, target: &Path) -> Vec<String> {
+        mounts_at(self.pid(), target)
+    }
+
+    /// A CSI Node client on the plugin's socket.
+    pub async fn node(&self) -> NodeClient<Channel> {
+        NodeClient::new(
+            uds::connect(&self.csi_socket)
+                .await
+                .expect("dial the CSI socket"),
+        )
+    }
+
+    /// A CSI Identity client on the plugin's socket.
+    pub async fn identity(&self) -> IdentityClient<Channel> {
+        IdentityClient::new(
+            uds::connect(&self.csi_socket)
+                .await
+                .expect("dial the CSI socket"),
+        )
+    }
+
+    /// Publishes the inline volume `volume` of pod `pod_uid` as the kubelet would; returns
+    /// the target path (view it through [`CsiPlugin::view`]).
+    pub async fn publish(
+        &self,
+        node: &CsiNode,
+        pod_uid: &str,
+        volume: &str,
+    ) -> Result<PathBuf, tonic::Status> {
+        let target = node.target(pod_uid, volume);
+        self.node()
+            .await
+            .node_publish_volume(publish_request(&target))
+            .await?;
+        Ok(target)
+    }
+
+    /// Unpublishes `target` as the kubelet would.
+    pub async fn unpublish(&self, target: &Path) -> Result<(), tonic::Status> {
+        self.node()
+            .await
+            .node_unpublish_volume(NodeUnpublishVolumeRequest {
+                volume_id: "csi-test-volume".into(),
+                target_path: target.display().to_string(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) with a child's pid and a valid signal has no memory effects.
+        unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
+    }
+
+    /// Waits for the process to exit, up to `within`.
+    pub fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait for the plugin") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for CsiPlugin {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.terminate();
+            if self.wait(Duration::from_secs(3)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- stderr of the CSI plugin (pid {}) ---\n{}",
+                self.pid(),
+                self.stderr()
+            );
+        }
+    }
+}
+
+/// The mount table lines of process `pid` whose mount point is `target`.
+pub fn mounts_at(pid: u32, target: &Path) -> Vec<String> {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let target = target.display().to_string();
+    table
+        .lines()
+        .filter(|line| line.split(' ').nth(4) == Some(target.as_str()))
+        .map(String::from)
+        .collect()
+}
+
+/// The request the kubelet sends for an inline volume with `podInfoOnMount: true`.
+pub fn publish_request(target: &Path) -> NodePublishVolumeRequest {
+    NodePublishVolumeRequest {
+        volume_id: "csi-test-volume".into(),
+        target_path: target.display().to_string(),
+        volume_capability: Some(VolumeCapability {
+            access_type: Some(AccessType::Mount(MountVolume::default())),
+            access_mode: None,
+        }),
+        // The policy asks for readOnly: true, but the mount must be read-only whatever this says.
+        readonly: false,
+        volume_context: HashMap::from([
+            ("type".to_string(), "instrumentation".to_string()),
+            (EPHEMERAL_KEY.to_string(), "true".to_string()),
+            ("csi.storage.k8s.io/pod.name".to_string(), "app".to_string()),
+        ]),
+        ..Default::default()
+    }
+}
+
+/// One registration the fake plugin watcher completed.
+#[derive(Debug)]
+pub struct Registered {
+    /// The registration socket it dialled.
+    pub socket: PathBuf,
+    /// `GetInfo`'s answer.
+    pub info: PluginInfo,
+    /// `NodeGetInfo`'s answer on the advertised endpoint.
+    pub node: NodeGetInfoResponse,
+}
+
+/// A fake kubelet plugin watcher: for every socket created in the registry directory, it
+/// dials it, calls `GetInfo` and `NotifyRegistrationStatus`, then `NodeGetInfo` on the
+/// advertised endpoint, like the kubelet's plugin manager.
+pub struct FakeWatcher {
+    _watcher: notify::RecommendedWatcher,
+    registered: mpsc::UnboundedReceiver<Result<Registered, String>>,
+}
+
+impl FakeWatcher {
+    /// Watches `dir`; `accept` is what it reports in `NotifyRegistrationStatus`.
+    pub fn start(dir: &Path, accept: bool) -> FakeWatcher {
+        let (created_tx, mut created) = mpsc::unbounded_channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event
+                    && event.kind.is_create()
+                {
+                    for path in event.paths {
+                        let _ = created_tx.send(path);
+                    }
+                }
+            })
+            .expect("inotify for the fake plugin watcher");
+        watcher
+            .watch(dir, notify::RecursiveMode::NonRecursive)
+            .expect("watch the registry directory");
+        let (tx, registered) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(socket) = created.recv().await {
+                let _ = tx.send(register(&socket, accept).await);
+            }
+        });
+        FakeWatcher {
+            _watcher: watcher,
+            registered,
+        }
+    }
+
+    /// The next completed registration; panics after `within` or on a failed one.
+    pub async fn registered(&mut self, within: Duration) -> Registered {
+        match tokio::time::timeout(within, self.registered.recv()).await {
+            Ok(Some(Ok(registered))) => registered,
+            Ok(Some(Err(e))) => panic!("registration failed: {e}"),
+            Ok(None) => panic!("the fake plugin watcher stopped"),
+            Err(_) => panic!("no registration within {within:?}"),
+        }
+    }
+
+    /// How many registrations (new registration sockets) came during `window`.
+    pub async fn registrations_during(&mut self, window: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut count = 0;
+        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, self.registered.recv()).await {
+            count += 1;
+        }
+        count
+    }
+}
+
+/// How long the kubelet's plugin manager keeps dialling a new socket (a blocking gRPC dial).
+const DIAL_WITHIN: Duration = Duration::from_secs(1);
+
+/// Dials `socket` like the kubelet: inotify reports the socket at bind(), before listen(),
+/// so a refused connection is retried until [`DIAL_WITHIN`].
+async fn dial(socket: &Path) -> Result<Channel, String> {
+    let deadline = Instant::now() + DIAL_WITHIN;
+    loop {
+        match uds::connect(socket).await {
+            Ok(channel) => return Ok(channel),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "dial {} for {DIAL_WITHIN:?}: {e}",
+                    socket.display()
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+/// What the kubelet's plugin manager does with a new socket in its registry directory.
+async fn register(socket: &Path, accept: bool) -> Result<Registered, String> {
+    let channel = dial(socket).await?;
+    let mut client = RegistrationClient::new(channel);
+    let info = client
+        .get_info(InfoRequest {})
+        .await
+        .map_err(|e| format!("GetInfo: {e}"))?
+        .into_inner();
+    client
+        .notify_registration_status(RegistrationStatus {
+            plugin_registered: accept,
+            error: if accept {
+                String::new()
+            } else {
+                "refused by the test".into()
+            },
+        })
+        .await
+        .map_err(|e| format!("NotifyRegistrationStatus: {e}"))?;
+    let endpoint = dial(Path::new(&info.endpoint)).await?;
+    let node = NodeClient::new(endpoint)
+        .node_get_info(NodeGetInfoRequest {})
+        .await
+        .map_err(|e| format!("NodeGetInfo: {e}"))?
+        .into_inner();
+    Ok(Registered {
+        socket: socket.to_path_buf(),
+        info,
+        node,
+    })
+}
