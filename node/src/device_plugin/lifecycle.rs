@@ -327,3 +327,59 @@ pub async fn run(config: DevicePluginConfig, shutdown: impl std::future::Future<
     }
     tracing::info!("stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Cli, Command};
+    use crate::device_plugin::state::Health;
+    use clap::Parser;
+
+    fn config(plugin_dir: &std::path::Path) -> DevicePluginConfig {
+        let cli = Cli::try_parse_from([
+            "agent-mount-node",
+            "device-plugin",
+            "--plugin-dir",
+            &plugin_dir.display().to_string(),
+        ])
+        .unwrap();
+        match cli.command {
+            Command::DevicePlugin(config) => config,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn register_without_a_kubelet_is_a_connect_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = register(&config(dir.path())).await.unwrap_err();
+        assert!(
+            matches!(&err, LifecycleError::Connect { socket, .. } if *socket == dir.path().join("kubelet.sock")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn serving_into_a_missing_directory_is_a_serve_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&dir.path().join("missing"));
+        let shared = Shared {
+            devices: Arc::new(Devices::new("generic", 1)),
+            state: watch::channel(DeviceState {
+                health: Health::Healthy,
+                stopping: false,
+            })
+            .1,
+            closed: mpsc::unbounded_channel().0,
+            streams_opened: Arc::default(),
+            counters: Arc::default(),
+        };
+        let Err(err) = Generation::start(&config, &shared).await else {
+            panic!("served into a missing directory")
+        };
+        assert!(
+            matches!(&err, LifecycleError::Serve { socket, .. } if *socket == config.socket_path()),
+            "{err:?}"
+        );
+    }
+}
