@@ -1,13 +1,17 @@
 //! Device plugin benchmark: `Allocate` latency over the unix socket, RSS at rest, binary
 //! size, and the time from `kubelet.sock` recreation to re-registration in both watch
-//! modes. Writes the device-plugin section of BENCHMARKS.md and prints it.
+//! modes, under DESIGN §3a's restart (channels closed, 200 ms, every socket deleted,
+//! `kubelet.sock` served anew). Writes the device-plugin section of BENCHMARKS.md and prints it.
 
+#[path = "common/measure.rs"]
+mod measure;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use agent_mount_node::api::device_plugin_client::DevicePluginClient;
 use agent_mount_node::api::{AllocateRequest, ContainerAllocateRequest};
 use agent_mount_node::uds;
+use measure::{mib, ms, percentile, status_kib, us};
 use runner::build::workspace_root;
 use runner::report::{machine, write_section};
 use std::fmt::Write as _;
@@ -17,35 +21,7 @@ use support::{FakeKubelet, registered_plugin};
 /// Sequential `Allocate` calls measured.
 const ALLOCATIONS: usize = 5000;
 /// Kubelet restarts measured per watch mode.
-const RESTARTS: usize = 10;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.0} µs", d.as_secs_f64() * 1e6)
-}
-
-/// A `/proc/<pid>/status` field in KiB, e.g. VmRSS.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim_start_matches(':')
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
+const RESTARTS: usize = 20;
 
 async fn allocation_and_memory(out: &mut String) {
     let (node, _kubelet, plugin) = registered_plugin(&[]).await;
@@ -82,15 +58,15 @@ async fn allocation_and_memory(out: &mut String) {
     .unwrap();
     writeln!(
         out,
-        "| RSS at rest, registered, 1024 devices | {:.1} MiB |",
-        rss_idle as f64 / 1024.0
+        "| RSS at rest, registered, 1024 devices | {} |",
+        mib(rss_idle)
     )
     .unwrap();
     writeln!(
         out,
-        "| RSS after {ALLOCATIONS} allocations | {:.1} MiB (peak {:.1} MiB) |",
-        rss_after as f64 / 1024.0,
-        peak as f64 / 1024.0
+        "| RSS after {ALLOCATIONS} allocations | {} (peak {}) |",
+        mib(rss_after),
+        mib(peak)
     )
     .unwrap();
     writeln!(out, "| `Allocate` p50 / p99 / max, {ALLOCATIONS} sequential calls over the unix socket | {} / {} / {} |",
@@ -108,7 +84,7 @@ async fn reregistration(out: &mut String, mode: &str) {
         times.push(recreated.elapsed());
     }
     times.sort();
-    writeln!(out, "| re-registration after `kubelet.sock` recreation, `--watch {mode}`, {RESTARTS} restarts: p50 / max | {} / {} |",
+    writeln!(out, "| re-registration after `kubelet.sock` recreation (restart with the 200 ms gap), `--watch {mode}`, {RESTARTS} restarts: p50 / max | {} / {} |",
         ms(percentile(&times, 0.5)), ms(*times.last().unwrap())).unwrap();
 }
 
@@ -118,7 +94,12 @@ fn main() {
         .build()
         .unwrap();
     let mut out = String::new();
-    writeln!(out, "Measured by `cargo bench -p agent-mount-node --bench plugin` (release build) on {}.\n", machine()).unwrap();
+    writeln!(
+        out,
+        "Measured by `cargo bench -p agent-mount-node --bench plugin` (release build) on {}.\n",
+        machine()
+    )
+    .unwrap();
     runtime.block_on(async {
         allocation_and_memory(&mut out).await;
         reregistration(&mut out, "auto").await;
