@@ -1,12 +1,12 @@
-//! Command line: the subcommands, their flags (each with an `AGENT_MOUNT_<FLAG>` environment
-//! variable) and the checks that refuse a bad value at start.
+//! Command line: the subcommands and the device plugin's flags, each with an
+//! `AGENT_MOUNT_<FLAG>` environment variable; the shared flags are in [`crate::flags`].
 
 use crate::api::KUBELET_SOCKET;
 use crate::csi::config::CsiConfig;
+use crate::flags::{Common, ConfigError, parse_absolute_path, parse_duration};
 use agent_mount_common::syntax;
 use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::net::SocketAddr;
+use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,61 +14,6 @@ use std::time::Duration;
 pub const MAX_DEVICES: i64 = 100_000;
 /// The kubelet's device plugin directory.
 pub const DEFAULT_PLUGIN_DIR: &str = "/var/lib/kubelet/device-plugins";
-
-/// A flag value refused at start; clap prefixes the message with the flag's name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// Not an extended resource name.
-    #[error(
-        "{value:?} is not an extended resource name ({reason}); use a qualified name such as instrumentation.odigos.io/generic"
-    )]
-    ResourceName {
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Not an absolute, normalised path.
-    #[error(
-        "{value:?} is not usable as a path ({reason}); give an absolute path without '.', '..' or '//', such as /var/odigos"
-    )]
-    Path {
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Not a single file name.
-    #[error(
-        "{value:?} is not a socket file name ({reason}); give a single file name such as example.com_agents"
-    )]
-    SocketName {
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The kubelet's own socket name.
-    #[error("{value:?} is the kubelet's own registration socket; choose another socket name")]
-    KubeletSocket {
-        /// The value given.
-        value: String,
-    },
-    /// Not a duration.
-    #[error("{value:?} is not a duration ({reason}); use a duration such as 500ms, 2s or 1m")]
-    Duration {
-        /// The value given.
-        value: String,
-        /// What the parser said.
-        reason: String,
-    },
-    /// A zero duration, which would make a busy loop.
-    #[error("{value:?} is zero; use a duration greater than zero, such as 500ms")]
-    ZeroDuration {
-        /// The value given.
-        value: String,
-    },
-}
 
 /// agent-mount's node binary: the kubelet plugins that mount the node's agent directory into containers.
 #[derive(Parser, Debug)]
@@ -108,41 +53,6 @@ pub enum ProbeTarget {
     DevicePlugin(DevicePluginConfig),
     /// The CSI node plugin's CSI socket (`--csi-socket`, or derived from `--kubelet-dir`/`--driver-name`).
     Csi(CsiConfig),
-}
-
-/// How a plugin notices that its sockets were removed or replaced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum WatchMode {
-    /// inotify on the socket directories, with polling as a safety net.
-    Auto,
-    /// Polling only, for nodes where inotify instances are exhausted.
-    Poll,
-}
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Flags every node plugin takes; each plugin's flags flatten this struct.
-#[derive(Args, Clone, Debug, PartialEq, Eq)]
-pub struct Common {
-    /// How removed or replaced sockets are noticed.
-    #[arg(long, env = "AGENT_MOUNT_WATCH", value_enum, default_value_t = WatchMode::Auto)]
-    pub watch: WatchMode,
-    /// Polling period for sockets and health, e.g. 500ms or 1s.
-    #[arg(long, env = "AGENT_MOUNT_POLL_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
-    pub poll_interval: Duration,
-    /// Address for Prometheus /metrics and /healthz, e.g. 127.0.0.1:9464 (off when unset).
-    #[arg(long, env = "AGENT_MOUNT_METRICS_ADDR")]
-    pub metrics_addr: Option<SocketAddr>,
-    /// Log format.
-    #[arg(long, env = "AGENT_MOUNT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
 }
 
 /// The device plugin's flags.
@@ -215,16 +125,6 @@ fn parse_resource_name(value: &str) -> Result<String, ConfigError> {
         })
 }
 
-/// Parses an absolute, normalised path.
-pub fn parse_absolute_path(value: &str) -> Result<PathBuf, ConfigError> {
-    syntax::absolute_path(value)
-        .map(|()| PathBuf::from(value))
-        .map_err(|reason| ConfigError::Path {
-            value: value.into(),
-            reason,
-        })
-}
-
 fn parse_socket_name(value: &str) -> Result<String, ConfigError> {
     if value == KUBELET_SOCKET {
         return Err(ConfigError::KubeletSocket {
@@ -239,24 +139,10 @@ fn parse_socket_name(value: &str) -> Result<String, ConfigError> {
         })
 }
 
-/// Parses a positive duration such as `500ms`, `2s` or `1m` (humantime's syntax, which
-/// refuses values that overflow instead of wrapping).
-pub fn parse_duration(value: &str) -> Result<Duration, ConfigError> {
-    let duration = humantime::parse_duration(value).map_err(|e| ConfigError::Duration {
-        value: value.into(),
-        reason: e.to_string(),
-    })?;
-    if duration.is_zero() {
-        return Err(ConfigError::ZeroDuration {
-            value: value.into(),
-        });
-    }
-    Ok(duration)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flags::{LogFormat, WatchMode};
     use std::error::Error as _;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -405,16 +291,5 @@ mod tests {
             let args: Vec<&str> = ["device-plugin"].iter().chain(&args).copied().collect();
             assert_eq!(parse(&args).unwrap_err().kind(), kind, "{args:?}");
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(matches!(
-            parse_duration("5"),
-            Err(ConfigError::Duration { .. })
-        ));
     }
 }

@@ -1,7 +1,7 @@
 //! The flags of `agent-mount-node csi` (DESIGN §3b "Flags"), each with an
 //! `AGENT_MOUNT_<FLAG>` environment variable; `probe csi` reads the same ones.
 
-use crate::config::{Common, parse_absolute_path};
+use crate::flags::{Common, parse_absolute_path};
 use agent_mount_common::{DEFAULT_CSI_DRIVER, DEFAULT_HOST_PATH, syntax};
 use clap::Args;
 use std::path::PathBuf;
