@@ -4,14 +4,19 @@
 //! virtual-device: the real plugin binary's `Allocate` answer, as the kubelet applies it;
 //! host-path: the added volume and volumeMounts; init-container: the init container's
 //! own command run with `sh` into a temp directory standing in for the emptyDir;
-//! image-volume: the mounts resolved against a directory standing for the image's root
-//! file system, with the agents under `sourcePath`.
+//! csi-driver: the running CSI node plugin (in its own mount namespace) publishes the
+//! pod's CSI volume with a real read-only bind mount, and the mounts are resolved
+//! against the published target path; image-volume: the mounts resolved against a
+//! directory standing for the image's root file system, with the agents under `sourcePath`.
 
+#[path = "support/csi.rs"]
+mod csi_support;
 mod support;
 
 use agent_mount_node::api::device_plugin_client::DevicePluginClient;
 use agent_mount_node::api::{AllocateRequest, ContainerAllocateRequest};
 use agent_mount_node::uds;
+use csi_support::{CsiNode, CsiPlugin};
 use runner::build::{ensure_built, workspace_root};
 use runner::host::PolicyHost;
 use runner::input::read_request;
@@ -177,6 +182,42 @@ fn init_container_view(
     view
 }
 
+/// What containers see under csi-driver: the plugin publishes the pod's CSI volume at the
+/// kubelet's target path, for real, and the mounts resolve below what it mounted there.
+async fn csi_driver_view(
+    host: &PolicyHost,
+    request: &Value,
+    csi_node: &CsiNode,
+    plugin: &CsiPlugin,
+    dirs: &[&str],
+) -> BTreeMap<String, Files> {
+    let settings =
+        json!({"mountMethod": "k8s-csi-driver", "mountPath": MOUNT_PATH, "agentDirectories": dirs});
+    let pod = mutate(host, request, settings);
+    let volume = pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v.get("csi").is_some())
+        .expect("a CSI volume");
+    assert_eq!(volume["csi"]["driver"], csi_support::DRIVER);
+    let name = volume["name"].as_str().unwrap();
+    let uid = format!("pod-{}", dirs.len());
+    let target = plugin.publish(csi_node, &uid, name).await.unwrap();
+    let published = plugin.view(&target);
+    // Read-only for real: the kernel refuses a write through the bind mount.
+    let err = std::fs::write(published.join("written-by-a-pod"), "x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(30), "EROFS expected, got {err}");
+    let view = seen_files(&pod, &mut |_| Vec::new(), &|source| {
+        let sub_path = source
+            .strip_prefix(&format!("csi:{}:", csi_support::DRIVER))
+            .unwrap_or_else(|| panic!("not our CSI volume: {source}"));
+        published.join(sub_path.trim_start_matches('/'))
+    });
+    plugin.unpublish(&target).await.unwrap();
+    view
+}
+
 /// An image's root file system with the node's agents under `source_path`, as
 /// `image-volume` would mount it; `/` puts them at the root.
 fn image_volume_view(
@@ -233,6 +274,9 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
 
     let host = PolicyHost::load(&ensure_built().unwrap()).unwrap();
     let request = read_request(&workspace_root().join("test_data/pod_typical.json")).unwrap();
+    // The CSI node plugin serves the same agent directory, from its own mount namespace.
+    let csi_node = CsiNode::new();
+    let csi_plugin = CsiPlugin::start_with(&csi_node, &node.agents(), &[]).await;
 
     let virtual_device = virtual_device_view(&host, &request, &node).await;
     let host_path = host_path_view(&host, &request, &node, &[]);
@@ -262,6 +306,8 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
     let host_path = host_path_view(&host, &request, &node, &dirs);
     let init_container = init_container_view(&host, &request, &node, &dirs);
     assert_eq!(host_path, init_container);
+    let csi_driver = csi_driver_view(&host, &request, &csi_node, &csi_plugin, &dirs).await;
+    assert_eq!(host_path, csi_driver, "per directory, csi-driver");
     for source_path in ["/instrumentations", "/"] {
         let image_volume = image_volume_view(&host, &request, &node, &dirs, source_path);
         assert_eq!(
