@@ -6,9 +6,11 @@ Usage: check_workflows.py WORKFLOW...
 - each file parses as YAML and has `on` and `jobs`;
 - every remote action is pinned to a full commit SHA with its version in a comment
   (`uses: owner/repo@<40 hex> # v1.2.3`), so a moved tag cannot change what runs;
-- every `run:` script passes `bash -n` (with `${{ ... }}` expressions replaced by a word).
+- every `run:` script passes `bash -n` (with `${{ ... }}` expressions replaced by a word);
+- every local reusable workflow (`uses: ./...`) exists and can be called (`workflow_call`).
 """
 
+import os
 import re
 import subprocess
 import sys
@@ -36,6 +38,17 @@ def check(path: str) -> list[str]:
     for number, line in enumerate(text.splitlines(), 1):
         if re.match(r"^\s*(?:-\s+)?uses:", line) and "uses: ./" not in line and not PINNED.match(line):
             errors.append(f"{path}:{number}: not pinned to a commit SHA with a `# vX.Y.Z` comment: {line.strip()}")
+    for name, job in workflow["jobs"].items():
+        called = job.get("uses", "")
+        if called.startswith("./"):
+            if not os.path.isfile(called):
+                errors.append(f"{path}: job {name} calls {called}, which does not exist")
+                continue
+            with open(called, encoding="utf-8") as f:
+                callee = yaml.safe_load(f)
+            triggers = callee.get(True, callee.get("on")) or {}
+            if "workflow_call" not in triggers:
+                errors.append(f"{path}: job {name} calls {called}, which has no `workflow_call` trigger")
     for job, step in steps(workflow):
         script = step.get("run")
         if script is None:
