@@ -21,12 +21,15 @@ members=(. common node runner)
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)
 export SOURCE_DATE_EPOCH
 
+cleanup() { for member in "${members[@]}"; do rm -f "$member/$name.json"; done; }
+trap cleanup EXIT
+
 sbom() { # package directory, target, output file
   local dir=$1 target=$2 out=$3
   cargo cyclonedx --format json --spec-version 1.5 --no-build-deps --target "$target" \
     --override-filename "$name" --quiet
   mv "$dir/$name.json" "$out"
-  for member in "${members[@]}"; do rm -f "$member/$name.json"; done
+  cleanup
 }
 
 mkdir -p dist
