@@ -1,8 +1,11 @@
 //! gRPC over unix sockets: the kubelet and the plugin talk through files in the plugin directory.
 
+use crate::metrics::ACCEPT_BACKOFF;
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
-use tokio::net::UnixStream;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Opens a gRPC channel to the unix socket at `path`.
@@ -17,4 +20,17 @@ pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
             async move { UnixStream::connect(path).await.map(TokioIo::new) }
         }))
         .await
+}
+
+/// The connections of `listener`, for a tonic server. Tonic skips a failed `accept` (e.g.
+/// `EMFILE`) and asks again at once, which spins while the process is out of descriptors;
+/// this logs the error and pauses [`ACCEPT_BACKOFF`] first.
+pub fn incoming(listener: UnixListener) -> impl Stream<Item = std::io::Result<UnixStream>> {
+    UnixListenerStream::new(listener).then(|accepted| async move {
+        if let Err(e) = &accepted {
+            tracing::warn!(error = %e, retry_in = ?ACCEPT_BACKOFF, "cannot accept a connection; retrying");
+            tokio::time::sleep(ACCEPT_BACKOFF).await;
+        }
+        accepted
+    })
 }

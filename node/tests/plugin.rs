@@ -350,9 +350,21 @@ async fn metrics_survive_running_out_of_file_descriptors() {
     plugin
         .logged("cannot accept a metrics connection", STARTUP)
         .await;
-    drop(held);
+    // The gRPC socket meets the same limit: its accept loop pauses instead of spinning.
+    let waiting = tokio::net::UnixStream::connect(node.socket())
+        .await
+        .unwrap();
+    plugin.logged("cannot accept a connection", STARTUP).await;
+    drop((held, waiting));
     let answer = tokio::time::timeout(STARTUP, http_get(&addr, "/metrics"))
         .await
         .expect("/metrics answers again once descriptors are free");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut health = HealthClient::new(uds::connect(&node.socket()).await.unwrap());
+    let serving = health
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(serving.status, 1, "the device plugin serves again");
 }

@@ -510,6 +510,48 @@ mod tests {
                 true,
                 None,
             ),
+            // inotify reports the new kubelet.sock at bind(2); until its listen(2) a
+            // connection is refused. The retry comes after the first delay, not after
+            // the delays grown against the kubelet that died.
+            (
+                "a new kubelet.sock that refuses at first",
+                vec![
+                    closed,
+                    (20, Seen::RegisterFailed { kubelet: K0 }),
+                    (70, Seen::Timer),
+                    (71, Seen::RegisterFailed { kubelet: K0 }),
+                    (200, Seen::KubeletSocket(Some(reused(KUBELET)))),
+                    (
+                        201,
+                        Seen::RegisterFailed {
+                            kubelet: Some(reused(KUBELET)),
+                        },
+                    ),
+                ],
+                vec![],
+                true,
+                Some(251),
+            ),
+            (
+                "the new kubelet.sock retried after the first delay",
+                vec![
+                    closed,
+                    (20, Seen::RegisterFailed { kubelet: K0 }),
+                    (70, Seen::Timer),
+                    (71, Seen::RegisterFailed { kubelet: K0 }),
+                    (200, Seen::KubeletSocket(Some(reused(KUBELET)))),
+                    (
+                        201,
+                        Seen::RegisterFailed {
+                            kubelet: Some(reused(KUBELET)),
+                        },
+                    ),
+                    (251, Seen::Timer),
+                ],
+                vec![Register(Why::Retry)],
+                true,
+                Some(251),
+            ),
             (
                 "no timer while kubelet.sock is absent",
                 vec![

@@ -21,7 +21,6 @@ use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 
 /// How long one `Register` call may take; the kubelet dials back inside it.
@@ -105,7 +104,7 @@ impl Generation {
         let server = Server::builder()
             .add_service(health_service)
             .add_service(DevicePluginServer::new(service))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(crate::uds::incoming(listener), async move {
                 let _ = shutdown.changed().await;
             });
         tracing::info!(socket = %socket.display(), "serving the device plugin");
