@@ -6,7 +6,7 @@
 //! aborts the whole mutation with a message saying what to fix; the caller then
 //! accepts the pod unchanged.
 
-use crate::settings::{AgentMounts, Method, NodeLabel, Settings, SettingsError};
+use crate::settings::{AgentMounts, Keyword, Method, NodeLabel, Settings, SettingsError};
 use k8s_openapi::api::core::v1::{
     CSIVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, ImageVolumeSource,
     NodeSelectorRequirement, VolumeMount,

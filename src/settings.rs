@@ -8,10 +8,11 @@
 //! the bad value and what is allowed.
 
 use crate::copy::CopyContainer;
+pub use agent_mount_common::MountMethod;
 use agent_mount_common::syntax;
 use agent_mount_common::{DEFAULT_CSI_DRIVER, DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -35,77 +36,60 @@ pub const MAX_AGENT_DIRECTORIES: usize = 64;
 /// Most `ignoredContainers` entries.
 pub const MAX_IGNORED_CONTAINERS: usize = 256;
 
-/// How the agent directory reaches the containers: the value of `mountMethod`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub enum MountMethod {
-    /// An extended resource; the device plugin mounts the host directory.
-    #[default]
-    VirtualDevice,
-    /// A hostPath volume and read-only volumeMounts.
-    HostPath,
-    /// An init container copies the agents from an image into an emptyDir.
-    InitContainer,
-    /// An inline CSI volume; the CSI node plugin bind-mounts the host directory.
-    CsiDriver,
-    /// The agents image itself, mounted read-only as an image volume.
-    ImageVolume,
-}
-
-impl MountMethod {
-    /// Every method, in the order the documentation lists them.
-    pub const ALL: [MountMethod; 5] = [
-        MountMethod::VirtualDevice,
-        MountMethod::HostPath,
-        MountMethod::InitContainer,
-        MountMethod::CsiDriver,
-        MountMethod::ImageVolume,
-    ];
-
-    /// The settings value that selects this method.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MountMethod::VirtualDevice => "k8s-virtual-device",
-            MountMethod::HostPath => "k8s-host-path",
-            MountMethod::InitContainer => "k8s-init-container",
-            MountMethod::CsiDriver => "k8s-csi-driver",
-            MountMethod::ImageVolume => "k8s-image-volume",
-        }
-    }
-}
-
 fn join<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     items.into_iter().collect::<Vec<_>>().join(", ")
 }
 
-/// Serde for keyword enums: written and read as their Kubernetes spelling, and an
-/// unknown value is refused with the list of allowed values, generated from `ALL`.
-macro_rules! keyword_serde {
-    ($keyword:ty) => {
-        impl Serialize for $keyword {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $keyword {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let value = String::deserialize(deserializer)?;
-                Self::ALL
-                    .into_iter()
-                    .find(|k| k.as_str() == value)
-                    .ok_or_else(|| {
-                        serde::de::Error::custom(format!(
-                            "unknown value {value:?}, expected one of: {}",
-                            join(Self::ALL.map(Self::as_str))
-                        ))
-                    })
-            }
-        }
-    };
+/// An enum written in the settings by its Kubernetes-style spelling.
+pub trait Keyword: Copy + 'static {
+    /// Every value, in documentation order.
+    const ALL: &'static [Self];
+    /// The spelling.
+    fn as_str(self) -> &'static str;
 }
 
-keyword_serde!(MountMethod);
-keyword_serde!(PullPolicy);
+impl Keyword for MountMethod {
+    const ALL: &'static [Self] = &MountMethod::ALL;
+    fn as_str(self) -> &'static str {
+        MountMethod::as_str(self)
+    }
+}
+
+/// Serde for an optional keyword field (`#[serde(with = "keyword")]`): an unknown value
+/// is refused with the list of allowed values, generated from `ALL`.
+mod keyword {
+    use super::{Keyword, join};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer, K: Keyword>(
+        value: &Option<K>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(keyword) => serializer.serialize_str(keyword.as_str()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, K: Keyword>(
+        deserializer: D,
+    ) -> Result<Option<K>, D::Error> {
+        let Some(value) = Option::<String>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        K::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == value)
+            .map(Some)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown value {value:?}, expected one of: {}",
+                    join(K::ALL.iter().map(|k| k.as_str()))
+                ))
+            })
+    }
+}
 
 /// When the kubelet pulls the agents image of an image volume.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,15 +103,14 @@ pub enum PullPolicy {
     Never,
 }
 
-impl PullPolicy {
-    const ALL: [PullPolicy; 3] = [
+impl Keyword for PullPolicy {
+    const ALL: &'static [Self] = &[
         PullPolicy::IfNotPresent,
         PullPolicy::Always,
         PullPolicy::Never,
     ];
 
-    /// The Kubernetes spelling.
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             PullPolicy::IfNotPresent => "IfNotPresent",
             PullPolicy::Always => "Always",
@@ -178,7 +161,7 @@ pub struct RawImageVolume {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
     /// When the kubelet pulls it (default `IfNotPresent`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "keyword", skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<PullPolicy>,
     /// Where the agents sit inside the image (default `/instrumentations`; `/` allowed).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -190,7 +173,7 @@ pub struct RawImageVolume {
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawSettings {
     /// How the agents reach the containers.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "keyword", skip_serializing_if = "Option::is_none")]
     pub mount_method: Option<MountMethod>,
     /// Extended resource requested by instrumented containers.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,6 @@
 //! The demo: the bundled example pod through the built policy, under every mount method.
 
-use agent_mount::settings::MountMethod;
-use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME};
+use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME, MountMethod};
 use runner::build;
 use runner::host::PolicyHost;
 use runner::input;

@@ -1,12 +1,40 @@
 //! The waPC host: loads the policy and calls it as the Kubewarden policy server does.
 
-use kubewarden_policy_sdk::response::ValidationResponse;
-use kubewarden_policy_sdk::settings::SettingsValidationResponse;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::Path;
 use wapc::{WapcHost, WasiParams};
 use wasmtime_provider::WasmtimeEngineProviderBuilder;
+
+/// The policy's answer to `validate`, as the policy server reads it (Kubewarden's
+/// `ValidationResponse`; read here without the SDK, so the host does not build the
+/// policy's Kubernetes types).
+#[derive(Debug, Deserialize)]
+pub struct ValidationResponse {
+    /// Whether the request is accepted.
+    pub accepted: bool,
+    /// Why it is rejected.
+    pub message: Option<String>,
+    /// The HTTP code of a rejection.
+    pub code: Option<u16>,
+    /// The mutated object, when the policy changed it.
+    pub mutated_object: Option<Value>,
+    /// Annotations for the API server's audit log.
+    pub audit_annotations: Option<BTreeMap<String, String>>,
+    /// Warnings for the client.
+    pub warnings: Option<Vec<String>>,
+}
+
+/// The policy's answer to `validate_settings`.
+#[derive(Debug, Deserialize)]
+pub struct SettingsValidationResponse {
+    /// Whether the settings are valid.
+    pub valid: bool,
+    /// Why not.
+    pub message: Option<String>,
+}
 
 /// A loaded policy module.
 pub struct PolicyHost {

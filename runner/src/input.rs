@@ -1,6 +1,6 @@
 //! Reads the runner's inputs: settings and pods, as YAML or JSON.
 
-use agent_mount::settings::MountMethod;
+use agent_mount_common::MountMethod;
 use serde_json::{Value, json};
 use std::path::Path;
 
