@@ -37,6 +37,31 @@ pub fn sample(out: &mut String, name: &str, labels: &str, value: u64) {
     }
 }
 
+/// The process metrics every plugin shares: resident memory and open file descriptors,
+/// from `/proc/self` (a figure that cannot be read is left out).
+pub fn process() -> String {
+    let mut out = String::new();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kib = status.lines().find_map(|l| {
+        l.strip_prefix("VmRSS:")?
+            .split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()
+    });
+    if let Some(kib) = rss_kib {
+        let name = "process_resident_memory_bytes";
+        header(&mut out, name, "gauge", "Resident memory size in bytes.");
+        sample(&mut out, name, "", kib * 1024);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let name = "process_open_fds";
+        header(&mut out, name, "gauge", "Number of open file descriptors.");
+        sample(&mut out, name, "", fds.count() as u64);
+    }
+    out
+}
+
 /// Binds `addr` and serves `/metrics` and `/healthz` until the task is dropped.
 pub async fn serve(addr: SocketAddr, exporter: Arc<dyn Exporter>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
@@ -76,7 +101,7 @@ pub async fn accept_loop(listener: TcpListener, exporter: Arc<dyn Exporter>) {
 
 fn respond(path: &str, exporter: &dyn Exporter) -> Response<String> {
     match path {
-        "/metrics" => Response::new(exporter.render()),
+        "/metrics" => Response::new(exporter.render() + &process()),
         "/healthz" if exporter.healthy() => Response::new("ok\n".to_string()),
         "/healthz" => status(StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
         _ => status(
@@ -117,10 +142,20 @@ mod tests {
         let exporter = Fixed(AtomicBool::new(true));
         let metrics = respond("/metrics", &exporter);
         assert_eq!(metrics.status(), StatusCode::OK);
-        assert_eq!(
-            metrics.body(),
-            "# HELP x_total Xs.\n# TYPE x_total counter\nx_total 3\nx_total{k=\"v\"} 4\n"
+        assert!(
+            metrics.body().starts_with(
+                "# HELP x_total Xs.\n# TYPE x_total counter\nx_total 3\nx_total{k=\"v\"} 4\n"
+            ),
+            "{}",
+            metrics.body()
         );
+        for shared in ["process_resident_memory_bytes ", "process_open_fds "] {
+            assert!(
+                metrics.body().lines().any(|l| l.starts_with(shared)),
+                "{shared} in {}",
+                metrics.body()
+            );
+        }
         assert_eq!(respond("/healthz", &exporter).status(), StatusCode::OK);
         exporter.0.store(false, Ordering::Relaxed);
         assert_eq!(

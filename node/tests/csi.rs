@@ -597,5 +597,11 @@ async fn a_refused_registration_is_logged_and_every_outcome_counted() {
         ],
     )
     .await;
+    let text = http_get(&addr, "/metrics");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("process_resident_memory_bytes ")),
+        "the shared process metrics:\n{text}"
+    );
     assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
 }

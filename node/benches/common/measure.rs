@@ -20,6 +20,15 @@ pub fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
+/// Microseconds below a millisecond, milliseconds with one decimal above.
+pub fn short(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        us(d)
+    } else {
+        ms(d)
+    }
+}
+
 /// MiB with one decimal, from KiB.
 pub fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
