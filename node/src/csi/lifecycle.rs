@@ -28,7 +28,6 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
 
@@ -76,7 +75,7 @@ impl Served {
         let (stop, mut stopped) = watch::channel(false);
         let server = Server::builder()
             .add_routes(routes)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(crate::uds::incoming(listener), async move {
                 let _ = stopped.changed().await;
             });
         Ok((
