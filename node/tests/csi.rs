@@ -137,13 +137,25 @@ async fn registers_through_the_plugin_watcher_with_the_csi_endpoint() {
         .into_inner();
     assert_eq!(health.status(), ServingStatus::Serving);
 
-    // `probe csi` reads the same flags and finds the same socket.
-    let probe = std::process::Command::new(env!("CARGO_BIN_EXE_agent-mount-node"))
-        .args(["probe", "csi", "--node-name", NODE_NAME, "--kubelet-dir"])
-        .arg(node.kubelet_dir())
-        .output()
-        .unwrap();
-    assert!(probe.status.success(), "{probe:?}");
+    // `probe csi` reads the same flags, or the same environment as the DaemonSet sets, and
+    // finds the same socket; pointed elsewhere, it fails.
+    let probe = |kubelet_dir: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_agent-mount-node"))
+            .args(["probe", "csi"])
+            .env("AGENT_MOUNT_NODE_NAME", NODE_NAME)
+            .env("AGENT_MOUNT_KUBELET_DIR", kubelet_dir)
+            .env("AGENT_MOUNT_DRIVER_NAME", DRIVER)
+            .output()
+            .unwrap()
+    };
+    let served = probe(&node.kubelet_dir());
+    assert!(served.status.success(), "{served:?}");
+    let elsewhere = probe(&node.root.path().join("no-kubelet"));
+    assert!(!elsewhere.status.success(), "{elsewhere:?}");
+    assert!(
+        String::from_utf8_lossy(&elsewhere.stderr).contains("cannot connect"),
+        "{elsewhere:?}"
+    );
 }
 
 #[tokio::test]
