@@ -1,12 +1,31 @@
 //! gRPC over unix sockets: the kubelet and the plugin talk through files in the plugin directory.
 
+use crate::decide::FileId;
 use crate::metrics::ACCEPT_BACKOFF;
+use crate::watch::file_id;
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Binds `socket`, replacing a stale file there; returns the listener and the file it made,
+/// which the plugin's keeper compares later to notice a removed or replaced socket.
+pub fn bind(socket: &Path) -> std::io::Result<(UnixListener, FileId)> {
+    match std::fs::remove_file(socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(socket)?;
+    let file = file_id(socket).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the socket vanished right after bind",
+        )
+    })?;
+    Ok((listener, file))
+}
 
 /// Opens a gRPC channel to the unix socket at `path`.
 ///

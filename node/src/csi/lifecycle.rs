@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -61,17 +60,7 @@ impl Served {
             socket: socket.to_path_buf(),
             source,
         };
-        match std::fs::remove_file(socket) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(serve_error(e)),
-            _ => {}
-        }
-        let listener = UnixListener::bind(socket).map_err(serve_error)?;
-        let file = file_id(socket).ok_or_else(|| {
-            serve_error(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "the socket vanished right after bind",
-            ))
-        })?;
+        let (listener, file) = crate::uds::bind(socket).map_err(serve_error)?;
         let (stop, mut stopped) = watch::channel(false);
         let server = Server::builder()
             .add_routes(routes)

@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -78,17 +77,7 @@ impl Generation {
             socket: socket.clone(),
             source,
         };
-        match std::fs::remove_file(&socket) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(serve_error(e)),
-            _ => {}
-        }
-        let listener = UnixListener::bind(&socket).map_err(serve_error)?;
-        let file = file_id(&socket).ok_or_else(|| {
-            serve_error(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "the socket vanished right after bind",
-            ))
-        })?;
+        let (listener, file) = crate::uds::bind(&socket).map_err(serve_error)?;
         let (stop, stopped) = watch::channel(false);
         let service = DevicePluginService::new(
             shared,
