@@ -106,7 +106,10 @@ else
 fi
 rm -rf "$shim"
 
+echo "test.sh: everyday checks took $SECONDS s"
+
 if $release; then
+  release_started=$SECONDS
   apt_install qemu-aarch64-static qemu-user-static
   version=$(sed -n 's/^version = "\(.*\)"/\1/p' node/Cargo.toml | head -n 1)
   # `--version` prints exactly "agent-mount-node <version>" (clap).
@@ -127,6 +130,7 @@ if $release; then
   mkdir -p dist
   cp "$wasm" dist/policy.wasm
   ls -l dist
+  echo "test.sh: release checks took $((SECONDS - release_started)) s"
 fi
 
 # One closing line for everything: every cargo test binary plus this script's checks.
