@@ -64,6 +64,9 @@ check() {
 }
 
 check "workflows" .venv/bin/python scripts/check_workflows.py .github/workflows/*.yml
+# The node binary shares only agent-mount-common with the policy (DESIGN §3).
+check "node binary builds without the policy SDK" \
+  bash -c '! cargo tree --locked -p agent-mount-node | grep -E "kubewarden-policy-sdk|k8s-openapi"'
 
 # The policy .wasm, with its size settings; the integration tests would build it too.
 target_dir=${CARGO_TARGET_DIR:-target}

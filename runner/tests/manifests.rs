@@ -4,9 +4,10 @@
 //! `validate_settings`, run in the built `.wasm`. The overlays also fit together: one policy
 //! per overlay, always named `agent-mount`, so applying another overlay switches methods.
 
-use runner::build::{ensure_built, workspace_root};
-use runner::host::PolicyHost;
-use runner::input::read_document;
+use agent_mount_common::MountMethod;
+use runner::build::workspace_root;
+use runner::host::with_built_policy as with_host;
+use runner::input::{overlay, read_document};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -15,14 +16,15 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The overlays, one per `mountMethod` (`k8s-<overlay>`).
-const OVERLAYS: [&str; 5] = [
-    "csi-driver",
-    "host-path",
-    "image-volume",
-    "init-container",
-    "virtual-device",
-];
+/// The overlays' folder names, one per `mountMethod` (`k8s-<overlay>`), sorted.
+fn overlays() -> Vec<String> {
+    let mut names: Vec<String> = MountMethod::ALL
+        .into_iter()
+        .map(|m| overlay(m).trim_start_matches("deploy/").to_string())
+        .collect();
+    names.sort();
+    names
+}
 /// Every overlay's ClusterAdmissionPolicy has this name, so one replaces another.
 const POLICY_NAME: &str = "agent-mount";
 /// The namespace of everything namespaced that deploy/ creates.
@@ -40,16 +42,6 @@ const SHARED_NAMES: [(&str, &str); 2] = [
 ];
 /// The opt-in label every overlay's policy selects pods by.
 const INJECT_LABEL: (&str, &str) = ("agent-mount.io/inject", "true");
-
-/// Runs `f` with this test thread's policy host (a waPC host is not `Sync`); the
-/// `.wasm` is built, or found up to date, once per test binary.
-fn with_host<R>(f: impl FnOnce(&PolicyHost) -> R) -> R {
-    thread_local! {
-        static HOST: PolicyHost = PolicyHost::load(&ensure_built().unwrap_or_else(|e| panic!("{e}")))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    HOST.with(f)
-}
 
 /// A tool that ./test.sh provides: `$env_var`, else `.venv/bin/<name>` (from PyPI's `package`).
 fn venv_tool(env_var: &str, name: &str, package: &str) -> PathBuf {
@@ -385,12 +377,17 @@ fn every_overlay_renders_valid_manifests_with_one_policy_named_agent_mount() {
         .filter(|n| n != "base")
         .collect();
     overlays.sort();
-    assert_eq!(overlays, OVERLAYS, "one overlay per method under deploy/");
+    assert_eq!(
+        overlays,
+        self::overlays(),
+        "one overlay per method under deploy/"
+    );
 
     let version = policy_version();
-    let failures: BTreeMap<&str, String> = OVERLAYS
+    let failures: BTreeMap<&str, String> = overlays
         .iter()
-        .filter_map(|&overlay| {
+        .map(String::as_str)
+        .filter_map(|overlay| {
             render(&deploy.join(overlay))
                 .and_then(|documents| {
                     check_documents(&documents)?;
