@@ -617,3 +617,60 @@ async fn a_refused_registration_is_logged_and_every_outcome_counted() {
     );
     assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
 }
+
+/// Runs `mount <args>` inside the plugin's mount namespace, as another program on the node would.
+fn mount_in(plugin: &CsiPlugin, args: &[&Path]) {
+    let status = std::process::Command::new("nsenter")
+        .arg(format!("--mount=/proc/{}/ns/mnt", plugin.pid()))
+        .args(["--", "mount", "--bind"])
+        .args(args)
+        .status()
+        .expect("nsenter (util-linux)");
+    assert!(status.success(), "mount --bind {args:?}");
+}
+
+#[tokio::test]
+async fn a_foreign_or_writable_mount_at_the_target_is_already_exists() {
+    let node = CsiNode::new();
+    let plugin = CsiPlugin::start(&node, &[]).await;
+    let other = node.root.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("secret"), "x").unwrap();
+    // Another directory, and the agents themselves but writable.
+    for (pod, source) in [("pod-1", &other), ("pod-2", &node.agents())] {
+        let target = node.target(pod, "odigos-agent");
+        std::fs::create_dir(&target).unwrap();
+        mount_in(&plugin, &[source, &target]);
+        let status = plugin
+            .publish(&node, pod, "odigos-agent")
+            .await
+            .expect_err("a mount that is not the agents read-only");
+        assert_eq!(
+            status.code(),
+            Code::AlreadyExists,
+            "{pod}: {}",
+            status.message()
+        );
+        assert!(
+            status
+                .message()
+                .contains("not the agent directory read-only")
+        );
+        assert_eq!(
+            plugin.mounts_at(&target).len(),
+            1,
+            "{pod}: nothing stacked on it"
+        );
+        // The kubelet's unpublish clears the path; a publish then mounts read-only.
+        plugin.unpublish(&target).await.unwrap();
+        assert!(
+            plugin.mounts_at(&target).is_empty() && !target.exists(),
+            "{pod}"
+        );
+    }
+    let target = plugin
+        .publish(&node, "pod-2", "odigos-agent")
+        .await
+        .unwrap();
+    assert_published_read_only(&plugin, &target);
+}

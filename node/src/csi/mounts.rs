@@ -29,6 +29,8 @@ pub struct Mount {
     pub root: PathBuf,
     /// Where it is mounted.
     pub point: PathBuf,
+    /// Mounted read-only (`ro` among the per-mount options).
+    pub read_only: bool,
 }
 
 impl Mount {
@@ -108,10 +110,12 @@ pub fn parse(mountinfo: &str) -> Vec<Mount> {
         .filter_map(|line| {
             let mut fields = line.split(' ').skip(2);
             let (device, root, point) = (fields.next()?, fields.next()?, fields.next()?);
+            let options = fields.next()?;
             Some(Mount {
                 device: device.to_string(),
                 root: PathBuf::from(unescape(root)),
                 point: PathBuf::from(unescape(point)),
+                read_only: options.split(',').any(|option| option == "ro"),
             })
         })
         .collect()
@@ -167,6 +171,8 @@ short line
             "/mnt/not\\09octal",
         ];
         assert_eq!(points, expected.map(Path::new));
+        let read_only: Vec<bool> = table.iter().map(|m| m.read_only).collect();
+        assert_eq!(read_only, [false, false, true, false, false]);
         // /var/odigos lies on /var (8:2), as the directory /odigos of that file system;
         // the published mount shows the same directory.
         let agents = mount_of(&table, Path::new("/var/odigos")).unwrap();

@@ -71,7 +71,7 @@ pub enum VolumeError {
     },
     /// Something other than the agent directory is mounted at `target_path`.
     #[error(
-        "target_path {} already has a mount that is not the agent directory: unmount it, or delete the pod",
+        "target_path {} already has a mount that is not the agent directory read-only: unmount it, or delete the pod",
         path.display()
     )]
     OtherMount {
@@ -238,7 +238,10 @@ impl<M: Mounts> Volumes<M> {
         // The top mount decides: the one a container bound there would see.
         if let Some(top) = table.iter().rev().find(|m| m.point == resolved) {
             let source = top.source_of(&resolved);
-            return if source.is_some() && source == self.agents_source(&table) {
+            // A writable mount of the agents is not ours, even from the right directory:
+            // nothing of ours is ever writable.
+            let ours = top.read_only && source.is_some() && source == self.agents_source(&table);
+            return if ours {
                 Ok(Published::AlreadyMounted)
             } else {
                 Err(VolumeError::OtherMount {
