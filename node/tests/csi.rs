@@ -15,7 +15,7 @@ use agent_mount_node::csi::api::csi::{
 };
 use agent_mount_node::uds;
 use csi_support::{
-    AGENT_FILES, CsiNode, CsiPlugin, DRIVER, FakeWatcher, NODE_NAME, STARTUP, mounts_at,
+    AGENT_FILES, CsiNode, CsiPlugin, DRIVER, FakeWatcher, NODE_NAME, STARTUP, Witness, mounts_at,
     publish_request,
 };
 use std::path::Path;
@@ -487,42 +487,37 @@ async fn sigterm_removes_both_sockets_and_leaves_the_mounts() {
         .await
         .unwrap();
     // A witness in the plugin's mount namespace keeps it alive after the plugin exits.
-    let mut witness = std::process::Command::new("nsenter")
-        .arg(format!("--mount=/proc/{}/ns/mnt", plugin.pid()))
-        .args(["--", "sleep", "60"])
-        .spawn()
-        .expect("nsenter (util-linux) into the plugin's mount namespace");
-    let witness_pid = witness.id();
-    eventually("the witness in the plugin's namespace", STARTUP, || {
-        std::fs::read_link(format!("/proc/{witness_pid}/ns/mnt")).ok()
-            == std::fs::read_link(format!("/proc/{}/ns/mnt", plugin.pid())).ok()
-    })
-    .await;
-
+    let witness = Witness::of(&plugin).await;
     plugin.terminate();
     let status = plugin
         .wait(Duration::from_secs(5))
         .expect("exits after SIGTERM");
-    let outcome = std::panic::catch_unwind(|| {
-        assert!(status.success(), "clean exit: {status}");
-        assert!(!node.csi_socket().exists(), "CSI socket removed");
-        assert!(
-            !node.registration_socket().exists(),
-            "registration socket removed"
-        );
-        let left = mounts_at(witness_pid, &target);
-        assert_eq!(left.len(), 1, "the published mount stays: {left:?}");
-        let jar = format!(
-            "/proc/{witness_pid}/root{}/java/javaagent.jar",
-            target.display()
-        );
-        assert_eq!(std::fs::read_to_string(jar).unwrap(), "jar");
-    });
-    let _ = witness.kill();
-    let _ = witness.wait();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    assert!(status.success(), "clean exit: {status}");
+    assert!(!node.csi_socket().exists(), "CSI socket removed");
+    assert!(
+        !node.registration_socket().exists(),
+        "registration socket removed"
+    );
+    let left = mounts_at(witness.pid(), &target);
+    assert_eq!(left.len(), 1, "the published mount stays: {left:?}");
+    let jar = format!(
+        "/proc/{}/root{}/java/javaagent.jar",
+        witness.pid(),
+        target.display()
+    );
+    assert_eq!(std::fs::read_to_string(jar).unwrap(), "jar");
+
+    // The next start finds the mount and stays idempotent: still one mount.
+    let restarted = CsiPlugin::start_in_namespace_of(witness.pid(), &node).await;
+    watcher.registered(STARTUP).await;
+    let again = restarted
+        .publish(&node, "pod-1", "odigos-agent")
+        .await
+        .unwrap();
+    assert_eq!(again, target);
+    assert_published_read_only(&restarted, &target);
+    restarted.unpublish(&target).await.unwrap();
+    assert!(restarted.mounts_at(&target).is_empty() && !target.exists());
 }
 
 /// `GET <path>` on `addr`, the body.

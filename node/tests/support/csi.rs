@@ -127,8 +127,30 @@ impl CsiPlugin {
 
     /// As [`CsiPlugin::start`], with another `--agent-dir`.
     pub async fn start_with(node: &CsiNode, agent_dir: &Path, extra: &[&str]) -> CsiPlugin {
-        let mut child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--"])
+        let unshare = ["unshare", "--mount", "--propagation", "private", "--"].map(String::from);
+        Self::launch(&unshare, node, agent_dir, extra).await
+    }
+
+    /// Starts the plugin in the mount namespace of process `pid` (e.g. a [`Witness`] of an
+    /// earlier plugin), as a restarted DaemonSet pod finds the node's mounts.
+    pub async fn start_in_namespace_of(pid: u32, node: &CsiNode) -> CsiPlugin {
+        let nsenter = [
+            "nsenter".to_string(),
+            format!("--mount=/proc/{pid}/ns/mnt"),
+            "--".to_string(),
+        ];
+        Self::launch(&nsenter, node, &node.agents(), &[]).await
+    }
+
+    /// Runs `launcher… agent-mount-node csi …`; the launcher execs in place, so the pid is the plugin's.
+    async fn launch(
+        launcher: &[String],
+        node: &CsiNode,
+        agent_dir: &Path,
+        extra: &[&str],
+    ) -> CsiPlugin {
+        let mut child = Command::new(&launcher[0])
+            .args(&launcher[1..])
             .arg(env!("CARGO_BIN_EXE_agent-mount-node"))
             .arg("csi")
             .arg("--kubelet-dir")
@@ -141,7 +163,12 @@ impl CsiPlugin {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("run unshare (util-linux) to start the plugin in a private mount namespace");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "run {} (util-linux) to start the plugin in a mount namespace: {e}",
+                    launcher[0]
+                )
+            });
         let stderr = Arc::new(Mutex::new(String::new()));
         if let Some(mut pipe) = child.stderr.take() {
             let sink = stderr.clone();
@@ -299,6 +326,45 @@ impl Drop for CsiPlugin {
                 self.stderr()
             );
         }
+    }
+}
+
+/// A process that keeps a plugin's mount namespace alive after the plugin exits; killed on drop.
+pub struct Witness(Child);
+
+impl Witness {
+    /// Enters the mount namespace of `plugin` and waits there.
+    pub async fn of(plugin: &CsiPlugin) -> Witness {
+        let namespace = format!("/proc/{}/ns/mnt", plugin.pid());
+        let child = Command::new("nsenter")
+            .arg(format!("--mount={namespace}"))
+            .args(["--", "sleep", "600"])
+            .spawn()
+            .expect("nsenter (util-linux) into the plugin's mount namespace");
+        let witness = Witness(child);
+        let deadline = Instant::now() + STARTUP;
+        while std::fs::read_link(format!("/proc/{}/ns/mnt", witness.pid())).ok()
+            != std::fs::read_link(&namespace).ok()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the witness did not enter {namespace}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        witness
+    }
+
+    /// Its pid: `/proc/<pid>/mountinfo` and `/proc/<pid>/root` show the namespace.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
