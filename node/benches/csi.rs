@@ -12,8 +12,7 @@ mod measure;
 use agent_mount_node::csi::api::csi::NodeUnpublishVolumeRequest;
 use csi_support::{CsiNode, CsiPlugin, FakeWatcher, STARTUP, publish_request};
 use measure::{mib, ms, percentile, short, status_kib, us};
-use runner::build::workspace_root;
-use runner::report::{machine, write_section};
+use runner::report::{measured_by, publish};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -145,20 +144,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mut out = String::new();
-    writeln!(
-        out,
-        "Measured by `cargo bench -p agent-mount-node --bench csi` (release build, as root: real bind mounts in a private mount namespace) on {}.\n",
-        machine()
-    )
-    .unwrap();
+    let mut out = measured_by(
+        "cargo bench -p agent-mount-node --bench csi",
+        " (release build, as root: real bind mounts in a private mount namespace)",
+    );
     runtime.block_on(async {
         cycles(&mut out).await;
         reregistration(&mut out, "auto").await;
         reregistration(&mut out, "poll").await;
     });
-    print!("{out}");
-    if let Err(e) = write_section(&workspace_root().join("BENCHMARKS.md"), "csi", &out) {
-        eprintln!("not written to BENCHMARKS.md: {e}");
-    }
+    publish("csi", &out);
 }

@@ -12,8 +12,7 @@ use agent_mount_node::api::device_plugin_client::DevicePluginClient;
 use agent_mount_node::api::{AllocateRequest, ContainerAllocateRequest};
 use agent_mount_node::uds;
 use measure::{mib, ms, percentile, status_kib, us};
-use runner::build::workspace_root;
-use runner::report::{machine, write_section};
+use runner::report::{measured_by, publish};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use support::{FakeKubelet, registered_plugin};
@@ -93,24 +92,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mut out = String::new();
-    writeln!(
-        out,
-        "Measured by `cargo bench -p agent-mount-node --bench plugin` (release build) on {}.\n",
-        machine()
-    )
-    .unwrap();
+    let mut out = measured_by(
+        "cargo bench -p agent-mount-node --bench plugin",
+        " (release build)",
+    );
     runtime.block_on(async {
         allocation_and_memory(&mut out).await;
         reregistration(&mut out, "auto").await;
         reregistration(&mut out, "poll").await;
     });
-    print!("{out}");
-    if let Err(e) = write_section(
-        &workspace_root().join("BENCHMARKS.md"),
-        "device-plugin",
-        &out,
-    ) {
-        eprintln!("not written to BENCHMARKS.md: {e}");
-    }
+    publish("device-plugin", &out);
 }

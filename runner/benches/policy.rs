@@ -10,7 +10,7 @@ use agent_mount::settings::{
 use runner::build::{ensure_built, workspace_root};
 use runner::host::PolicyHost;
 use runner::input::{overlay_settings, read_request};
-use runner::report::{machine, mean_time, micros, write_section};
+use runner::report::{mean_time, measured_by, micros, publish};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -154,13 +154,10 @@ fn main() {
         }
     }
 
-    let mut out = String::new();
-    writeln!(
-        out,
-        "Measured by `cargo bench -p runner --bench policy` on {}; each method with the settings of its overlay under deploy/.\n",
-        machine()
-    )
-    .unwrap();
+    let mut out = measured_by(
+        "cargo bench -p runner --bench policy",
+        ", each method with the settings of its overlay under deploy/,",
+    );
     writeln!(
         out,
         "Policy module: `{}` bytes ({} KB).\n",
@@ -215,9 +212,5 @@ fn main() {
         .unwrap();
     }
     out.push_str(&directories_section(&host, &typical));
-    print!("{out}");
-    let file = workspace_root().join("BENCHMARKS.md");
-    if let Err(e) = write_section(&file, "policy", &out) {
-        eprintln!("not written to BENCHMARKS.md: {e}");
-    }
+    publish("policy", &out);
 }

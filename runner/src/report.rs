@@ -47,6 +47,20 @@ pub fn machine() -> String {
     )
 }
 
+/// The first line of a bench's section: the command that measured it, a note, and the machine.
+pub fn measured_by(command: &str, note: &str) -> String {
+    format!("Measured by `{command}`{note} on {}.\n\n", machine())
+}
+
+/// Prints a bench's section and writes it into BENCHMARKS.md between its markers.
+pub fn publish(section: &str, body: &str) {
+    print!("{body}");
+    let file = crate::build::workspace_root().join("BENCHMARKS.md");
+    if let Err(e) = write_section(&file, section, body) {
+        eprintln!("not written to BENCHMARKS.md: {e}");
+    }
+}
+
 /// Replaces the text between `<!-- {name}:begin -->` and `<!-- {name}:end -->` in `file`.
 pub fn write_section(file: &Path, name: &str, body: &str) -> std::io::Result<()> {
     let begin = format!("<!-- {name}:begin -->");
