@@ -79,6 +79,9 @@ fn show(
     for warning in response.warnings.iter().flatten() {
         println!("warning: {warning}");
     }
+    for (key, decision) in response.audit_annotations.iter().flatten() {
+        println!("audit annotation {key}: {decision}");
+    }
     let Some(mutated) = &response.mutated_object else {
         println!("(pod unchanged)");
         return Ok(());
