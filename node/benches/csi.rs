@@ -11,8 +11,7 @@ mod measure;
 
 use agent_mount_node::csi::api::csi::NodeUnpublishVolumeRequest;
 use csi_support::{CsiNode, CsiPlugin, FakeWatcher, STARTUP, publish_request};
-use measure::{mib, ms, percentile, short, status_kib, us};
-use runner::report::{measured_by, publish};
+use measure::{mib, ms, percentile, run_bench, short, status_kib, us};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -140,18 +139,14 @@ async fn reregistration(out: &mut String, mode: &str) {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut out = measured_by(
+    run_bench(
+        "csi",
         "cargo bench -p agent-mount-node --bench csi",
         " (release build, as root: real bind mounts in a private mount namespace)",
+        async |out: &mut String| {
+            cycles(out).await;
+            reregistration(out, "auto").await;
+            reregistration(out, "poll").await;
+        },
     );
-    runtime.block_on(async {
-        cycles(&mut out).await;
-        reregistration(&mut out, "auto").await;
-        reregistration(&mut out, "poll").await;
-    });
-    publish("csi", &out);
 }

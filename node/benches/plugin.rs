@@ -11,8 +11,7 @@ mod support;
 use agent_mount_node::api::device_plugin_client::DevicePluginClient;
 use agent_mount_node::api::{AllocateRequest, ContainerAllocateRequest};
 use agent_mount_node::uds;
-use measure::{mib, ms, percentile, status_kib, us};
-use runner::report::{measured_by, publish};
+use measure::{mib, ms, percentile, run_bench, status_kib, us};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use support::{FakeKubelet, registered_plugin};
@@ -88,18 +87,14 @@ async fn reregistration(out: &mut String, mode: &str) {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut out = measured_by(
+    run_bench(
+        "device-plugin",
         "cargo bench -p agent-mount-node --bench plugin",
         " (release build)",
+        async |out: &mut String| {
+            allocation_and_memory(out).await;
+            reregistration(out, "auto").await;
+            reregistration(out, "poll").await;
+        },
     );
-    runtime.block_on(async {
-        allocation_and_memory(&mut out).await;
-        reregistration(&mut out, "auto").await;
-        reregistration(&mut out, "poll").await;
-    });
-    publish("device-plugin", &out);
 }

@@ -1,8 +1,21 @@
 //! What the node benches measure with: percentiles of sorted timings, a process's memory
-//! from `/proc/<pid>/status`, and the units the tables print.
+//! from `/proc/<pid>/status`, the units the tables print, and the bench's main loop.
 #![allow(dead_code)] // each bench uses its own subset
 
+use runner::report::{measured_by, publish};
 use std::time::Duration;
+
+/// Runs a bench's measurements on one thread (as the plugins run), then prints its
+/// table and writes it into its section of BENCHMARKS.md.
+pub fn run_bench(section: &str, command: &str, note: &str, measure: impl AsyncFnOnce(&mut String)) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let mut out = measured_by(command, note);
+    runtime.block_on(measure(&mut out));
+    publish(section, &out);
+}
 
 /// The `p` quantile (0.0–1.0) of `sorted`, nearest rank.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
