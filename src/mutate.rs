@@ -165,7 +165,7 @@ pub fn mutate(
         let container = copy.container(&mounts.volume_name, &mounts.agent_directories)?;
         changed |= add_init_container(spec, container)?;
     }
-    if let Some(label) = node_label(method) {
+    if let Some(label) = method.node_label() {
         changed |= require_node_label(spec, label)?;
     }
     let wanted = agent_mounts(method, mounts);
@@ -173,16 +173,6 @@ pub fn mutate(
         changed |= add_agent_mounts(container, &wanted, annotation)?;
     }
     Ok(changed)
-}
-
-/// The node label the method ANDs into the affinity, if any.
-fn node_label(method: &Method) -> Option<&NodeLabel> {
-    match method {
-        Method::HostPath { node_label, .. }
-        | Method::CsiDriver { node_label, .. }
-        | Method::ImageVolume { node_label, .. } => node_label.as_ref(),
-        Method::VirtualDevice { .. } | Method::InitContainer { .. } => None,
-    }
 }
 
 /// A test of whether an existing volume of our name is the one we add.
@@ -194,12 +184,12 @@ fn volume(method: &Method) -> Result<Option<(Object, IsOurs, &AgentMounts)>, Con
     let text_at = |pointer: &'static str, wanted: String| -> IsOurs {
         Box::new(move |v: &Value| v.pointer(pointer).and_then(Value::as_str) == Some(&wanted))
     };
-    let Some(mounts) = method.mounts() else {
-        return Ok(None);
-    };
-    let (kind, source, is_ours) = match method {
+    let (mounts, kind, source, is_ours) = match method {
         Method::VirtualDevice { .. } => return Ok(None),
-        Method::HostPath { host_path, .. } => (
+        Method::HostPath {
+            host_path, mounts, ..
+        } => (
+            mounts,
             "hostPath",
             to_json(&HostPathVolumeSource {
                 path: host_path.clone(),
@@ -207,7 +197,8 @@ fn volume(method: &Method) -> Result<Option<(Object, IsOurs, &AgentMounts)>, Con
             })?,
             text_at("/hostPath/path", host_path.clone()),
         ),
-        Method::InitContainer { copy, .. } => (
+        Method::InitContainer { copy, mounts } => (
+            mounts,
             "emptyDir",
             to_json(&EmptyDirVolumeSource {
                 medium: None,
@@ -215,7 +206,8 @@ fn volume(method: &Method) -> Result<Option<(Object, IsOurs, &AgentMounts)>, Con
             })?,
             Box::new(|v: &Value| v.get("emptyDir").is_some_and(Value::is_object)) as IsOurs,
         ),
-        Method::CsiDriver { driver, .. } => (
+        Method::CsiDriver { driver, mounts, .. } => (
+            mounts,
             "csi",
             to_json(&CSIVolumeSource {
                 driver: driver.clone(),
@@ -230,7 +222,8 @@ fn volume(method: &Method) -> Result<Option<(Object, IsOurs, &AgentMounts)>, Con
             })?,
             text_at("/csi/driver", driver.clone()),
         ),
-        Method::ImageVolume { image, .. } => (
+        Method::ImageVolume { image, mounts, .. } => (
+            mounts,
             "image",
             to_json(&ImageVolumeSource {
                 reference: Some(image.reference.clone()),

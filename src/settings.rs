@@ -520,6 +520,16 @@ impl Method {
         }
     }
 
+    /// The node label ANDed into the affinity, for the methods that take one.
+    pub fn node_label(&self) -> Option<&NodeLabel> {
+        match self {
+            Method::HostPath { node_label, .. }
+            | Method::CsiDriver { node_label, .. }
+            | Method::ImageVolume { node_label, .. } => node_label.as_ref(),
+            Method::VirtualDevice { .. } | Method::InitContainer { .. } => None,
+        }
+    }
+
     /// Checks every value the method carries.
     fn validate(&self) -> Result<(), SettingsError> {
         // Method keys first: under host-path, mountPath defaults to hostPath and would
@@ -535,33 +545,21 @@ impl Method {
                 resource_name,
                 syntax::extended_resource_name,
             ),
-            Method::HostPath {
-                host_path,
-                node_label,
-                ..
-            } => {
-                check("hostPath", host_path, syntax::absolute_path)?;
-                validate_node_label(node_label.as_ref())
+            Method::HostPath { host_path, .. } => {
+                check("hostPath", host_path, syntax::absolute_path)
             }
             Method::InitContainer { copy, .. } => copy.validate(),
-            Method::CsiDriver {
-                driver, node_label, ..
-            } => {
-                check("csiDriver", driver, syntax::csi_driver_name)?;
-                validate_node_label(node_label.as_ref())
-            }
-            Method::ImageVolume {
-                image, node_label, ..
-            } => {
+            Method::CsiDriver { driver, .. } => check("csiDriver", driver, syntax::csi_driver_name),
+            Method::ImageVolume { image, .. } => {
                 check("imageVolume.reference", &image.reference, syntax::image)?;
                 check(
                     "imageVolume.sourcePath",
                     &image.source_path,
                     syntax::absolute_path_or_root,
-                )?;
-                validate_node_label(node_label.as_ref())
+                )
             }
-        }
+        }?;
+        validate_node_label(self.node_label())
     }
 }
 
