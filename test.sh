@@ -68,6 +68,9 @@ check "workflows" .venv/bin/python scripts/check_workflows.py .github/workflows/
 check "node binary builds without the policy SDK" \
   bash -c '! cargo tree --locked -p agent-mount-node | grep -E "kubewarden-policy-sdk|k8s-openapi"'
 
+# The demo's dependency build is the one the tests reuse (runner/Cargo.toml's feature lists).
+check "tests reuse the demo's dependency build" python3 scripts/check_unified_features.py
+
 # The policy .wasm, with its size settings; the integration tests would build it too.
 target_dir=${CARGO_TARGET_DIR:-target}
 wasm="$target_dir/wasm32-wasip1/policy/agent_mount.wasm"

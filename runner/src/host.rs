@@ -77,10 +77,16 @@ impl PolicyHost {
     }
 
     /// Loads a policy module from its bytes, with WASI (the SDK's module imports it).
+    ///
+    /// Compiled code is cached in `<target>/wasmtime-cache`, keyed by the module's bytes
+    /// and wasmtime's version and settings, so each build of the policy is compiled once,
+    /// not once per process or test thread.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let cache = crate::build::target_dir().join("wasmtime-cache");
         let engine = WasmtimeEngineProviderBuilder::new()
             .module_bytes(bytes)
             .wasi_params(WasiParams::default())
+            .enable_cache(Some(&cache))
             .build()
             .map_err(|e| format!("cannot compile the policy module: {e}"))?;
         let host = WapcHost::new(Box::new(engine), Some(Box::new(host_call)))
