@@ -99,20 +99,41 @@ pub fn parse_duration(value: &str) -> Result<Duration, ConfigError> {
     Ok(duration)
 }
 
+/// Test helpers for any set of flags: parse it alone, and find why a value was refused.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-    use std::error::Error as _;
+pub(crate) mod testing {
+    use clap::{Args, Parser};
 
     #[derive(Parser, Debug)]
-    struct Wrap {
+    struct Alone<T: Args> {
         #[command(flatten)]
-        common: Common,
+        flags: T,
     }
 
+    /// Parses `args` as the flags `T` alone.
+    pub(crate) fn parse<T: Args>(args: &[&str]) -> Result<T, clap::Error> {
+        Alone::try_parse_from(["plugin"].iter().chain(args)).map(|alone| alone.flags)
+    }
+
+    /// The `E` a parser returned for `args`, which `T` must refuse.
+    pub(crate) fn refusal<T: Args + std::fmt::Debug, E: std::error::Error + Clone + 'static>(
+        args: &[&str],
+    ) -> E {
+        let err = parse::<T>(args).unwrap_err();
+        std::error::Error::source(&err)
+            .and_then(|source| source.downcast_ref::<E>())
+            .unwrap_or_else(|| panic!("{args:?}: not the expected error: {err}"))
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::refusal;
+    use super::*;
+
     fn parse(args: &[&str]) -> Result<Common, clap::Error> {
-        Wrap::try_parse_from(["plugin"].iter().chain(args)).map(|w| w.common)
+        testing::parse(args)
     }
 
     #[test]
@@ -156,12 +177,8 @@ mod tests {
             }),
         ];
         for (args, check) in cases {
-            let err = parse(args).unwrap_err();
-            let refused = err
-                .source()
-                .and_then(|s| s.downcast_ref::<ConfigError>())
-                .unwrap_or_else(|| panic!("{args:?}: not a ConfigError: {err}"));
-            assert!(check(refused), "{args:?}: {refused:?}");
+            let refused: ConfigError = refusal::<Common, _>(args);
+            assert!(check(&refused), "{args:?}: {refused:?}");
         }
         assert!(matches!(
             parse_absolute_path("var/odigos"),

@@ -131,17 +131,10 @@ fn parse_socket_name(value: &str) -> Result<String, DevicePluginConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-    use std::error::Error as _;
-
-    #[derive(Parser, Debug)]
-    struct Wrap {
-        #[command(flatten)]
-        config: DevicePluginConfig,
-    }
+    use crate::flags::testing::refusal;
 
     fn parse(args: &[&str]) -> Result<DevicePluginConfig, clap::Error> {
-        Wrap::try_parse_from(["device-plugin"].iter().chain(args)).map(|w| w.config)
+        crate::flags::testing::parse(args)
     }
 
     #[test]
@@ -176,12 +169,8 @@ mod tests {
             ),
         ];
         for (args, check) in cases {
-            let err = parse(args).unwrap_err();
-            let refused = err
-                .source()
-                .and_then(|s| s.downcast_ref::<DevicePluginConfigError>())
-                .unwrap_or_else(|| panic!("{args:?}: not a DevicePluginConfigError: {err}"));
-            assert!(check(refused), "{args:?}: {refused:?}");
+            let refused: DevicePluginConfigError = refusal::<DevicePluginConfig, _>(args);
+            assert!(check(&refused), "{args:?}: {refused:?}");
         }
         assert_eq!(
             parse(&["--devices", "0"]).unwrap_err().kind(),
