@@ -3,16 +3,6 @@
 //! This file is the only one that knows about waPC: it registers the entry points
 //! and delegates each to a pure function of [`response`].
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 pub mod copy;
 pub mod mutate;
 pub mod response;

@@ -1,5 +1,12 @@
 //! What the methods add passes Pod Security `restricted`: the copy container, and only
 //! restricted volume types (no hostPath) for every method but host-path.
+// Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -1,4 +1,11 @@
 //! The policy's `validate`, called natively on the fixtures in `test_data/`.
+// Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -3,6 +3,13 @@
 //! leaked after the cycles, and the time from a deleted registration socket to the new
 //! one in both watch modes. Runs the plugin in a private mount namespace (root needed, as
 //! for tests/csi.rs), prints the figures and writes the CSI section of BENCHMARKS.md.
+// Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "../tests/support/csi.rs"]
 mod csi_support;

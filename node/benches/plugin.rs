@@ -2,14 +2,21 @@
 //! size, and the time from `kubelet.sock` recreation to re-registration in both watch
 //! modes, under DESIGN §3a's restart (channels closed, 200 ms, every socket deleted,
 //! `kubelet.sock` served anew). Writes the device-plugin section of BENCHMARKS.md and prints it.
+// Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "common/measure.rs"]
 mod measure;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use agent_mount_node::api::device_plugin_client::DevicePluginClient;
-use agent_mount_node::api::{AllocateRequest, ContainerAllocateRequest};
+use agent_mount_node::device_plugin::api::device_plugin_client::DevicePluginClient;
+use agent_mount_node::device_plugin::api::{AllocateRequest, ContainerAllocateRequest};
 use agent_mount_node::uds;
 use measure::{mib, ms, percentile, run_bench, status_kib, us};
 use std::fmt::Write as _;

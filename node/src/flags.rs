@@ -1,5 +1,8 @@
-//! The flag types, errors and parsers every node plugin shares: how sockets are watched,
-//! metrics, logs, and the checks that refuse a bad value at start.
+//! The flags every node plugin shares (how sockets are watched, metrics, logs), and the
+//! parsers that refuse a bad value at start. Each flag has an `AGENT_MOUNT_<FLAG>`
+//! environment variable. Each plugin's own flags are in its folder
+//! ([`crate::device_plugin::config`], [`crate::csi::config`]); [`crate::cli`] puts them
+//! together under the subcommands.
 
 use agent_mount_common::syntax;
 use clap::{Args, ValueEnum};
@@ -7,19 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A flag value refused at start; clap prefixes the message with the flag's name.
+/// A shared flag's value refused at start; clap prefixes the message with the flag's name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// Not an extended resource name.
-    #[error(
-        "{value:?} is not an extended resource name ({reason}); use a qualified name such as instrumentation.odigos.io/generic"
-    )]
-    ResourceName {
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// Not an absolute, normalised path.
     #[error(
         "{value:?} is not usable as a path ({reason}); give an absolute path without '.', '..' or '//', such as /var/odigos"
@@ -29,22 +22,6 @@ pub enum ConfigError {
         value: String,
         /// What is wrong with it.
         reason: String,
-    },
-    /// Not a single file name.
-    #[error(
-        "{value:?} is not a socket file name ({reason}); give a single file name such as example.com_agents"
-    )]
-    SocketName {
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The kubelet's own socket name.
-    #[error("{value:?} is the kubelet's own registration socket; choose another socket name")]
-    KubeletSocket {
-        /// The value given.
-        value: String,
     },
     /// Not a duration.
     #[error("{value:?} is not a duration ({reason}); use a duration such as 500ms, 2s or 1m")]
@@ -122,9 +99,42 @@ pub fn parse_duration(value: &str) -> Result<Duration, ConfigError> {
     Ok(duration)
 }
 
+/// Test helpers for any set of flags: parse it alone, and find why a value was refused.
+#[cfg(test)]
+pub(crate) mod testing {
+    use clap::{Args, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Alone<T: Args> {
+        #[command(flatten)]
+        flags: T,
+    }
+
+    /// Parses `args` as the flags `T` alone.
+    pub(crate) fn parse<T: Args>(args: &[&str]) -> Result<T, clap::Error> {
+        Alone::try_parse_from(["plugin"].iter().chain(args)).map(|alone| alone.flags)
+    }
+
+    /// The `E` a parser returned for `args`, which `T` must refuse.
+    pub(crate) fn refusal<T: Args + std::fmt::Debug, E: std::error::Error + Clone + 'static>(
+        args: &[&str],
+    ) -> E {
+        let err = parse::<T>(args).unwrap_err();
+        std::error::Error::source(&err)
+            .and_then(|source| source.downcast_ref::<E>())
+            .unwrap_or_else(|| panic!("{args:?}: not the expected error: {err}"))
+            .clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::refusal;
     use super::*;
+
+    fn parse(args: &[&str]) -> Result<Common, clap::Error> {
+        testing::parse(args)
+    }
 
     #[test]
     fn durations() {
@@ -135,5 +145,55 @@ mod tests {
             parse_duration("5"),
             Err(ConfigError::Duration { .. })
         ));
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(
+            parse(&[]).unwrap(),
+            Common {
+                watch: WatchMode::Auto,
+                poll_interval: Duration::from_millis(500),
+                metrics_addr: None,
+                log_format: LogFormat::Text,
+            }
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_the_reason() {
+        type Check = fn(&ConfigError) -> bool;
+        let cases: [(&[&str], Check); 3] = [
+            (
+                &["--poll-interval", "fast"],
+                |e| matches!(e, ConfigError::Duration { value, .. } if value == "fast"),
+            ),
+            (&["--poll-interval", "0s"], |e| {
+                matches!(e, ConfigError::ZeroDuration { .. })
+            }),
+            // `number * 60` overflowed here once; humantime refuses it.
+            (&["--poll-interval", "999999999999999999999m"], |e| {
+                matches!(e, ConfigError::Duration { .. })
+            }),
+        ];
+        for (args, check) in cases {
+            let refused: ConfigError = refusal::<Common, _>(args);
+            assert!(check(&refused), "{args:?}: {refused:?}");
+        }
+        assert!(matches!(
+            parse_absolute_path("var/odigos"),
+            Err(ConfigError::Path { value, .. }) if value == "var/odigos"
+        ));
+    }
+
+    #[test]
+    fn clap_checks_the_rest() {
+        use clap::error::ErrorKind;
+        for (args, kind) in [
+            (["--metrics-addr", "localhost"], ErrorKind::ValueValidation),
+            (["--watch", "sometimes"], ErrorKind::InvalidValue),
+        ] {
+            assert_eq!(parse(&args).unwrap_err().kind(), kind, "{args:?}");
+        }
     }
 }

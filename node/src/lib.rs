@@ -1,21 +1,21 @@
 //! agent-mount's node binary: the kubelet plugins that mount the node's agent directory
 //! read-only into containers.
 //!
-//! Shared: [`config`] (subcommands), [`flags`] (shared flags and their checks), [`decide`]
-//! (pure lifecycle decisions: keep a socket served, react to its directory), [`watch`]
-//! (their I/O: inotify, polling, file identity), [`agents`] (whether the agents are installed), [`metrics`] (Prometheus and
-//! `/healthz`), [`uds`] (gRPC over unix sockets) and [`probe`] (the exec probe). Per plugin:
-//! [`device_plugin`], with [`api`] (its generated v1beta1 types), and [`csi`] (the CSI node
-//! plugin).
+//! Shared by both plugins: [`cli`] (the subcommands), [`flags`] (the shared flags), [`keeper`]
+//! (the pure decision that keeps a socket served), [`watch`] (its I/O: inotify, polling,
+//! file identity), [`serve`] (one socket served: bind, serve, stop, remove), [`uds`] (gRPC
+//! over unix sockets), [`metrics`] (Prometheus and `/healthz`), [`agents`] (whether the
+//! agents are installed) and [`probe`] (the exec probe). Per plugin, each with its own
+//! flags, generated API, lifecycle and services: [`device_plugin`] and [`csi`].
 
 pub mod agents;
-pub mod api;
-pub mod config;
+pub mod cli;
 pub mod csi;
-pub mod decide;
 pub mod device_plugin;
 pub mod flags;
+pub mod keeper;
 pub mod metrics;
 pub mod probe;
+pub mod serve;
 pub mod uds;
 pub mod watch;

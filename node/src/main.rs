@@ -1,6 +1,6 @@
 //! The node binary: parse the command line, set up logging, run a plugin or a probe.
 
-use agent_mount_node::config::{Cli, Command, ProbeTarget};
+use agent_mount_node::cli::{Cli, Command, ProbeTarget};
 use agent_mount_node::flags::LogFormat;
 use agent_mount_node::{csi, device_plugin, probe};
 use clap::Parser;

@@ -1,6 +1,7 @@
 //! Prometheus `/metrics` and `/healthz` on `--metrics-addr`, for any plugin that can render
 //! its figures ([`Exporter`]).
 
+use crate::uds::ACCEPT_BACKOFF;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -8,12 +9,8 @@ use hyper_util::rt::TokioIo;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// How long the accept loop pauses after a failed `accept` (e.g. `EMFILE`), so that a
-/// process out of file descriptors does not spin while connections close.
-pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+use tokio::task::JoinHandle;
 
 /// What a plugin publishes.
 pub trait Exporter: Send + Sync + 'static {
@@ -62,8 +59,18 @@ pub fn process() -> String {
     out
 }
 
+/// Serves `/metrics` and `/healthz` on `addr` in a task of its own (abort it to stop); an
+/// address that cannot be bound is logged, and the plugin runs on without metrics.
+pub fn spawn(addr: SocketAddr, exporter: Arc<dyn Exporter>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = serve(addr, exporter).await {
+            tracing::error!(%addr, error = %e, "cannot serve metrics; fix --metrics-addr");
+        }
+    })
+}
+
 /// Binds `addr` and serves `/metrics` and `/healthz` until the task is dropped.
-pub async fn serve(addr: SocketAddr, exporter: Arc<dyn Exporter>) -> std::io::Result<()> {
+async fn serve(addr: SocketAddr, exporter: Arc<dyn Exporter>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics and /healthz");
     accept_loop(listener, exporter).await;
@@ -71,7 +78,7 @@ pub async fn serve(addr: SocketAddr, exporter: Arc<dyn Exporter>) -> std::io::Re
 }
 
 /// Serves every connection on `listener`; a failed `accept` is logged and retried, never fatal.
-pub async fn accept_loop(listener: TcpListener, exporter: Arc<dyn Exporter>) {
+async fn accept_loop(listener: TcpListener, exporter: Arc<dyn Exporter>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,

@@ -1,14 +1,19 @@
 //! gRPC over unix sockets: the kubelet and the plugin talk through files in the plugin directory.
 
-use crate::decide::FileId;
-use crate::metrics::ACCEPT_BACKOFF;
+use crate::keeper::FileId;
 use crate::watch::file_id;
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Endpoint, Uri};
+
+/// How long an accept loop pauses after a failed `accept` (e.g. `EMFILE`), so that a
+/// process out of file descriptors does not spin while connections close; the metrics
+/// listener uses it too.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Binds `socket`, replacing a stale file there; returns the listener and the file it made,
 /// which the plugin's keeper compares later to notice a removed or replaced socket.

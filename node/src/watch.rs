@@ -1,8 +1,8 @@
-//! The I/O half of [`crate::decide`]: what sits at a socket path, and a wake-up whenever a
+//! The I/O half of [`crate::keeper`]: what sits at a socket path, and a wake-up whenever a
 //! watched directory changes (inotify) or a poll is due, after which a plugin looks again.
 
-use crate::decide::FileId;
 use crate::flags::WatchMode;
+use crate::keeper::FileId;
 use notify::Watcher;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

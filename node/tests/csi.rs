@@ -1,6 +1,13 @@
 //! The CSI node plugin binary with real mounts (DESIGN §4 "CSI node plugin tests"): it
 //! runs in a private mount namespace, a fake kubelet plugin watcher registers it, and
 //! every check looks at the plugin's own mount table and files through `/proc/<pid>/`.
+// Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "support/csi.rs"]
 mod csi_support;

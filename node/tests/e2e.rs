@@ -8,13 +8,20 @@
 //! pod's CSI volume with a real read-only bind mount, and the mounts are resolved
 //! against the published target path; image-volume: the mounts resolved against a
 //! directory standing for the image's root file system, with the agents under `sourcePath`.
+// Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "support/csi.rs"]
 mod csi_support;
 mod support;
 
-use agent_mount_node::api::device_plugin_client::DevicePluginClient;
-use agent_mount_node::api::{AllocateRequest, ContainerAllocateRequest};
+use agent_mount_node::device_plugin::api::device_plugin_client::DevicePluginClient;
+use agent_mount_node::device_plugin::api::{AllocateRequest, ContainerAllocateRequest};
 use agent_mount_node::uds;
 use csi_support::{CsiNode, CsiPlugin};
 use runner::build::{ensure_built, workspace_root};

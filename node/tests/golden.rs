@@ -6,7 +6,7 @@
 //! are worked out by hand: a tag is `(field << 3) | wire type`, 2 for length-delimited
 //! (strings, messages, map entries) and 0 for varints (bools).
 
-use agent_mount_node::api::{
+use agent_mount_node::device_plugin::api::{
     AllocateResponse, CdiDevice, ContainerAllocateResponse, DevicePluginOptions, DeviceSpec, Mount,
     RegisterRequest,
 };

@@ -1,9 +1,16 @@
 //! The plugin binary against a fake kubelet over unix sockets in a temp directory.
+// Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 
-use agent_mount_node::api::device_plugin_client::DevicePluginClient;
-use agent_mount_node::api::{
+use agent_mount_node::device_plugin::api::device_plugin_client::DevicePluginClient;
+use agent_mount_node::device_plugin::api::{
     AllocateRequest, AllocateResponse, ContainerAllocateRequest, ContainerAllocateResponse, Mount,
     PreStartContainerRequest, PreferredAllocationRequest,
 };

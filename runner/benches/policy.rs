@@ -1,19 +1,48 @@
 //! Policy benchmark: `validate` in the runner's waPC host against the same function called
 //! natively, on a small, a typical and a large pod, under every method. Writes the policy
 //! section of BENCHMARKS.md and prints it.
+// Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use agent_mount::mutate;
 use agent_mount::response;
 use agent_mount::settings::{
     AgentMounts, MAX_AGENT_DIRECTORIES, Method, MountMethod, Settings, parse,
 };
+use report::{measured_by, publish};
 use runner::build::{ensure_built, workspace_root};
 use runner::host::PolicyHost;
 use runner::input::{overlay_settings, read_request};
-use runner::report::{mean_time, measured_by, micros, publish};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+#[path = "../../common/bench/report.rs"]
+mod report;
+
+/// Mean time of `f` over as many runs as fit in `budget` (at least `min_runs`), after a warm-up.
+fn mean_time(budget: Duration, min_runs: u32, mut f: impl FnMut()) -> Duration {
+    for _ in 0..3 {
+        f();
+    }
+    let started = Instant::now();
+    let mut runs = 0u32;
+    while runs < min_runs || started.elapsed() < budget {
+        f();
+        runs += 1;
+    }
+    started.elapsed() / runs
+}
+
+/// A duration in microseconds with one decimal.
+fn micros(duration: Duration) -> String {
+    format!("{:.1} µs", duration.as_secs_f64() * 1e6)
+}
 
 /// Time spent measuring each case.
 const BUDGET: Duration = Duration::from_millis(700);

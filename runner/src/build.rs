@@ -13,12 +13,10 @@ pub const WASM_PROFILE: &str = "policy";
 /// The file cargo writes for the policy crate.
 const WASM_FILE: &str = "agent_mount.wasm";
 
-/// The workspace root (the policy crate).
+/// The workspace root (the policy crate), the parent of runner/.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("runner/ lives inside the workspace")
-        .to_path_buf()
+    let runner = Path::new(env!("CARGO_MANIFEST_DIR"));
+    runner.parent().unwrap_or(runner).to_path_buf()
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR`, or the workspace's `target/`.

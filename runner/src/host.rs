@@ -139,14 +139,12 @@ impl PolicyHost {
 }
 
 /// Runs `f` with this thread's host of the built policy (a waPC host is not `Sync`);
-/// the `.wasm` is built, or found up to date, once per process.
-///
-/// Panics when the policy cannot be built or loaded: for tests and benches only.
-pub fn with_built_policy<R>(f: impl FnOnce(&PolicyHost) -> R) -> R {
+/// the `.wasm` is built, or found up to date, once per process. A policy that cannot be
+/// built or loaded is the error of every call.
+pub fn with_built_policy<T>(f: impl FnOnce(&PolicyHost) -> Result<T, String>) -> Result<T, String> {
     thread_local! {
-        static HOST: PolicyHost = crate::build::ensure_built()
-            .and_then(|wasm| PolicyHost::load(&wasm))
-            .unwrap_or_else(|e| panic!("{e}"));
+        static HOST: Result<PolicyHost, String> = crate::build::ensure_built()
+            .and_then(|wasm| PolicyHost::load(&wasm));
     }
-    HOST.with(f)
+    HOST.with(|host| host.as_ref().map_err(Clone::clone).and_then(f))
 }

@@ -6,5 +6,4 @@
 pub mod build;
 pub mod host;
 pub mod input;
-pub mod report;
 pub mod view;

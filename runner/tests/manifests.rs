@@ -3,6 +3,13 @@
 //! ClusterAdmissionPolicy by the fields the policy server reads and the policy's own
 //! `validate_settings`, run in the built `.wasm`. The overlays also fit together: one policy
 //! per overlay, always named `agent-mount`, so applying another overlay switches methods.
+// Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use agent_mount_common::MountMethod;
 use runner::build::workspace_root;

@@ -1,4 +1,11 @@
 //! Integration tests: the built `.wasm` in the runner's waPC host, as the policy server runs it.
+// Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 // The policy crate's test helpers, shared rather than written twice.
 #[path = "../../tests/support/mod.rs"]

@@ -2,8 +2,11 @@
 //! from `/proc/<pid>/status`, the units the tables print, and the bench's main loop.
 #![allow(dead_code)] // each bench uses its own subset
 
-use runner::report::{measured_by, publish};
+use report::{measured_by, publish};
 use std::time::Duration;
+
+#[path = "../../../common/bench/report.rs"]
+mod report;
 
 /// Runs a bench's measurements on one thread (as the plugins run), then prints its
 /// table and writes it into its section of BENCHMARKS.md.

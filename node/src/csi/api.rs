@@ -2,11 +2,13 @@
 //! and `proto/pluginregistration.proto` (see build.rs).
 
 /// CSI v1 (`csi.v1`): the Identity and Node services.
+#[allow(missing_docs)] // generated; the messages are described in DESIGN §3b
 pub mod csi {
     tonic::include_proto!("csi.v1");
 }
 
 /// Kubelet plugin registration (`pluginregistration`): the Registration service.
+#[allow(missing_docs)] // generated; the messages are described in DESIGN §3b
 pub mod registration {
     tonic::include_proto!("pluginregistration");
 }

@@ -17,80 +17,26 @@ use super::mounts::{Kernel, Mounts};
 use super::registration::RegistrationService;
 use super::service::{IdentityService, NodeService};
 use super::volumes::Volumes;
-use crate::decide::{Backoff, FileId, Keeper, SocketAction, SocketSeen};
+use crate::keeper::{Backoff, Keeper, SocketAction, SocketSeen};
 use crate::metrics::{self, Exporter};
+use crate::serve::Served;
 use crate::watch::{DirWatch, file_id, sleep_until};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tonic::service::Routes;
-use tonic::transport::Server;
 
 /// First retry delay after a socket could not be served.
 const SERVE_BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest retry delay; a directory event still triggers an attempt at once.
 const SERVE_BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How long a stopping server may take before it is aborted (open connections must not hang it).
-const STOP_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Why a socket could not be served; logged, then retried with backoff.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot serve {}: {source}; check that the directory exists and is writable (--csi-socket, --registration-dir)", socket.display())]
-pub struct ServeError {
-    /// The socket.
-    socket: PathBuf,
-    /// What the OS said.
-    source: std::io::Error,
-}
-
-/// One socket being served: its gRPC server task and the switch that stops it.
-struct Served {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), tonic::transport::Error>>,
-}
-
-impl Served {
-    /// Binds `socket` (replacing a stale file) and serves `routes` on it; returns the file bound.
-    fn start(socket: &Path, routes: Routes) -> Result<(Self, FileId), ServeError> {
-        let serve_error = |source| ServeError {
-            socket: socket.to_path_buf(),
-            source,
-        };
-        let (listener, file) = crate::uds::bind(socket).map_err(serve_error)?;
-        let (stop, mut stopped) = watch::channel(false);
-        let server = Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(crate::uds::incoming(listener), async move {
-                let _ = stopped.changed().await;
-            });
-        Ok((
-            Served {
-                stop,
-                task: tokio::spawn(server),
-            },
-            file,
-        ))
-    }
-
-    /// Stops serving, aborting after [`STOP_TIMEOUT`].
-    async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        if tokio::time::timeout(STOP_TIMEOUT, &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
-        }
-    }
-}
-
 /// One kept socket: where, what it serves, the keeper's state, and the server.
 struct Socket {
     name: &'static str,
+    /// The flags that place it, named when it cannot be served.
+    flags: &'static str,
     path: PathBuf,
     routes: Routes,
     keeper: Keeper,
@@ -98,9 +44,10 @@ struct Socket {
 }
 
 impl Socket {
-    fn new(name: &'static str, path: PathBuf, routes: Routes) -> Self {
+    fn new(name: &'static str, flags: &'static str, path: PathBuf, routes: Routes) -> Self {
         Socket {
             name,
+            flags,
             path,
             routes,
             keeper: Keeper::new(Backoff::new(SERVE_BACKOFF_START, SERVE_BACKOFF_MAX)),
@@ -113,13 +60,13 @@ impl Socket {
         let action = self.keeper.decide(seen, Instant::now().into_std());
         if action != SocketAction::Keep {
             if let Some(old) = self.served.take() {
-                // Its file is gone; stopping it must not delay the new one.
-                tokio::spawn(old.stop());
+                old.retire();
             }
-            let outcome = match Served::start(&self.path, self.routes.clone()) {
-                Ok((served, file)) => {
+            let outcome = match Served::start(&self.path, self.flags, |_| self.routes.clone()) {
+                Ok(served) => {
                     let again = action == SocketAction::ServeAgain;
                     tracing::info!(socket = %self.path.display(), again, "serving the {}", self.name);
+                    let file = served.file();
                     self.served = Some(served);
                     SocketSeen::Served(file)
                 }
@@ -140,12 +87,8 @@ impl Socket {
 
     /// Stops serving and removes the socket if it is still ours.
     async fn stop(&mut self) {
-        let ours = self.keeper.serving().is_some() && file_id(&self.path) == self.keeper.serving();
         if let Some(served) = self.served.take() {
-            served.stop().await;
-        }
-        if ours {
-            let _ = std::fs::remove_file(&self.path);
+            served.stop_and_remove().await;
         }
     }
 }
@@ -200,9 +143,15 @@ pub async fn run(config: CsiConfig, shutdown: impl std::future::Future<Output = 
         .add_service(NodeServer::new(node));
     let registration = RegistrationService::new(&config.driver_name, &csi_socket, metrics.clone());
     let registration_routes = Routes::new(RegistrationServer::new(registration));
-    let mut csi = Socket::new("CSI socket", csi_socket, csi_routes);
+    let mut csi = Socket::new(
+        "CSI socket",
+        "--csi-socket, --kubelet-dir, --driver-name",
+        csi_socket,
+        csi_routes,
+    );
     let mut registry = Socket::new(
         "registration socket",
+        "--registration-dir, --kubelet-dir",
         config.registration_socket(),
         registration_routes,
     );
@@ -214,11 +163,7 @@ pub async fn run(config: CsiConfig, shutdown: impl std::future::Future<Output = 
             volumes,
             stopping: stopping.clone(),
         });
-        background.push(tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, exporter).await {
-                tracing::error!(%addr, error = %e, "cannot serve metrics; fix --metrics-addr");
-            }
-        }));
+        background.push(metrics::spawn(addr, exporter));
     }
     let registration_dir = config.registration_dir();
     let mut directories = DirWatch::new(

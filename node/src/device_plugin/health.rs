@@ -1,9 +1,12 @@
 //! Device health from the agent directory: `Healthy` while it is a non-empty directory.
 
-use super::state::{DeviceState, Health};
+use super::state::{Counters, DeviceState, Health};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinError;
 
 /// Checks the agent directory once.
 pub fn check(path: &Path) -> Health {
@@ -15,15 +18,20 @@ pub fn check(path: &Path) -> Health {
 }
 
 /// Re-checks every `interval` and publishes changes, which `ListAndWatch` streams forward.
-pub async fn watch(path: PathBuf, interval: Duration, state: watch::Sender<DeviceState>) {
+pub async fn watch(
+    path: PathBuf,
+    interval: Duration,
+    state: watch::Sender<DeviceState>,
+    counters: Arc<Counters>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let path_for_check = path.clone();
-        let health = tokio::task::spawn_blocking(move || check(&path_for_check))
-            .await
-            .unwrap_or(Health::Unhealthy);
+        // Off the async thread: a hung file system must not stall the gRPC handlers.
+        let checked = tokio::task::spawn_blocking(move || check(&path_for_check)).await;
+        let health = health_of(checked, &path, &counters);
         let changed = state.send_if_modified(|current| {
             let changed = current.health != health;
             current.health = health;
@@ -35,9 +43,33 @@ pub async fn watch(path: PathBuf, interval: Duration, state: watch::Sender<Devic
     }
 }
 
+/// The health a check task returned; a task that failed (it panicked, or the runtime is
+/// stopping) is logged, counted, and reads `Unhealthy`: nothing proves the agents are there.
+fn health_of(checked: Result<Health, JoinError>, path: &Path, counters: &Counters) -> Health {
+    checked.unwrap_or_else(|e| {
+        tracing::error!(path = %path.display(), error = %e, "the health check failed; reporting Unhealthy");
+        counters
+            .health_check_failures
+            .fetch_add(1, Ordering::Relaxed);
+        Health::Unhealthy
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_check_is_counted_and_unhealthy() {
+        let counters = Counters::default();
+        let path = Path::new("/var/odigos");
+        let failed = tokio::task::spawn_blocking(|| -> Health { panic!("check failed") }).await;
+        assert_eq!(health_of(failed, path, &counters), Health::Unhealthy);
+        assert_eq!(counters.health_check_failures.load(Ordering::Relaxed), 1);
+        let healthy = tokio::task::spawn_blocking(|| Health::Healthy).await;
+        assert_eq!(health_of(healthy, path, &counters), Health::Healthy);
+        assert_eq!(counters.health_check_failures.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn healthy_only_when_a_non_empty_directory() {

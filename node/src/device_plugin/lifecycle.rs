@@ -1,16 +1,16 @@
 //! The device plugin's shell: it looks (sockets, streams, timers), asks [`Plan`] what to do,
-//! and does it (serve, register, count). Every decision is in [`super::decide`].
+//! and does it (serve, register, count). Every decision is in [`super::plan`].
 
-use super::decide::{Action, Plan, Seen, Why};
+use super::api::device_plugin_server::DevicePluginServer;
+use super::api::registration_client::RegistrationClient;
+use super::api::{RegisterRequest, VERSION};
+use super::config::DevicePluginConfig;
 use super::health;
+use super::plan::{Action, Plan, Seen, Why};
 use super::service::DevicePluginService;
 use super::state::{DeviceState, Devices, OPTIONS, Shared};
-use crate::api::device_plugin_server::DevicePluginServer;
-use crate::api::registration_client::RegistrationClient;
-use crate::api::{RegisterRequest, VERSION};
-use crate::config::DevicePluginConfig;
-use crate::decide::FileId;
 use crate::metrics;
+use crate::serve::{ServeError, Served};
 use crate::watch::{DirWatch, file_id, sleep_until};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -18,26 +18,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tonic::transport::Server;
+use tonic::service::Routes;
 
 /// How long one `Register` call may take; the kubelet dials back inside it.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a stopping server may take before it is aborted (open streams must not hang it).
-const STOP_TIMEOUT: Duration = Duration::from_secs(1);
+/// The flags that place the plugin socket, named when it cannot be served.
+const SOCKET_FLAGS: &str = "--plugin-dir, --socket-name";
 
 /// Why serving or registering failed; logged, then retried as [`Plan`] says.
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
     /// The plugin socket could not be bound.
-    #[error("cannot serve {}: {source}; check that the directory exists and is writable (--plugin-dir)", socket.display())]
-    Serve {
-        /// The plugin socket.
-        socket: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Serve(#[from] ServeError),
     /// `kubelet.sock` did not accept a connection.
     #[error("cannot connect to {}: {source}; is the kubelet running, and --plugin-dir its device plugin directory?", socket.display())]
     Connect {
@@ -60,58 +54,21 @@ pub enum LifecycleError {
     },
 }
 
-/// One serving generation: a socket we bound and the gRPC server on it.
-struct Generation {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), tonic::transport::Error>>,
-}
-
-impl Generation {
-    /// Binds the plugin socket (replacing a stale file) and serves `DevicePlugin` and gRPC health on it.
-    async fn start(
-        config: &DevicePluginConfig,
-        shared: &Shared,
-    ) -> Result<(Self, FileId), LifecycleError> {
-        let socket = config.socket_path();
-        let serve_error = |source| LifecycleError::Serve {
-            socket: socket.clone(),
-            source,
-        };
-        let (listener, file) = crate::uds::bind(&socket).map_err(serve_error)?;
-        let (stop, stopped) = watch::channel(false);
-        let service = DevicePluginService::new(
-            shared,
-            &config.host_path,
-            &config.container_path,
-            stopped.clone(),
-        );
-        let (reporter, health_service) = tonic_health::server::health_reporter();
-        reporter
-            .set_serving::<DevicePluginServer<DevicePluginService>>()
-            .await;
-        let mut shutdown = stopped;
-        let server = Server::builder()
-            .add_service(health_service)
-            .add_service(DevicePluginServer::new(service))
-            .serve_with_incoming_shutdown(crate::uds::incoming(listener), async move {
-                let _ = shutdown.changed().await;
-            });
-        tracing::info!(socket = %socket.display(), "serving the device plugin");
-        let task = tokio::spawn(server);
-        Ok((Generation { stop, task }, file))
-    }
-
-    /// Stops serving: streams end, then the server, aborted after [`STOP_TIMEOUT`].
-    async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        if tokio::time::timeout(STOP_TIMEOUT, &mut self.task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the gRPC server did not stop in time; aborting it");
-            self.task.abort();
-        }
-    }
+/// Binds the plugin socket (replacing a stale file) and serves `DevicePlugin` on it, beside
+/// the routes every generation shares (gRPC health).
+fn serve(
+    config: &DevicePluginConfig,
+    shared: &Shared,
+    health: &Routes,
+) -> Result<Served, LifecycleError> {
+    let socket = config.socket_path();
+    let served = Served::start(&socket, SOCKET_FLAGS, |stopped| {
+        let service =
+            DevicePluginService::new(shared, &config.host_path, &config.container_path, stopped);
+        health.clone().add_service(DevicePluginServer::new(service))
+    })?;
+    tracing::info!(socket = %socket.display(), "serving the device plugin");
+    Ok(served)
 }
 
 /// Calls the kubelet's `Register` for this plugin.
@@ -148,8 +105,10 @@ pub async fn register(config: &DevicePluginConfig) -> Result<(), LifecycleError>
 struct Shell {
     config: DevicePluginConfig,
     shared: Shared,
+    /// gRPC health, served by every generation.
+    health: Routes,
     plan: Plan,
-    generation: Option<Generation>,
+    served: Option<Served>,
 }
 
 impl Shell {
@@ -176,14 +135,13 @@ impl Shell {
     async fn act(&mut self, action: Action) -> Option<Seen> {
         match action {
             Action::Serve | Action::ServeAgain => {
-                if let Some(old) = self.generation.take() {
-                    // The old socket file is gone; stopping its server must not delay
-                    // the new one (an open connection can hold it up to STOP_TIMEOUT).
-                    tokio::spawn(old.stop());
+                if let Some(old) = self.served.take() {
+                    old.retire();
                 }
-                match Generation::start(&self.config, &self.shared).await {
-                    Ok((generation, file)) => {
-                        self.generation = Some(generation);
+                match serve(&self.config, &self.shared, &self.health) {
+                    Ok(served) => {
+                        let file = served.file();
+                        self.served = Some(served);
                         Some(Seen::Served(file))
                     }
                     Err(e) => {
@@ -228,13 +186,8 @@ impl Shell {
 
     /// Stops serving and removes the socket if it is still ours.
     async fn stop(&mut self) {
-        if let Some(generation) = self.generation.take() {
-            let socket = self.config.socket_path();
-            let ours = self.plan.serving().is_some() && file_id(&socket) == self.plan.serving();
-            generation.stop().await;
-            if ours {
-                let _ = std::fs::remove_file(&socket);
-            }
+        if let Some(served) = self.served.take() {
+            served.stop_and_remove().await;
         }
     }
 }
@@ -272,15 +225,15 @@ pub async fn run(config: DevicePluginConfig, shutdown: impl std::future::Future<
         config.health_path().to_path_buf(),
         config.common.poll_interval,
         state.clone(),
+        shared.counters.clone(),
     ))];
     if let Some(addr) = config.common.metrics_addr {
-        let exporter = Arc::new(shared.clone());
-        background.push(tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, exporter).await {
-                tracing::error!(%addr, error = %e, "cannot serve metrics; fix --metrics-addr");
-            }
-        }));
+        background.push(metrics::spawn(addr, Arc::new(shared.clone())));
     }
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<DevicePluginServer<DevicePluginService>>()
+        .await;
     let mut directory = DirWatch::new(
         &[&config.plugin_dir],
         config.common.watch,
@@ -289,8 +242,9 @@ pub async fn run(config: DevicePluginConfig, shutdown: impl std::future::Future<
     let mut shell = Shell {
         config,
         shared,
+        health: Routes::new(health),
         plan: Plan::new(),
-        generation: None,
+        served: None,
     };
     tokio::pin!(shutdown);
     loop {
@@ -319,7 +273,7 @@ pub async fn run(config: DevicePluginConfig, shutdown: impl std::future::Future<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Cli, Command};
+    use crate::cli::{Cli, Command};
     use crate::device_plugin::state::Health;
     use clap::Parser;
 
@@ -362,11 +316,12 @@ mod tests {
             streams_opened: Arc::default(),
             counters: Arc::default(),
         };
-        let Err(err) = Generation::start(&config, &shared).await else {
+        let health = Routes::new(tonic_health::server::health_reporter().1);
+        let Err(err) = serve(&config, &shared, &health) else {
             panic!("served into a missing directory")
         };
         assert!(
-            matches!(&err, LifecycleError::Serve { socket, .. } if *socket == config.socket_path()),
+            matches!(&err, LifecycleError::Serve(e) if e.socket == config.socket_path()),
             "{err:?}"
         );
     }

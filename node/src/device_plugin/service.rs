@@ -1,13 +1,13 @@
 //! The `DevicePlugin` gRPC service: it answers the kubelet from the shared state and never
 //! decides lifecycle matters itself; it only reports a `ListAndWatch` stream the kubelet closed.
 
-use super::state::{OPTIONS, Shared, StreamClosed};
-use crate::api::device_plugin_server::DevicePlugin;
-use crate::api::{
+use super::api::device_plugin_server::DevicePlugin;
+use super::api::{
     AllocateRequest, AllocateResponse, ContainerAllocateResponse, DevicePluginOptions, Empty,
     ListAndWatchResponse, Mount, PreStartContainerRequest, PreStartContainerResponse,
     PreferredAllocationRequest, PreferredAllocationResponse,
 };
+use super::state::{OPTIONS, Shared, StreamClosed};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;

@@ -2,7 +2,7 @@
 //! options the plugin announces. The gRPC handlers read it, the lifecycle and the health
 //! watcher write it, and the metrics exporter renders it; none of them imports another.
 
-use crate::api::{Device, DevicePluginOptions, ListAndWatchResponse};
+use super::api::{Device, DevicePluginOptions, ListAndWatchResponse};
 use crate::metrics::{self, Exporter};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,6 +113,8 @@ pub struct Counters {
     pub registrations: AtomicU64,
     /// Kubelet restarts seen (our socket removed, or a new `kubelet.sock`).
     pub kubelet_restarts: AtomicU64,
+    /// Health checks whose blocking task failed (the devices were reported `Unhealthy`).
+    pub health_check_failures: AtomicU64,
 }
 
 /// Sent to the lifecycle when the kubelet closes a `ListAndWatch` stream.
@@ -172,6 +174,11 @@ impl Exporter for Shared {
                 "agent_mount_kubelet_restarts_total",
                 "Kubelet restarts seen.",
                 &counters.kubelet_restarts,
+            ),
+            (
+                "agent_mount_health_check_failures_total",
+                "Health checks that failed to run (the devices were reported Unhealthy).",
+                &counters.health_check_failures,
             ),
         ] {
             metrics::header(&mut text, name, "counter", help);
@@ -258,6 +265,7 @@ mod tests {
             "# TYPE agent_mount_allocations_total counter",
             "agent_mount_allocations_total 7",
             "agent_mount_registrations_total 0",
+            "agent_mount_health_check_failures_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

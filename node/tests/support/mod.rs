@@ -1,9 +1,11 @@
 //! Test support: a fake kubelet that behaves like the real one, and the plugin binary under test.
 #![allow(dead_code)] // each test crate uses its own subset
 
-use agent_mount_node::api::device_plugin_client::DevicePluginClient;
-use agent_mount_node::api::registration_server::{Registration, RegistrationServer};
-use agent_mount_node::api::{DevicePluginOptions, Empty, ListAndWatchResponse, RegisterRequest};
+use agent_mount_node::device_plugin::api::device_plugin_client::DevicePluginClient;
+use agent_mount_node::device_plugin::api::registration_server::{Registration, RegistrationServer};
+use agent_mount_node::device_plugin::api::{
+    DevicePluginOptions, Empty, ListAndWatchResponse, RegisterRequest,
+};
 use agent_mount_node::uds;
 use std::io::Read;
 use std::path::{Path, PathBuf};

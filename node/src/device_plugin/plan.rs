@@ -8,7 +8,7 @@
 //! cuts the backoff short: failures against the kubelet that died say nothing about the
 //! one that just started. Files are compared by [`FileId`], never by inode alone.
 
-use crate::decide::{Backoff, FileId, Keeper, SocketAction, SocketSeen};
+use crate::keeper::{Backoff, FileId, Keeper, SocketAction, SocketSeen};
 use std::time::{Duration, Instant};
 
 /// First retry delay after a failed `Register` or serve. Short, because inotify reports a
@@ -113,16 +113,6 @@ impl Plan {
             retry: Backoff::new(BACKOFF_START, BACKOFF_MAX),
             restart_counted: false,
         }
-    }
-
-    /// The plugin socket we serve, while we serve.
-    pub fn serving(&self) -> Option<FileId> {
-        self.socket.serving()
-    }
-
-    /// Whether a registration is owed.
-    pub fn owed(&self) -> bool {
-        self.owed
     }
 
     /// When the shell should feed [`Seen::Timer`] unless something else happens first.
@@ -238,7 +228,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::tests::{file, reused};
+    use crate::keeper::tests::{file, reused};
     use Action::*;
 
     const SOCKET: u64 = 1;
@@ -282,7 +272,7 @@ mod tests {
             got,
             [vec![Serve], vec![], vec![Register(Why::NewKubelet)], vec![]]
         );
-        assert!(!plan.owed());
+        assert!(!plan.owed);
         plan
     }
 
@@ -411,7 +401,7 @@ mod tests {
         for (name, before, seen, actions, owed) in rows {
             let mut plan = before();
             assert_eq!(plan.decide(seen, t0 + ms(1)), actions, "{name}");
-            assert_eq!(plan.owed(), owed, "{name}");
+            assert_eq!(plan.owed, owed, "{name}");
         }
     }
 
@@ -638,7 +628,7 @@ mod tests {
             let mut plan = registered(t0);
             let got = run(&mut plan, t0, &steps);
             assert_eq!(got.last(), Some(&actions), "{name}: {got:?}");
-            assert_eq!(plan.owed(), owed, "{name}");
+            assert_eq!(plan.owed, owed, "{name}");
             assert_eq!(plan.wake_at(), wake.map(|w| t0 + ms(w)), "{name}");
         }
     }
@@ -694,7 +684,7 @@ mod tests {
                         Serve | ServeAgain => Seen::Served(file(SOCKET_AGAIN)),
                         Register(_)
                             if kubelet_at(at) == new
-                                && plan.serving() == Some(file(SOCKET_AGAIN)) =>
+                                && plan.socket.serving() == Some(file(SOCKET_AGAIN)) =>
                         {
                             registers.push(at);
                             Seen::Registered {
@@ -727,7 +717,7 @@ mod tests {
                 "order {n}: one Register, as soon as the new kubelet.sock is seen"
             );
             assert_eq!(restarts, 1, "order {n}");
-            assert!(!plan.owed(), "order {n}");
+            assert!(!plan.owed, "order {n}");
         }
     }
 }

@@ -1,8 +1,9 @@
-//! Pure lifecycle decisions shared by the node plugins: keep a socket served, and react to
-//! what happens in its directory.
+//! The socket keeper: the pure decision, shared by both plugins, that keeps a socket served
+//! (serve it when it is missing or replaced, back off when serving fails). The device
+//! plugin's registration plan ([`crate::device_plugin::plan`]) builds on it.
 //!
-//! Nothing here does I/O or reads the clock. A shell ([`crate::watch`] and each plugin's
-//! lifecycle) looks at the files, feeds what it saw in with the current time, and does what
+//! Nothing here does I/O or reads the clock. A shell ([`crate::watch`], [`crate::serve`]
+//! and each plugin's lifecycle) looks at the files, feeds what it saw in with the current time, and does what
 //! comes out; the tables in the tests below are the specification.
 //!
 //! Files are told apart by [`FileId`]: device, inode *and* change time. Inode numbers alone

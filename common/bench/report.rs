@@ -1,29 +1,14 @@
-//! Benchmark reporting: timing loops and the BENCHMARKS.md sections they fill.
+//! Bench reporting shared by the runner's and the node's benches: the line that says what
+//! measured a section, and the sections of BENCHMARKS.md that they fill.
+//!
+//! Both bench sets include this file (`#[path]`), so neither depends on the other's crate.
+//! It is not a module of the `agent-mount-common` library: the policy and the node binary
+//! never compile it.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-/// Mean time of `f` over as many runs as fit in `budget` (at least `min_runs`), after a warm-up.
-pub fn mean_time(budget: Duration, min_runs: u32, mut f: impl FnMut()) -> Duration {
-    for _ in 0..3 {
-        f();
-    }
-    let started = Instant::now();
-    let mut runs = 0u32;
-    while runs < min_runs || started.elapsed() < budget {
-        f();
-        runs += 1;
-    }
-    started.elapsed() / runs
-}
-
-/// A duration in microseconds with one decimal.
-pub fn micros(duration: Duration) -> String {
-    format!("{:.1} µs", duration.as_secs_f64() * 1e6)
-}
 
 /// The machine the figures come from: CPU model, cores and memory.
-pub fn machine() -> String {
+fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -55,23 +40,28 @@ pub fn measured_by(command: &str, note: &str) -> String {
 /// Prints a bench's section and writes it into BENCHMARKS.md between its markers.
 pub fn publish(section: &str, body: &str) {
     print!("{body}");
-    let file = crate::build::workspace_root().join("BENCHMARKS.md");
+    // Every including crate (runner/, node/) sits one directory below the workspace root.
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("BENCHMARKS.md");
     if let Err(e) = write_section(&file, section, body) {
         eprintln!("not written to BENCHMARKS.md: {e}");
     }
 }
 
 /// Replaces the text between `<!-- {name}:begin -->` and `<!-- {name}:end -->` in `file`.
-pub fn write_section(file: &Path, name: &str, body: &str) -> std::io::Result<()> {
+fn write_section(file: &Path, name: &str, body: &str) -> std::io::Result<()> {
     let begin = format!("<!-- {name}:begin -->");
     let end = format!("<!-- {name}:end -->");
     let text = std::fs::read_to_string(file)?;
-    let (Some(start), Some(stop)) = (text.find(&begin), text.find(&end)) else {
+    let (Some(before), Some(after)) = (
+        text.find(&begin).and_then(|at| text.get(..at)),
+        text.find(&end).and_then(|at| text.get(at..)),
+    ) else {
         return Err(std::io::Error::other(format!(
             "{} lacks the {begin} … {end} markers",
             file.display()
         )));
     };
-    let updated = format!("{}{begin}\n{body}\n{}", &text[..start], &text[stop..]);
-    std::fs::write(file, updated)
+    std::fs::write(file, format!("{before}{begin}\n{body}\n{after}"))
 }
