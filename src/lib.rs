@@ -13,7 +13,8 @@
     )
 )]
 
-pub mod copy;
+pub mod init_container;
+pub mod message;
 pub mod mutate;
 pub mod response;
 pub mod select;

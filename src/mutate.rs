@@ -6,7 +6,12 @@
 //! aborts the whole mutation with a message saying what to fix; the caller then
 //! accepts the pod unchanged.
 
-use crate::settings::{AgentMounts, Keyword, Method, NodeLabel, Settings, SettingsError};
+use crate::message::{echo, shorten};
+use crate::settings::Settings;
+use crate::settings::decode::Keyword;
+use crate::settings::errors::SettingsError;
+use crate::settings::method::{AgentMounts, Method};
+use crate::settings::raw::NodeLabel;
 use k8s_openapi::api::core::v1::{
     CSIVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, ImageVolumeSource,
     NodeSelectorRequirement, VolumeMount,
@@ -17,11 +22,9 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 /// The `volumeAttributes` of the CSI volume, so the node plugin knows what it serves.
-pub const CSI_VOLUME_ATTRIBUTES: [(&str, &str); 1] = [("type", "instrumentation")];
-/// Longest pod-supplied text a message repeats.
-pub const MAX_ECHO: usize = 200;
+const CSI_VOLUME_ATTRIBUTES: [(&str, &str); 1] = [("type", "instrumentation")];
 /// The three container lists of a pod spec.
-pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
 type Object = Map<String, Value>;
 
@@ -121,23 +124,6 @@ pub enum Conflict {
     /// The settings could not be turned into the objects to insert.
     #[error("internal error building what agent-mount inserts: {0}")]
     Internal(#[from] SettingsError),
-}
-
-/// A pod-supplied value for a message, cut after [`MAX_ECHO`] characters.
-pub fn echo(value: &Value) -> String {
-    let text = match value {
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
-    };
-    shorten(&text)
-}
-
-/// `text` cut after [`MAX_ECHO`] characters, marked with an ellipsis.
-pub fn shorten(text: &str) -> String {
-    match text.char_indices().nth(MAX_ECHO) {
-        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
-        None => text.to_string(),
-    }
 }
 
 /// Adds what the settings' method needs for the `containers` (sorted indices into
@@ -478,7 +464,7 @@ fn agent_mounts(method: &Method, mounts: &AgentMounts) -> Vec<VolumeMount> {
 }
 
 /// A mount path with `//`, `.` segments and a trailing `/` removed, for comparison.
-pub fn normalise_path(path: &str) -> String {
+fn normalise_path(path: &str) -> String {
     let segments: Vec<&str> = path
         .split('/')
         .filter(|s| !s.is_empty() && *s != ".")

@@ -1,17 +1,20 @@
 //! Property tests over generated pods, for every method: no panic, idempotence, nothing
-//! removed, valid in → valid out, and nothing of ours writable. A pod left unchanged
-//! must carry a warning or already hold what the policy adds.
+//! removed, valid in → valid out, and nothing of ours
+//! writable. A pod left unchanged must carry a warning or already hold what the policy
+//! adds. Arbitrary JSON is rejected (400) exactly when it cannot be read as a pod.
 
 mod support;
 
 use agent_mount::response::validate;
 use agent_mount::select;
-use agent_mount::settings::{self, Method, MountMethod};
+use agent_mount::settings::{self, method::Method};
+use agent_mount_common::MountMethod;
 use k8s_openapi::api::core::v1::Pod;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};
-use support::{lost_from, ops, payload, pod_rules};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use support::{lost_from, method_settings, ops, payload, pod_rules};
 
 /// Generated pods per method; the issue asks for at least 10,000.
 const CASES: u32 = 10_000;
@@ -212,16 +215,12 @@ fn settings(method: MountMethod) -> impl Strategy<Value = Value> {
         1..=3,
     ));
     (dirs, any::<bool>(), any::<bool>()).prop_map(move |(dirs, label, root)| {
-        let mut s = json!({"mountMethod": method.as_str()});
+        let mut s = method_settings(method);
         let label_key = match method {
             MountMethod::VirtualDevice => return s,
             MountMethod::HostPath | MountMethod::CsiDriver => true,
-            MountMethod::InitContainer => {
-                s["initContainer"] = json!({"image": "ghcr.io/example/agents:1.0"});
-                false
-            }
+            MountMethod::InitContainer => false,
             MountMethod::ImageVolume => {
-                s["imageVolume"] = json!({"reference": "ghcr.io/example/agents:1.0"});
                 if root {
                     s["imageVolume"]["sourcePath"] = json!("/");
                 }
@@ -315,7 +314,7 @@ fn already_instrumented(pod: &Value, settings: &settings::Settings) -> bool {
     }
 }
 
-/// The five properties for one generated pod.
+/// The properties for one generated pod.
 fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
     let settings = settings::parse(settings_json.clone()).expect("generated settings are valid");
     let response = validate(&payload(&request(pod), settings_json));
@@ -388,24 +387,54 @@ fn generated_pods_under_every_method() {
     }
 }
 
+/// Whether DESIGN §2 says an object can be read as a pod: a JSON object whose
+/// `spec.containers` is an array of objects, each with a string `name`.
+fn readable_as_pod(object: &Value) -> bool {
+    object.is_object()
+        && object["spec"]["containers"]
+            .as_array()
+            .is_some_and(|containers| {
+                containers
+                    .iter()
+                    .all(|c| c.is_object() && c["name"].is_string())
+            })
+}
+
 #[test]
-fn arbitrary_json_never_panics() {
+fn arbitrary_json_is_rejected_exactly_when_it_is_not_a_pod() {
+    let (accepted, rejected) = (AtomicUsize::new(0), AtomicUsize::new(0));
     for method in MountMethod::ALL {
         runner()
             .run(
                 &(arbitrary_json(), settings(method)),
                 |(object, settings)| {
                     let response = validate(&payload(&request(&object), &settings));
-                    // Either rejected as not a pod, or accepted: never a trap.
-                    prop_assert!(response.accepted || response.code == Some(400));
+                    if readable_as_pod(&object) {
+                        prop_assert!(response.accepted, "{:?}", response.message);
+                        prop_assert_eq!(response.code, None);
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        prop_assert!(!response.accepted, "an unreadable pod was accepted");
+                        prop_assert_eq!(response.code, Some(400));
+                        rejected.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(())
                 },
             )
             .unwrap_or_else(|e| panic!("{}: {e}", method.as_str()));
     }
+    let (accepted, rejected) = (accepted.into_inner(), rejected.into_inner());
+    eprintln!("arbitrary JSON: {accepted} accepted, {rejected} rejected with 400");
+    // Both sides of the property are exercised, or it proves nothing.
+    let side = CASES as usize * MountMethod::ALL.len() / 10;
+    assert!(
+        accepted > side && rejected > side,
+        "{accepted} accepted, {rejected} rejected"
+    );
 }
 
-/// Any JSON value, biased towards pod-like shapes so the mutation code is reached.
+/// Any JSON value, mostly pod-like so the mutation code is reached, and sometimes not a pod:
+/// the whole object, `spec.containers`, a container or its name replaced by any value.
 fn arbitrary_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -431,9 +460,22 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
             .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     });
-    (tree.clone(), tree, "[a-z]{1,3}").prop_map(|(spec_extra, container_extra, name)| {
+    let name = prop_oneof![
+        6 => "[a-z]{1,3}".prop_map(Value::String),
+        1 => tree.clone(),
+    ];
+    let pod = (tree.clone(), tree.clone(), name).prop_map(|(spec_extra, container_extra, name)| {
         json!({"metadata": {"annotations": {"agent-mount.io/containers": spec_extra.clone()}},
                "spec": {"containers": [{"name": name, "resources": container_extra.clone(), "volumeMounts": container_extra}],
                         "volumes": spec_extra.clone(), "affinity": spec_extra, "initContainers": []}})
-    })
+    });
+    let broken = (pod.clone(), tree.clone(), 0..3_u8).prop_map(|(mut pod, junk, part)| {
+        match part {
+            0 => pod["spec"]["containers"] = junk,
+            1 => pod["spec"]["containers"][0] = junk,
+            _ => return junk,
+        }
+        pod
+    });
+    prop_oneof![3 => pod, 2 => broken]
 }
