@@ -463,14 +463,25 @@ fn agent_mounts(method: &Method, mounts: &AgentMounts) -> Vec<VolumeMount> {
     }
 }
 
-/// A mount path with `//`, `.` segments and a trailing `/` removed, for comparison.
+/// A mount path as the container resolves it, for comparison: `//`, `.` segments and a
+/// trailing `/` removed, and `..` resolved lexically, so `/var/x/../odigos` is
+/// `/var/odigos` (DESIGN §2). `..` at the root stays there; a relative path keeps its
+/// leading `..`.
 fn normalise_path(path: &str) -> String {
-    let segments: Vec<&str> = path
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
+    let absolute = path.starts_with('/');
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." if segments.last().is_some_and(|last| *last != "..") => {
+                segments.pop();
+            }
+            ".." if absolute => {}
+            segment => segments.push(segment),
+        }
+    }
     let joined = segments.join("/");
-    if path.starts_with('/') {
+    if absolute {
         format!("/{joined}")
     } else {
         joined
@@ -520,15 +531,15 @@ fn add_agent_mounts(
     Ok(changed)
 }
 
-/// Whether an existing mount is exactly ours: our volume, read-only, our subPath.
+/// Whether an existing mount is exactly ours: our volume, read-only, our subPath (an empty
+/// one is none), and no subPathExpr, which would mount a sub-directory, not the agents.
 fn is_exactly(found: &Value, wanted: &VolumeMount) -> bool {
+    // An empty string is the API server's "unset"; any other value is set.
+    let set = |key: &str| found.get(key).filter(|v| !v.is_null() && *v != "");
     found.get("name").and_then(Value::as_str) == Some(&wanted.name)
         && found.get("readOnly") == Some(&Value::Bool(true))
-        && found
-            .get("subPath")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            == wanted.sub_path.as_deref()
+        && set("subPath").map(Value::as_str) == wanted.sub_path.as_deref().map(Some)
+        && set("subPathExpr").is_none()
 }
 
 /// ANDs `key In [value]` into every required node selector term that selects something,
