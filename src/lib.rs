@@ -3,7 +3,8 @@
 //! This file is the only one that knows about waPC: it registers the entry points
 //! and delegates each to a pure function of [`response`].
 
-pub mod copy;
+pub mod init_container;
+pub mod message;
 pub mod mutate;
 pub mod response;
 pub mod select;

@@ -8,8 +8,9 @@
     clippy::indexing_slicing
 )]
 
-use agent_mount::copy::COPY_SCRIPT;
-use agent_mount::settings::{Method, parse};
+use agent_mount::init_container::COPY_SCRIPT;
+use agent_mount::settings::method::Method;
+use agent_mount::settings::parse;
 use rstest::rstest;
 use runner::view::files_below;
 use serde_json::json;

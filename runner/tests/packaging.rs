@@ -7,7 +7,9 @@
     clippy::indexing_slicing
 )]
 
-use agent_mount::settings::{MountMethod, RawSettings, applies_to};
+use agent_mount::settings::keys::applies_to;
+use agent_mount::settings::raw::RawSettings;
+use agent_mount_common::MountMethod;
 use runner::build::workspace_root;
 use runner::input::read_document;
 use serde_json::{Value, json};
