@@ -215,6 +215,14 @@ async fn publish_mounts_read_only_idempotently_and_unpublish_cleans_up() {
     std::fs::create_dir(&never).unwrap();
     plugin.unpublish(&never).await.unwrap();
     assert!(!never.exists(), "an empty, unmounted target is removed");
+    // A plain directory with something in it was not made by publish: left as it is, OK.
+    std::fs::create_dir(&never).unwrap();
+    std::fs::write(never.join("kept"), "x").unwrap();
+    plugin.unpublish(&never).await.unwrap();
+    assert!(
+        never.join("kept").is_file(),
+        "a non-empty directory is left alone"
+    );
     plugin.unpublish(&other).await.unwrap();
     assert!(plugin.mounts_at(&other).is_empty());
 }

@@ -134,6 +134,8 @@ mod tests {
             Path::new("/var/lib/kubelet/plugins_registry/odigos.csi.driver-reg.sock")
         );
         assert!(!config.allow_legacy_mount);
+        let legacy = parse(&["--node-name", "n1", "--allow-legacy-mount"]).unwrap();
+        assert!(legacy.allow_legacy_mount);
         let moved = parse(&[
             "--node-name",
             "n1",
