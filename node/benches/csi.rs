@@ -1,8 +1,10 @@
 //! CSI node plugin benchmark (DESIGN §5): `NodePublishVolume` + `NodeUnpublishVolume`
 //! latency with real mounts, RSS at rest and after 5,000 publish/unpublish cycles, mounts
-//! leaked after the cycles, and the time from a deleted registration socket to the new
-//! one in both watch modes. Runs the plugin in a private mount namespace (root needed, as
-//! for tests/csi.rs), prints the figures and writes the CSI section of BENCHMARKS.md.
+//! leaked after the cycles, the flat cost (publish and unpublish with 1 volume published,
+//! then with 1,000 volumes and 4,000 unrelated mounts on the node), and the time from a
+//! deleted registration socket to the new one in both watch modes. Runs the plugin in a
+//! private mount namespace (root needed, as for tests/csi.rs), prints the figures and
+//! writes the CSI section of BENCHMARKS.md.
 // Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
 #![allow(
     clippy::unwrap_used,
@@ -15,8 +17,11 @@
 mod csi_support;
 #[path = "common/measure.rs"]
 mod measure;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use agent_mount_node::csi::api::csi::NodeUnpublishVolumeRequest;
+use agent_mount_node::csi::api::csi::node_client::NodeClient;
+use agent_mount_node::csi::api::csi::{NodePublishVolumeRequest, NodeUnpublishVolumeRequest};
 use csi_support::{CsiNode, CsiPlugin, FakeWatcher, STARTUP, publish_request};
 use measure::{mib, ms, percentile, run_bench, short, status_kib, us};
 use std::fmt::Write as _;
@@ -28,6 +33,95 @@ const CYCLES: usize = 5000;
 const WARM_UP: usize = 100;
 /// Registration socket deletions measured per watch mode.
 const DELETIONS: usize = 10;
+/// Publish/unpublish cycles measured per node size in the flat-cost figures.
+const FLAT_CYCLES: usize = 1000;
+/// Volumes published besides the measured one on the busy node.
+const BUSY_VOLUMES: usize = 1000;
+/// Unrelated mounts on the busy node.
+const UNRELATED_MOUNTS: usize = 4000;
+
+/// The unpublish request matching `publish`.
+fn unpublish_of(publish: &NodePublishVolumeRequest) -> NodeUnpublishVolumeRequest {
+    NodeUnpublishVolumeRequest {
+        volume_id: publish.volume_id.clone(),
+        target_path: publish.target_path.clone(),
+    }
+}
+
+/// `cycles` publish/unpublish cycles of `publish`: the sorted publish and unpublish times.
+async fn measure_cycles(
+    client: &mut NodeClient<tonic::transport::Channel>,
+    publish: &NodePublishVolumeRequest,
+    cycles: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let unpublish = unpublish_of(publish);
+    let (mut publishes, mut unpublishes) = (Vec::new(), Vec::new());
+    for _ in 0..cycles {
+        let started = Instant::now();
+        client.node_publish_volume(publish.clone()).await.unwrap();
+        let published = Instant::now();
+        client
+            .node_unpublish_volume(unpublish.clone())
+            .await
+            .unwrap();
+        publishes.push(published - started);
+        unpublishes.push(published.elapsed());
+    }
+    publishes.sort();
+    unpublishes.sort();
+    (publishes, unpublishes)
+}
+
+/// The flat-cost figures: the same cycles on a node with one volume, then on a busy node.
+async fn flat_cost(out: &mut String) {
+    let node = CsiNode::new();
+    let plugin = CsiPlugin::start(&node, &[]).await;
+    let mut client = plugin.node().await;
+    let publish = publish_request(&node.target("flat-pod", "odigos-agent"));
+    measure_cycles(&mut client, &publish, WARM_UP).await;
+    let (alone_publish, alone_unpublish) = measure_cycles(&mut client, &publish, FLAT_CYCLES).await;
+    for n in 0..BUSY_VOLUMES {
+        let other = publish_request(&node.target(&format!("pod-{n}"), "odigos-agent"));
+        client.node_publish_volume(other).await.unwrap();
+    }
+    // Unrelated mounts, as other pods' volumes on a busy node: one shell, not 4,000 processes.
+    let unrelated = node.root.path().join("unrelated");
+    let script = format!(
+        "for i in $(seq {UNRELATED_MOUNTS}); do mkdir -p {dir}/$i && mount -t tmpfs -o size=4k t {dir}/$i || exit 1; done",
+        dir = unrelated.display()
+    );
+    let status = std::process::Command::new("nsenter")
+        .arg(format!("--mount=/proc/{}/ns/mnt", plugin.pid()))
+        .args(["--", "sh", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{UNRELATED_MOUNTS} unrelated mounts");
+    let table = std::fs::read(format!("/proc/{}/mountinfo", plugin.pid())).unwrap();
+    let lines = table.split(|b| *b == b'\n').count();
+    let (busy_publish, busy_unpublish) = measure_cycles(&mut client, &publish, FLAT_CYCLES).await;
+    let row = |out: &mut String, what: &str, alone: &[Duration], busy: &[Duration]| {
+        let (p50, p99) = (percentile(alone, 0.5), percentile(alone, 0.99));
+        let (busy_p50, busy_p99) = (percentile(busy, 0.5), percentile(busy, 0.99));
+        writeln!(
+            out,
+            "| {what}, {FLAT_CYCLES} cycles: p50 / p99 with 1 volume published ; with {BUSY_VOLUMES} volumes and {UNRELATED_MOUNTS} unrelated mounts ({lines} mount table lines) ; ratio p50 / p99 (goal ≤ 1.5×) | {} / {} ; {} / {} ; {:.2}× / {:.2}× |",
+            us(p50),
+            us(p99),
+            us(busy_p50),
+            us(busy_p99),
+            busy_p50.as_secs_f64() / p50.as_secs_f64(),
+            busy_p99.as_secs_f64() / p99.as_secs_f64(),
+        )
+        .unwrap();
+    };
+    row(out, "`NodePublishVolume`", &alone_publish, &busy_publish);
+    row(
+        out,
+        "`NodeUnpublishVolume`",
+        &alone_unpublish,
+        &busy_unpublish,
+    );
+}
 
 async fn cycles(out: &mut String) {
     let node = CsiNode::new();
@@ -39,10 +133,7 @@ async fn cycles(out: &mut String) {
     let mut client = plugin.node().await;
     let target = node.target("bench-pod", "odigos-agent");
     let publish = publish_request(&target);
-    let unpublish = NodeUnpublishVolumeRequest {
-        volume_id: publish.volume_id.clone(),
-        target_path: publish.target_path.clone(),
-    };
+    let unpublish = unpublish_of(&publish);
     let (mut publishes, mut unpublishes, mut both) = (
         Vec::with_capacity(CYCLES),
         Vec::with_capacity(CYCLES),
@@ -149,9 +240,14 @@ fn main() {
     run_bench(
         "csi",
         "cargo bench -p agent-mount-node --bench csi",
-        " (release build, as root: real bind mounts in a private mount namespace)",
+        if cfg!(debug_assertions) {
+            " (dev build, as root: real mounts in a private mount namespace)"
+        } else {
+            " (release build, as root: real mounts in a private mount namespace)"
+        },
         async |out: &mut String| {
             cycles(out).await;
+            flat_cost(out).await;
             reregistration(out, "auto").await;
             reregistration(out, "poll").await;
         },

@@ -56,8 +56,13 @@ fn main() -> ExitCode {
         }
         Command::Csi(config) => {
             init_logging(config.common.log_format);
-            runtime.block_on(csi::run(config, shutdown_signal()));
-            ExitCode::SUCCESS
+            match runtime.block_on(csi::run(config, shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Probe(args) => {
             let socket = match &args.target {

@@ -11,6 +11,7 @@
 
 #[path = "support/csi.rs"]
 mod csi_support;
+mod support;
 
 use agent_mount_node::csi::api::EPHEMERAL_KEY;
 use agent_mount_node::csi::api::csi::volume_capability::{AccessType, BlockVolume};
@@ -22,11 +23,14 @@ use agent_mount_node::csi::api::csi::{
 };
 use agent_mount_node::uds;
 use csi_support::{
-    AGENT_FILES, CsiNode, CsiPlugin, DRIVER, FakeWatcher, NODE_NAME, STARTUP, Witness, mounts_at,
-    publish_request,
+    AGENT_FILES, CsiNode, CsiPlugin, DRIVER, FakeWatcher, NODE_NAME, STARTUP, Witness, mount_in,
+    mounts_at, publish_request, view,
 };
-use std::path::Path;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use support::{free_addr, http_get};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -50,7 +54,14 @@ async fn eventually(what: &str, within: Duration, check: impl Fn() -> bool) {
 
 /// Asserts that the plugin sees the agents read-only at `target`, through one mount.
 fn assert_published_read_only(plugin: &CsiPlugin, target: &Path) {
-    let mounts = plugin.mounts_at(target);
+    assert_read_only_in(plugin.pid(), target);
+}
+
+/// Asserts that the mount namespace of process `pid` has one mount at `target`, `ro`,
+/// `nosuid` and `nodev`, showing the agents, and that a write through it fails with
+/// `EROFS`; returns its mountinfo line.
+fn assert_read_only_in(pid: u32, target: &Path) -> String {
+    let mounts = mounts_at(pid, target);
     assert_eq!(
         mounts.len(),
         1,
@@ -66,7 +77,7 @@ fn assert_published_read_only(plugin: &CsiPlugin, target: &Path) {
         assert!(options.contains(&option), "{option} in {options:?}");
     }
     for (file, content) in AGENT_FILES {
-        let seen = std::fs::read_to_string(plugin.view(&target.join(file)))
+        let seen = std::fs::read_to_string(view(pid, &target.join(file)))
             .unwrap_or_else(|e| panic!("{file} in the published volume: {e}"));
         assert_eq!(seen, content, "{file}");
     }
@@ -75,7 +86,7 @@ fn assert_published_read_only(plugin: &CsiPlugin, target: &Path) {
             .create(true)
             .truncate(true)
             .write(true)
-            .open(plugin.view(&write))
+            .open(view(pid, &write))
             .expect_err("a write into the published volume must fail");
         assert_eq!(
             error.raw_os_error(),
@@ -84,6 +95,7 @@ fn assert_published_read_only(plugin: &CsiPlugin, target: &Path) {
             write.display()
         );
     }
+    mounts[0].clone()
 }
 
 #[tokio::test]
@@ -210,6 +222,14 @@ async fn publish_mounts_read_only_idempotently_and_unpublish_cleans_up() {
     std::fs::create_dir(&never).unwrap();
     plugin.unpublish(&never).await.unwrap();
     assert!(!never.exists(), "an empty, unmounted target is removed");
+    // A plain directory with something in it was not made by publish: left as it is, OK.
+    std::fs::create_dir(&never).unwrap();
+    std::fs::write(never.join("kept"), "x").unwrap();
+    plugin.unpublish(&never).await.unwrap();
+    assert!(
+        never.join("kept").is_file(),
+        "a non-empty directory is left alone"
+    );
     plugin.unpublish(&other).await.unwrap();
     assert!(plugin.mounts_at(&other).is_empty());
 }
@@ -221,10 +241,18 @@ async fn every_refusal_has_its_code_and_mounts_nothing() {
     let target = node.target("pod-1", "odigos-agent");
     let outside = node.root.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
-    // A symlink inside the pod directory that leads out of it.
+    // A symlink inside the pod directory that leads out of it: one level too deep, and,
+    // as the volume's own directory, of the right shape.
     let escape = node.target("pod-2", "escape");
     std::os::unix::fs::symlink(&outside, escape.parent().unwrap().join("link")).unwrap();
     let through_link = escape.parent().unwrap().join("link/mount");
+    let linked_volume = node
+        .pods_dir()
+        .join("pod-5/volumes/kubernetes.io~csi/linked");
+    std::fs::create_dir_all(linked_volume.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&outside, &linked_volume).unwrap();
+    let linked_pod = node.pods_dir().join("pod-6");
+    std::os::unix::fs::symlink(node.pods_dir().join("pod-1"), &linked_pod).unwrap();
     // A file where the target directory should be.
     let file_target = node.target("pod-3", "odigos-agent");
     std::fs::write(&file_target, b"not a directory").unwrap();
@@ -284,6 +312,20 @@ async fn every_refusal_has_its_code_and_mounts_nothing() {
             with(&path(&through_link)),
             Code::InvalidArgument,
             "target_path",
+        ),
+        (
+            "a symlink as the volume's directory",
+            with(&path(&linked_volume.join("mount"))),
+            Code::FailedPrecondition,
+            "symlink",
+        ),
+        (
+            "a symlink as the pod's directory, even to another pod",
+            with(&path(
+                &linked_pod.join("volumes/kubernetes.io~csi/odigos-agent/mount"),
+            )),
+            Code::FailedPrecondition,
+            "symlink",
         ),
         (
             "block volume",
@@ -379,7 +421,15 @@ async fn every_refusal_has_its_code_and_mounts_nothing() {
         !table.contains(&root),
         "nothing mounted under the node:\n{table}"
     );
-    assert!(!outside.join("mount").exists(), "nothing created outside");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing created outside"
+    );
+    assert!(
+        !target.exists(),
+        "nothing created through the pod's symlink"
+    );
     assert!(
         !no_parent.parent().unwrap().exists(),
         "only target_path is ever created"
@@ -464,10 +514,11 @@ async fn a_deleted_csi_socket_is_served_again_at_the_same_path() {
         watcher.registered(STARTUP).await;
         std::fs::remove_file(node.csi_socket()).unwrap();
         let socket = node.csi_socket();
+        // Accepting, not only there: the file appears at bind(), before listen().
         eventually(
             &format!("{mode}: the CSI socket served again"),
             AGAIN_WITHIN,
-            || socket.exists(),
+            || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
         )
         .await;
         let target = plugin
@@ -527,25 +578,11 @@ async fn sigterm_removes_both_sockets_and_leaves_the_mounts() {
     assert!(restarted.mounts_at(&target).is_empty() && !target.exists());
 }
 
-/// `GET <path>` on `addr`, the body.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to --metrics-addr");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
 /// Waits until `metrics` shows every line of `lines`.
 async fn metrics_show(addr: &str, lines: &[&str]) {
     let deadline = Instant::now() + STARTUP;
     loop {
-        let text = http_get(addr, "/metrics");
+        let text = http_get(addr, "/metrics").await;
         let missing: Vec<&&str> = lines
             .iter()
             .filter(|l| !text.lines().any(|t| t == **l))
@@ -561,10 +598,7 @@ async fn metrics_show(addr: &str, lines: &[&str]) {
 #[tokio::test]
 async fn a_refused_registration_is_logged_and_every_outcome_counted() {
     let node = CsiNode::new();
-    let addr = {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        free.local_addr().unwrap().to_string()
-    };
+    let addr = free_addr();
     let mut watcher = FakeWatcher::start(&node.registry_dir(), false);
     let plugin = CsiPlugin::start(&node, &["--metrics-addr", &addr]).await;
     watcher.registered(STARTUP).await;
@@ -611,68 +645,454 @@ async fn a_refused_registration_is_logged_and_every_outcome_counted() {
         ],
     )
     .await;
-    let text = http_get(&addr, "/metrics");
+    let text = http_get(&addr, "/metrics").await;
     assert!(
         text.lines()
             .any(|l| l.starts_with("process_resident_memory_bytes ")),
         "the shared process metrics:\n{text}"
     );
-    assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
-}
-
-/// Runs `mount <args>` inside the plugin's mount namespace, as another program on the node would.
-fn mount_in(plugin: &CsiPlugin, args: &[&Path]) {
-    let status = std::process::Command::new("nsenter")
-        .arg(format!("--mount=/proc/{}/ns/mnt", plugin.pid()))
-        .args(["--", "mount", "--bind"])
-        .args(args)
-        .status()
-        .expect("nsenter (util-linux)");
-    assert!(status.success(), "mount --bind {args:?}");
+    assert!(
+        http_get(&addr, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
 }
 
 #[tokio::test]
-async fn a_foreign_or_writable_mount_at_the_target_is_already_exists() {
+async fn a_foreign_mount_at_the_target_is_neither_reused_nor_unmounted() {
     let node = CsiNode::new();
     let plugin = CsiPlugin::start(&node, &[]).await;
     let other = node.root.path().join("other");
     std::fs::create_dir(&other).unwrap();
     std::fs::write(other.join("secret"), "x").unwrap();
-    // Another directory, and the agents themselves but writable.
-    for (pod, source) in [("pod-1", &other), ("pod-2", &node.agents())] {
+    let (other, agents) = (other.as_os_str(), node.agents().into_os_string());
+    // A tmpfs, a writable bind of another directory, the agents themselves but
+    // writable, and another directory read-only.
+    let foreign: [(&str, Vec<&OsStr>, bool); 4] = [
+        (
+            "pod-1",
+            vec!["-t", "tmpfs", "tmpfs"]
+                .into_iter()
+                .map(OsStr::new)
+                .collect(),
+            false,
+        ),
+        ("pod-2", vec![OsStr::new("--bind"), other], false),
+        (
+            "pod-3",
+            vec![OsStr::new("--bind"), agents.as_os_str()],
+            false,
+        ),
+        ("pod-4", vec![OsStr::new("--bind"), other], true),
+    ];
+    for (pod, args, read_only) in foreign {
         let target = node.target(pod, "odigos-agent");
         std::fs::create_dir(&target).unwrap();
-        mount_in(&plugin, &[source, &target]);
-        let status = plugin
+        let mut args = args;
+        args.push(target.as_os_str());
+        mount_in(plugin.pid(), &args);
+        if read_only {
+            let remount = ["-o", "remount,bind,ro,nosuid,nodev"].map(OsStr::new);
+            mount_in(
+                plugin.pid(),
+                &[&remount[..], &[target.as_os_str()]].concat(),
+            );
+        }
+        let before = plugin.mounts_at(&target);
+        assert_eq!(before.len(), 1, "{pod}: the foreign mount");
+        let published = plugin
             .publish(&node, pod, "odigos-agent")
             .await
-            .expect_err("a mount that is not the agents read-only");
+            .expect_err("a mount that is not ours is not reused");
+        let unpublished = plugin
+            .unpublish(&target)
+            .await
+            .expect_err("a mount that is not ours is not unmounted");
+        for status in [published, unpublished] {
+            assert_eq!(
+                status.code(),
+                Code::FailedPrecondition,
+                "{pod}: {}",
+                status.message()
+            );
+            assert!(
+                status.message().contains("not this plugin's"),
+                "{pod}: {}",
+                status.message()
+            );
+        }
         assert_eq!(
-            status.code(),
-            Code::AlreadyExists,
-            "{pod}: {}",
-            status.message()
+            plugin.mounts_at(&target),
+            before,
+            "{pod}: nothing stacked on it, nothing unmounted"
         );
         assert!(
-            status
-                .message()
-                .contains("not the agent directory read-only")
-        );
-        assert_eq!(
-            plugin.mounts_at(&target).len(),
-            1,
-            "{pod}: nothing stacked on it"
-        );
-        // The kubelet's unpublish clears the path; a publish then mounts read-only.
-        plugin.unpublish(&target).await.unwrap();
-        assert!(
-            plugin.mounts_at(&target).is_empty() && !target.exists(),
-            "{pod}"
+            plugin.view(&target).is_dir(),
+            "{pod}: the directory survives"
         );
     }
-    let target = plugin
-        .publish(&node, "pod-2", "odigos-agent")
+    // Unmounted by its owner, the target is the plugin's to use.
+    let target = node.target("pod-3", "odigos-agent");
+    let status = std::process::Command::new("nsenter")
+        .arg(format!("--mount=/proc/{}/ns/mnt", plugin.pid()))
+        .args(["--", "umount"])
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    plugin
+        .publish(&node, "pod-3", "odigos-agent")
         .await
         .unwrap();
     assert_published_read_only(&plugin, &target);
+}
+
+#[tokio::test]
+async fn targets_of_the_wrong_shape_are_refused_and_nothing_is_created_or_unmounted() {
+    let node = CsiNode::new();
+    let plugin = CsiPlugin::start(&node, &[]).await;
+    let pod = node.pods_dir().join("pod-1");
+    let volumes = pod.join("volumes");
+    let empty_dir = volumes.join("kubernetes.io~empty-dir/cache");
+    let token = volumes.join("kubernetes.io~projected/kube-api-access-x");
+    let csi_volume = volumes.join("kubernetes.io~csi/odigos-agent");
+    for dir in [&empty_dir, &token, &csi_volume] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    // Another volume's mount, as the kubelet makes a projected token.
+    let tmpfs = ["-t", "tmpfs", "tmpfs"].map(OsStr::new);
+    mount_in(plugin.pid(), &[&tmpfs[..], &[token.as_os_str()]].concat());
+    let listing = |dir: &Path| -> Vec<PathBuf> {
+        let mut entries: Vec<PathBuf> = walk(dir);
+        entries.sort();
+        entries
+    };
+    let before = listing(&node.pods_dir());
+    let wrong = [
+        ("a pod's whole directory", pod.clone()),
+        ("another volume type's directory", empty_dir.clone()),
+        ("a projected token's directory", token.clone()),
+        ("a CSI volume's directory", csi_volume.clone()),
+        ("one level deeper", csi_volume.join("mount/sub")),
+        ("another volume type's mount", empty_dir.join("mount")),
+    ];
+    for (case, target) in &wrong {
+        let published = plugin.publish_at(target).await.expect_err(case);
+        let unpublished = plugin.unpublish(target).await.expect_err(case);
+        for status in [published, unpublished] {
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{case}: {}",
+                status.message()
+            );
+            assert!(
+                status
+                    .message()
+                    .contains("volumes/kubernetes.io~csi/<volume name>/mount"),
+                "{case}: {}",
+                status.message()
+            );
+        }
+    }
+    assert_eq!(
+        listing(&node.pods_dir()),
+        before,
+        "nothing created or removed"
+    );
+    assert_eq!(plugin.mounts_at(&token).len(), 1, "the token stays mounted");
+    let table = std::fs::read(format!("/proc/{}/mountinfo", plugin.pid())).unwrap();
+    let agents_mounted = String::from_utf8_lossy(&table)
+        .lines()
+        .filter(|l| l.contains(&node.pods_dir().display().to_string()))
+        .count();
+    assert_eq!(agents_mounted, 1, "only the token is mounted under pods/");
+}
+
+/// Every path below `dir` (directories not followed through symlinks).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        found.push(entry.path());
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(walk(&entry.path()));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_non_utf8_mount_point_elsewhere_changes_nothing() {
+    let node = CsiNode::new();
+    let addr = free_addr();
+    let plugin = CsiPlugin::start(&node, &["--metrics-addr", &addr]).await;
+    let odd = node.root.path().join(OsStr::from_bytes(b"caf\xe9\xff"));
+    std::fs::create_dir(&odd).unwrap();
+    let tmpfs = ["-t", "tmpfs", "tmpfs"].map(OsStr::new);
+    mount_in(plugin.pid(), &[&tmpfs[..], &[odd.as_os_str()]].concat());
+    assert_eq!(plugin.mounts_at(&odd).len(), 1, "the odd mount point");
+    let target = plugin
+        .publish(&node, "pod-1", "odigos-agent")
+        .await
+        .unwrap();
+    assert_published_read_only(&plugin, &target);
+    plugin
+        .publish(&node, "pod-1", "odigos-agent")
+        .await
+        .unwrap();
+    assert_published_read_only(&plugin, &target);
+    metrics_show(&addr, &["agent_mount_csi_volumes_published 1"]).await;
+    plugin.unpublish(&target).await.unwrap();
+    assert!(plugin.mounts_at(&target).is_empty() && !target.exists());
+    metrics_show(&addr, &["agent_mount_csi_volumes_published 0"]).await;
+}
+
+#[tokio::test]
+async fn the_kubelet_dir_is_accepted_in_both_spellings() {
+    let node = CsiNode::new();
+    // --kubelet-dir through a symlink, as on nodes whose /var/lib/kubelet points elsewhere.
+    let link = node.root.path().join("kubelet-link");
+    std::os::unix::fs::symlink(node.kubelet_dir(), &link).unwrap();
+    let plugin = CsiPlugin::start(&node, &["--kubelet-dir", link.to_str().unwrap()]).await;
+    let real = node.target("pod-1", "odigos-agent");
+    let linked = link.join("pods/pod-1/volumes/kubernetes.io~csi/odigos-agent/mount");
+    plugin.publish_at(&linked).await.unwrap();
+    assert_published_read_only(&plugin, &real);
+    plugin.publish_at(&real).await.unwrap();
+    assert_published_read_only(&plugin, &real);
+    plugin.unpublish(&real).await.unwrap();
+    assert!(!real.exists());
+    plugin.publish_at(&real).await.unwrap();
+    assert_published_read_only(&plugin, &real);
+    plugin.unpublish(&linked).await.unwrap();
+    assert!(plugin.mounts_at(&real).is_empty() && !real.exists());
+}
+
+#[tokio::test]
+async fn as_the_daemonset_runs_it_the_host_sees_the_mount_read_only() {
+    let node = CsiNode::new();
+    // The kubelet's side: the pod directory shared, the agents writable.
+    let host = Witness::shared_pods(&node).await;
+    let plugin = CsiPlugin::start_nested(&host, &node, &node.agents()).await;
+    let target = plugin
+        .publish(&node, "pod-1", "odigos-agent")
+        .await
+        .unwrap();
+    assert_published_read_only(&plugin, &target);
+    // Bidirectional propagation: the host's copy, born read-only too.
+    let line = assert_read_only_in(host.pid(), &target);
+    println!("the host's mountinfo line: {line}");
+    std::fs::write(node.agents().join("written-on-the-host"), "x")
+        .expect("the agent source itself is writable");
+    plugin.unpublish(&target).await.unwrap();
+    assert!(
+        mounts_at(host.pid(), &target).is_empty(),
+        "unmounted on the host too"
+    );
+}
+
+/// Publishes that race a swapped path component.
+const RACE_ATTEMPTS: usize = 400;
+
+#[tokio::test]
+async fn a_symlink_swapped_in_during_publishes_never_leads_a_mount_out() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let node = CsiNode::new();
+    let plugin = CsiPlugin::start(&node, &[]).await;
+    let outside = node.root.path().join("outside");
+    let pod = node.pods_dir().join("pod-1");
+    for n in 0..RACE_ATTEMPTS {
+        node.target("pod-1", &format!("v{n}"));
+        std::fs::create_dir_all(outside.join(format!("kubernetes.io~csi/v{n}"))).unwrap();
+    }
+    // `volumes` and a symlink to the outside directory swap names, again and again.
+    let decoy = pod.join("decoy");
+    std::os::unix::fs::symlink(&outside, &decoy).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = Arc::new(AtomicUsize::new(0));
+    let swapper = {
+        let (stop, swaps) = (stop.clone(), swaps.clone());
+        let (a, b) = (
+            std::ffi::CString::new(pod.join("volumes").as_os_str().as_bytes()).unwrap(),
+            std::ffi::CString::new(decoy.as_os_str().as_bytes()).unwrap(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: two NUL-terminated paths; renameat2 reads them only.
+                let done = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(done, 0, "renameat2: {}", std::io::Error::last_os_error());
+                swaps.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut client = plugin.node().await;
+    let (mut ok, mut refused) = (0, Vec::new());
+    for n in 0..RACE_ATTEMPTS {
+        let target = pod.join(format!("volumes/kubernetes.io~csi/v{n}/mount"));
+        match client.node_publish_volume(publish_request(&target)).await {
+            Ok(_) => ok += 1,
+            Err(status) => refused.push(status),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    println!(
+        "{RACE_ATTEMPTS} publishes during {} swaps: {ok} mounted, {} refused",
+        swaps.load(Ordering::Relaxed),
+        refused.len()
+    );
+    let table = std::fs::read(format!("/proc/{}/mountinfo", plugin.pid())).unwrap();
+    let root = node.root.path().as_os_str().as_bytes();
+    let pods = node.pods_dir();
+    let mut inside = 0;
+    for line in table.split(|b| *b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|b| *b == b' ').collect();
+        let (Some(point), Some(options)) = (fields.get(4), fields.get(5)) else {
+            continue;
+        };
+        if !point.starts_with(root) {
+            continue;
+        }
+        let point = Path::new(OsStr::from_bytes(point));
+        let text = String::from_utf8_lossy(line);
+        assert!(point.starts_with(&pods), "a mount outside pods/: {text}");
+        let options = String::from_utf8_lossy(options);
+        assert!(
+            options.split(',').any(|o| o == "ro"),
+            "a writable mount: {text}"
+        );
+        inside += 1;
+    }
+    assert_eq!(inside, ok, "one mount per publish that answered OK");
+    assert_eq!(
+        walk(&outside).len(),
+        RACE_ATTEMPTS + 1,
+        "nothing created outside"
+    );
+    // Refused only for the symlink met on the way, and the race really ran both ways.
+    for status in &refused {
+        assert_eq!(
+            status.code(),
+            Code::FailedPrecondition,
+            "{}",
+            status.message()
+        );
+        assert!(status.message().contains("symlink"), "{}", status.message());
+    }
+    assert!(
+        ok > 0 && !refused.is_empty(),
+        "the race was run: {ok} mounted, {} refused",
+        refused.len()
+    );
+}
+
+/// Makes `mount_setattr` fail with `ENOSYS` in the process about to exec, as on a kernel
+/// before 5.12 (a seccomp filter: load the syscall number, compare, answer).
+fn without_mount_setattr(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let filter = [
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0, // offsetof(struct seccomp_data, nr)
+        },
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_mount_setattr as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    // SAFETY: prctl(2) is async-signal-safe; the filter outlives the calls (the closure owns it).
+    unsafe {
+        command.pre_exec(move || {
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[tokio::test]
+async fn without_mount_setattr_it_refuses_to_start_unless_legacy_mounts_are_allowed() {
+    let node = CsiNode::new();
+    let launcher = ["unshare", "--mount", "--propagation", "private", "--"].map(String::from);
+    let mut refused = CsiPlugin::command(&launcher, &node, &node.agents(), &[]);
+    without_mount_setattr(&mut refused);
+    let mut refused = support::Plugin::spawn(refused);
+    let status = refused
+        .wait(STARTUP)
+        .expect("the plugin refuses to start: it exits");
+    assert!(!status.success(), "exits with a failure: {status}");
+    eventually("the reason in the log", STARTUP, || {
+        refused.output().contains("--allow-legacy-mount")
+    })
+    .await;
+    let stderr = refused.output();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    for word in [
+        "mount_setattr",
+        "5.12",
+        release.trim(),
+        "--allow-legacy-mount",
+    ] {
+        assert!(stderr.contains(word), "{word} in {stderr}");
+    }
+    assert!(!node.csi_socket().exists(), "nothing served");
+
+    let mut allowed =
+        CsiPlugin::command(&launcher, &node, &node.agents(), &["--allow-legacy-mount"]);
+    without_mount_setattr(&mut allowed);
+    let plugin = CsiPlugin::serving(allowed, &node).await;
+    let target = plugin
+        .publish(&node, "pod-1", "odigos-agent")
+        .await
+        .unwrap();
+    assert_published_read_only(&plugin, &target);
+    plugin.unpublish(&target).await.unwrap();
+    assert!(plugin.mounts_at(&target).is_empty() && !target.exists());
+    let log = plugin.stderr();
+    assert!(
+        log.contains("WARN") && log.contains("--allow-legacy-mount: mounts are a bind"),
+        "a warning at start: {log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("published with --allow-legacy-mount")),
+        "a warning in the publish line: {log}"
+    );
 }

@@ -16,7 +16,9 @@ use agent_mount_node::device_plugin::api::{
 };
 use agent_mount_node::uds;
 use std::time::{Duration, Instant};
-use support::{FakeKubelet, Node, Plugin, Seen, registered_plugin, wait_for_file};
+use support::{
+    FakeKubelet, Node, Plugin, Seen, free_addr, http_get, registered_plugin, wait_for_file,
+};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -266,23 +268,6 @@ async fn sigterm_with_an_open_stream_sends_an_empty_list_and_removes_the_socket(
         Some(Seen::StreamEnded)
     ));
     assert!(!node.socket().exists(), "socket removed");
-}
-
-/// A port nobody listens on, as `127.0.0.1:<port>`.
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
-}
-
-/// `GET path` over HTTP/1.1; the whole response, status line first.
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text
 }
 
 #[tokio::test]

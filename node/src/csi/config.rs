@@ -49,6 +49,11 @@ pub struct CsiConfig {
     /// The kubelet's plugin registry directory (default: <kubelet-dir>/plugins_registry).
     #[arg(long, env = "AGENT_MOUNT_REGISTRATION_DIR", value_parser = parse_absolute_path)]
     pub registration_dir: Option<PathBuf>,
+    /// On a kernel without mount_setattr (before 5.12), mount with a bind and a read-only
+    /// remount instead of refusing to start; safe only when the DaemonSet mounts the agent
+    /// directory read-only.
+    #[arg(long, env = "AGENT_MOUNT_ALLOW_LEGACY_MOUNT")]
+    pub allow_legacy_mount: bool,
     /// This node's name, answered in NodeGetInfo (the DaemonSet sets it from spec.nodeName).
     #[arg(long, env = "AGENT_MOUNT_NODE_NAME", value_parser = parse_node_name)]
     pub node_name: String,
@@ -79,11 +84,6 @@ impl CsiConfig {
     pub fn registration_socket(&self) -> PathBuf {
         self.registration_dir()
             .join(format!("{}-reg.sock", self.driver_name))
-    }
-
-    /// `<kubelet-dir>/pods`: the only place this plugin mounts.
-    pub fn pods_dir(&self) -> PathBuf {
-        self.kubelet_dir.join("pods")
     }
 }
 
@@ -133,7 +133,9 @@ mod tests {
             config.registration_socket(),
             Path::new("/var/lib/kubelet/plugins_registry/odigos.csi.driver-reg.sock")
         );
-        assert_eq!(config.pods_dir(), Path::new("/var/lib/kubelet/pods"));
+        assert!(!config.allow_legacy_mount);
+        let legacy = parse(&["--node-name", "n1", "--allow-legacy-mount"]).unwrap();
+        assert!(legacy.allow_legacy_mount);
         let moved = parse(&[
             "--node-name",
             "n1",

@@ -16,7 +16,7 @@ use super::metrics::CsiMetrics;
 use super::mounts::{Kernel, Mounts};
 use super::registration::RegistrationService;
 use super::service::{IdentityService, NodeService};
-use super::volumes::Volumes;
+use super::volumes::{StartError, Volumes};
 use crate::keeper::{Backoff, Keeper, SocketAction, SocketSeen};
 use crate::metrics::{self, Exporter};
 use crate::serve::Served;
@@ -111,10 +111,19 @@ impl<M: Mounts> Exporter for CsiExporter<M> {
 }
 
 /// Runs the CSI node plugin until `shutdown` resolves, then stops serving and removes
-/// both sockets, leaving published mounts in place.
-pub async fn run(config: CsiConfig, shutdown: impl std::future::Future<Output = ()>) {
+/// both sockets, leaving published mounts in place; refuses to start on a kernel or a
+/// kubelet directory it cannot keep its guarantees on.
+pub async fn run(
+    config: CsiConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
     let metrics = Arc::new(CsiMetrics::default());
-    let volumes = Arc::new(Volumes::new(Kernel, &config.agent_dir, &config.pods_dir()));
+    let kernel = Kernel::detect(config.allow_legacy_mount)?;
+    let volumes = Arc::new(Volumes::open(
+        kernel,
+        &config.agent_dir,
+        &config.kubelet_dir,
+    )?);
     let csi_socket = config.csi_socket();
     tracing::info!(
         driver = %config.driver_name, node = %config.node_name, agent_dir = %config.agent_dir.display(),
@@ -129,16 +138,12 @@ pub async fn run(config: CsiConfig, shutdown: impl std::future::Future<Output = 
     health
         .set_serving::<NodeServer<NodeService<Kernel>>>()
         .await;
-    let node = NodeService::new(
-        &config.node_name,
-        &config.pods_dir(),
-        volumes.clone(),
-        metrics.clone(),
-    );
+    let node = NodeService::new(&config.node_name, volumes.clone(), metrics.clone());
     let csi_routes = Routes::new(health_service)
         .add_service(IdentityServer::new(IdentityService::new(
             &config.driver_name,
             &config.agent_dir,
+            metrics.clone(),
         )))
         .add_service(NodeServer::new(node));
     let registration = RegistrationService::new(&config.driver_name, &csi_socket, metrics.clone());
@@ -203,4 +208,5 @@ pub async fn run(config: CsiConfig, shutdown: impl std::future::Future<Output = 
         task.abort();
     }
     tracing::info!("stopped");
+    Ok(())
 }

@@ -10,7 +10,7 @@ pub enum Outcome {
     Done,
     /// Nothing to do: already mounted, or not mounted (a repeated call).
     Unchanged,
-    /// Refused before touching the node, or the node's state is wrong (INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS).
+    /// Refused before touching the node, or the node's state is wrong (INVALID_ARGUMENT, FAILED_PRECONDITION).
     Refused,
     /// A system call failed (INTERNAL).
     Failed,
@@ -82,6 +82,8 @@ pub struct CsiMetrics {
     pub registrations_accepted: AtomicU64,
     /// `NotifyRegistrationStatus` with `plugin_registered: false`.
     pub registrations_refused: AtomicU64,
+    /// `Probe` calls whose check of the agent directory failed to run (answered not ready).
+    pub probe_failures: AtomicU64,
 }
 
 impl CsiMetrics {
@@ -119,6 +121,19 @@ impl CsiMetrics {
         ] {
             metrics::sample(&mut text, name, labels, counter.load(Ordering::Relaxed));
         }
+        let name = "agent_mount_csi_probe_failures_total";
+        metrics::header(
+            &mut text,
+            name,
+            "counter",
+            "Probe calls whose check of the agent directory failed to run.",
+        );
+        metrics::sample(
+            &mut text,
+            name,
+            "",
+            self.probe_failures.load(Ordering::Relaxed),
+        );
         // Read from the mount table at scrape time, so it survives restarts; absent when unreadable.
         if let Some(published) = published {
             let name = "agent_mount_csi_volumes_published";
@@ -156,6 +171,7 @@ mod tests {
             "agent_mount_csi_unpublishes_total{outcome=\"refused\"} 1",
             "agent_mount_csi_registrations_total{result=\"accepted\"} 0",
             "agent_mount_csi_registrations_total{result=\"refused\"} 1",
+            "agent_mount_csi_probe_failures_total 0",
             "agent_mount_csi_volumes_published 3",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");

@@ -8,6 +8,13 @@ use agent_mount_common::syntax;
 use std::path::{Path, PathBuf};
 use tonic::Code;
 
+/// The kubelet's directory of inline CSI volumes inside a pod's directory.
+pub const CSI_VOLUMES: &str = "volumes/kubernetes.io~csi";
+/// The last segment of every target path: the kubelet's name for the mount point.
+pub const MOUNT: &str = "mount";
+/// The one target shape this plugin accepts, for messages.
+const SHAPE: &str = "<pods>/<pod uid>/volumes/kubernetes.io~csi/<volume name>/mount";
+
 /// A request this plugin refuses before touching the node; each message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -25,14 +32,14 @@ pub enum Refusal {
         /// The path as sent.
         value: String,
     },
-    /// `target_path` lies outside the kubelet's pod directory.
+    /// `target_path` is not the kubelet's target of an inline CSI volume.
     #[error(
-        "target_path {value:?} is not under {pods}/: this plugin mounts only into the kubelet's pod volumes (check --kubelet-dir)"
+        "target_path {value:?} is not of the shape {SHAPE} with <pods> = {pods} and <volume name> a DNS-1123 label: this plugin mounts only at the kubelet's inline CSI volume targets (check --kubelet-dir)"
     )]
-    OutsidePods {
+    Shape {
         /// The path as sent.
         value: String,
-        /// `<kubelet-dir>/pods`.
+        /// `<kubelet-dir>/pods`, in the spellings accepted.
         pods: String,
     },
     /// `volume_capability` is missing.
@@ -69,8 +76,23 @@ impl From<Refusal> for tonic::Status {
     }
 }
 
-/// Checks `volume_id` and `target_path` (shared by publish and unpublish); returns the target.
-fn check_target(pods_dir: &Path, volume_id: &str, target_path: &str) -> Result<PathBuf, Refusal> {
+/// A target path of the one accepted shape, split into what the kernel steps need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The path as sent, for messages.
+    pub path: PathBuf,
+    /// The volume's directory below `<kubelet-dir>/pods`: `<uid>/volumes/kubernetes.io~csi/<name>`.
+    pub volume_dir: PathBuf,
+}
+
+/// Checks `volume_id` and `target_path` (shared by publish and unpublish): the target
+/// must be exactly `<pods>/<uid>/volumes/kubernetes.io~csi/<dns-label>/mount`, `<pods>`
+/// one of `pods_dirs` (`<kubelet-dir>/pods`, as given and resolved).
+fn check_target(
+    pods_dirs: &[PathBuf],
+    volume_id: &str,
+    target_path: &str,
+) -> Result<Target, Refusal> {
     if volume_id.is_empty() {
         return Err(Refusal::Empty { field: "volume_id" });
     }
@@ -84,28 +106,46 @@ fn check_target(pods_dir: &Path, volume_id: &str, target_path: &str) -> Result<P
             value: target_path.to_string(),
         });
     }
-    let target = PathBuf::from(target_path);
-    // `strip_prefix` compares whole components, so `<pods>-evil/x` is outside.
-    let inside = target
-        .strip_prefix(pods_dir)
-        .is_ok_and(|rest| !rest.as_os_str().is_empty());
-    if !inside {
-        return Err(Refusal::OutsidePods {
-            value: target_path.to_string(),
-            pods: pods_dir.display().to_string(),
-        });
+    let shape = || Refusal::Shape {
+        value: target_path.to_string(),
+        pods: pods_dirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or "),
+    };
+    // `strip_prefix` compares whole components, so `<pods>-evil/…` matches no spelling.
+    let rest = pods_dirs
+        .iter()
+        .find_map(|pods| Path::new(target_path).strip_prefix(pods).ok())
+        .and_then(Path::to_str)
+        .ok_or_else(shape)?;
+    // Normalised above: no empty, `.` or `..` segment, so the uid is one plain segment.
+    let segments: Vec<&str> = rest.split('/').collect();
+    let [uid, volumes, csi, name, mount] = segments.as_slice() else {
+        return Err(shape());
+    };
+    let volume_dir = format!("{uid}/{volumes}/{csi}/{name}");
+    if format!("{volumes}/{csi}") != CSI_VOLUMES
+        || *mount != MOUNT
+        || syntax::dns_label(name).is_err()
+    {
+        return Err(shape());
     }
-    Ok(target)
+    Ok(Target {
+        path: PathBuf::from(target_path),
+        volume_dir: PathBuf::from(volume_dir),
+    })
 }
 
-/// Checks a `NodePublishVolume` request; returns the target path to mount at.
+/// Checks a `NodePublishVolume` request; returns the target to mount at.
 ///
 /// `readonly` is not checked: the mount is read-only whatever it says.
 pub fn check_publish(
-    pods_dir: &Path,
+    pods_dirs: &[PathBuf],
     request: &NodePublishVolumeRequest,
-) -> Result<PathBuf, Refusal> {
-    let target = check_target(pods_dir, &request.volume_id, &request.target_path)?;
+) -> Result<Target, Refusal> {
+    let target = check_target(pods_dirs, &request.volume_id, &request.target_path)?;
     let capability = request
         .volume_capability
         .as_ref()
@@ -123,12 +163,12 @@ pub fn check_publish(
     }
 }
 
-/// Checks a `NodeUnpublishVolume` request; returns the target path to unmount.
+/// Checks a `NodeUnpublishVolume` request; returns the target to unmount.
 pub fn check_unpublish(
-    pods_dir: &Path,
+    pods_dirs: &[PathBuf],
     request: &NodeUnpublishVolumeRequest,
-) -> Result<PathBuf, Refusal> {
-    check_target(pods_dir, &request.volume_id, &request.target_path)
+) -> Result<Target, Refusal> {
+    check_target(pods_dirs, &request.volume_id, &request.target_path)
 }
 
 #[cfg(test)]
@@ -139,7 +179,13 @@ mod tests {
     use std::collections::HashMap;
 
     const PODS: &str = "/var/lib/kubelet/pods";
+    /// The same directory as the kubelet may spell it, through no symlink.
+    const PODS_RESOLVED: &str = "/mnt/disk/kubelet/pods";
     const TARGET: &str = "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/odigos-agent/mount";
+
+    fn pods() -> Vec<PathBuf> {
+        vec![PathBuf::from(PODS), PathBuf::from(PODS_RESOLVED)]
+    }
 
     fn mount() -> Option<VolumeCapability> {
         Some(VolumeCapability {
@@ -219,10 +265,108 @@ mod tests {
                 "target_path",
             ),
             (
+                "the other spelling of the kubelet directory",
+                publish(
+                    "/mnt/disk/kubelet/pods/uid-1/volumes/kubernetes.io~csi/odigos-agent/mount",
+                    mount(),
+                    None,
+                ),
+                None,
+                "",
+            ),
+            (
                 "outside",
                 publish("/etc/passwd", mount(), None),
                 Some(Code::InvalidArgument),
-                "not under /var/lib/kubelet/pods/",
+                "<pods> = /var/lib/kubelet/pods or /mnt/disk/kubelet/pods",
+            ),
+            (
+                "a pod's whole directory",
+                publish("/var/lib/kubelet/pods/uid-1", mount(), None),
+                Some(Code::InvalidArgument),
+                "kubernetes.io~csi/<volume name>/mount",
+            ),
+            (
+                "the pod's volumes directory",
+                publish("/var/lib/kubelet/pods/uid-1/volumes", mount(), None),
+                Some(Code::InvalidArgument),
+                "target_path",
+            ),
+            (
+                "another volume type's directory",
+                publish(
+                    "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~empty-dir/cache/mount",
+                    mount(),
+                    None,
+                ),
+                Some(Code::InvalidArgument),
+                "target_path",
+            ),
+            (
+                "a projected token's directory",
+                publish(
+                    "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~projected/kube-api-access-x",
+                    mount(),
+                    None,
+                ),
+                Some(Code::InvalidArgument),
+                "target_path",
+            ),
+            (
+                "another CSI volume's directory itself",
+                publish(
+                    "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/odigos-agent",
+                    mount(),
+                    None,
+                ),
+                Some(Code::InvalidArgument),
+                "target_path",
+            ),
+            (
+                "one level deeper",
+                publish(&format!("{TARGET}/sub"), mount(), None),
+                Some(Code::InvalidArgument),
+                "target_path",
+            ),
+            (
+                "not named mount",
+                publish(
+                    "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/odigos-agent/other",
+                    mount(),
+                    None,
+                ),
+                Some(Code::InvalidArgument),
+                "target_path",
+            ),
+            (
+                "no uid",
+                publish(
+                    "/var/lib/kubelet/pods/volumes/kubernetes.io~csi/odigos-agent/mount",
+                    mount(),
+                    None,
+                ),
+                Some(Code::InvalidArgument),
+                "target_path",
+            ),
+            (
+                "volume name not a DNS label",
+                publish(
+                    "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/Odigos.Agent/mount",
+                    mount(),
+                    None,
+                ),
+                Some(Code::InvalidArgument),
+                "DNS-1123 label",
+            ),
+            (
+                "a CSI volume of another pod's plugin directory",
+                publish(
+                    "/var/lib/kubelet/plugins/kubernetes.io/csi/x/mount",
+                    mount(),
+                    None,
+                ),
+                Some(Code::InvalidArgument),
+                "target_path",
             ),
             (
                 "pods dir itself",
@@ -262,8 +406,15 @@ mod tests {
             ),
         ];
         for (case, request, code, word) in cases {
-            match (check_publish(Path::new(PODS), &request), code) {
-                (Ok(target), None) => assert_eq!(target, Path::new(&request.target_path), "{case}"),
+            match (check_publish(&pods(), &request), code) {
+                (Ok(target), None) => {
+                    assert_eq!(target.path, Path::new(&request.target_path), "{case}");
+                    assert_eq!(
+                        target.volume_dir,
+                        Path::new("uid-1/volumes/kubernetes.io~csi/odigos-agent"),
+                        "{case}"
+                    );
+                }
                 (Err(refusal), Some(code)) => {
                     assert_eq!(refusal.code(), code, "{case}: {refusal}");
                     assert!(refusal.to_string().contains(word), "{case}: {refusal}");
@@ -283,7 +434,29 @@ mod tests {
             ("ok", request("v", TARGET), None),
             ("empty volume_id", request("", TARGET), Some("volume_id")),
             ("empty target", request("v", ""), Some("target_path")),
-            ("outside", request("v", "/mnt/x"), Some("not under")),
+            (
+                "outside",
+                request("v", "/mnt/x"),
+                Some("is not of the shape"),
+            ),
+            (
+                "a pod's whole directory",
+                request("v", "/var/lib/kubelet/pods/uid-1"),
+                Some("is not of the shape"),
+            ),
+            (
+                "another volume type",
+                request(
+                    "v",
+                    "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~projected/token/mount",
+                ),
+                Some("is not of the shape"),
+            ),
+            (
+                "one level deeper",
+                request("v", &format!("{TARGET}/x")),
+                Some("is not of the shape"),
+            ),
             (
                 "not normalised",
                 request("v", "/var/lib/kubelet/pods/./x"),
@@ -291,7 +464,7 @@ mod tests {
             ),
         ];
         for (case, request, word) in cases {
-            match (check_unpublish(Path::new(PODS), &request), word) {
+            match (check_unpublish(&pods(), &request), word) {
                 (Ok(_), None) => {}
                 (Err(refusal), Some(word)) => {
                     assert_eq!(refusal.code(), Code::InvalidArgument, "{case}");

@@ -10,20 +10,24 @@ use super::request;
 use super::volumes::{Published, Unpublished, VolumeError, Volumes};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tonic::{Request, Response, Status};
 
 /// The Identity service: who we are, and ready while the agents are installed.
 pub struct IdentityService {
     driver: String,
     agent_dir: PathBuf,
+    metrics: Arc<CsiMetrics>,
 }
 
 impl IdentityService {
-    /// Identity for `driver`, ready while `agent_dir` is a non-empty directory.
-    pub fn new(driver: &str, agent_dir: &std::path::Path) -> Self {
+    /// Identity for `driver`, ready while `agent_dir` is a non-empty directory; a failed
+    /// probe task is counted in `metrics`.
+    pub fn new(driver: &str, agent_dir: &std::path::Path, metrics: Arc<CsiMetrics>) -> Self {
         IdentityService {
             driver: driver.to_string(),
             agent_dir: agent_dir.to_path_buf(),
+            metrics,
         }
     }
 }
@@ -51,9 +55,16 @@ impl Identity for IdentityService {
 
     async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
         let agent_dir = self.agent_dir.clone();
-        let ready = tokio::task::spawn_blocking(move || crate::agents::present(&agent_dir))
-            .await
-            .unwrap_or(false);
+        let ready =
+            match tokio::task::spawn_blocking(move || crate::agents::present(&agent_dir)).await {
+                Ok(ready) => ready,
+                Err(e) => {
+                    // Not ready, but not silently: a panicked or cancelled task is a bug to see.
+                    tracing::error!(error = %e, "the probe's check of the agent directory failed");
+                    self.metrics.probe_failures.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+            };
         Ok(Response::new(ProbeResponse { ready: Some(ready) }))
     }
 }
@@ -61,29 +72,22 @@ impl Identity for IdentityService {
 /// The Node service: publish and unpublish; nothing staged, no stats, no expansion.
 pub struct NodeService<M> {
     node_id: String,
-    pods_dir: PathBuf,
     volumes: Arc<Volumes<M>>,
     metrics: Arc<CsiMetrics>,
 }
 
 impl<M: Mounts> NodeService<M> {
-    /// The Node service of node `node_id`, confined to `pods_dir` (`<kubelet-dir>/pods`).
-    pub fn new(
-        node_id: &str,
-        pods_dir: &std::path::Path,
-        volumes: Arc<Volumes<M>>,
-        metrics: Arc<CsiMetrics>,
-    ) -> Self {
+    /// The Node service of node `node_id`, confined to the pod directory of `volumes`.
+    pub fn new(node_id: &str, volumes: Arc<Volumes<M>>, metrics: Arc<CsiMetrics>) -> Self {
         NodeService {
             node_id: node_id.to_string(),
-            pods_dir: pods_dir.to_path_buf(),
             volumes,
             metrics,
         }
     }
 }
 
-/// Runs a mount-table operation on the blocking pool: mount calls can stall on a busy node.
+/// Runs a mount operation on the blocking pool: mount calls can stall on a busy node.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, VolumeError> + Send + 'static,
 ) -> Result<T, Status> {
@@ -133,7 +137,7 @@ impl<M: Mounts> Node for NodeService<M> {
         request: Request<NodePublishVolumeRequest>,
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let request = request.into_inner();
-        let result = match request::check_publish(&self.pods_dir, &request) {
+        let result = match request::check_publish(self.volumes.pods_dirs(), &request) {
             Err(refusal) => Err(Status::from(refusal)),
             Ok(target) => {
                 let volumes = self.volumes.clone();
@@ -141,6 +145,9 @@ impl<M: Mounts> Node for NodeService<M> {
             }
         };
         match &result {
+            Ok(outcome) if self.volumes.legacy() => {
+                tracing::warn!(volume = %request.volume_id, target = %request.target_path, ?outcome, "published with --allow-legacy-mount: bind then remount, read-only in this plugin's copy only")
+            }
             Ok(outcome) => {
                 tracing::info!(volume = %request.volume_id, target = %request.target_path, ?outcome, "published")
             }
@@ -159,7 +166,7 @@ impl<M: Mounts> Node for NodeService<M> {
         request: Request<NodeUnpublishVolumeRequest>,
     ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
         let request = request.into_inner();
-        let result = match request::check_unpublish(&self.pods_dir, &request) {
+        let result = match request::check_unpublish(self.volumes.pods_dirs(), &request) {
             Err(refusal) => Err(Status::from(refusal)),
             Ok(target) => {
                 let volumes = self.volumes.clone();

@@ -1,15 +1,25 @@
-//! Publish and unpublish (DESIGN §3b "Rules"), after [`super::request`] has checked the
-//! arguments: idempotent from the mount table, as the CSI spec asks, and confined to the
-//! kubelet's pod directory even when a symlink on the way points elsewhere.
+//! Publish and unpublish (DESIGN §3b "Rules") on kernel objects, after
+//! [`super::request`] has checked the target's shape: the volume's directory is resolved
+//! below a descriptor of `<kubelet-dir>/pods` without following a symlink, and every later
+//! step (create, check, mount, unmount, remove) acts on descriptors, so a path swapped in
+//! between cannot redirect it. Whether a mount is ours is decided from its descriptor, in
+//! constant time; the mount table is read only for the published-volumes gauge.
 
-use super::mounts::{Mount, Mounts, mount_of};
+use super::mounts::{self, KernelError, Mount, Mounts, Node, SEALED, mount_of};
+use super::request::{MOUNT, Target};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, Mode, OFlags, StatVfsMountFlags, mkdirat, unlinkat};
+use rustix::io::Errno;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tonic::Code;
 
-/// Most mounts one unpublish takes off a target: more means something else keeps mounting there.
+/// Most mounts of ours one unpublish takes off a target: more means something keeps mounting there.
 const MAX_STACKED: usize = 16;
+/// The mode of a target directory publish creates (the kubelet's own for volume directories).
+const TARGET_MODE: u32 = 0o750;
 
 /// What a successful publish did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,10 +33,30 @@ pub enum Published {
 /// What a successful unpublish did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unpublished {
-    /// The target was unmounted and removed.
+    /// Our mount was detached and its empty directory removed.
     Unmounted,
-    /// Nothing was mounted there (a repeated call, or never published); the empty directory, if any, is gone.
+    /// Nothing of ours was mounted there (a repeated call, or never published); an empty
+    /// directory is removed, a non-empty one left as it is.
     NotMounted,
+}
+
+/// Why the plugin cannot start serving volumes.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The kernel lacks the new mount API.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// `<kubelet-dir>/pods` cannot be opened or identified.
+    #[error(
+        "cannot use the kubelet's pod directory {}: {source}; set --kubelet-dir to the kubelet's --root-dir and mount it into this container",
+        path.display()
+    )]
+    PodsDir {
+        /// `<kubelet-dir>/pods`.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
 }
 
 /// Why a publish or unpublish failed; the message names the path and what to do.
@@ -50,18 +80,14 @@ pub enum VolumeError {
         /// `target_path`.
         path: PathBuf,
     },
-    /// A symlink leads `target_path` out of the pod directory.
+    /// A symlink, or something else that is not a directory, is on the way to `target_path`.
     #[error(
-        "target_path {} resolves to {}, outside {}: this plugin mounts only into the kubelet's pod volumes",
-        path.display(), resolved.display(), pods.display()
+        "the way to target_path {} below the pod directory goes through a symlink or a file: the kubelet makes only directories there, so the node's kubelet directory has been tampered with; nothing was created or mounted",
+        path.display()
     )]
-    ResolvesOutside {
+    NotPlainDirectories {
         /// `target_path`.
         path: PathBuf,
-        /// Where its parent really is.
-        resolved: PathBuf,
-        /// `<kubelet-dir>/pods`, resolved.
-        pods: PathBuf,
     },
     /// `target_path` exists and is not a directory (or is a symlink).
     #[error("target_path {} exists and is not a directory: remove it, or delete the pod", path.display())]
@@ -69,25 +95,16 @@ pub enum VolumeError {
         /// `target_path`.
         path: PathBuf,
     },
-    /// Something other than the agent directory is mounted at `target_path`.
+    /// Something other than our mount of the agent directory is mounted at `target_path`.
     #[error(
-        "target_path {} already has a mount that is not the agent directory read-only: unmount it, or delete the pod",
+        "target_path {} has a mount that is not this plugin's (the agent directory mounted read-only, nosuid, nodev): this plugin neither reuses nor removes it; unmount it by hand, or delete the pod",
         path.display()
     )]
     OtherMount {
         /// `target_path`.
         path: PathBuf,
     },
-    /// `target_path` is not a mount point and not empty, so this plugin did not make it.
-    #[error(
-        "target_path {} is not a mount point and not empty: this plugin did not create it and leaves it alone; remove it by hand",
-        path.display()
-    )]
-    NotEmpty {
-        /// `target_path`.
-        path: PathBuf,
-    },
-    /// Mounts keep reappearing at `target_path`.
+    /// Mounts of ours keep reappearing at `target_path`.
     #[error("target_path {} still has mounts after {MAX_STACKED} unmounts", path.display())]
     StillMounted {
         /// `target_path`.
@@ -96,7 +113,7 @@ pub enum VolumeError {
     /// A system call failed.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
-        /// What was being done, e.g. "bind-mount the agents at".
+        /// What was being done, e.g. "mount the agent directory at".
         action: &'static str,
         /// The path it was done to.
         path: PathBuf,
@@ -111,10 +128,9 @@ impl VolumeError {
         match self {
             VolumeError::AgentsMissing { .. }
             | VolumeError::ParentMissing { .. }
+            | VolumeError::NotPlainDirectories { .. }
             | VolumeError::NotADirectory { .. }
-            | VolumeError::NotEmpty { .. } => Code::FailedPrecondition,
-            VolumeError::ResolvesOutside { .. } => Code::InvalidArgument,
-            VolumeError::OtherMount { .. } => Code::AlreadyExists,
+            | VolumeError::OtherMount { .. } => Code::FailedPrecondition,
             VolumeError::StillMounted { .. } | VolumeError::Io { .. } => Code::Internal,
         }
     }
@@ -136,177 +152,392 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Volu
     }
 }
 
-/// The node's volumes: the agent directory bound into the kubelet's pod directory.
+/// What is at a target, decided from its descriptor and its parent's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtTarget {
+    /// A directory, no mount on it.
+    Plain,
+    /// Our mount: the agent directory, read-only, `nosuid`, `nodev`.
+    Ours,
+    /// Any other mount.
+    Foreign,
+}
+
+/// The agent directory's device and inode, as last seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+}
+
+/// Ours means: a separate mount (its mount ID differs from its parent's), sealed (`ro`,
+/// `nosuid`, `nodev`), whose root is the agent directory, or a directory on its device
+/// that is no longer linked (published before the agents were replaced).
+pub fn classify(
+    parent: &Node,
+    target: &Node,
+    flags: StatVfsMountFlags,
+    agents: Option<Identity>,
+) -> AtTarget {
+    if target.mount_id == parent.mount_id {
+        return AtTarget::Plain;
+    }
+    let root_is_agents = agents.is_some_and(|agents| {
+        target.dev == agents.dev && (target.ino == agents.ino || target.nlink == 0)
+    });
+    if flags.contains(SEALED) && root_is_agents {
+        AtTarget::Ours
+    } else {
+        AtTarget::Foreign
+    }
+}
+
+/// The node's volumes: the agent directory mounted into the kubelet's pod directory.
 pub struct Volumes<M> {
     mounts: M,
     agent_dir: PathBuf,
-    pods_dir: PathBuf,
+    /// `<kubelet-dir>/pods`, opened once at start (`O_PATH`).
+    pods: OwnedFd,
+    /// `<kubelet-dir>/pods` as given and as resolved: the kubelet may send either.
+    pods_dirs: Vec<PathBuf>,
+    /// The agent directory's identity, refreshed whenever a call looks at it.
+    agents: Mutex<Option<Identity>>,
     /// Serialises publish and unpublish: check-then-mount must not interleave for one target.
     busy: Mutex<()>,
 }
 
 impl<M: Mounts> Volumes<M> {
-    /// Volumes binding `agent_dir` into `pods_dir` (`<kubelet-dir>/pods`) through `mounts`.
-    pub fn new(mounts: M, agent_dir: &Path, pods_dir: &Path) -> Self {
-        Volumes {
+    /// Volumes mounting `agent_dir` into `<kubelet_dir>/pods` through `mounts`; opens the
+    /// pod directory now, so it is resolved once.
+    pub fn open(mounts: M, agent_dir: &Path, kubelet_dir: &Path) -> Result<Self, StartError> {
+        let given = kubelet_dir.join("pods");
+        let pods_error = |source| StartError::PodsDir {
+            path: given.clone(),
+            source,
+        };
+        let resolved = std::fs::canonicalize(&given).map_err(pods_error)?;
+        let pods = rustix::fs::open(
+            &resolved,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| pods_error(e.into()))?;
+        // Mount IDs are how a mount is told apart: make sure the kernel reports them.
+        mounts::node_of(pods.as_fd()).map_err(pods_error)?;
+        let mut pods_dirs = vec![given.clone()];
+        if resolved != given {
+            pods_dirs.push(resolved);
+        }
+        if mounts.legacy() {
+            tracing::warn!(
+                "--allow-legacy-mount: mounts are a bind followed by a read-only remount, which reaches only this plugin's copy; the host's copy is read-only only if the DaemonSet mounts the agent directory read-only"
+            );
+        }
+        let volumes = Volumes {
             mounts,
             agent_dir: agent_dir.to_path_buf(),
-            pods_dir: pods_dir.to_path_buf(),
+            pods,
+            pods_dirs,
+            agents: Mutex::new(None),
             busy: Mutex::new(()),
-        }
+        };
+        volumes.agents();
+        Ok(volumes)
     }
 
-    /// The agent directory, the source of every mount.
-    pub fn agent_dir(&self) -> &Path {
-        &self.agent_dir
+    /// `<kubelet-dir>/pods` in the spellings a target may use.
+    pub fn pods_dirs(&self) -> &[PathBuf] {
+        &self.pods_dirs
     }
 
-    /// `target` with its parent's symlinks resolved (the form the mount table shows), or
-    /// `None` when the parent does not exist; refused when it leads out of the pod directory.
-    fn resolve(&self, target: &Path) -> Result<Option<PathBuf>, VolumeError> {
-        let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
-            return Ok(None); // the request check admits no such path
-        };
-        let parent = match std::fs::canonicalize(parent) {
-            Ok(parent) => parent,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("resolve the parent of", target)(e)),
-        };
-        let pods = std::fs::canonicalize(&self.pods_dir)
-            .map_err(io_error("resolve the pod directory", &self.pods_dir))?;
-        if !parent.starts_with(&pods) {
-            return Err(VolumeError::ResolvesOutside {
-                path: target.to_path_buf(),
-                resolved: parent,
-                pods,
+    /// Whether mounts are made the legacy way (`--allow-legacy-mount` on an old kernel).
+    pub fn legacy(&self) -> bool {
+        self.mounts.legacy()
+    }
+
+    /// The agent directory's identity now, or the last one seen when it is gone.
+    fn agents(&self) -> Option<Identity> {
+        let mut known = self
+            .agents
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Ok(meta) = std::fs::metadata(&self.agent_dir)
+            && meta.is_dir()
+        {
+            *known = Some(Identity {
+                dev: meta.dev(),
+                ino: meta.ino(),
             });
         }
-        Ok(Some(parent.join(name)))
+        *known
     }
 
-    /// The mount table; `target` names the request in an error.
-    fn table(&self, target: &Path) -> Result<Vec<Mount>, VolumeError> {
-        self.mounts
-            .table()
-            .map_err(io_error("read the mount table for", target))
+    /// The volume's directory (the target's parent), or `None` when it does not exist.
+    fn volume_dir(&self, target: &Target) -> Result<Option<OwnedFd>, VolumeError> {
+        match mounts::open_beneath(self.pods.as_fd(), &target.volume_dir) {
+            Ok(dir) => Ok(Some(dir)),
+            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => Ok(None),
+            Err(e)
+                if [Errno::LOOP, Errno::NOTDIR, Errno::XDEV]
+                    .iter()
+                    .any(|errno| e.raw_os_error() == Some(errno.raw_os_error())) =>
+            {
+                Err(VolumeError::NotPlainDirectories {
+                    path: target.path.clone(),
+                })
+            }
+            Err(e) => Err(io_error("open the volume directory of", &target.path)(e)),
+        }
     }
 
-    /// The agent directory's device and directory on it, as the mount table shows them.
-    fn agents_source(&self, table: &[Mount]) -> Option<(String, PathBuf)> {
-        let agents = std::fs::canonicalize(&self.agent_dir).ok()?;
-        mount_of(table, &agents)?.source_of(&agents)
+    /// Opens the target directory in `parent`; `None` when it does not exist.
+    fn open_target(
+        &self,
+        parent: &OwnedFd,
+        target: &Target,
+    ) -> Result<Option<OwnedFd>, VolumeError> {
+        match mounts::open_directory(parent.as_fd(), MOUNT) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => Ok(None),
+            Err(e)
+                if [Errno::LOOP, Errno::NOTDIR]
+                    .iter()
+                    .any(|errno| e.raw_os_error() == Some(errno.raw_os_error())) =>
+            {
+                Err(VolumeError::NotADirectory {
+                    path: target.path.clone(),
+                })
+            }
+            Err(e) => Err(io_error("open", &target.path)(e)),
+        }
     }
 
-    /// How many mounts are stacked at `target` (a resolved path).
-    fn mounts_at(&self, target: &Path) -> Result<usize, VolumeError> {
-        let table = self.table(target)?;
-        Ok(table.iter().filter(|m| m.point == target).count())
+    /// What is at the target `mount` in `parent`.
+    fn at_target(
+        &self,
+        parent: BorrowedFd,
+        mount: BorrowedFd,
+        target: &Target,
+        agents: Option<Identity>,
+    ) -> Result<AtTarget, VolumeError> {
+        let look = || -> io::Result<AtTarget> {
+            let parent = mounts::node_of(parent)?;
+            let node = mounts::node_of(mount)?;
+            Ok(classify(
+                &parent,
+                &node,
+                mounts::mount_flags(mount)?,
+                agents,
+            ))
+        };
+        look().map_err(io_error("inspect", &target.path))
     }
 
-    /// Creates `target` (and only it) and binds the agent directory there read-only.
-    pub fn publish(&self, target: &Path) -> Result<Published, VolumeError> {
+    /// Creates the target (and only it) and mounts the agent directory there, read-only.
+    pub fn publish(&self, target: &Target) -> Result<Published, VolumeError> {
         let _busy = self
             .busy
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let agents = self.agents();
         if !crate::agents::present(&self.agent_dir) {
             return Err(VolumeError::AgentsMissing {
                 path: self.agent_dir.clone(),
             });
         }
-        let resolved = self
-            .resolve(target)?
+        let parent = self
+            .volume_dir(target)?
             .ok_or_else(|| VolumeError::ParentMissing {
-                path: target.to_path_buf(),
+                path: target.path.clone(),
             })?;
         // "Creation of target_path is the responsibility of the SP" (CSI spec).
-        let created = match std::fs::create_dir(&resolved) {
+        let created = match mkdirat(&parent, MOUNT, Mode::from_raw_mode(TARGET_MODE)) {
             Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // symlink_metadata: a symlink here would send the mount elsewhere.
-                let is_dir = std::fs::symlink_metadata(&resolved).is_ok_and(|m| m.is_dir());
-                if !is_dir {
-                    return Err(VolumeError::NotADirectory {
-                        path: target.to_path_buf(),
-                    });
-                }
-                false
-            }
-            Err(e) => return Err(io_error("create", target)(e)),
+            Err(Errno::EXIST) => false,
+            Err(e) => return Err(io_error("create", &target.path)(e.into())),
         };
-        let table = self.table(target)?;
-        // The top mount decides: the one a container bound there would see.
-        if let Some(top) = table.iter().rev().find(|m| m.point == resolved) {
-            let source = top.source_of(&resolved);
-            // A writable mount of the agents is not ours, even from the right directory:
-            // nothing of ours is ever writable.
-            let ours = top.read_only && source.is_some() && source == self.agents_source(&table);
-            return if ours {
-                Ok(Published::AlreadyMounted)
-            } else {
-                Err(VolumeError::OtherMount {
-                    path: target.to_path_buf(),
-                })
-            };
-        }
-        if let Err(e) = self.mounts.bind_read_only(&self.agent_dir, &resolved) {
-            if created {
-                let _ = std::fs::remove_dir(&resolved);
+        let mount =
+            self.open_target(&parent, target)?
+                .ok_or_else(|| VolumeError::ParentMissing {
+                    path: target.path.clone(),
+                })?;
+        match self.at_target(parent.as_fd(), mount.as_fd(), target, agents)? {
+            AtTarget::Ours => Ok(Published::AlreadyMounted),
+            AtTarget::Foreign => Err(VolumeError::OtherMount {
+                path: target.path.clone(),
+            }),
+            AtTarget::Plain => {
+                let mounted = self.mounts.mount_read_only(
+                    &self.agent_dir,
+                    parent.as_fd(),
+                    MOUNT,
+                    mount.as_fd(),
+                );
+                if let Err(e) = mounted {
+                    if created {
+                        let _ = unlinkat(&parent, MOUNT, AtFlags::REMOVEDIR);
+                    }
+                    return Err(io_error(
+                        "mount the agent directory read-only at",
+                        &target.path,
+                    )(e));
+                }
+                Ok(Published::Mounted)
             }
-            return Err(io_error(
-                "bind-mount the agent directory read-only at",
-                target,
-            )(e));
         }
-        Ok(Published::Mounted)
     }
 
-    /// Unmounts `target` when mounted, then removes the directory publish created.
-    pub fn unpublish(&self, target: &Path) -> Result<Unpublished, VolumeError> {
+    /// Detaches our mount at the target, then removes the directory when it is empty.
+    pub fn unpublish(&self, target: &Target) -> Result<Unpublished, VolumeError> {
         let _busy = self
             .busy
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(resolved) = self.resolve(target)? else {
+        let agents = self.agents();
+        let Some(parent) = self.volume_dir(target)? else {
             return Ok(Unpublished::NotMounted);
         };
         let mut outcome = Unpublished::NotMounted;
         for _ in 0..MAX_STACKED {
-            if self.mounts_at(&resolved)? == 0 {
-                break;
+            let Some(mount) = self.open_target(&parent, target)? else {
+                return Ok(outcome);
+            };
+            match self.at_target(parent.as_fd(), mount.as_fd(), target, agents)? {
+                AtTarget::Foreign => {
+                    return Err(VolumeError::OtherMount {
+                        path: target.path.clone(),
+                    });
+                }
+                AtTarget::Ours => {
+                    self.mounts
+                        .detach(mount.as_fd())
+                        .map_err(io_error("unmount", &target.path))?;
+                    outcome = Unpublished::Unmounted;
+                }
+                AtTarget::Plain => {
+                    drop(mount);
+                    // Only an empty directory goes: one with content is not ours to delete.
+                    return match unlinkat(&parent, MOUNT, AtFlags::REMOVEDIR) {
+                        Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY | Errno::EXIST) => Ok(outcome),
+                        Err(e) => Err(io_error("remove", &target.path)(e.into())),
+                    };
+                }
             }
-            self.mounts
-                .unmount(&resolved)
-                .map_err(io_error("unmount", target))?;
-            outcome = Unpublished::Unmounted;
         }
-        if self.mounts_at(&resolved)? > 0 {
-            return Err(VolumeError::StillMounted {
-                path: target.to_path_buf(),
-            });
-        }
-        match std::fs::remove_dir(&resolved) {
-            Ok(()) => Ok(outcome),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(outcome),
-            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Err(VolumeError::NotEmpty {
-                path: target.to_path_buf(),
-            }),
-            Err(e) => Err(io_error("remove", target)(e)),
-        }
+        Err(VolumeError::StillMounted {
+            path: target.path.clone(),
+        })
     }
 
-    /// How many volumes are published now: mounts of the agent directory under the pod directory.
+    /// How many volumes are published now: mounts of the agent directory under the pod
+    /// directory, from the mount table (read as bytes).
     pub fn published(&self) -> io::Result<usize> {
-        let pods = std::fs::canonicalize(&self.pods_dir)?;
         let table = self.mounts.table()?;
-        let Some(agents) = self.agents_source(&table) else {
+        let agents = std::fs::canonicalize(&self.agent_dir)?;
+        let Some(source) = mount_of(&table, &agents).and_then(|m| m.source_of(&agents)) else {
             return Ok(0);
         };
+        let inside = |m: &Mount| self.pods_dirs.iter().any(|pods| m.point.starts_with(pods));
         Ok(table
             .iter()
-            .filter(|m| {
-                m.point.starts_with(&pods) && m.source_of(&m.point).as_ref() == Some(&agents)
-            })
+            .filter(|m| inside(m) && m.source_of(&m.point).as_ref() == Some(&source))
             .count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ours_is_a_separate_sealed_mount_of_the_agents() {
+        let agents = Identity { dev: 8, ino: 100 };
+        let parent = Node {
+            dev: 8,
+            ino: 5,
+            nlink: 3,
+            mount_id: 1,
+        };
+        let node = |dev, ino, nlink, mount_id| Node {
+            dev,
+            ino,
+            nlink,
+            mount_id,
+        };
+        let writable = StatVfsMountFlags::NOSUID | StatVfsMountFlags::NODEV;
+        let cases = [
+            (
+                "a plain directory",
+                node(8, 7, 2, 1),
+                SEALED,
+                Some(agents),
+                AtTarget::Plain,
+            ),
+            (
+                "our mount",
+                node(8, 100, 4, 2),
+                SEALED,
+                Some(agents),
+                AtTarget::Ours,
+            ),
+            (
+                "our mount, agents replaced since (unlinked root)",
+                node(8, 99, 0, 2),
+                SEALED,
+                Some(agents),
+                AtTarget::Ours,
+            ),
+            (
+                "an unlinked directory on another device",
+                node(9, 99, 0, 2),
+                SEALED,
+                Some(agents),
+                AtTarget::Foreign,
+            ),
+            (
+                "the agents, writable",
+                node(8, 100, 4, 2),
+                writable,
+                Some(agents),
+                AtTarget::Foreign,
+            ),
+            (
+                "the agents, without nodev",
+                node(8, 100, 4, 2),
+                StatVfsMountFlags::RDONLY | StatVfsMountFlags::NOSUID,
+                Some(agents),
+                AtTarget::Foreign,
+            ),
+            (
+                "a tmpfs",
+                node(40, 1, 2, 2),
+                SEALED,
+                Some(agents),
+                AtTarget::Foreign,
+            ),
+            (
+                "another directory of the same device",
+                node(8, 101, 2, 2),
+                SEALED,
+                Some(agents),
+                AtTarget::Foreign,
+            ),
+            (
+                "agents never seen",
+                node(8, 100, 4, 2),
+                SEALED,
+                None,
+                AtTarget::Foreign,
+            ),
+        ];
+        for (case, target, flags, agents, expected) in cases {
+            assert_eq!(
+                classify(&parent, &target, flags, agents),
+                expected,
+                "{case}"
+            );
+        }
     }
 }

@@ -5,10 +5,14 @@
 //! The plugin runs as `unshare --mount --propagation private -- agent-mount-node csi …`.
 //! Without `--fork`, unshare execs in place, so the child's pid is the plugin's pid, and the
 //! test sees the plugin's mounts through `/proc/<pid>/mountinfo` and its files through
-//! `/proc/<pid>/root/<path>` ([`CsiPlugin::view`]).
+//! `/proc/<pid>/root/<path>` ([`CsiPlugin::view`]). As the DaemonSet runs it, the pod
+//! directory is `shared` in an outer namespace ([`Witness::shared_pods`]) and the plugin
+//! runs in a nested one ([`CsiPlugin::start_nested`]).
 //!
-//! For other test crates (e.g. the cross-component test):
+//! The process itself is `support::Plugin`, so a test crate including this file also has
+//! `mod support;`. For other test crates (e.g. the cross-component test):
 //! ```ignore
+//! mod support;
 //! #[path = "support/csi.rs"]
 //! mod csi_support;
 //! let node = csi_support::CsiNode::new();            // agents: java/javaagent.jar, python/…
@@ -18,6 +22,7 @@
 //! ```
 #![allow(dead_code)] // each test crate uses its own subset
 
+use crate::support::Plugin;
 use agent_mount_node::csi::api::EPHEMERAL_KEY;
 use agent_mount_node::csi::api::csi::identity_client::IdentityClient;
 use agent_mount_node::csi::api::csi::node_client::NodeClient;
@@ -31,10 +36,10 @@ use agent_mount_node::csi::api::registration::{InfoRequest, PluginInfo, Registra
 use agent_mount_node::uds;
 use notify::Watcher;
 use std::collections::HashMap;
-use std::io::Read;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -109,13 +114,18 @@ impl CsiNode {
     }
 }
 
-/// The plugin binary in its own private mount namespace; SIGTERM on drop, and its
-/// stderr printed when the test fails.
+/// The plugin binary in its own mount namespace; SIGTERM on drop, and its output
+/// printed when the test fails.
 pub struct CsiPlugin {
-    pub child: Child,
+    pub process: Plugin,
     pub csi_socket: PathBuf,
-    stderr: Arc<Mutex<String>>,
 }
+
+/// The message for a test that cannot make mount namespaces.
+const NEED_ROOT: &str = "These tests make real mounts in private mount namespaces, which needs \
+    CAP_SYS_ADMIN: run them as root (as CI does), or wrap the test command in \
+    `unshare --user --map-root-user --mount` where unprivileged user namespaces are allowed \
+    (sysctl kernel.unprivileged_userns_clone=1).";
 
 impl CsiPlugin {
     /// Starts `agent-mount-node csi` for `node` with extra flags, and waits for its CSI socket.
@@ -131,6 +141,23 @@ impl CsiPlugin {
         Self::launch(&unshare, node, agent_dir, extra).await
     }
 
+    /// Starts the plugin in a mount namespace nested in that of `outer` (e.g.
+    /// [`Witness::shared_pods`]), its mounts' propagation unchanged: what it mounts in a
+    /// shared directory appears in the outer namespace, as with `mountPropagation: Bidirectional`.
+    pub async fn start_nested(outer: &Witness, node: &CsiNode, agent_dir: &Path) -> CsiPlugin {
+        let launcher = [
+            "nsenter".to_string(),
+            format!("--mount=/proc/{}/ns/mnt", outer.pid()),
+            "--".to_string(),
+            "unshare".to_string(),
+            "--mount".to_string(),
+            "--propagation".to_string(),
+            "unchanged".to_string(),
+            "--".to_string(),
+        ];
+        Self::launch(&launcher, node, agent_dir, &[]).await
+    }
+
     /// Starts the plugin in the mount namespace of process `pid` (e.g. a [`Witness`] of an
     /// earlier plugin), as a restarted DaemonSet pod finds the node's mounts.
     pub async fn start_in_namespace_of(pid: u32, node: &CsiNode) -> CsiPlugin {
@@ -142,6 +169,33 @@ impl CsiPlugin {
         Self::launch(&nsenter, node, &node.agents(), &[]).await
     }
 
+    /// The command `launcher… agent-mount-node csi …` for `node`.
+    pub fn command(
+        launcher: &[String],
+        node: &CsiNode,
+        agent_dir: &Path,
+        extra: &[&str],
+    ) -> Command {
+        let (program, args) = launcher.split_first().expect("a launcher");
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .arg(env!("CARGO_BIN_EXE_agent-mount-node"))
+            .arg("csi");
+        // The node's kubelet directory, unless `extra` spells it another way.
+        if !extra.contains(&"--kubelet-dir") {
+            command.arg("--kubelet-dir").arg(node.kubelet_dir());
+        }
+        command
+            .arg("--agent-dir")
+            .arg(agent_dir)
+            .args(["--node-name", NODE_NAME, "--poll-interval", "200ms"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        command
+    }
+
     /// Runs `launcher… agent-mount-node csi …`; the launcher execs in place, so the pid is the plugin's.
     async fn launch(
         launcher: &[String],
@@ -149,44 +203,14 @@ impl CsiPlugin {
         agent_dir: &Path,
         extra: &[&str],
     ) -> CsiPlugin {
-        let mut child = Command::new(&launcher[0])
-            .args(&launcher[1..])
-            .arg(env!("CARGO_BIN_EXE_agent-mount-node"))
-            .arg("csi")
-            .arg("--kubelet-dir")
-            .arg(node.kubelet_dir())
-            .arg("--agent-dir")
-            .arg(agent_dir)
-            .args(["--node-name", NODE_NAME, "--poll-interval", "200ms"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "run {} (util-linux) to start the plugin in a mount namespace: {e}",
-                    launcher[0]
-                )
-            });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let sink = stderr.clone();
-            std::thread::spawn(move || {
-                let mut buffer = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buffer) {
-                    if n == 0 {
-                        break;
-                    }
-                    let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
-                    sink.lock().expect("stderr buffer").push_str(&text);
-                }
-            });
-        }
+        Self::serving(Self::command(launcher, node, agent_dir, extra), node).await
+    }
+
+    /// Runs `command` (a [`CsiPlugin::command`]) and waits until it serves.
+    pub async fn serving(command: Command, node: &CsiNode) -> CsiPlugin {
         let mut plugin = CsiPlugin {
-            child,
+            process: Plugin::spawn(command),
             csi_socket: node.csi_socket(),
-            stderr,
         };
         plugin.wait_until_serving().await;
         plugin
@@ -196,20 +220,14 @@ impl CsiPlugin {
     async fn wait_until_serving(&mut self) {
         let deadline = Instant::now() + STARTUP;
         while !self.csi_socket.exists() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader thread drain the pipe.
+            if let Some(status) = self.exited(Duration::ZERO) {
+                // Let the reader threads drain the pipes.
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let stderr = self.stderr();
-                if stderr.contains("unshare") {
-                    panic!(
-                        "cannot create a private mount namespace ({status}): {stderr}\n\
-                         These tests make real bind mounts in a private mount namespace, which needs \
-                         CAP_SYS_ADMIN: run them as root (as CI does), or wrap the test command in \
-                         `unshare --user --map-root-user --mount` where unprivileged user namespaces \
-                         are allowed (sysctl kernel.unprivileged_userns_clone=1)."
-                    );
+                let output = self.stderr();
+                if output.contains("unshare") || output.contains("nsenter") {
+                    panic!("cannot create a mount namespace ({status}): {output}\n{NEED_ROOT}");
                 }
-                panic!("the CSI plugin exited before serving ({status}):\n{stderr}");
+                panic!("the CSI plugin exited before serving ({status}):\n{output}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -224,20 +242,19 @@ impl CsiPlugin {
         assert_ne!(ours, its, "the plugin must run in its own mount namespace");
     }
 
-    /// The plugin's pid (unshare execs in place).
+    /// The plugin's pid (the launchers exec in place).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
-    /// What the plugin has written to stderr so far.
+    /// What the plugin has written so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().expect("stderr buffer").clone()
+        self.process.output()
     }
 
     /// `path` as the plugin's mount namespace shows it (what a container bound there sees).
     pub fn view(&self, path: &Path) -> PathBuf {
-        let relative = path.strip_prefix("/").unwrap_or(path);
-        PathBuf::from(format!("/proc/{}/root", self.pid())).join(relative)
+        view(self.pid(), path)
     }
 
     /// The plugin's mount table lines whose mount point is `target`.
@@ -272,11 +289,17 @@ impl CsiPlugin {
         volume: &str,
     ) -> Result<PathBuf, tonic::Status> {
         let target = node.target(pod_uid, volume);
+        self.publish_at(&target).await?;
+        Ok(target)
+    }
+
+    /// Publishes at `target` as it is, creating nothing first.
+    pub async fn publish_at(&self, target: &Path) -> Result<(), tonic::Status> {
         self.node()
             .await
-            .node_publish_volume(publish_request(&target))
-            .await?;
-        Ok(target)
+            .node_publish_volume(publish_request(target))
+            .await
+            .map(|_| ())
     }
 
     /// Unpublishes `target` as the kubelet would.
@@ -293,43 +316,26 @@ impl CsiPlugin {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        // SAFETY: kill(2) with a child's pid and a valid signal has no memory effects.
-        unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
+        self.process.terminate();
     }
 
     /// Waits for the process to exit, up to `within`.
     pub fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("wait for the plugin") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
+        self.process.wait(within)
     }
-}
 
-impl Drop for CsiPlugin {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            self.terminate();
-            if self.wait(Duration::from_secs(3)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "--- stderr of the CSI plugin (pid {}) ---\n{}",
-                self.pid(),
-                self.stderr()
-            );
+    /// The exit status if the process has exited within `within`.
+    pub fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        match self.process.child.try_wait() {
+            Ok(Some(status)) => Some(status),
+            _ if within.is_zero() => None,
+            _ => self.process.wait(within),
         }
     }
 }
 
-/// A process that keeps a plugin's mount namespace alive after the plugin exits; killed on drop.
+/// A process that holds a mount namespace (a plugin's after it exits, or an outer one for
+/// a nested plugin); killed on drop.
 pub struct Witness(Child);
 
 impl Witness {
@@ -355,6 +361,35 @@ impl Witness {
         witness
     }
 
+    /// A new mount namespace (the node's, in the test) in which `node`'s pod directory is
+    /// a `shared` mount, as the kubelet's is; start the plugin in it with
+    /// [`CsiPlugin::start_nested`].
+    pub async fn shared_pods(node: &CsiNode) -> Witness {
+        let pods = node.pods_dir();
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(r#"mount --bind "$1" "$1" && mount --make-shared "$1" && exec sleep 600"#)
+            .arg("sh")
+            .arg(&pods)
+            .spawn()
+            .expect("unshare (util-linux)");
+        let mut witness = Witness(child);
+        let deadline = Instant::now() + STARTUP;
+        while !mounts_at(witness.pid(), &pods)
+            .iter()
+            .any(|line| line.contains(" shared:"))
+        {
+            if let Ok(Some(status)) = witness.0.try_wait() {
+                panic!(
+                    "cannot make a mount namespace with a shared pod directory ({status})\n{NEED_ROOT}"
+                );
+            }
+            assert!(Instant::now() < deadline, "no shared pod directory");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        witness
+    }
+
     /// Its pid: `/proc/<pid>/mountinfo` and `/proc/<pid>/root` show the namespace.
     pub fn pid(&self) -> u32 {
         self.0.id()
@@ -368,15 +403,33 @@ impl Drop for Witness {
     }
 }
 
-/// The mount table lines of process `pid` whose mount point is `target`.
+/// `path` as the mount namespace of process `pid` shows it.
+pub fn view(pid: u32, path: &Path) -> PathBuf {
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    PathBuf::from(format!("/proc/{pid}/root")).join(relative)
+}
+
+/// The mount table lines of process `pid` whose mount point is `target` (read as bytes:
+/// a mount point elsewhere need not be UTF-8).
 pub fn mounts_at(pid: u32, target: &Path) -> Vec<String> {
-    let table = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
-    let target = target.display().to_string();
+    let table = std::fs::read(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let target = target.as_os_str().as_bytes();
     table
-        .lines()
-        .filter(|line| line.split(' ').nth(4) == Some(target.as_str()))
-        .map(String::from)
+        .split(|b| *b == b'\n')
+        .filter(|line| line.split(|b| *b == b' ').nth(4) == Some(target))
+        .map(|line| String::from_utf8_lossy(line).into_owned())
         .collect()
+}
+
+/// Runs `mount <args>` in the mount namespace of process `pid`, as another program on the node would.
+pub fn mount_in(pid: u32, args: &[&OsStr]) {
+    let status = Command::new("nsenter")
+        .arg(format!("--mount=/proc/{pid}/ns/mnt"))
+        .args(["--", "mount"])
+        .args(args)
+        .status()
+        .expect("nsenter (util-linux)");
+    assert!(status.success(), "mount {args:?}");
 }
 
 /// The request the kubelet sends for an inline volume with `podInfoOnMount: true`.

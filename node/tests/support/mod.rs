@@ -1,4 +1,6 @@
-//! Test support: a fake kubelet that behaves like the real one, and the plugin binary under test.
+//! Test support: a fake kubelet that behaves like the real one, the plugin binary under
+//! test as a child process ([`Plugin`], also the process under the CSI plugin of
+//! `support/csi.rs`), and a small HTTP client for `/metrics`.
 #![allow(dead_code)] // each test crate uses its own subset
 
 use agent_mount_node::device_plugin::api::device_plugin_client::DevicePluginClient;
@@ -238,8 +240,8 @@ impl Node {
     }
 }
 
-/// The plugin binary, run as a child process; it is sent SIGTERM when dropped, and its
-/// output is printed when the test failed.
+/// A node binary run as a child process (either plugin, under any launcher); it is sent
+/// SIGTERM when dropped, and its output is printed when the test failed.
 pub struct Plugin {
     pub child: Child,
     output: Arc<Mutex<String>>,
@@ -270,11 +272,12 @@ impl Plugin {
 
     /// Runs `command`, collecting its stdout and stderr.
     pub fn spawn(mut command: Command) -> Plugin {
+        let program = command.get_program().to_string_lossy().into_owned();
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start the plugin binary");
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
         let output = Arc::new(Mutex::new(String::new()));
         let pipes: [Box<dyn Read + Send>; 2] = [
             Box::new(child.stdout.take().unwrap()),
@@ -301,6 +304,11 @@ impl Plugin {
             output,
             readers,
         }
+    }
+
+    /// Its pid (launchers such as `unshare` and `nsenter` exec in place, so it is the plugin's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the plugin wrote so far (stdout and stderr).
@@ -345,6 +353,7 @@ impl Drop for Plugin {
             self.terminate();
             if self.wait(Duration::from_secs(3)).is_none() {
                 let _ = self.child.kill();
+                let _ = self.child.wait();
             }
         }
         if std::thread::panicking() {
@@ -359,6 +368,23 @@ impl Drop for Plugin {
             );
         }
     }
+}
+
+/// A port nobody listens on, as `127.0.0.1:<port>`.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+}
+
+/// `GET path` over HTTP/1.1; the whole response, status line first.
+pub async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
 }
 
 /// Waits until `path` exists.
