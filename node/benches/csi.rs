@@ -48,14 +48,26 @@ fn unpublish_of(publish: &NodePublishVolumeRequest) -> NodeUnpublishVolumeReques
     }
 }
 
-/// `cycles` publish/unpublish cycles of `publish`: the sorted publish and unpublish times.
+/// The sorted times of `cycles` publish/unpublish cycles of `publish`.
+struct CycleTimes {
+    publishes: Vec<Duration>,
+    unpublishes: Vec<Duration>,
+    /// Publish and unpublish together.
+    both: Vec<Duration>,
+}
+
+/// `cycles` publish/unpublish cycles of `publish`, timed.
 async fn measure_cycles(
     client: &mut NodeClient<tonic::transport::Channel>,
     publish: &NodePublishVolumeRequest,
     cycles: usize,
-) -> (Vec<Duration>, Vec<Duration>) {
+) -> CycleTimes {
     let unpublish = unpublish_of(publish);
-    let (mut publishes, mut unpublishes) = (Vec::new(), Vec::new());
+    let mut times = CycleTimes {
+        publishes: Vec::with_capacity(cycles),
+        unpublishes: Vec::with_capacity(cycles),
+        both: Vec::with_capacity(cycles),
+    };
     for _ in 0..cycles {
         let started = Instant::now();
         client.node_publish_volume(publish.clone()).await.unwrap();
@@ -64,12 +76,19 @@ async fn measure_cycles(
             .node_unpublish_volume(unpublish.clone())
             .await
             .unwrap();
-        publishes.push(published - started);
-        unpublishes.push(published.elapsed());
+        let done = Instant::now();
+        times.publishes.push(published - started);
+        times.unpublishes.push(done - published);
+        times.both.push(done - started);
     }
-    publishes.sort();
-    unpublishes.sort();
-    (publishes, unpublishes)
+    for sorted in [
+        &mut times.publishes,
+        &mut times.unpublishes,
+        &mut times.both,
+    ] {
+        sorted.sort();
+    }
+    times
 }
 
 /// The flat-cost figures: the same cycles on a node with one volume, then on a busy node.
@@ -79,7 +98,7 @@ async fn flat_cost(out: &mut String) {
     let mut client = plugin.node().await;
     let publish = publish_request(&node.target("flat-pod", "odigos-agent"));
     measure_cycles(&mut client, &publish, WARM_UP).await;
-    let (alone_publish, alone_unpublish) = measure_cycles(&mut client, &publish, FLAT_CYCLES).await;
+    let alone = measure_cycles(&mut client, &publish, FLAT_CYCLES).await;
     for n in 0..BUSY_VOLUMES {
         let other = publish_request(&node.target(&format!("pod-{n}"), "odigos-agent"));
         client.node_publish_volume(other).await.unwrap();
@@ -98,7 +117,7 @@ async fn flat_cost(out: &mut String) {
     assert!(status.success(), "{UNRELATED_MOUNTS} unrelated mounts");
     let table = std::fs::read(format!("/proc/{}/mountinfo", plugin.pid())).unwrap();
     let lines = table.split(|b| *b == b'\n').count();
-    let (busy_publish, busy_unpublish) = measure_cycles(&mut client, &publish, FLAT_CYCLES).await;
+    let busy = measure_cycles(&mut client, &publish, FLAT_CYCLES).await;
     let row = |out: &mut String, what: &str, alone: &[Duration], busy: &[Duration]| {
         let (p50, p99) = (percentile(alone, 0.5), percentile(alone, 0.99));
         let (busy_p50, busy_p99) = (percentile(busy, 0.5), percentile(busy, 0.99));
@@ -114,12 +133,17 @@ async fn flat_cost(out: &mut String) {
         )
         .unwrap();
     };
-    row(out, "`NodePublishVolume`", &alone_publish, &busy_publish);
+    row(
+        out,
+        "`NodePublishVolume`",
+        &alone.publishes,
+        &busy.publishes,
+    );
     row(
         out,
         "`NodeUnpublishVolume`",
-        &alone_unpublish,
-        &busy_unpublish,
+        &alone.unpublishes,
+        &busy.unpublishes,
     );
 }
 
@@ -133,35 +157,14 @@ async fn cycles(out: &mut String) {
     let mut client = plugin.node().await;
     let target = node.target("bench-pod", "odigos-agent");
     let publish = publish_request(&target);
-    let unpublish = unpublish_of(&publish);
-    let (mut publishes, mut unpublishes, mut both) = (
-        Vec::with_capacity(CYCLES),
-        Vec::with_capacity(CYCLES),
-        Vec::with_capacity(CYCLES),
-    );
-    let mut rss_warm = 0;
-    for cycle in 0..WARM_UP + CYCLES {
-        if cycle == WARM_UP {
-            // The first cycles start the blocking-pool thread and size the buffers.
-            rss_warm = status_kib(plugin.pid(), "VmRSS");
-        }
-        let started = Instant::now();
-        client.node_publish_volume(publish.clone()).await.unwrap();
-        let published = Instant::now();
-        client
-            .node_unpublish_volume(unpublish.clone())
-            .await
-            .unwrap();
-        let done = Instant::now();
-        if cycle >= WARM_UP {
-            publishes.push(published - started);
-            unpublishes.push(done - published);
-            both.push(done - started);
-        }
-    }
-    for times in [&mut publishes, &mut unpublishes, &mut both] {
-        times.sort();
-    }
+    // The first cycles start the blocking-pool thread and size the buffers.
+    measure_cycles(&mut client, &publish, WARM_UP).await;
+    let rss_warm = status_kib(plugin.pid(), "VmRSS");
+    let CycleTimes {
+        publishes,
+        unpublishes,
+        both,
+    } = measure_cycles(&mut client, &publish, CYCLES).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = status_kib(plugin.pid(), "VmRSS");
     let peak = status_kib(plugin.pid(), "VmHWM");
