@@ -13,6 +13,7 @@
     )
 )]
 
+pub mod activation;
 pub mod copy;
 pub mod mutate;
 pub mod response;
