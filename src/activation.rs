@@ -8,7 +8,9 @@
 pub mod annotation;
 pub mod env;
 
-use crate::settings::{SettingsError, check, typed_without_unknown_keys};
+use crate::settings::check::check;
+use crate::settings::decode::typed_without_unknown_keys;
+use crate::settings::errors::SettingsError;
 use agent_mount_common::syntax;
 use k8s_openapi::api::core::v1::EnvVarSource;
 use serde::{Deserialize, Serialize};

@@ -14,7 +14,8 @@
 )]
 
 pub mod activation;
-pub mod copy;
+pub mod init_container;
+pub mod message;
 pub mod mutate;
 pub mod response;
 pub mod select;

@@ -6,7 +6,12 @@
 //! aborts the whole mutation with a message saying what to fix; the caller then
 //! accepts the pod unchanged.
 
-use crate::settings::{AgentMounts, Keyword, Method, NodeLabel, Settings, SettingsError};
+use crate::message::{echo, shorten};
+use crate::settings::Settings;
+use crate::settings::decode::Keyword;
+use crate::settings::errors::SettingsError;
+use crate::settings::method::{AgentMounts, Method};
+use crate::settings::raw::NodeLabel;
 use k8s_openapi::api::core::v1::{
     CSIVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, ImageVolumeSource,
     NodeSelectorRequirement, VolumeMount,
@@ -17,11 +22,9 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 /// The `volumeAttributes` of the CSI volume, so the node plugin knows what it serves.
-pub const CSI_VOLUME_ATTRIBUTES: [(&str, &str); 1] = [("type", "instrumentation")];
-/// Longest pod-supplied text a message repeats.
-pub const MAX_ECHO: usize = 200;
+const CSI_VOLUME_ATTRIBUTES: [(&str, &str); 1] = [("type", "instrumentation")];
 /// The three container lists of a pod spec.
-pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
 type Object = Map<String, Value>;
 
@@ -121,23 +124,6 @@ pub enum Conflict {
     /// The settings could not be turned into the objects to insert.
     #[error("internal error building what agent-mount inserts: {0}")]
     Internal(#[from] SettingsError),
-}
-
-/// A pod-supplied value for a message, cut after [`MAX_ECHO`] characters.
-pub fn echo(value: &Value) -> String {
-    let text = match value {
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
-    };
-    shorten(&text)
-}
-
-/// `text` cut after [`MAX_ECHO`] characters, marked with an ellipsis.
-pub fn shorten(text: &str) -> String {
-    match text.char_indices().nth(MAX_ECHO) {
-        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
-        None => text.to_string(),
-    }
 }
 
 /// Adds what the settings' method needs for the `containers` (sorted indices into
@@ -477,14 +463,25 @@ fn agent_mounts(method: &Method, mounts: &AgentMounts) -> Vec<VolumeMount> {
     }
 }
 
-/// A mount path with `//`, `.` segments and a trailing `/` removed, for comparison.
-pub fn normalise_path(path: &str) -> String {
-    let segments: Vec<&str> = path
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
+/// A mount path as the container resolves it, for comparison: `//`, `.` segments and a
+/// trailing `/` removed, and `..` resolved lexically, so `/var/x/../odigos` is
+/// `/var/odigos` (DESIGN §2). `..` at the root stays there; a relative path keeps its
+/// leading `..`.
+fn normalise_path(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." if segments.last().is_some_and(|last| *last != "..") => {
+                segments.pop();
+            }
+            ".." if absolute => {}
+            segment => segments.push(segment),
+        }
+    }
     let joined = segments.join("/");
-    if path.starts_with('/') {
+    if absolute {
         format!("/{joined}")
     } else {
         joined
@@ -534,15 +531,15 @@ fn add_agent_mounts(
     Ok(changed)
 }
 
-/// Whether an existing mount is exactly ours: our volume, read-only, our subPath.
+/// Whether an existing mount is exactly ours: our volume, read-only, our subPath (an empty
+/// one is none), and no subPathExpr, which would mount a sub-directory, not the agents.
 fn is_exactly(found: &Value, wanted: &VolumeMount) -> bool {
+    // An empty string is the API server's "unset"; any other value is set.
+    let set = |key: &str| found.get(key).filter(|v| !v.is_null() && *v != "");
     found.get("name").and_then(Value::as_str) == Some(&wanted.name)
         && found.get("readOnly") == Some(&Value::Bool(true))
-        && found
-            .get("subPath")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            == wanted.sub_path.as_deref()
+        && set("subPath").map(Value::as_str) == wanted.sub_path.as_deref().map(Some)
+        && set("subPathExpr").is_none()
 }
 
 /// ANDs `key In [value]` into every required node selector term that selects something,

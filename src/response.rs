@@ -4,7 +4,7 @@
 //! problem, a conflict included, accepts the pod unchanged with a warning, so that
 //! the policy never blocks workloads.
 
-use crate::select::listing;
+use crate::message::listing;
 use crate::{mutate, select, settings};
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;

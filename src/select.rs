@@ -4,13 +4,10 @@
 //! every app container is instrumented except the `ignoredContainers` sidecars.
 //! Init and ephemeral containers are never selected.
 
-use crate::mutate::shorten;
+use crate::message::{echo, listing};
 use crate::settings::Settings;
 use serde_json::Value;
 use std::collections::HashSet;
-
-/// How many names a warning lists before "and N more".
-pub const MAX_LISTED: usize = 10;
 
 /// Why an object cannot be read as a pod: the only reason a request is rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -87,22 +84,9 @@ pub fn instrumented_containers(pod: &Value, names: &[&str], settings: &Settings)
             warnings: vec![format!(
                 "agent-mount: annotation {:?} must be a comma-separated string of container names, got {}; no container was instrumented: set it to a string such as \"app,worker\"",
                 settings.containers_annotation,
-                crate::mutate::echo(other)
+                echo(other)
             )],
         },
-    }
-}
-
-/// The names joined by ", ", cut after [`MAX_LISTED`] with "and N more", each shortened.
-pub fn listing(names: &[&str]) -> String {
-    let shown: Vec<String> = names
-        .iter()
-        .take(MAX_LISTED)
-        .map(|n| format!("{:?}", shorten(n)))
-        .collect();
-    match names.len().saturating_sub(MAX_LISTED) {
-        0 => shown.join(", "),
-        more => format!("{} and {more} more", shown.join(", ")),
     }
 }
 

@@ -1,17 +1,21 @@
 //! Property tests over generated pods, for every method: no panic, idempotence, nothing
-//! removed, valid in → valid out, and nothing of ours writable. A pod left unchanged
-//! must carry a warning or already hold what the policy adds.
+//! removed, valid in → valid out (and no two mounts at one place), and nothing of ours
+//! writable. A pod left unchanged must carry a warning or already hold what the policy
+//! adds. Arbitrary JSON is rejected (400) exactly when it cannot be read as a pod.
 
 mod support;
 
 use agent_mount::response::validate;
 use agent_mount::select;
-use agent_mount::settings::{self, Method, MountMethod};
+use agent_mount::settings::{self, method::Method};
+use agent_mount_common::MountMethod;
 use k8s_openapi::api::core::v1::Pod;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};
-use support::{lost_from, ops, payload, pod_rules};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use support::pod_rules::{self, mounts_at_one_place, resolve};
+use support::{lost_from, method_settings, ops, payload};
 
 /// Generated pods per method; the issue asks for at least 10,000.
 const CASES: u32 = 10_000;
@@ -61,16 +65,22 @@ fn resources() -> impl Strategy<Value = Option<Value>> {
         })
 }
 
-/// Mounts, including the attacks: our volume name without readOnly, elsewhere, or with another subPath.
+/// Mounts, including the attacks: our volume name without readOnly, elsewhere, with another
+/// subPath or a subPathExpr, and our path spelt with `..`.
 fn mounts() -> impl Strategy<Value = Option<Value>> {
     let mount = prop_oneof![
-        4 => Just(json!({"name": "data", "mountPath": "/data"})),
+        6 => Just(json!({"name": "data", "mountPath": "/data"})),
         1 => Just(json!({"name": "odigos-agent", "mountPath": "/var/odigos", "readOnly": true})),
         1 => Just(json!({"name": "odigos-agent", "mountPath": "/var/odigos"})),
         1 => Just(json!({"name": "odigos-agent", "mountPath": "/agents-rw"})),
         1 => Just(json!({"name": "other", "mountPath": "/var/odigos/"})),
         1 => Just(json!({"name": "odigos-agent", "mountPath": "/var/odigos/java", "subPath": "java", "readOnly": true})),
         1 => Just(json!({"name": "odigos-agent", "mountPath": "/var/odigos", "subPath": "instrumentations", "readOnly": true})),
+        1 => Just(json!({"name": "odigos-agent", "mountPath": "/var/x/../odigos", "readOnly": true})),
+        1 => Just(json!({"name": "data", "mountPath": "/var/x/../odigos", "readOnly": true})),
+        1 => Just(json!({"name": "data", "mountPath": "/var/odigos/python/../java"})),
+        1 => Just(json!({"name": "odigos-agent", "mountPath": "/var/odigos", "subPathExpr": "$(POD_NAME)", "readOnly": true})),
+        1 => Just(json!({"name": "odigos-agent", "mountPath": "/var/odigos/java", "subPathExpr": "java", "readOnly": true})),
     ];
     proptest::option::of(proptest::collection::vec(mount, 0..3).prop_map(Value::Array))
 }
@@ -212,16 +222,12 @@ fn settings(method: MountMethod) -> impl Strategy<Value = Value> {
         1..=3,
     ));
     (dirs, any::<bool>(), any::<bool>()).prop_map(move |(dirs, label, root)| {
-        let mut s = json!({"mountMethod": method.as_str()});
+        let mut s = method_settings(method);
         let label_key = match method {
             MountMethod::VirtualDevice => return s,
             MountMethod::HostPath | MountMethod::CsiDriver => true,
-            MountMethod::InitContainer => {
-                s["initContainer"] = json!({"image": "ghcr.io/example/agents:1.0"});
-                false
-            }
+            MountMethod::InitContainer => false,
             MountMethod::ImageVolume => {
-                s["imageVolume"] = json!({"reference": "ghcr.io/example/agents:1.0"});
                 if root {
                     s["imageVolume"]["sourcePath"] = json!("/");
                 }
@@ -287,18 +293,24 @@ fn already_instrumented(pod: &Value, settings: &settings::Settings) -> bool {
             let has_volume = pod["spec"]["volumes"]
                 .as_array()
                 .is_some_and(|v| v.iter().any(|v| v["name"] == mounts.volume_name.as_str()));
-            let paths: Vec<String> = if mounts.agent_directories.is_empty() {
-                vec![mounts.mount_path.clone()]
+            let sub_path = |dir: Option<&str>| match method {
+                Method::ImageVolume { image, .. } => image.sub_path(dir),
+                _ => dir.map(String::from),
+            };
+            // (where, subPath) of each mount the policy adds.
+            let wanted: Vec<(String, Option<String>)> = if mounts.agent_directories.is_empty() {
+                vec![(mounts.mount_path.clone(), sub_path(None))]
             } else {
                 mounts
                     .agent_directories
                     .iter()
-                    .map(|d| format!("{}/{d}", mounts.mount_path))
+                    .map(|d| (format!("{}/{d}", mounts.mount_path), sub_path(Some(d))))
                     .collect()
             };
+            let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(String::from);
             has_volume
                 && selected.iter().all(|&i| {
-                    paths.iter().all(|path| {
+                    wanted.iter().all(|(path, sub_path)| {
                         containers[i]["volumeMounts"]
                             .as_array()
                             .into_iter()
@@ -306,8 +318,9 @@ fn already_instrumented(pod: &Value, settings: &settings::Settings) -> bool {
                             .any(|m| {
                                 m["name"] == mounts.volume_name.as_str()
                                     && m["readOnly"] == true
-                                    && m["mountPath"].as_str().map(|p| p.trim_end_matches('/'))
-                                        == Some(path)
+                                    && m["mountPath"].as_str().map(resolve) == Some(resolve(path))
+                                    && text(&m["subPath"]) == *sub_path
+                                    && text(&m["subPathExpr"]).is_none()
                             })
                     })
                 })
@@ -315,8 +328,25 @@ fn already_instrumented(pod: &Value, settings: &settings::Settings) -> bool {
     }
 }
 
-/// The five properties for one generated pod.
+/// Generated pods holding a mount path with `..`, and a mount with a subPathExpr.
+static WITH_DOTDOT: AtomicUsize = AtomicUsize::new(0);
+static WITH_SUB_PATH_EXPR: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts the pods whose mounts hold `needle`, so the run shows it reached those shapes.
+fn count_if(pod: &Value, needle: &str, counter: &AtomicUsize) {
+    let mounts = ["containers", "initContainers", "ephemeralContainers"]
+        .into_iter()
+        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten())
+        .flat_map(|c| c["volumeMounts"].as_array().into_iter().flatten());
+    if mounts.map(Value::to_string).any(|m| m.contains(needle)) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The properties for one generated pod.
 fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
+    count_if(pod, "/../", &WITH_DOTDOT);
+    count_if(pod, "subPathExpr", &WITH_SUB_PATH_EXPR);
     let settings = settings::parse(settings_json.clone()).expect("generated settings are valid");
     let response = validate(&payload(&request(pod), settings_json));
     prop_assert!(response.accepted, "{:?}", response.message);
@@ -353,6 +383,10 @@ fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
     if pod_rules::violations(pod).is_empty() {
         prop_assert_eq!(pod_rules::violations(&mutated), Vec::<String>::new());
     }
+    // No mount added at a place the container already mounts, however the path is spelt.
+    if mounts_at_one_place(pod).is_empty() {
+        prop_assert_eq!(mounts_at_one_place(&mutated), Vec::<String>::new());
+    }
     prop_assert!(serde_json::from_value::<Pod>(mutated.clone()).is_ok());
     // Nothing of ours writable: when the policy created the volume, every mount of it is read-only.
     if let Some(mounts) = settings.method.mounts() {
@@ -386,26 +420,69 @@ fn generated_pods_under_every_method() {
             })
             .unwrap_or_else(|e| panic!("{}: {e}", method.as_str()));
     }
+    let (dotdot, expr) = (
+        WITH_DOTDOT.load(Ordering::Relaxed),
+        WITH_SUB_PATH_EXPR.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "{} pods per method; with a `..` mount path: {dotdot}, with a subPathExpr: {expr}",
+        CASES
+    );
+    // The generators must reach both exact-shape defects (DESIGN §2 "Mutation rules").
+    assert!(
+        dotdot > 0 && expr > 0,
+        "dotdot {dotdot}, subPathExpr {expr}"
+    );
+}
+
+/// Whether DESIGN §2 says an object can be read as a pod: a JSON object whose
+/// `spec.containers` is an array of objects, each with a string `name`.
+fn readable_as_pod(object: &Value) -> bool {
+    object.is_object()
+        && object["spec"]["containers"]
+            .as_array()
+            .is_some_and(|containers| {
+                containers
+                    .iter()
+                    .all(|c| c.is_object() && c["name"].is_string())
+            })
 }
 
 #[test]
-fn arbitrary_json_never_panics() {
+fn arbitrary_json_is_rejected_exactly_when_it_is_not_a_pod() {
+    let (accepted, rejected) = (AtomicUsize::new(0), AtomicUsize::new(0));
     for method in MountMethod::ALL {
         runner()
             .run(
                 &(arbitrary_json(), settings(method)),
                 |(object, settings)| {
                     let response = validate(&payload(&request(&object), &settings));
-                    // Either rejected as not a pod, or accepted: never a trap.
-                    prop_assert!(response.accepted || response.code == Some(400));
+                    if readable_as_pod(&object) {
+                        prop_assert!(response.accepted, "{:?}", response.message);
+                        prop_assert_eq!(response.code, None);
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        prop_assert!(!response.accepted, "an unreadable pod was accepted");
+                        prop_assert_eq!(response.code, Some(400));
+                        rejected.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(())
                 },
             )
             .unwrap_or_else(|e| panic!("{}: {e}", method.as_str()));
     }
+    let (accepted, rejected) = (accepted.into_inner(), rejected.into_inner());
+    eprintln!("arbitrary JSON: {accepted} accepted, {rejected} rejected with 400");
+    // Both sides of the property are exercised, or it proves nothing.
+    let side = CASES as usize * MountMethod::ALL.len() / 10;
+    assert!(
+        accepted > side && rejected > side,
+        "{accepted} accepted, {rejected} rejected"
+    );
 }
 
-/// Any JSON value, biased towards pod-like shapes so the mutation code is reached.
+/// Any JSON value, mostly pod-like so the mutation code is reached, and sometimes not a pod:
+/// the whole object, `spec.containers`, a container or its name replaced by any value.
 fn arbitrary_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -431,9 +508,22 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
             .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     });
-    (tree.clone(), tree, "[a-z]{1,3}").prop_map(|(spec_extra, container_extra, name)| {
+    let name = prop_oneof![
+        6 => "[a-z]{1,3}".prop_map(Value::String),
+        1 => tree.clone(),
+    ];
+    let pod = (tree.clone(), tree.clone(), name).prop_map(|(spec_extra, container_extra, name)| {
         json!({"metadata": {"annotations": {"agent-mount.io/containers": spec_extra.clone()}},
                "spec": {"containers": [{"name": name, "resources": container_extra.clone(), "volumeMounts": container_extra}],
                         "volumes": spec_extra.clone(), "affinity": spec_extra, "initContainers": []}})
-    })
+    });
+    let broken = (pod.clone(), tree.clone(), 0..3_u8).prop_map(|(mut pod, junk, part)| {
+        match part {
+            0 => pod["spec"]["containers"] = junk,
+            1 => pod["spec"]["containers"][0] = junk,
+            _ => return junk,
+        }
+        pod
+    });
+    prop_oneof![3 => pod, 2 => broken]
 }

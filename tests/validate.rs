@@ -2,12 +2,14 @@
 
 mod support;
 
-use agent_mount::copy::COPY_SCRIPT;
+use agent_mount::init_container::COPY_SCRIPT;
 use agent_mount::response::{validate, validate_settings};
+use agent_mount::settings;
+use agent_mount_common::MountMethod;
 use kubewarden_policy_sdk::response::ValidationResponse;
 use rstest::rstest;
 use serde_json::{Value, json};
-use support::{fixture, lost_from, ops, payload};
+use support::{AGENTS_IMAGE, fixture, lost_from, method_settings, ops, payload};
 
 /// Runs `validate` and returns the response and the patch the policy server would send.
 fn run(request: &Value, settings: &Value) -> (ValidationResponse, json_patch::Patch) {
@@ -21,176 +23,287 @@ fn run(request: &Value, settings: &Value) -> (ValidationResponse, json_patch::Pa
 }
 
 fn host_path() -> Value {
-    json!({"mountMethod": "k8s-host-path"})
-}
-
-fn csi_driver() -> Value {
-    json!({"mountMethod": "k8s-csi-driver"})
-}
-
-fn image_volume() -> Value {
-    json!({"mountMethod": "k8s-image-volume", "imageVolume": {"reference": "ghcr.io/example/agents:1.0"}})
+    method_settings(MountMethod::HostPath)
 }
 
 fn init_container() -> Value {
-    json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "ghcr.io/example/agents:1.0"}})
+    method_settings(MountMethod::InitContainer)
 }
 
-fn add(path: &str) -> (String, String) {
-    ("add".to_string(), path.to_string())
+/// `settings` with `extra`'s keys set over them.
+fn with(mut settings: Value, extra: Value) -> Value {
+    for (key, value) in extra.as_object().into_iter().flatten() {
+        settings[key] = value.clone();
+    }
+    settings
+}
+
+/// Each method's settings: the least, and with its optional keys (agent directories,
+/// node label, its own options). Exhaustive, so a new method must say what it takes.
+fn variants(method: MountMethod) -> Vec<Value> {
+    let least = method_settings(method);
+    let label = json!({"key": "odigos.io/agents", "value": "true"});
+    let full = match method {
+        MountMethod::VirtualDevice => {
+            with(least.clone(), json!({"resourceName": "example.com/agents"}))
+        }
+        MountMethod::HostPath | MountMethod::CsiDriver => with(
+            least.clone(),
+            json!({"agentDirectories": ["java", "python"], "requiredNodeLabel": label}),
+        ),
+        MountMethod::InitContainer => with(
+            least.clone(),
+            json!({"agentDirectories": ["java"], "initContainer": {"image": AGENTS_IMAGE, "sizeLimit": "200Mi"}}),
+        ),
+        MountMethod::ImageVolume => with(
+            least.clone(),
+            json!({"agentDirectories": ["java"], "requiredNodeLabel": label,
+                   "imageVolume": {"reference": AGENTS_IMAGE, "sourcePath": "/"}}),
+        ),
+    };
+    vec![least, full]
+}
+
+/// The method that `settings` choose.
+fn method_of(settings: &Value) -> MountMethod {
+    settings::parse(settings.clone())
+        .unwrap_or_else(|e| panic!("{settings}: {e}"))
+        .method
+        .kind()
+}
+
+/// (case, fixture, settings, the patch's ops): at least one case per method.
+fn exact_patches() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)> {
+    let label = json!({"requiredNodeLabel": {"key": "odigos.io/agents", "value": "true"}});
+    let csi = method_settings(MountMethod::CsiDriver);
+    let image = method_settings(MountMethod::ImageVolume);
+    let affinity_terms = [
+        "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions/1",
+        "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/1/matchExpressions/1",
+    ];
+    let typical_mounts = [
+        "/spec/containers/0/volumeMounts/2",
+        "/spec/containers/2/volumeMounts",
+        "/spec/volumes/3",
+    ];
+    let small_mounts = vec!["/spec/containers/0/volumeMounts", "/spec/volumes"];
+    vec![
+        (
+            "virtual_device_typical",
+            "pod_typical.json",
+            json!({}),
+            vec![
+                "/spec/containers/0/resources/limits/instrumentation.odigos.io~1generic",
+                "/spec/containers/0/resources/requests/instrumentation.odigos.io~1generic",
+                "/spec/containers/2/resources/limits",
+                "/spec/containers/2/resources/requests/instrumentation.odigos.io~1generic",
+            ],
+        ),
+        (
+            "virtual_device_small",
+            "pod_small.json",
+            json!({}),
+            vec!["/spec/containers/0/resources"],
+        ),
+        (
+            "virtual_device_custom_resource",
+            "pod_small.json",
+            json!({"resourceName": "example.com/agents"}),
+            vec!["/spec/containers/0/resources"],
+        ),
+        (
+            "host_path_typical",
+            "pod_typical.json",
+            host_path(),
+            typical_mounts.to_vec(),
+        ),
+        (
+            "host_path_small",
+            "pod_small.json",
+            host_path(),
+            small_mounts.clone(),
+        ),
+        (
+            "host_path_annotation_selects",
+            "pod_annotation_unknown_container.json",
+            host_path(),
+            vec!["/spec/containers/0/volumeMounts/2", "/spec/volumes/3"],
+        ),
+        (
+            "host_path_node_label_and_into_terms",
+            "pod_node_affinity.json",
+            with(host_path(), label.clone()),
+            [affinity_terms.as_slice(), typical_mounts.as_slice()].concat(),
+        ),
+        (
+            "host_path_node_label_creates_one_term",
+            "pod_small.json",
+            with(host_path(), label.clone()),
+            [&["/spec/affinity"][..], small_mounts.as_slice()].concat(),
+        ),
+        (
+            "csi_driver_typical",
+            "pod_typical.json",
+            csi.clone(),
+            typical_mounts.to_vec(),
+        ),
+        (
+            "csi_driver_node_label",
+            "pod_node_affinity.json",
+            with(csi, label),
+            [affinity_terms.as_slice(), typical_mounts.as_slice()].concat(),
+        ),
+        (
+            "image_volume_typical",
+            "pod_typical.json",
+            image.clone(),
+            typical_mounts.to_vec(),
+        ),
+        (
+            "image_volume_small_per_agent",
+            "pod_small.json",
+            with(
+                image,
+                json!({"agentDirectories": ["java", "python"], "imageVolume": {"reference": "a:1", "sourcePath": "/"}}),
+            ),
+            small_mounts.clone(),
+        ),
+        (
+            "init_container_small",
+            "pod_small.json",
+            init_container(),
+            vec![
+                "/spec/containers/0/volumeMounts",
+                "/spec/initContainers",
+                "/spec/volumes",
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn mutations_are_exact_add_ops() {
+    let cases = exact_patches();
+    for method in MountMethod::ALL {
+        assert!(
+            cases
+                .iter()
+                .any(|(_, _, settings, _)| method_of(settings) == method),
+            "no exact-patch case for {}",
+            method.as_str()
+        );
+    }
+    for (case, name, settings, expected) in cases {
+        let request = fixture(name);
+        let (response, patch) = run(&request, &settings);
+        assert!(response.accepted, "{case}");
+        let expected: Vec<(String, String)> = expected
+            .into_iter()
+            .map(|path| ("add".to_string(), path.to_string()))
+            .collect();
+        assert_eq!(ops(&patch), expected, "{case}");
+        let mutated = response.mutated_object.as_ref().unwrap();
+        assert_eq!(
+            lost_from(&request["object"], mutated, "", &[]),
+            None,
+            "{case}"
+        );
+    }
 }
 
 #[rstest]
-#[case::virtual_device_typical("pod_typical.json", json!({}), vec![
-    add("/spec/containers/0/resources/limits/instrumentation.odigos.io~1generic"),
-    add("/spec/containers/0/resources/requests/instrumentation.odigos.io~1generic"),
-    add("/spec/containers/2/resources/limits"),
-    add("/spec/containers/2/resources/requests/instrumentation.odigos.io~1generic"),
-])]
-#[case::virtual_device_small("pod_small.json", json!({}), vec![add("/spec/containers/0/resources")])]
-#[case::virtual_device_custom_resource("pod_small.json", json!({"resourceName": "example.com/agents"}), vec![add("/spec/containers/0/resources")])]
-#[case::host_path_typical("pod_typical.json", host_path(), vec![
-    add("/spec/containers/0/volumeMounts/2"),
-    add("/spec/containers/2/volumeMounts"),
-    add("/spec/volumes/3"),
-])]
-#[case::host_path_small("pod_small.json", host_path(), vec![
-    add("/spec/containers/0/volumeMounts"),
-    add("/spec/volumes"),
-])]
-#[case::host_path_annotation_selects("pod_annotation_unknown_container.json", host_path(), vec![
-    add("/spec/containers/0/volumeMounts/2"),
-    add("/spec/volumes/3"),
-])]
-#[case::host_path_node_label_and_into_terms("pod_node_affinity.json",
-    json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": {"key": "odigos.io/agents", "value": "true"}}), vec![
-    add("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions/1"),
-    add("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/1/matchExpressions/1"),
-    add("/spec/containers/0/volumeMounts/2"),
-    add("/spec/containers/2/volumeMounts"),
-    add("/spec/volumes/3"),
-])]
-#[case::host_path_node_label_creates_one_term("pod_small.json",
-    json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": {"key": "odigos.io/agents", "value": "true"}}), vec![
-    add("/spec/affinity"),
-    add("/spec/containers/0/volumeMounts"),
-    add("/spec/volumes"),
-])]
-#[case::csi_driver_typical("pod_typical.json", csi_driver(), vec![
-    add("/spec/containers/0/volumeMounts/2"),
-    add("/spec/containers/2/volumeMounts"),
-    add("/spec/volumes/3"),
-])]
-#[case::csi_driver_node_label("pod_node_affinity.json",
-    json!({"mountMethod": "k8s-csi-driver", "requiredNodeLabel": {"key": "odigos.io/agents", "value": "true"}}), vec![
-    add("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions/1"),
-    add("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/1/matchExpressions/1"),
-    add("/spec/containers/0/volumeMounts/2"),
-    add("/spec/containers/2/volumeMounts"),
-    add("/spec/volumes/3"),
-])]
-#[case::image_volume_typical("pod_typical.json", image_volume(), vec![
-    add("/spec/containers/0/volumeMounts/2"),
-    add("/spec/containers/2/volumeMounts"),
-    add("/spec/volumes/3"),
-])]
-#[case::image_volume_small_per_agent("pod_small.json",
-    json!({"mountMethod": "k8s-image-volume", "agentDirectories": ["java", "python"], "imageVolume": {"reference": "a:1", "sourcePath": "/"}}), vec![
-    add("/spec/containers/0/volumeMounts"),
-    add("/spec/volumes"),
-])]
-#[case::init_container_small("pod_small.json", init_container(), vec![
-    add("/spec/containers/0/volumeMounts"),
-    add("/spec/initContainers"),
-    add("/spec/volumes"),
-])]
-fn mutations_are_exact_add_ops(
-    #[case] name: &str,
-    #[case] settings: Value,
-    #[case] expected: Vec<(String, String)>,
-) {
-    let request = fixture(name);
-    let (response, patch) = run(&request, &settings);
-    assert!(response.accepted);
-    assert_eq!(ops(&patch), expected);
-    assert!(
-        lost_from(
-            &request["object"],
-            response.mutated_object.as_ref().unwrap(),
-            "",
-            &[]
-        )
-        .is_none()
-    );
-}
-
-#[rstest]
-#[case::virtual_device(json!({}))]
-#[case::host_path(host_path())]
-#[case::host_path_per_agent(json!({"mountMethod": "k8s-host-path", "agentDirectories": ["java", "python"],
-    "requiredNodeLabel": {"key": "odigos.io/agents", "value": "true"}}))]
-#[case::init_container(init_container())]
-#[case::init_container_per_agent(json!({"mountMethod": "k8s-init-container", "agentDirectories": ["java"],
-    "initContainer": {"image": "ghcr.io/example/agents:1.0", "sizeLimit": "200Mi"}}))]
-#[case::csi_driver(csi_driver())]
-#[case::csi_driver_per_agent(json!({"mountMethod": "k8s-csi-driver", "agentDirectories": ["java", "python"],
-    "requiredNodeLabel": {"key": "odigos.io/agents", "value": "true"}}))]
-#[case::image_volume(image_volume())]
-#[case::image_volume_per_agent_at_root(json!({"mountMethod": "k8s-image-volume", "agentDirectories": ["java"],
-    "imageVolume": {"reference": "a:1", "sourcePath": "/"}, "requiredNodeLabel": {"key": "k", "value": "v"}}))]
 fn idempotent_on_its_own_output(
-    #[case] settings: Value,
     #[values("pod_typical.json", "pod_small.json", "pod_node_affinity.json")] name: &str,
 ) {
-    let mut request = fixture(name);
-    let (first, _) = run(&request, &settings);
-    request["object"] = first.mutated_object.expect("the first run mutates");
-    let (second, patch) = run(&request, &settings);
-    assert!(second.accepted);
-    assert!(
-        second.mutated_object.is_none(),
-        "second run changed: {:?}",
-        ops(&patch)
-    );
+    for settings in MountMethod::ALL.into_iter().flat_map(variants) {
+        let mut request = fixture(name);
+        let (first, _) = run(&request, &settings);
+        request["object"] = first
+            .mutated_object
+            .unwrap_or_else(|| panic!("{settings}: the first run mutates"));
+        let (second, patch) = run(&request, &settings);
+        assert!(second.accepted, "{settings}");
+        assert!(
+            second.mutated_object.is_none(),
+            "{settings}: second run changed: {:?}",
+            ops(&patch)
+        );
+    }
 }
 
-#[rstest]
-#[case::virtual_device(json!({}))]
-#[case::host_path(host_path())]
-#[case::csi_driver(csi_driver())]
-#[case::image_volume(image_volume())]
-fn future_fields_survive_and_the_patch_only_adds(#[case] settings: Value) {
+#[test]
+fn future_fields_survive_under_every_method() {
     let request = fixture("pod_future_fields.json");
-    let (response, patch) = run(&request, &settings);
-    let mutated = response.mutated_object.unwrap();
-    assert!(!ops(&patch).is_empty());
-    assert!(
-        ops(&patch).iter().all(|(op, _)| op == "add"),
-        "{:?}",
-        ops(&patch)
-    );
-    assert_eq!(
-        mutated["futurePodField"],
-        request["object"]["futurePodField"]
-    );
-    assert_eq!(
-        mutated["spec"]["futureSpecField"],
-        request["object"]["spec"]["futureSpecField"]
-    );
-    assert_eq!(
-        mutated["spec"]["containers"][0]["futureContainerField"],
-        json!({"level": 3})
-    );
-    assert_eq!(
-        mutated["spec"]["containers"][0]["resources"]["futureResourcesField"],
-        "kept"
-    );
-    assert!(
-        mutated["spec"]["initContainers"][0]
-            .as_object()
+    let original = &request["object"];
+    // lost_from below checks these survive, with every other field.
+    for pointer in [
+        "/futurePodField",
+        "/spec/futureSpecField",
+        "/spec/containers/0/futureContainerField",
+        "/spec/containers/0/resources/futureResourcesField",
+        "/spec/initContainers/0/futureInitField",
+    ] {
+        assert!(
+            original.pointer(pointer).is_some(),
+            "fixture lacks {pointer}"
+        );
+    }
+    for method in MountMethod::ALL {
+        let (response, patch) = run(&request, &method_settings(method));
+        let mutated = response
+            .mutated_object
+            .unwrap_or_else(|| panic!("{method:?}: not mutated"));
+        // The init container goes first, so an index-wise diff shows the others as moved
+        // (init_container_goes_first_and_keeps_the_others); every other patch only adds.
+        let shifted: &[&str] = match method {
+            MountMethod::InitContainer => &["/spec/initContainers"],
+            _ => &[],
+        };
+        assert_eq!(
+            lost_from(original, &mutated, "", shifted),
+            None,
+            "{method:?}"
+        );
+        if shifted.is_empty() {
+            assert!(!ops(&patch).is_empty(), "{method:?}");
+            assert!(
+                ops(&patch).iter().all(|(op, _)| op == "add"),
+                "{method:?}: {:?}",
+                ops(&patch)
+            );
+        }
+    }
+}
+
+/// Issue 8 §1: a mount of our volume name in a pod without the volume would become a
+/// view of the agents once we create the volume, under every method that adds one.
+#[test]
+fn a_mount_of_the_volume_we_would_create_is_a_conflict() {
+    let request = fixture("pod_conflict_writable_mount.json");
+    for method in MountMethod::ALL {
+        let settings = method_settings(method);
+        if settings::parse(settings.clone())
             .unwrap()
-            .contains_key("futureInitField")
-    );
+            .method
+            .mounts()
+            .is_none()
+        {
+            continue; // adds no volume
+        }
+        let (response, _) = run(&request, &settings);
+        assert!(
+            response.accepted && response.mutated_object.is_none(),
+            "{method:?}"
+        );
+        let warnings = response.warnings.unwrap_or_default();
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains(
+                    "containers entry \"istio-proxy\" mounts volume \"odigos-agent\" at \"/agents-rw\", but the pod declares no such volume"
+                ),
+            "{method:?}: {warnings:?}"
+        );
+    }
 }
 
 #[test]
@@ -201,7 +314,7 @@ fn init_container_goes_first_and_keeps_the_others() {
     let inits = mutated["spec"]["initContainers"].as_array().unwrap();
     assert_eq!(inits.len(), 2);
     assert_eq!(inits[0]["name"], "odigos-agent-init");
-    assert_eq!(inits[0]["image"], "ghcr.io/example/agents:1.0");
+    assert_eq!(inits[0]["image"], AGENTS_IMAGE);
     assert_eq!(
         inits[0]["command"],
         json!([
@@ -235,26 +348,6 @@ fn init_container_goes_first_and_keeps_the_others() {
 }
 
 #[rstest]
-#[case::mount_of_missing_volume_host_path(
-    "pod_conflict_writable_mount.json",
-    host_path(),
-    "containers entry \"istio-proxy\" mounts volume \"odigos-agent\" at \"/agents-rw\", but the pod declares no such volume"
-)]
-#[case::mount_of_missing_volume_csi(
-    "pod_conflict_writable_mount.json",
-    csi_driver(),
-    "but the pod declares no such volume"
-)]
-#[case::mount_of_missing_volume_image(
-    "pod_conflict_writable_mount.json",
-    image_volume(),
-    "but the pod declares no such volume"
-)]
-#[case::mount_of_missing_volume_init(
-    "pod_conflict_writable_mount.json",
-    init_container(),
-    "but the pod declares no such volume"
-)]
 #[case::resource_amount("pod_conflict_resource.json", json!({}), "already sets resources.limits[\"instrumentation.odigos.io/generic\"] to \"2\"")]
 #[case::volume_source(
     "pod_conflict_volume.json",
@@ -319,9 +412,9 @@ fn the_decision_is_in_the_audit_annotations(
 #[test]
 fn an_already_mutated_pod_is_recorded_as_unchanged() {
     let mut request = fixture("pod_small.json");
-    let (first, _) = run(&request, &csi_driver());
+    let (first, _) = run(&request, &method_settings(MountMethod::CsiDriver));
     request["object"] = first.mutated_object.unwrap();
-    let (second, _) = run(&request, &csi_driver());
+    let (second, _) = run(&request, &method_settings(MountMethod::CsiDriver));
     let decision = &second.audit_annotations.unwrap()["mutation"];
     assert!(
         decision.starts_with("unchanged: containers")

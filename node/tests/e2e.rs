@@ -1,5 +1,6 @@
 //! End to end across both components (DESIGN §6): the typical pod through the built
-//! policy under every method, resolved to the files each container would see.
+//! policy under every method (`MountMethod::ALL`), resolved to the files each container
+//! would see, which must be the same for every method.
 //!
 //! virtual-device: the real plugin binary's `Allocate` answer, as the kubelet applies it;
 //! host-path: the added volume and volumeMounts; init-container: the init container's
@@ -13,6 +14,7 @@
 mod csi_support;
 mod support;
 
+use agent_mount_common::MountMethod;
 use agent_mount_node::api::device_plugin_client::DevicePluginClient;
 use agent_mount_node::api::{AllocateRequest, ContainerAllocateRequest};
 use agent_mount_node::uds;
@@ -252,13 +254,57 @@ fn image_volume_view(
     })
 }
 
-fn expected_files(node: &Node, dirs: &[&str]) -> Files {
-    files_below(&node.agents())
+/// Every container's view under `method`, one per variant of the method (image-volume:
+/// each `sourcePath`), labelled. The match is exhaustive: a new method has no view until
+/// it is given one here, so it cannot escape this test.
+async fn views(
+    method: MountMethod,
+    host: &PolicyHost,
+    request: &Value,
+    node: &Node,
+    csi: (&CsiNode, &CsiPlugin),
+    dirs: &[&str],
+) -> Vec<(String, BTreeMap<String, Files>)> {
+    let one = |view| vec![(String::new(), view)];
+    match method {
+        MountMethod::VirtualDevice if dirs.is_empty() => {
+            one(virtual_device_view(host, request, node).await)
+        }
+        // The device plugin always mounts the whole directory: no agentDirectories.
+        MountMethod::VirtualDevice => Vec::new(),
+        MountMethod::HostPath => one(host_path_view(host, request, node, dirs)),
+        MountMethod::InitContainer => one(init_container_view(host, request, node, dirs)),
+        MountMethod::CsiDriver => one(csi_driver_view(host, request, csi.0, csi.1, dirs).await),
+        MountMethod::ImageVolume => ["/instrumentations", "/"]
+            .into_iter()
+            .map(|source_path| {
+                (
+                    format!(" at sourcePath {source_path}"),
+                    image_volume_view(host, request, node, dirs, source_path),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// What each container of the typical pod should see: the instrumented ones the agents
+/// (all, or the listed directories), read-only; the sidecar and the init container nothing.
+fn expected_view(node: &Node, dirs: &[&str]) -> BTreeMap<String, Files> {
+    let agents: Files = files_below(&node.agents())
         .unwrap()
         .into_iter()
         .filter(|f| dirs.is_empty() || dirs.iter().any(|d| f.starts_with(&format!("{d}/"))))
         .map(|f| (format!("{MOUNT_PATH}/{f}"), true))
-        .collect()
+        .collect();
+    [
+        ("checkout", agents.clone()),
+        ("cache-warmer", agents),
+        ("istio-proxy", Files::new()),
+        ("istio-init", Files::new()),
+    ]
+    .into_iter()
+    .map(|(name, files)| (name.to_string(), files))
+    .collect()
 }
 
 #[tokio::test]
@@ -278,46 +324,28 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
     let csi_node = CsiNode::new();
     let csi_plugin = CsiPlugin::start_with(&csi_node, &node.agents(), &[]).await;
 
-    let virtual_device = virtual_device_view(&host, &request, &node).await;
-    let host_path = host_path_view(&host, &request, &node, &[]);
-    let init_container = init_container_view(&host, &request, &node, &[]);
-    assert_eq!(virtual_device, host_path, "virtual-device vs host-path");
-    assert_eq!(host_path, init_container, "host-path vs init-container");
-    for source_path in ["/instrumentations", "/"] {
-        let image_volume = image_volume_view(&host, &request, &node, &[], source_path);
-        assert_eq!(
-            host_path, image_volume,
-            "host-path vs image-volume at {source_path}"
-        );
-    }
-
-    let everything = expected_files(&node, &[]);
-    assert_eq!(everything.len(), 3);
-    for (container, files) in &virtual_device {
-        match container.as_str() {
-            "checkout" | "cache-warmer" => assert_eq!(files, &everything, "{container}"),
-            "istio-proxy" | "istio-init" => assert!(files.is_empty(), "{container} sees {files:?}"),
-            other => panic!("unexpected container {other}"),
+    // The whole directory, then agentDirectories (every method but virtual-device).
+    for (dirs, files) in [(&[][..], 3), (&["java", "python"][..], 2)] {
+        let expected = expected_view(&node, dirs);
+        assert_eq!(expected["checkout"].len(), files, "the agent tree");
+        let mut seen = Vec::new();
+        for method in MountMethod::ALL {
+            let csi = (&csi_node, &csi_plugin);
+            for (variant, view) in views(method, &host, &request, &node, csi, dirs).await {
+                assert_eq!(
+                    view,
+                    expected,
+                    "{}{variant}, agentDirectories {dirs:?}",
+                    method.as_str()
+                );
+                seen.push(method);
+            }
+        }
+        if dirs.is_empty() {
+            assert!(
+                MountMethod::ALL.iter().all(|m| seen.contains(m)),
+                "{seen:?}"
+            );
         }
     }
-
-    // agentDirectories: every method but virtual-device; exactly the listed directories.
-    let dirs = ["java", "python"];
-    let host_path = host_path_view(&host, &request, &node, &dirs);
-    let init_container = init_container_view(&host, &request, &node, &dirs);
-    assert_eq!(host_path, init_container);
-    let csi_driver = csi_driver_view(&host, &request, &csi_node, &csi_plugin, &dirs).await;
-    assert_eq!(host_path, csi_driver, "per directory, csi-driver");
-    for source_path in ["/instrumentations", "/"] {
-        let image_volume = image_volume_view(&host, &request, &node, &dirs, source_path);
-        assert_eq!(
-            host_path, image_volume,
-            "per directory, image-volume at {source_path}"
-        );
-    }
-    let listed = expected_files(&node, &dirs);
-    assert_eq!(listed.len(), 2);
-    assert_eq!(host_path["checkout"], listed);
-    assert_eq!(host_path["cache-warmer"], listed);
-    assert!(host_path["istio-proxy"].is_empty());
 }

@@ -2,18 +2,24 @@
 //! natively, on a small, a typical and a large pod, under every method. Writes the policy
 //! section of BENCHMARKS.md and prints it.
 
+// The policy tests' helpers (fixtures, payloads), shared rather than written twice.
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
 use agent_mount::mutate;
 use agent_mount::response;
-use agent_mount::settings::{
-    AgentMounts, MAX_AGENT_DIRECTORIES, Method, MountMethod, Settings, parse,
-};
-use runner::build::{ensure_built, workspace_root};
+use agent_mount::settings::method::{AgentMounts, Method};
+use agent_mount::settings::raw::MAX_AGENT_DIRECTORIES;
+use agent_mount::settings::{Settings, parse};
+use agent_mount_common::MountMethod;
+use runner::build::ensure_built;
 use runner::host::PolicyHost;
-use runner::input::{overlay_settings, read_request};
+use runner::input::overlay_settings;
 use runner::report::{mean_time, measured_by, micros, publish};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::time::Duration;
+use support::{fixture, payload};
 
 /// Time spent measuring each case.
 const BUDGET: Duration = Duration::from_millis(700);
@@ -85,10 +91,6 @@ fn large(typical: &Value) -> Value {
     request
 }
 
-fn payload(request: &Value, settings: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({"request": request, "settings": settings})).unwrap()
-}
-
 struct Row {
     pod: &'static str,
     method: MountMethod,
@@ -103,9 +105,8 @@ fn main() {
     let wasm_path = ensure_built().expect("build the policy");
     let wasm_size = std::fs::metadata(&wasm_path).unwrap().len();
     let host = PolicyHost::load(&wasm_path).expect("load the policy");
-    let data = workspace_root().join("test_data");
-    let small = read_request(&data.join("pod_small.json")).unwrap();
-    let typical = read_request(&data.join("pod_typical.json")).unwrap();
+    let small = fixture("pod_small.json");
+    let typical = fixture("pod_typical.json");
     let large = large(&typical);
 
     let mut rows = Vec::new();

@@ -1,8 +1,9 @@
 //! The init container's copy script, run by `sh` exactly as the policy inserts it, with
 //! its two paths pointed at temp directories.
 
-use agent_mount::copy::COPY_SCRIPT;
-use agent_mount::settings::{Method, parse};
+use agent_mount::init_container::COPY_SCRIPT;
+use agent_mount::settings::method::Method;
+use agent_mount::settings::parse;
 use rstest::rstest;
 use runner::view::files_below;
 use serde_json::json;

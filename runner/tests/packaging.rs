@@ -1,6 +1,8 @@
 //! Packaging: policy.yaml, artifacthub-pkg.yml and questions-ui.yml agree with each other and the code.
 
-use agent_mount::settings::{MountMethod, RawSettings, applies_to};
+use agent_mount::settings::keys::applies_to;
+use agent_mount::settings::raw::RawSettings;
+use agent_mount_common::MountMethod;
 use runner::build::workspace_root;
 use runner::input::read_document;
 use serde_json::{Value, json};

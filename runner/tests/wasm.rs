@@ -4,16 +4,11 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use agent_mount::settings::MountMethod;
-use runner::build::workspace_root;
+use agent_mount_common::MountMethod;
 use runner::host::{Evaluation, with_built_policy as with_host};
 use runner::input;
 use serde_json::{Value, json};
-
-fn fixture(name: &str) -> Value {
-    let path = workspace_root().join("test_data").join(name);
-    input::read_request(&path).unwrap()
-}
+use support::{fixture, payload};
 
 /// The patch ops as "op path" lines, from the policy tests' own helper.
 fn ops(evaluation: &Evaluation) -> Vec<String> {
@@ -163,10 +158,7 @@ fn wasm_and_native_answer_the_same() {
     ];
     for name in fixtures {
         for method in MountMethod::ALL {
-            let payload = serde_json::to_vec(
-                &json!({"request": fixture(name), "settings": settings(method)}),
-            )
-            .unwrap();
+            let payload = payload(&fixture(name), &settings(method));
             let wasm: Value =
                 serde_json::from_slice(&with_host(|h| h.call("validate", &payload)).unwrap())
                     .unwrap();

@@ -5,8 +5,7 @@
 //! cannot be activated gives a warning, and that container is mounted only.
 
 use super::{Activation, Recipe};
-use crate::mutate::{echo, shorten};
-use crate::select::listing;
+use crate::message::{echo, listing, shorten};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 

@@ -8,8 +8,7 @@
 //! - where a name repeats, the last entry (the one that wins at run time) counts.
 
 use super::EnvEntry;
-use crate::mutate::{echo, shorten};
-use crate::select::listing;
+use crate::message::{echo, listing, shorten};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 

@@ -211,6 +211,10 @@ fn a_mount_of_the_volume_we_would_create_is_a_conflict(
 #[case::other_volume(json!({"name": "data", "mountPath": "/var/odigos", "readOnly": true}))]
 #[case::other_volume_trailing_slash(json!({"name": "data", "mountPath": "/var/odigos/", "readOnly": true}))]
 #[case::other_volume_double_slash(json!({"name": "data", "mountPath": "//var//odigos", "readOnly": true}))]
+#[case::other_volume_dotdot(json!({"name": "data", "mountPath": "/var/x/../odigos", "readOnly": true}))]
+#[case::other_volume_dotdot_above_root(json!({"name": "data", "mountPath": "/../var/odigos", "readOnly": true}))]
+#[case::sub_path_expr(json!({"name": "odigos-agent", "mountPath": "/var/odigos", "subPathExpr": "$(POD_NAME)", "readOnly": true}))]
+#[case::sub_path_expr_beside_empty_sub_path(json!({"name": "odigos-agent", "mountPath": "/var/odigos", "subPath": "", "subPathExpr": "x", "readOnly": true}))]
 fn only_exactly_our_mount_counts_as_already_added(#[case] mount: Value) {
     let mut pod = pod();
     pod["spec"]["volumes"] = json!([{"name": "odigos-agent", "hostPath": {"path": "/var/odigos"}},
@@ -220,13 +224,27 @@ fn only_exactly_our_mount_counts_as_already_added(#[case] mount: Value) {
     assert!(matches!(err, Conflict::MountAtOurPath { .. }), "{err}");
 }
 
-#[test]
-fn exactly_our_mount_at_a_spelling_of_our_path_is_already_added() {
+#[rstest]
+#[case::trailing_slash(json!({"name": "odigos-agent", "mountPath": "/var/odigos/", "readOnly": true}))]
+#[case::dotdot(json!({"name": "odigos-agent", "mountPath": "/var/x/../odigos", "readOnly": true}))]
+#[case::empty_sub_paths(json!({"name": "odigos-agent", "mountPath": "/var/odigos", "subPath": "", "subPathExpr": "", "readOnly": true}))]
+fn exactly_our_mount_at_a_spelling_of_our_path_is_already_added(#[case] mount: Value) {
     let mut pod = pod();
     pod["spec"]["volumes"] = json!([{"name": "odigos-agent", "hostPath": {"path": "/var/odigos"}}]);
-    pod["spec"]["containers"][0]["volumeMounts"] =
-        json!([{"name": "odigos-agent", "mountPath": "/var/odigos/", "readOnly": true}]);
+    pod["spec"]["containers"][0]["volumeMounts"] = json!([mount]);
     assert_eq!(mutate(&mut pod, &[0], &host_path()), Ok(false));
+}
+
+/// DESIGN §2: a per-directory mount spelt with `..` is at our place, too.
+#[test]
+fn a_per_directory_path_spelt_with_dotdot_is_a_conflict() {
+    let s = settings(json!({"mountMethod": "k8s-host-path", "agentDirectories": ["java"]}));
+    let mut pod = pod();
+    pod["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+    pod["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "data", "mountPath": "/var/odigos/python/../java"}]);
+    let err = mutate(&mut pod, &[0], &s).unwrap_err();
+    assert!(matches!(err, Conflict::MountAtOurPath { .. }), "{err}");
 }
 
 /// Issue 8 §3: container names are unique across the three lists.
@@ -314,6 +332,10 @@ fn security_overrides_merge_over_the_hardened_default() {
 #[case("/var/./odigos", "/var/odigos")]
 #[case("/", "/")]
 #[case("rel/a/", "rel/a")]
+#[case("/var/x/../odigos", "/var/odigos")]
+#[case("/var/odigos/java/..", "/var/odigos")]
+#[case("/../var/./../odigos", "/odigos")]
+#[case("rel/../../a", "../a")]
 fn paths_are_compared_normalised(#[case] path: &str, #[case] normal: &str) {
     assert_eq!(normalise_path(path), normal);
 }

@@ -1,4 +1,8 @@
+use super::keys::applies_to;
+use super::method::{AgentMounts, ImageSource};
+use super::raw::PullPolicy;
 use super::*;
+use agent_mount_common::MountMethod;
 use rstest::rstest;
 use serde_json::json;
 

@@ -1,16 +1,30 @@
-//! Helpers shared by the policy's native test suites.
+//! Helpers shared by the policy's native tests, the runner's wasm tests and the policy
+//! bench (which include this file by `#[path]`).
 #![allow(dead_code)] // each test crate uses its own subset
 
 pub mod pod_rules;
 
+use agent_mount_common::MountMethod;
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The agents image the test settings name.
+pub const AGENTS_IMAGE: &str = "ghcr.io/example/agents:1.0";
+
+/// The workspace root, where `test_data/` is: this crate's folder or one above it
+/// (the runner's tests include this file too).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .find(|dir| dir.join("test_data").is_dir())
+        .unwrap_or_else(|| panic!("no test_data/ at or above {}", manifest.display()))
+        .to_path_buf()
+}
 
 /// Reads a fixture AdmissionRequest from `test_data/`.
 pub fn fixture(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("test_data")
-        .join(name);
+    let path = workspace_root().join("test_data").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -18,6 +32,18 @@ pub fn fixture(name: &str) -> Value {
 /// The `validate` payload for a request and settings.
 pub fn payload(request: &Value, settings: &Value) -> Vec<u8> {
     serde_json::to_vec(&json!({ "request": request, "settings": settings })).unwrap()
+}
+
+/// The least settings that choose `method`: its `mountMethod` and the keys it requires.
+/// The match is exhaustive, so a new method does not compile until it is given here.
+pub fn method_settings(method: MountMethod) -> Value {
+    let mut settings = json!({"mountMethod": method.as_str()});
+    match method {
+        MountMethod::VirtualDevice | MountMethod::HostPath | MountMethod::CsiDriver => {}
+        MountMethod::InitContainer => settings["initContainer"] = json!({"image": AGENTS_IMAGE}),
+        MountMethod::ImageVolume => settings["imageVolume"] = json!({"reference": AGENTS_IMAGE}),
+    }
+    settings
 }
 
 /// Says where `original` is not contained in `mutated`: every key kept with a contained

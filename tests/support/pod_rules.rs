@@ -1,6 +1,7 @@
 //! The API server's pod validation rules that the policy's additions could break,
 //! each named after the Kubernetes validation function it mirrors
-//! (k8s.io/kubernetes/pkg/apis/core/validation).
+//! (k8s.io/kubernetes/pkg/apis/core/validation), and the one place rule the API server
+//! leaves to the container: two mounts resolving to one path.
 
 use agent_mount_common::quantity;
 use serde_json::Value;
@@ -55,8 +56,8 @@ fn validate_container_names(pod: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// validateVolumeMounts: each mount names a volume, has a unique non-empty mountPath,
-/// and a subPath that passes validateLocalDescendingPath.
+/// validateVolumeMounts: each mount names a volume, has a non-empty mountPath unique as a
+/// string, a subPath and a subPathExpr that pass validateLocalDescendingPath, and not both.
 fn validate_volume_mounts(
     list: &str,
     name: &str,
@@ -79,11 +80,59 @@ fn validate_volume_mounts(
         if !paths.insert(path) {
             out.push(format!("{list} {name:?}: mountPath {path:?} is not unique"));
         }
-        if let Some(sub_path) = mount["subPath"].as_str() {
+        let sub_path = mount["subPath"].as_str().unwrap_or_default();
+        let sub_path_expr = mount["subPathExpr"].as_str().unwrap_or_default();
+        if !sub_path.is_empty() {
             validate_local_descending_path(sub_path)
                 .unwrap_or_else(|e| out.push(format!("{list} {name:?}: subPath {e}")));
         }
+        if !sub_path_expr.is_empty() {
+            if !sub_path.is_empty() {
+                out.push(format!(
+                    "{list} {name:?}: subPathExpr and subPath are mutually exclusive"
+                ));
+            }
+            validate_local_descending_path(sub_path_expr)
+                .unwrap_or_else(|e| out.push(format!("{list} {name:?}: subPathExpr {e}")));
+        }
     }
+}
+
+/// Mounts of one container that land on one place once `..` and `.` are resolved.
+///
+/// Not an API server rule: validateVolumeMounts compares the `mountPath` strings, so
+/// `/var/x/../odigos` beside `/var/odigos` passes it, and the container sees one of the two.
+pub fn mounts_at_one_place(pod: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (list, container) in containers(pod) {
+        let name = container["name"].as_str().unwrap_or("?");
+        let mut places: HashMap<String, &str> = HashMap::new();
+        for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+            let path = mount["mountPath"].as_str().unwrap_or_default();
+            if let Some(first) = places.insert(resolve(path), path) {
+                out.push(format!(
+                    "{list} {name:?}: mountPath {path:?} is the place of {first:?}"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// An absolute path with `//`, `.` and a trailing `/` removed and `..` resolved lexically,
+/// as the container's file system resolves it (`..` at the root stays at the root).
+pub fn resolve(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    format!("/{}", segments.join("/"))
 }
 
 /// validateLocalDescendingPath: relative, without `..` segments.

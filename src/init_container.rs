@@ -1,12 +1,13 @@
-//! The copy init container of `k8s-init-container`: its settings, their checks, and the container.
+//! The `k8s-init-container` method's copy init container: its settings, their checks, and
+//! the container it inserts.
 //!
 //! Everything the policy inserts from these settings is checked at load as the API
 //! server would check it, so a setting can never make every instrumented pod invalid.
 
-use crate::settings::{
-    DEFAULT_SOURCE_PATH, RawInitContainer, SettingsError, check, deserialize_at,
-    typed_without_unknown_keys,
-};
+use crate::settings::check::check;
+use crate::settings::decode::{deserialize_at, typed_without_unknown_keys};
+use crate::settings::errors::SettingsError;
+use crate::settings::raw::{DEFAULT_SOURCE_PATH, RawInitContainer};
 use agent_mount_common::{quantity, syntax};
 use k8s_openapi::api::core::v1::{
     Capabilities, ResourceRequirements, SeccompProfile, SecurityContext, VolumeMount,
