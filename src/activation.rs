@@ -12,6 +12,8 @@ use crate::settings::check::check;
 use crate::settings::decode::typed_without_unknown_keys;
 use crate::settings::errors::SettingsError;
 use agent_mount_common::syntax;
+use annotation::Chosen;
+use env::EnvConflict;
 use k8s_openapi::api::core::v1::EnvVarSource;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -206,19 +208,13 @@ impl Activation {
     /// Checks `raw`, expands `{dir}` to `agents_path` and keeps the recipes whose directory
     /// is among `mounted` (`agentDirectories`; empty: the whole directory is mounted).
     ///
-    /// `containerPath` must already be taken by the caller: only virtual-device reads it.
+    /// `containerPath` is not read here: `Method::take` takes it under virtual-device,
+    /// where it is `agents_path`, and refuses it under the other methods.
     pub fn from_raw(
         raw: RawActivation,
         agents_path: &str,
         mounted: &[String],
     ) -> Result<Activation, SettingsError> {
-        if let Some(path) = raw.container_path {
-            return Err(SettingsError::invalid(
-                "activation.containerPath",
-                &path,
-                "allowed only with mountMethod k8s-virtual-device; the other methods put the agents at mountPath",
-            ));
-        }
         let annotation = raw.annotation.unwrap_or_else(|| DEFAULT_ANNOTATION.into());
         check("activation.annotation", &annotation, syntax::qualified_name)?;
         let env = entries(
@@ -287,6 +283,43 @@ impl Activation {
     }
 }
 
+/// What activation did to a pod.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Activated {
+    /// Whether any container's `env` changed.
+    pub changed: bool,
+    /// Warnings for the admission response (containers with `envFrom`).
+    pub warnings: Vec<String>,
+}
+
+/// Merges each chosen container's recipe, then `activation.env`, into its `env`; the
+/// first conflict stops it, and the caller then leaves the whole pod unchanged.
+pub fn activate(
+    pod: &mut Value,
+    chosen: &[Chosen],
+    activation: &Activation,
+) -> Result<Activated, EnvConflict> {
+    let mut out = Activated::default();
+    let containers = pod
+        .pointer_mut("/spec/containers")
+        .and_then(Value::as_array_mut);
+    let Some(containers) = containers else {
+        return Ok(out);
+    };
+    for choice in chosen {
+        let container = containers
+            .get_mut(choice.index)
+            .and_then(Value::as_object_mut);
+        let Some(container) = container else {
+            continue;
+        };
+        let merged = env::merge(container, activation.entries(choice.recipe))?;
+        out.changed |= merged.changed;
+        out.warnings.extend(merged.warning);
+    }
+    Ok(out)
+}
+
 /// The built-in recipes as raw ones.
 pub fn built_in_recipes() -> BTreeMap<String, RawRecipe> {
     BUILT_IN
@@ -322,13 +355,6 @@ fn with_built_ins(
     );
     all.into_iter()
         .map(|(name, (recipe, is_given))| (name, recipe, is_given))
-}
-
-/// `activation.containerPath` checked, or its default.
-pub fn container_path(given: Option<String>) -> Result<String, SettingsError> {
-    let path = given.unwrap_or_else(|| agent_mount_common::DEFAULT_HOST_PATH.into());
-    check("activation.containerPath", &path, syntax::absolute_path)?;
-    Ok(path)
 }
 
 /// Checks a list of env entries: its length, each entry, and that no name repeats.

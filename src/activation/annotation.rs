@@ -9,11 +9,22 @@ use crate::message::{echo, listing, shorten};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
+/// One container to activate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chosen<'a> {
+    /// Index into `spec.containers`.
+    pub index: usize,
+    /// The agent's name.
+    pub agent: &'a str,
+    /// Its recipe.
+    pub recipe: &'a Recipe,
+}
+
 /// The containers to activate, with their recipe, and what the user should know.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Choice<'a> {
-    /// Indices into `spec.containers`, in pod order, each with its agent's recipe.
-    pub containers: Vec<(usize, &'a Recipe)>,
+    /// The containers, in pod order.
+    pub containers: Vec<Chosen<'a>>,
     /// Warnings for the admission response.
     pub warnings: Vec<String>,
 }
@@ -72,9 +83,16 @@ fn one_agent<'a>(
     instrumented: &[(usize, &str)],
     activation: &'a Activation,
 ) -> Choice<'a> {
-    match activation.agents.get(agent) {
-        Some(recipe) => Choice {
-            containers: instrumented.iter().map(|&(i, _)| (i, recipe)).collect(),
+    match activation.agents.get_key_value(agent) {
+        Some((agent, recipe)) => Choice {
+            containers: instrumented
+                .iter()
+                .map(|&(index, _)| Chosen {
+                    index,
+                    agent,
+                    recipe,
+                })
+                .collect(),
             warnings: Vec::new(),
         },
         None => {
@@ -96,7 +114,7 @@ fn one_agent<'a>(
 /// `checkout=java,worker=python`: an agent per named container.
 fn pairs<'a>(text: &str, instrumented: &[(usize, &str)], activation: &'a Activation) -> Choice<'a> {
     let by_name: HashMap<&str, usize> = instrumented.iter().map(|&(i, n)| (n, i)).collect();
-    let mut chosen: HashMap<usize, &Recipe> = HashMap::new();
+    let mut chosen: Vec<Chosen<'a>> = Vec::new();
     let mut seen = HashSet::new();
     let (mut malformed, mut twice, mut not_instrumented, mut unknown) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -117,10 +135,12 @@ fn pairs<'a>(text: &str, instrumented: &[(usize, &str)], activation: &'a Activat
             not_instrumented.push(container);
             continue;
         };
-        match activation.agents.get(agent) {
-            Some(recipe) => {
-                chosen.insert(index, recipe);
-            }
+        match activation.agents.get_key_value(agent) {
+            Some((agent, recipe)) => chosen.push(Chosen {
+                index,
+                agent,
+                recipe,
+            }),
             None => unknown.push(item),
         }
     }
@@ -153,10 +173,10 @@ fn pairs<'a>(text: &str, instrumented: &[(usize, &str)], activation: &'a Activat
             available(activation)
         ));
     }
-    let mut containers: Vec<(usize, &Recipe)> = chosen.into_iter().collect();
-    containers.sort_by_key(|&(i, _)| i);
+    // Each container once (the `seen` check), so sorting gives pod order.
+    chosen.sort_by_key(|c| c.index);
     Choice {
-        containers,
+        containers: chosen,
         warnings,
     }
 }
@@ -181,7 +201,7 @@ mod tests {
         let agents = choice
             .containers
             .iter()
-            .map(|&(i, recipe)| (i, recipe.directory.clone()))
+            .map(|c| (c.index, c.recipe.directory.clone()))
             .collect();
         (agents, choice.warnings)
     }

@@ -151,7 +151,6 @@ fn value_from_sources_reach_the_pod_without_nulls() {
 #[rstest]
 #[case::unknown_key(json!({"anotation": "x"}), &[], "activation.anotation: unknown field `anotation`, expected one of `annotation`, `containerPath`, `agents`, `env`")]
 #[case::bad_annotation(json!({"annotation": "not a key"}), &[], "activation.annotation: invalid value \"not a key\": expected a qualified name")]
-#[case::container_path_under_a_volume_method(json!({"containerPath": "/var/odigos"}), &[], "activation.containerPath: invalid value \"/var/odigos\": allowed only with mountMethod k8s-virtual-device; the other methods put the agents at mountPath")]
 #[case::recipe_unknown_key(json!({"agents": {"java": {"directory": "java", "env": [], "image": "x"}}}), &[], "activation.agents.java.image: unknown field `image`, expected `directory` or `env`")]
 #[case::recipe_without_directory(json!({"agents": {"java": {"env": []}}}), &[], "activation.agents.java: missing field `directory`")]
 #[case::recipe_without_env(json!({"agents": {"java": {"directory": "java", "env": []}}}), &[], "activation.agents.java.env: invalid value \"[]\": at least one variable")]
@@ -189,17 +188,4 @@ fn invalid_activation_names_key_value_and_allowed(
         err.contains(expected),
         "error {err:?} should contain {expected:?}"
     );
-}
-
-#[test]
-fn container_path_is_absolute_and_normalised() {
-    assert_eq!(container_path(None).unwrap(), "/var/odigos");
-    assert_eq!(container_path(Some("/odigos".into())).unwrap(), "/odigos");
-    for bad in ["var/odigos", "/var/odigos/", "/var/../odigos", "/"] {
-        let err = container_path(Some(bad.into())).unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!("activation.containerPath: invalid value {bad:?}")),
-            "{err}"
-        );
-    }
 }
