@@ -231,8 +231,15 @@ impl Activation {
                 max: MAX_AGENTS,
             });
         }
-        let mut agents = BTreeMap::new();
-        for (name, recipe, is_given) in with_built_ins(given) {
+        let is_mounted = |dir: &str| mounted.is_empty() || mounted.iter().any(|m| m == dir);
+        // Built-ins are constants (a test runs them through the checks below): no
+        // checks and no raw copies at every admission.
+        let mut agents: BTreeMap<String, Recipe> = BUILT_IN
+            .iter()
+            .filter(|b| !given.contains_key(b.name) && is_mounted(b.directory))
+            .map(|b| (b.name.to_string(), b.recipe(agents_path)))
+            .collect();
+        for (name, recipe) in given {
             let key = format!("activation.agents.{name}");
             check(&key, &name, syntax::dns_label)?;
             check(
@@ -240,19 +247,16 @@ impl Activation {
                 &recipe.directory,
                 syntax::path_segment,
             )?;
-            if !mounted.is_empty() && !mounted.contains(&recipe.directory) {
-                if is_given {
-                    // A JVM whose -javaagent jar is missing does not start.
-                    return Err(SettingsError::invalid(
-                        format!("{key}.directory"),
-                        &recipe.directory,
-                        format!(
-                            "a mounted agent directory: one of agentDirectories ({}); add it there, or remove this recipe",
-                            mounted.join(", ")
-                        ),
-                    ));
-                }
-                continue;
+            if !is_mounted(&recipe.directory) {
+                // A JVM whose -javaagent jar is missing does not start.
+                return Err(SettingsError::invalid(
+                    format!("{key}.directory"),
+                    &recipe.directory,
+                    format!(
+                        "a mounted agent directory: one of agentDirectories ({}); add it there, or remove this recipe",
+                        mounted.join(", ")
+                    ),
+                ));
             }
             if recipe.env.is_empty() {
                 return Err(SettingsError::invalid(
@@ -320,41 +324,18 @@ pub fn activate(
     Ok(out)
 }
 
-/// The built-in recipes as raw ones.
-pub fn built_in_recipes() -> BTreeMap<String, RawRecipe> {
-    BUILT_IN
-        .iter()
-        .map(|b| {
-            let env = vec![RawEnvVar {
-                name: b.variable.into(),
-                value: Some(b.value.into()),
-                join: Some(b.join.into()),
-                value_from: None,
-            }];
-            let recipe = RawRecipe {
-                directory: b.directory.into(),
-                env,
-            };
-            (b.name.to_string(), recipe)
-        })
-        .collect()
-}
-
-/// The given recipes over the built-in ones, each marked whether it was given.
-fn with_built_ins(
-    given: BTreeMap<String, RawRecipe>,
-) -> impl Iterator<Item = (String, RawRecipe, bool)> {
-    let mut all: BTreeMap<String, (RawRecipe, bool)> = built_in_recipes()
-        .into_iter()
-        .map(|(name, recipe)| (name, (recipe, false)))
-        .collect();
-    all.extend(
-        given
-            .into_iter()
-            .map(|(name, recipe)| (name, (recipe, true))),
-    );
-    all.into_iter()
-        .map(|(name, (recipe, is_given))| (name, recipe, is_given))
+impl BuiltIn {
+    /// The checked recipe, `{dir}` expanded to `agents_path`.
+    fn recipe(&self, agents_path: &str) -> Recipe {
+        Recipe {
+            directory: self.directory.into(),
+            env: vec![EnvEntry::Join {
+                name: self.variable.into(),
+                value: self.value.replace(DIR, agents_path),
+                separator: self.join.into(),
+            }],
+        }
+    }
 }
 
 /// Checks a list of env entries: its length, each entry, and that no name repeats.

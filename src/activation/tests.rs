@@ -189,3 +189,18 @@ fn invalid_activation_names_key_value_and_allowed(
         "error {err:?} should contain {expected:?}"
     );
 }
+
+#[test]
+fn the_built_ins_pass_the_checks_of_a_given_recipe() {
+    let defaults = parse(json!({}), &[]).unwrap();
+    for b in &BUILT_IN {
+        let given = json!({"agents": {b.name: {"directory": b.directory,
+            "env": [{"name": b.variable, "value": b.value, "join": b.join}]}}});
+        let activation = parse(given, &[]).unwrap();
+        assert_eq!(
+            activation.agents[b.name], defaults.agents[b.name],
+            "{}",
+            b.name
+        );
+    }
+}
