@@ -96,6 +96,17 @@ mounted_read_only() {
   mounted_read_only '"instrumentations"'
 }
 
+@test "activation: the JVM option joined after the app's own, the one replace, idempotently" {
+  POD=test_data/pod_activation_join_append.json mutate '{"activation": {"env": [{"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}, {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}]}}'
+  jq -e '[.[] | select(.op != "add")] == [{"op": "replace", "path": "/spec/containers/0/env/0/value",
+         "value": "-Xmx1g -Dfile.encoding=UTF-8 -javaagent:/var/odigos/java/javaagent.jar"}]' "$BATS_TEST_TMPDIR/patch.json"
+  pod '.spec.containers[0].env == [
+         {"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx1g -Dfile.encoding=UTF-8 -javaagent:/var/odigos/java/javaagent.jar"},
+         {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+         {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}]'
+  pod '.spec.containers[0].resources.limits["instrumentation.odigos.io/generic"] == "1"'
+}
+
 @test "a conflict leaves the pod unchanged with a warning" {
   evaluate test_data/pod_conflict_resource.json '{}'
   echo "$output" | jq -e '.allowed == true and (has("patch") | not)'

@@ -3,6 +3,7 @@
 //! This file is the only one that knows about waPC: it registers the entry points
 //! and delegates each to a pure function of [`response`].
 
+pub mod activation;
 pub mod init_container;
 pub mod message;
 pub mod mutate;

@@ -6,6 +6,7 @@
 //! aborts the whole mutation with a message saying what to fix; the caller then
 //! accepts the pod unchanged.
 
+use crate::activation::env::EnvConflict;
 use crate::message::{echo, shorten};
 use crate::settings::Settings;
 use crate::settings::decode::Keyword;
@@ -124,6 +125,9 @@ pub enum Conflict {
     /// The settings could not be turned into the objects to insert.
     #[error("internal error building what agent-mount inserts: {0}")]
     Internal(#[from] SettingsError),
+    /// Activation could not merge a recipe into a container's `env`.
+    #[error(transparent)]
+    Activation(#[from] EnvConflict),
 }
 
 /// Adds what the settings' method needs for the `containers` (sorted indices into
@@ -331,7 +335,7 @@ fn request_resources(
     method: &Method,
     annotation: &str,
 ) -> Result<bool, Conflict> {
-    let Method::VirtualDevice { resource_name } = method else {
+    let Method::VirtualDevice { resource_name, .. } = method else {
         return Ok(false);
     };
     let mut changed = false;

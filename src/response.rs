@@ -4,6 +4,7 @@
 //! problem, a conflict included, accepts the pod unchanged with a warning, so that
 //! the policy never blocks workloads.
 
+use crate::activation::{self, annotation};
 use crate::message::listing;
 use crate::{mutate, select, settings};
 use kubewarden_policy_sdk::response::ValidationResponse;
@@ -104,7 +105,7 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
         }
     };
     let mut pod = request.object;
-    let (selection, names) = match select::container_names(&pod) {
+    let (selection, names, activated, activation_note) = match select::container_names(&pod) {
         Ok(names) => {
             let selection = select::instrumented_containers(&pod, &names, &settings);
             let chosen: Vec<&str> = selection
@@ -113,7 +114,23 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
                 .filter_map(|&i| names.get(i).copied())
                 .collect();
             let chosen = listing(&chosen);
-            (selection, chosen)
+            let activated = settings
+                .activation
+                .as_ref()
+                .map(|a| annotation::choose(&pod, &names, &selection.containers, a))
+                .unwrap_or_default();
+            let pairs: Vec<String> = activated
+                .containers
+                .iter()
+                .filter_map(|c| Some(format!("{}={}", names.get(c.index)?, c.agent)))
+                .collect();
+            let pairs: Vec<&str> = pairs.iter().map(String::as_str).collect();
+            let note = if pairs.is_empty() {
+                String::new()
+            } else {
+                format!("; activated {}", listing(&pairs))
+            };
+            (selection, chosen, activated, note)
         }
         Err(e) => {
             return reject(format!(
@@ -122,6 +139,7 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
         }
     };
     let mut warnings = selection.warnings;
+    warnings.extend(activated.warnings);
     if selection.containers.is_empty() {
         return accept(
             None,
@@ -130,17 +148,28 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
         );
     }
     let method = settings.method.kind().as_str();
-    match mutate::mutate(&mut pod, &selection.containers, &settings) {
+    let outcome = mutate::mutate(&mut pod, &selection.containers, &settings).and_then(|mounted| {
+        let Some(activation) = &settings.activation else {
+            return Ok(mounted);
+        };
+        // After mounting: the merge is all or nothing with the mounts.
+        let done = activation::activate(&mut pod, &activated.containers, activation)?;
+        warnings.extend(done.warnings);
+        Ok(mounted | done.changed)
+    });
+    match outcome {
         Ok(true) => accept(
             Some(pod),
             warnings,
-            Some(format!("{method}: added the agents to containers {names}")),
+            Some(format!(
+                "{method}: added the agents to containers {names}{activation_note}"
+            )),
         ),
         Ok(false) => accept(
             None,
             warnings,
             Some(format!(
-                "unchanged: containers {names} already have the agents by {method}"
+                "unchanged: containers {names} already have the agents by {method}{activation_note}"
             )),
         ),
         Err(conflict) => {

@@ -13,7 +13,8 @@ pub mod keys;
 pub mod method;
 pub mod raw;
 
-use agent_mount_common::{DEFAULT_RESOURCE_NAME, syntax};
+use crate::activation::Activation;
+use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME, syntax};
 use check::{check, check_list};
 use decode::deserialize_at;
 use errors::SettingsError;
@@ -33,6 +34,8 @@ pub struct Settings {
     pub ignored_containers: BTreeSet<String>,
     /// Pod annotation listing exactly the containers to instrument.
     pub containers_annotation: String,
+    /// Activation, when the `activation` key is present.
+    pub activation: Option<Activation>,
 }
 
 impl Default for Settings {
@@ -41,9 +44,11 @@ impl Default for Settings {
         Settings {
             method: Method::VirtualDevice {
                 resource_name: DEFAULT_RESOURCE_NAME.into(),
+                container_path: DEFAULT_HOST_PATH.into(),
             },
             ignored_containers: DEFAULT_IGNORED_CONTAINERS.map(String::from).into(),
             containers_annotation: DEFAULT_CONTAINERS_ANNOTATION.into(),
+            activation: None,
         }
     }
 }
@@ -58,7 +63,11 @@ impl Settings {
             .take()
             .unwrap_or_else(|| DEFAULT_CONTAINERS_ANNOTATION.into());
         let method = Method::take(kind, &mut raw)?;
-        if let Some(key) = raw.set_keys().into_iter().next() {
+        let leftover = raw
+            .set_keys()
+            .into_iter()
+            .find(|key| !keys::COMMON_KEYS.contains(&key.as_str()));
+        if let Some(key) = leftover {
             return Err(keys::not_for_method(key, kind));
         }
         method.validate()?;
@@ -79,10 +88,28 @@ impl Settings {
             &containers_annotation,
             syntax::qualified_name,
         )?;
+        let mounted = method
+            .mounts()
+            .map_or(&[][..], |m| m.agent_directories.as_slice());
+        let activation = raw
+            .activation
+            .take()
+            .map(|a| Activation::from_raw(a, method.agents_path(), mounted))
+            .transpose()?;
+        if let Some(activation) = &activation
+            && activation.annotation == containers_annotation
+        {
+            return Err(SettingsError::invalid(
+                "activation.annotation",
+                &activation.annotation,
+                "a key other than containersAnnotation's: one annotation chooses the containers, the other the agents",
+            ));
+        }
         Ok(Settings {
             method,
             ignored_containers,
             containers_annotation,
+            activation,
         })
     }
 }

@@ -1,7 +1,9 @@
 //! Property tests over generated pods, for every method: no panic, idempotence, nothing
-//! removed, valid in → valid out (and no two mounts at one place), and nothing of ours
-//! writable. A pod left unchanged must carry a warning or already hold what the policy
-//! adds. Arbitrary JSON is rejected (400) exactly when it cannot be read as a pod.
+//! removed (but the activation joins), valid in → valid out (and no two mounts at one
+//! place), and nothing of ours writable. A pod left unchanged must carry a warning or
+//! already hold what the policy adds. With activation, the app's own value of a joined
+//! variable is still a prefix of the result. Arbitrary JSON is rejected (400) exactly
+//! when it cannot be read as a pod.
 // Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
 #![allow(
     clippy::unwrap_used,
@@ -12,6 +14,7 @@
 
 mod support;
 
+use agent_mount::activation::EnvEntry;
 use agent_mount::response::validate;
 use agent_mount::select;
 use agent_mount::settings::{self, method::Method};
@@ -92,20 +95,56 @@ fn mounts() -> impl Strategy<Value = Option<Value>> {
     proptest::option::of(proptest::collection::vec(mount, 0..3).prop_map(Value::Array))
 }
 
+/// Env entries, including our variables with other values, empty, without a value, from
+/// `valueFrom`, already holding ours, and (by chance) twice.
+fn env() -> impl Strategy<Value = Option<Value>> {
+    let ours_java = "-javaagent:/var/odigos/java/javaagent.jar";
+    let ours_python =
+        "/var/odigos/python:/var/odigos/python/opentelemetry/instrumentation/auto_instrumentation";
+    let var = prop_oneof![
+        Just(json!({"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx1g"})),
+        Just(json!({"name": "JAVA_TOOL_OPTIONS", "value": ""})),
+        Just(json!({"name": "JAVA_TOOL_OPTIONS"})),
+        Just(json!({"name": "JAVA_TOOL_OPTIONS", "value": format!("-Dx=1 {ours_java}")})),
+        Just(
+            json!({"name": "JAVA_TOOL_OPTIONS", "valueFrom": {"configMapKeyRef": {"name": "jvm", "key": "opts"}}})
+        ),
+        Just(json!({"name": "PYTHONPATH", "value": "/app"})),
+        Just(json!({"name": "PYTHONPATH", "value": format!("{ours_python}:/app")})),
+        Just(json!({"name": "NODE_OPTIONS", "value": "--inspect"})),
+        Just(json!({"name": "LD_PRELOAD", "value": "/lib/libjemalloc.so"})),
+        Just(json!({"name": "HOST_IP", "value": "10.1.2.3"})),
+        Just(json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://collector:4317"})),
+        Just(json!({"name": "LOG_TARGET", "value": "$(HOST_IP):514"})),
+    ];
+    proptest::option::weighted(
+        0.7,
+        proptest::collection::vec(var, 0..4).prop_map(Value::Array),
+    )
+}
+
 fn container(name: &'static str) -> impl Strategy<Value = Value> {
-    (resources(), mounts(), any::<bool>()).prop_map(move |(resources, mounts, future)| {
-        let mut c = json!({"name": name, "image": format!("{name}:1")});
-        if let Some(r) = resources {
-            c["resources"] = r;
-        }
-        if let Some(m) = mounts {
-            c["volumeMounts"] = m;
-        }
-        if future {
-            c["futureContainerField"] = json!({"x": [1, 2]});
-        }
-        c
-    })
+    (resources(), mounts(), any::<bool>(), env(), any::<bool>()).prop_map(
+        move |(resources, mounts, future, env, env_from)| {
+            let mut c = json!({"name": name, "image": format!("{name}:1")});
+            if let Some(r) = resources {
+                c["resources"] = r;
+            }
+            if let Some(m) = mounts {
+                c["volumeMounts"] = m;
+            }
+            if let Some(env) = env {
+                c["env"] = env;
+            }
+            if env_from {
+                c["envFrom"] = json!([{"configMapRef": {"name": "app-config"}}]);
+            }
+            if future {
+                c["futureContainerField"] = json!({"x": [1, 2]});
+            }
+            c
+        },
+    )
 }
 
 fn containers() -> impl Strategy<Value = Vec<Value>> {
@@ -186,6 +225,25 @@ fn annotation() -> impl Strategy<Value = Option<String>> {
     )
 }
 
+/// The activation annotation in both forms, with unknown agents and containers, a
+/// container named twice and an item that is not a pair.
+fn agents_annotation() -> impl Strategy<Value = Option<&'static str>> {
+    proptest::option::weighted(
+        0.8,
+        proptest::sample::select(vec![
+            "java",
+            "python",
+            " nodejs ",
+            "loader",
+            "ruby",
+            "app=java,worker=python",
+            "app=java, app=python, ghost=java",
+            "api=nodejs,worker=loader,broken",
+            "worker = java, istio-proxy=python",
+        ]),
+    )
+}
+
 fn pod() -> impl Strategy<Value = Value> {
     (
         containers(),
@@ -195,9 +253,10 @@ fn pod() -> impl Strategy<Value = Value> {
         affinity(),
         annotation(),
         any::<bool>(),
+        agents_annotation(),
     )
         .prop_map(
-            |(containers, volumes, inits, ephemeral, affinity, annotation, future)| {
+            |(containers, volumes, inits, ephemeral, affinity, annotation, future, agents)| {
                 let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
                     "spec": {"containers": containers}});
                 for (key, value) in [
@@ -211,7 +270,10 @@ fn pod() -> impl Strategy<Value = Value> {
                     }
                 }
                 if let Some(a) = annotation {
-                    pod["metadata"]["annotations"] = json!({"agent-mount.io/containers": a});
+                    pod["metadata"]["annotations"]["agent-mount.io/containers"] = json!(a);
+                }
+                if let Some(a) = agents {
+                    pod["metadata"]["annotations"]["agent-mount.io/agents"] = json!(a);
                 }
                 if future {
                     pod["futurePodField"] = json!({"enabled": true});
@@ -222,33 +284,51 @@ fn pod() -> impl Strategy<Value = Value> {
         )
 }
 
-/// Settings for `method`, with random agent directories, node label and image source path.
+/// Activation off, on with the built-in recipes, or on with the exporter in `activation.env`.
+fn activation() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        1 => Just(None),
+        1 => Just(Some(json!({}))),
+        2 => Just(Some(json!({"env": [
+            {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}
+        ]}))),
+    ]
+}
+
+/// Settings for `method`, with random agent directories, node label, image source path
+/// and activation.
 fn settings(method: MountMethod) -> impl Strategy<Value = Value> {
     let dirs = proptest::option::of(proptest::sample::subsequence(
-        vec!["java", "python", "nodejs"],
+        vec!["java", "python", "nodejs-community"],
         1..=3,
     ));
-    (dirs, any::<bool>(), any::<bool>()).prop_map(move |(dirs, label, root)| {
-        let mut s = method_settings(method);
-        let label_key = match method {
-            MountMethod::VirtualDevice => return s,
-            MountMethod::HostPath | MountMethod::CsiDriver => true,
-            MountMethod::InitContainer => false,
-            MountMethod::ImageVolume => {
-                if root {
-                    s["imageVolume"]["sourcePath"] = json!("/");
-                }
-                true
+    (dirs, any::<bool>(), any::<bool>(), activation()).prop_map(
+        move |(dirs, label, root, activation)| {
+            let mut s = method_settings(method);
+            if let Some(activation) = activation {
+                s["activation"] = activation;
             }
-        };
-        if let Some(dirs) = dirs {
-            s["agentDirectories"] = json!(dirs);
-        }
-        if label_key && label {
-            s["requiredNodeLabel"] = json!({"key": "odigos.io/agents", "value": "true"});
-        }
-        s
-    })
+            let label_key = match method {
+                MountMethod::VirtualDevice => return s,
+                MountMethod::HostPath | MountMethod::CsiDriver => true,
+                MountMethod::InitContainer => false,
+                MountMethod::ImageVolume => {
+                    if root {
+                        s["imageVolume"]["sourcePath"] = json!("/");
+                    }
+                    true
+                }
+            };
+            if let Some(dirs) = dirs {
+                s["agentDirectories"] = json!(dirs);
+            }
+            if label_key && label {
+                s["requiredNodeLabel"] = json!({"key": "odigos.io/agents", "value": "true"});
+            }
+            s
+        },
+    )
 }
 
 fn request(pod: &Value) -> Value {
@@ -291,7 +371,7 @@ fn already_instrumented(pod: &Value, settings: &settings::Settings) -> bool {
         .cloned()
         .unwrap_or_default();
     match &settings.method {
-        Method::VirtualDevice { resource_name } => selected.iter().all(|&i| {
+        Method::VirtualDevice { resource_name, .. } => selected.iter().all(|&i| {
             let r = &containers[i]["resources"];
             r["limits"][resource_name] == "1" && r["requests"][resource_name] == "1"
         }),
@@ -338,6 +418,73 @@ fn already_instrumented(pod: &Value, settings: &settings::Settings) -> bool {
 /// Generated pods holding a mount path with `..`, and a mount with a subPathExpr.
 static WITH_DOTDOT: AtomicUsize = AtomicUsize::new(0);
 static WITH_SUB_PATH_EXPR: AtomicUsize = AtomicUsize::new(0);
+/// Mutated pods whose env activation changed, and the joins (replaced values) among them.
+static ACTIVATED: AtomicUsize = AtomicUsize::new(0);
+static JOINED: AtomicUsize = AtomicUsize::new(0);
+/// Pods left unchanged by a valueFrom on a joined variable; envFrom warnings.
+static VALUE_FROM_CONFLICTS: AtomicUsize = AtomicUsize::new(0);
+static ENV_FROM_WARNINGS: AtomicUsize = AtomicUsize::new(0);
+
+/// The variables the settings' recipes join into.
+fn joined_variables(settings: &settings::Settings) -> Vec<String> {
+    settings
+        .activation
+        .iter()
+        .flat_map(|a| a.agents.values())
+        .flat_map(|recipe| &recipe.env)
+        .filter_map(|entry| match entry {
+            EnvEntry::Join { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The one change the policy may make to what the pod had: a joined variable's value,
+/// the app's own value still its prefix. Returns `mutated` with those values put back,
+/// and the JSON pointers of the joined values.
+fn undo_joins(
+    pod: &Value,
+    mutated: &Value,
+    joined: &[String],
+) -> Result<(Value, Vec<String>), TestCaseError> {
+    let mut restored = mutated.clone();
+    let mut paths = Vec::new();
+    let containers = pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (i, container) in containers.iter().enumerate() {
+        for (j, var) in container["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let (Some(before), Some(after)) = (
+                var["value"].as_str(),
+                mutated["spec"]["containers"][i]["env"][j]["value"].as_str(),
+            ) else {
+                continue;
+            };
+            if before == after {
+                continue;
+            }
+            let name = var["name"].as_str().unwrap_or_default();
+            prop_assert!(
+                joined.iter().any(|v| v == name),
+                "{name} changed: {before:?} -> {after:?}"
+            );
+            // The new property: the app's own value stays first.
+            prop_assert!(
+                after.starts_with(before),
+                "{name}: {before:?} is not a prefix of {after:?}"
+            );
+            restored["spec"]["containers"][i]["env"][j]["value"] = json!(before);
+            paths.push(format!("/spec/containers/{i}/env/{j}/value"));
+        }
+    }
+    Ok((restored, paths))
+}
 
 /// Counts the pods whose mounts hold `needle`, so the run shows it reached those shapes.
 fn count_if(pod: &Value, needle: &str, counter: &AtomicUsize) {
@@ -357,6 +504,14 @@ fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
     let settings = settings::parse(settings_json.clone()).expect("generated settings are valid");
     let response = validate(&payload(&request(pod), settings_json));
     prop_assert!(response.accepted, "{:?}", response.message);
+    for warning in response.warnings.iter().flatten() {
+        if warning.contains("from valueFrom, which agent-mount cannot read") {
+            VALUE_FROM_CONFLICTS.fetch_add(1, Ordering::Relaxed);
+        }
+        if warning.contains("has envFrom, and agent-mount set") {
+            ENV_FROM_WARNINGS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     let Some(mutated) = response.mutated_object else {
         prop_assert!(
             response.warnings.is_some() || already_instrumented(pod, &settings),
@@ -377,14 +532,29 @@ fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
     } else {
         &[]
     };
-    prop_assert_eq!(lost_from(pod, &mutated, "", shifted), None);
+    let (restored, joins) = undo_joins(pod, &mutated, &joined_variables(&settings))?;
+    prop_assert_eq!(lost_from(pod, &restored, "", shifted), None);
+    let env_of = |p: &Value| {
+        p["spec"]["containers"]
+            .as_array()
+            .map(|cs| cs.iter().map(|c| c["env"].clone()).collect::<Vec<_>>())
+    };
+    if env_of(pod) != env_of(&mutated) {
+        ACTIVATED.fetch_add(1, Ordering::Relaxed);
+    }
+    JOINED.fetch_add(joins.len(), Ordering::Relaxed);
     if !inserted_first {
+        // Adds only, but one `replace` per joined value.
         let patch = json_patch::diff(pod, &mutated);
-        prop_assert!(
-            ops(&patch).iter().all(|(op, _)| op == "add"),
-            "{:?}",
-            ops(&patch)
-        );
+        let others: Vec<(String, String)> = ops(&patch)
+            .into_iter()
+            .filter(|(op, _)| op != "add")
+            .collect();
+        let expected: Vec<(String, String)> = joins
+            .iter()
+            .map(|p| ("replace".to_string(), p.clone()))
+            .collect();
+        prop_assert_eq!(others, expected);
     }
     // Valid in, valid out; and still a Pod.
     if pod_rules::violations(pod).is_empty() {
@@ -440,6 +610,19 @@ fn generated_pods_under_every_method() {
         dotdot > 0 && expr > 0,
         "dotdot {dotdot}, subPathExpr {expr}"
     );
+    let activation = [
+        &ACTIVATED,
+        &JOINED,
+        &VALUE_FROM_CONFLICTS,
+        &ENV_FROM_WARNINGS,
+    ]
+    .map(|c| c.load(Ordering::Relaxed));
+    eprintln!(
+        "activation: {} pods activated, {} joined values, {} valueFrom conflicts, {} envFrom warnings",
+        activation[0], activation[1], activation[2], activation[3]
+    );
+    // The generators must reach every activation rule.
+    assert!(activation.iter().all(|&n| n > 0), "{activation:?}");
 }
 
 /// Whether DESIGN §2 says an object can be read as a pod: a JSON object whose

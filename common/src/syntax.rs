@@ -151,6 +151,47 @@ pub fn image(value: &str) -> Result<(), String> {
     }
 }
 
+/// An environment variable name as the API server accepts it everywhere (`IsEnvVarName`
+/// before 1.34 relaxed it): letters, digits, `_`, `-`, `.`, not starting with a digit.
+pub fn env_var_name(value: &str) -> Result<(), String> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    let ok =
+        value.bytes().all(allowed) && value.bytes().next().is_some_and(|b| !b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err("expected an environment variable name such as JAVA_TOOL_OPTIONS (letters, digits, '_', '-' and '.', not starting with a digit)".into())
+    }
+}
+
+/// A DNS-1123 subdomain, e.g. the name of a ConfigMap or a Secret.
+pub fn subdomain(value: &str) -> Result<(), String> {
+    if dns_subdomain(value) {
+        Ok(())
+    } else {
+        Err(
+            "expected a DNS-1123 subdomain (dot-separated DNS-1123 labels, at most 253 characters)"
+                .into(),
+        )
+    }
+}
+
+/// A key of a ConfigMap or Secret: at most 253 letters, digits, `-`, `_`, `.`, not `.` or `..`.
+pub fn config_map_key(value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_SUBDOMAIN_LEN
+        && value != "."
+        && value != ".."
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err("expected a ConfigMap or Secret key (at most 253 letters, digits, '-', '_' and '.', not '.' or '..')".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +303,25 @@ mod tests {
         assert!(label_value("no spaces").is_err());
         assert!(image("busybox:1.36").is_ok());
         assert!(image("bad image").is_err());
+    }
+
+    #[rstest]
+    #[case::upper("JAVA_TOOL_OPTIONS", true)]
+    #[case::dotted("my.var-1", true)]
+    #[case::leading_digit("1VAR", false)]
+    #[case::equals("A=B", false)]
+    #[case::space("A B", false)]
+    #[case::empty("", false)]
+    fn env_var_names(#[case] value: &str, #[case] ok: bool) {
+        assert_eq!(env_var_name(value).is_ok(), ok, "{value}");
+    }
+
+    #[test]
+    fn subdomains_and_config_map_keys() {
+        assert!(subdomain("otel-config").is_ok());
+        assert!(subdomain("Otel").is_err());
+        assert!(config_map_key("endpoint.url").is_ok());
+        assert!(config_map_key("..").is_err());
+        assert!(config_map_key("a/b").is_err());
     }
 }

@@ -27,13 +27,18 @@ use agent_mount_node::device_plugin::api::{AllocateRequest, ContainerAllocateReq
 use agent_mount_node::uds;
 use csi_support::{CsiNode, CsiPlugin};
 use runner::build::{ensure_built, workspace_root};
+use runner::env::{Cluster, effective_env};
 use runner::host::PolicyHost;
 use runner::input::read_request;
 use runner::view::{SeenMount, container_views, files_below, requests_resource};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use support::{Node, registered_plugin};
+
+/// CSI publishes so far: each gets its own pod UID.
+static CSI_PODS: AtomicUsize = AtomicUsize::new(0);
 
 /// Where the agents appear in containers under every method.
 const MOUNT_PATH: &str = "/var/odigos";
@@ -78,7 +83,22 @@ fn host_source(source: &str) -> PathBuf {
     )
 }
 
-fn mutate(host: &PolicyHost, request: &Value, settings: Value) -> Value {
+/// The node IP the test's kubelet resolves `status.hostIP` to.
+const HOST_IP: &str = "10.0.0.7";
+
+/// Activation on with the exporter in `activation.env`, for pods that carry the annotation.
+fn activation_settings() -> Value {
+    json!({"env": [
+        {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}
+    ]})
+}
+
+/// Runs the policy; a pod that names agents in `agent-mount.io/agents` runs with activation on.
+fn mutate(host: &PolicyHost, request: &Value, mut settings: Value) -> Value {
+    if request["object"]["metadata"]["annotations"]["agent-mount.io/agents"].is_string() {
+        settings["activation"] = activation_settings();
+    }
     assert!(
         host.validate_settings(&settings).unwrap().valid,
         "{settings}"
@@ -101,7 +121,7 @@ async fn virtual_device_view(
     host: &PolicyHost,
     request: &Value,
     node: &Node,
-) -> BTreeMap<String, Files> {
+) -> (Value, BTreeMap<String, Files>) {
     let pod = mutate(host, request, json!({}));
     let mut client = DevicePluginClient::new(uds::connect(&node.socket()).await.unwrap());
     let mut allocated: HashMap<String, Vec<SeenMount>> = HashMap::new();
@@ -139,7 +159,8 @@ async fn virtual_device_view(
             .cloned()
             .unwrap_or_default()
     };
-    seen_files(&pod, &mut extra, &|source| host_source(source))
+    let view = seen_files(&pod, &mut extra, &|source| host_source(source));
+    (pod, view)
 }
 
 fn host_path_view(
@@ -147,10 +168,11 @@ fn host_path_view(
     request: &Value,
     node: &Node,
     dirs: &[&str],
-) -> BTreeMap<String, Files> {
+) -> (Value, BTreeMap<String, Files>) {
     let settings = json!({"mountMethod": "k8s-host-path", "hostPath": node.agents(), "mountPath": MOUNT_PATH, "agentDirectories": dirs});
     let pod = mutate(host, request, settings);
-    seen_files(&pod, &mut |_| Vec::new(), &|source| host_source(source))
+    let view = seen_files(&pod, &mut |_| Vec::new(), &|source| host_source(source));
+    (pod, view)
 }
 
 /// Runs the copy init container's command with `sh`: the node's agent tree stands in
@@ -160,7 +182,7 @@ fn init_container_view(
     request: &Value,
     node: &Node,
     dirs: &[&str],
-) -> BTreeMap<String, Files> {
+) -> (Value, BTreeMap<String, Files>) {
     let settings = json!({"mountMethod": "k8s-init-container", "mountPath": MOUNT_PATH, "agentDirectories": dirs,
         "initContainer": {"image": "ghcr.io/example/agents:1.0"}});
     let pod = mutate(host, request, settings);
@@ -171,8 +193,11 @@ fn init_container_view(
         (command[4].as_str(), command[5].as_str()),
         ("/instrumentations", "/agent-mount-target")
     );
-    let empty_dir = node.root.path().join(format!("empty-dir-{}", dirs.len()));
-    std::fs::create_dir(&empty_dir).unwrap();
+    let empty_dir = tempfile::Builder::new()
+        .prefix("empty-dir-")
+        .tempdir_in(node.root.path())
+        .unwrap()
+        .keep();
     command[4] = node.agents().display().to_string();
     command[5] = empty_dir.display().to_string();
     let status = std::process::Command::new(&command[0])
@@ -188,7 +213,7 @@ fn init_container_view(
     });
     // The copy container itself writes to the emptyDir outside MOUNT_PATH, so it sees nothing here.
     assert_eq!(view.remove("odigos-agent-init"), Some(Files::new()));
-    view
+    (pod, view)
 }
 
 /// What containers see under csi-driver: the plugin publishes the pod's CSI volume at the
@@ -199,7 +224,7 @@ async fn csi_driver_view(
     csi_node: &CsiNode,
     plugin: &CsiPlugin,
     dirs: &[&str],
-) -> BTreeMap<String, Files> {
+) -> (Value, BTreeMap<String, Files>) {
     let settings =
         json!({"mountMethod": "k8s-csi-driver", "mountPath": MOUNT_PATH, "agentDirectories": dirs});
     let pod = mutate(host, request, settings);
@@ -211,7 +236,7 @@ async fn csi_driver_view(
         .expect("a CSI volume");
     assert_eq!(volume["csi"]["driver"], csi_support::DRIVER);
     let name = volume["name"].as_str().unwrap();
-    let uid = format!("pod-{}", dirs.len());
+    let uid = format!("pod-{}", CSI_PODS.fetch_add(1, Ordering::Relaxed));
     let target = plugin.publish(csi_node, &uid, name).await.unwrap();
     let published = plugin.view(&target);
     // Read-only for real: the kernel refuses a write through the bind mount.
@@ -224,7 +249,7 @@ async fn csi_driver_view(
         published.join(sub_path.trim_start_matches('/'))
     });
     plugin.unpublish(&target).await.unwrap();
-    view
+    (pod, view)
 }
 
 /// An image's root file system with the node's agents under `source_path`, as
@@ -235,12 +260,15 @@ fn image_volume_view(
     node: &Node,
     dirs: &[&str],
     source_path: &str,
-) -> BTreeMap<String, Files> {
+) -> (Value, BTreeMap<String, Files>) {
     const REFERENCE: &str = "ghcr.io/example/agents:1.0";
-    let image_root = node
-        .root
-        .path()
-        .join(format!("image-{}-{}", dirs.len(), source_path.len()));
+    // A fresh, not yet existing root: `cp -R` then makes it the agents' copy under `/`.
+    let image_root = tempfile::Builder::new()
+        .prefix("image-")
+        .tempdir_in(node.root.path())
+        .unwrap()
+        .keep()
+        .join("root");
     let agents_in_image = image_root.join(source_path.trim_start_matches('/'));
     std::fs::create_dir_all(agents_in_image.parent().unwrap()).unwrap();
     let status = std::process::Command::new("cp")
@@ -253,16 +281,17 @@ fn image_volume_view(
     let settings = json!({"mountMethod": "k8s-image-volume", "mountPath": MOUNT_PATH, "agentDirectories": dirs,
         "imageVolume": {"reference": REFERENCE, "sourcePath": source_path}});
     let pod = mutate(host, request, settings);
-    seen_files(&pod, &mut |_| Vec::new(), &|source| {
+    let view = seen_files(&pod, &mut |_| Vec::new(), &|source| {
         let sub_path = source
             .strip_prefix(&format!("image:{REFERENCE}:"))
             .unwrap_or_else(|| panic!("not the agents image: {source}"));
         image_root.join(sub_path.trim_start_matches('/'))
-    })
+    });
+    (pod, view)
 }
 
-/// Every container's view under `method`, one per variant of the method (image-volume:
-/// each `sourcePath`), labelled. The match is exhaustive: a new method has no view until
+/// Every container's view under `method`, with the mutated pod, one per variant of the
+/// method (image-volume: each `sourcePath`), labelled. The match is exhaustive: a new method has no view until
 /// it is given one here, so it cannot escape this test.
 async fn views(
     method: MountMethod,
@@ -271,7 +300,7 @@ async fn views(
     node: &Node,
     csi: (&CsiNode, &CsiPlugin),
     dirs: &[&str],
-) -> Vec<(String, BTreeMap<String, Files>)> {
+) -> Vec<(String, (Value, BTreeMap<String, Files>))> {
     let one = |view| vec![(String::new(), view)];
     match method {
         MountMethod::VirtualDevice if dirs.is_empty() => {
@@ -338,7 +367,7 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
         let mut seen = Vec::new();
         for method in MountMethod::ALL {
             let csi = (&csi_node, &csi_plugin);
-            for (variant, view) in views(method, &host, &request, &node, csi, dirs).await {
+            for (variant, (_, view)) in views(method, &host, &request, &node, csi, dirs).await {
                 assert_eq!(
                     view,
                     expected,
@@ -355,4 +384,118 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
             );
         }
     }
+}
+
+/// The agent tree with every file a built-in recipe names (Odigos's layout).
+const RECIPE_FILES: [&str; 4] = [
+    "java/javaagent.jar",
+    "python/opentelemetry/instrumentation/auto_instrumentation/sitecustomize.py",
+    "nodejs-community/autoinstrumentation.js",
+    "loader/loader.so",
+];
+
+/// The variables the built-in recipes set.
+const RECIPE_VARIABLES: [&str; 4] = [
+    "JAVA_TOOL_OPTIONS",
+    "PYTHONPATH",
+    "NODE_OPTIONS",
+    "LD_PRELOAD",
+];
+
+/// The paths below MOUNT_PATH that an environment's recipe variables name.
+fn named_paths(env: &BTreeMap<String, String>) -> Vec<String> {
+    RECIPE_VARIABLES
+        .iter()
+        .filter_map(|v| env.get(*v))
+        .flat_map(|value| value.split([' ', ':', '=']))
+        .filter(|item| item.starts_with(MOUNT_PATH))
+        .map(String::from)
+        .collect()
+}
+
+/// Whether `path` is in `files`, read-only: a file, or a directory with files all read-only.
+fn read_only_in(files: &Files, path: &str) -> bool {
+    let below = format!("{path}/");
+    let found: Vec<&(String, bool)> = files
+        .iter()
+        .filter(|(f, _)| f == path || f.starts_with(&below))
+        .collect();
+    !found.is_empty() && found.iter().all(|(_, read_only)| *read_only)
+}
+
+#[tokio::test]
+async fn every_activated_container_finds_what_its_recipe_names_read_only_under_every_method() {
+    let (node, _kubelet, _plugin) = registered_plugin(&[]).await;
+    for file in RECIPE_FILES {
+        std::fs::create_dir_all(node.agents().join(file).parent().unwrap()).unwrap();
+        std::fs::write(node.agents().join(file), file).unwrap();
+    }
+    let host = PolicyHost::load(&ensure_built().unwrap()).unwrap();
+    let typical = read_request(&workspace_root().join("test_data/pod_typical.json")).unwrap();
+    let csi_node = CsiNode::new();
+    let csi_plugin = CsiPlugin::start_with(&csi_node, &node.agents(), &[]).await;
+    let cluster = Cluster {
+        fields: [
+            ("status.hostIP", HOST_IP),
+            ("metadata.name", "checkout-7d9c8b6f5-x2x4z"),
+            ("metadata.namespace", "shop"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into(),
+        ..Cluster::default()
+    };
+    // (annotation, agentDirectories, paths each container's recipe names)
+    let cases: [(&str, &[&str], [usize; 2]); 3] = [
+        ("checkout=java, cache-warmer=python", &[], [1, 2]),
+        (
+            "checkout=java, cache-warmer=python",
+            &["java", "python"],
+            [1, 2],
+        ),
+        // checkout keeps its own JAVA_TOOL_OPTIONS, which names the Java agent too.
+        ("checkout=nodejs, cache-warmer=loader", &[], [2, 1]),
+    ];
+    let mut checked = 0;
+    for (annotation, dirs, named) in cases {
+        let mut request = typical.clone();
+        request["object"]["metadata"]["annotations"]["agent-mount.io/agents"] = json!(annotation);
+        for method in MountMethod::ALL {
+            let csi = (&csi_node, &csi_plugin);
+            for (variant, (pod, view)) in views(method, &host, &request, &node, csi, dirs).await {
+                let label = format!(
+                    "{}{variant}, {annotation:?}, agentDirectories {dirs:?}",
+                    method.as_str()
+                );
+                let containers = pod["spec"]["containers"].as_array().unwrap();
+                for (name, count) in ["checkout", "cache-warmer"].into_iter().zip(named) {
+                    let container = containers.iter().find(|c| c["name"] == name).unwrap();
+                    // The environment as the kubelet resolves it: envFrom, then env in order.
+                    let env = effective_env(container, &cluster).unwrap();
+                    assert_eq!(
+                        env["OTEL_EXPORTER_OTLP_ENDPOINT"],
+                        format!("http://{HOST_IP}:4317"),
+                        "{label}: {name}"
+                    );
+                    let paths = named_paths(&env);
+                    assert_eq!(paths.len(), count, "{label}: {name} {env:?}");
+                    for path in paths {
+                        assert!(
+                            read_only_in(&view[name], &path),
+                            "{label}: {name} names {path}, which it does not see read-only: {:?}",
+                            view[name]
+                        );
+                        checked += 1;
+                    }
+                }
+                // The sidecar is neither mounted nor activated.
+                let sidecar = containers
+                    .iter()
+                    .find(|c| c["name"] == "istio-proxy")
+                    .unwrap();
+                assert!(named_paths(&effective_env(sidecar, &cluster).unwrap()).is_empty());
+            }
+        }
+    }
+    // Per case: every method, image-volume twice; virtual-device only for the whole directory.
+    assert_eq!(checked, 3 * 6 + 3 * 5 + 3 * 6, "paths checked");
 }

@@ -2,14 +2,19 @@
 
 use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME, MountMethod};
 use runner::build;
+use runner::env::{Cluster, effective_env};
 use runner::host::PolicyHost;
 use runner::input;
 use runner::view::{SeenMount, container_views, requests_resource};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::Instant;
 
 /// The example pod, relative to the workspace root.
 const EXAMPLE_POD: &str = "examples/typical-pod.yaml";
+/// The example pod that asks for activation.
+const ACTIVATED_POD: &str = "examples/activated-pod.yaml";
+/// The node IP the demo's kubelet resolves `status.hostIP` to.
+const DEMO_HOST_IP: &str = "10.0.0.7";
 
 /// Runs the demo.
 pub fn run() -> Result<(), String> {
@@ -35,7 +40,80 @@ pub fn run() -> Result<(), String> {
         let settings = input::overlay_settings(method)?;
         show(&host, method, &manifest, &request, &settings)?;
     }
+    show_activation(&host, &root)
+}
+
+/// Activation: the activated example pod's env before and after, and as the kubelet resolves it.
+fn show_activation(host: &PolicyHost, root: &std::path::Path) -> Result<(), String> {
+    let request = input::read_request(&root.join(ACTIVATED_POD))?;
+    let mut settings = input::overlay_settings(MountMethod::VirtualDevice)?;
+    let activation = json!({"env": [
+        {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}
+    ]});
+    let Some(overlay) = settings.as_object_mut() else {
+        return Err("the virtual-device overlay's settings are not an object".to_string());
+    };
+    overlay.insert("activation".to_string(), activation.clone());
+    println!("\n==================== activation ====================");
+    println!("Pod {ACTIVATED_POD}, annotation agent-mount.io/agents: checkout=java, worker=python");
+    println!("Settings: the virtual-device settings plus");
+    for line in serde_yaml::to_string(&json!({ "activation": activation }))
+        .map_err(|e| e.to_string())?
+        .lines()
+    {
+        println!("    {line}");
+    }
+    let evaluation = host.validate(&request, &settings)?;
+    let response = &evaluation.response;
+    for warning in response.warnings.iter().flatten() {
+        println!("warning: {warning}");
+    }
+    let before = request.get("object").unwrap_or(&Value::Null);
+    let after = response.mutated_object.as_ref().unwrap_or(before);
+    let cluster = Cluster {
+        fields: [("status.hostIP".to_string(), DEMO_HOST_IP.to_string())].into(),
+        ..Cluster::default()
+    };
+    let containers = |pod: &Value| {
+        pod.pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for (old, new) in containers(before).iter().zip(containers(after).iter()) {
+        println!("    {}:", new["name"].as_str().unwrap_or("?"));
+        println!("        env before: {}", env_lines(old));
+        println!("        env after:  {}", env_lines(new));
+        let effective = effective_env(new, &cluster)?;
+        let shown: Vec<String> = effective.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "        the process sees (node IP {DEMO_HOST_IP}): {}",
+            shown.join("  ")
+        );
+    }
     Ok(())
+}
+
+/// A container's env entries on one line, `NAME=value` or `NAME<-source`.
+fn env_lines(container: &Value) -> String {
+    let entries: Vec<String> = container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let name = e["name"].as_str().unwrap_or("?");
+            match e.get("valueFrom") {
+                Some(source) => format!("{name}<-{source}"),
+                None => format!("{name}={}", e["value"].as_str().unwrap_or_default()),
+            }
+        })
+        .collect();
+    if entries.is_empty() {
+        "(none)".into()
+    } else {
+        entries.join("  ")
+    }
 }
 
 fn show(

@@ -4,6 +4,7 @@
 //! WASI, waPC), and drives the demo, the integration tests and the bench.
 
 pub mod build;
+pub mod env;
 pub mod host;
 pub mod input;
 pub mod view;

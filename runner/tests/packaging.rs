@@ -118,9 +118,9 @@ fn settings_keys() -> Vec<String> {
     keys
 }
 
-/// The methods a (possibly dotted) key applies to, by its top-level key.
+/// The methods a (possibly dotted) key applies to, as the settings say it.
 fn methods_of(key: &str) -> Vec<MountMethod> {
-    applies_to(key.split('.').next().unwrap())
+    applies_to(key)
 }
 
 /// A method's name as the documentation shortens it, e.g. `host-path`.

@@ -199,3 +199,101 @@ fn garbage_payloads_never_trap() {
         assert_eq!(response["valid"], false, "{payload:?}");
     }
 }
+
+/// One AdmissionRequest per activation merge rule.
+const ACTIVATION_FIXTURES: [&str; 9] = [
+    "pod_activation_join_absent.json",
+    "pod_activation_join_empty.json",
+    "pod_activation_join_append.json",
+    "pod_activation_join_holds_ours.json",
+    "pod_activation_join_duplicates.json",
+    "pod_activation_conflict_value_from.json",
+    "pod_activation_plain_present.json",
+    "pod_activation_env_from.json",
+    "pod_activation_pairs.json",
+];
+
+/// The variables the built-in recipes join into.
+const JOINED: [&str; 4] = [
+    "JAVA_TOOL_OPTIONS",
+    "PYTHONPATH",
+    "NODE_OPTIONS",
+    "LD_PRELOAD",
+];
+
+/// `method`'s overlay settings with activation on and the exporter in `activation.env`.
+fn activated(method: MountMethod) -> Value {
+    let mut settings = settings(method);
+    settings["activation"] = json!({"env": [
+        {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}
+    ]});
+    settings
+}
+
+#[test]
+fn activation_under_every_method_replaces_only_joined_values() {
+    let mut replaced = 0;
+    for name in ACTIVATION_FIXTURES {
+        let request = fixture(name);
+        for method in MountMethod::ALL {
+            let settings = activated(method);
+            let first = with_host(|h| h.validate(&request, &settings)).unwrap();
+            assert!(first.response.accepted, "{name} under {method:?}");
+            for op in serde_json::to_value(&first.patch)
+                .unwrap()
+                .as_array()
+                .unwrap()
+            {
+                let path = op["path"].as_str().unwrap();
+                if op["op"] == "add" {
+                    continue;
+                }
+                // The one replace: a joined variable's value, the app's own value first.
+                assert_eq!(op["op"], "replace", "{name} under {method:?}: {op}");
+                let before = request["object"].pointer(path).and_then(Value::as_str);
+                let var = path.trim_end_matches("/value");
+                let variable = request["object"].pointer(&format!("{var}/name"));
+                assert!(
+                    variable
+                        .and_then(Value::as_str)
+                        .is_some_and(|v| JOINED.contains(&v)),
+                    "{name} under {method:?}: {op}"
+                );
+                assert!(
+                    op["value"].as_str().unwrap().starts_with(before.unwrap()),
+                    "{name} under {method:?}: {op}"
+                );
+                replaced += 1;
+            }
+            // The module answers as the native build does, and leaves its own output alone.
+            let payload = payload(&request, &settings);
+            let wasm: Value =
+                serde_json::from_slice(&with_host(|h| h.call("validate", &payload)).unwrap())
+                    .unwrap();
+            let native = serde_json::to_value(agent_mount::response::validate(&payload)).unwrap();
+            assert_eq!(wasm, native, "{name} under {method:?}");
+            if let Some(mutated) = first.response.mutated_object {
+                let mut again = request.clone();
+                again["object"] = mutated;
+                let second = with_host(|h| h.validate(&again, &settings)).unwrap();
+                assert!(second.patch.0.is_empty(), "{name} under {method:?}");
+            }
+        }
+    }
+    // Four fixtures join five values; the init-container overlay mounts no nodejs-community.
+    assert_eq!(replaced, 5 * MountMethod::ALL.len() - 1);
+}
+
+#[test]
+fn activation_settings_errors_through_wasm() {
+    let path = support::workspace_root().join("test_data/settings_activation_invalid.json");
+    let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for case in cases {
+        let response = with_host(|h| h.validate_settings(&case["settings"])).unwrap();
+        assert!(!response.valid, "{}", case["case"]);
+        let message = response.message.unwrap_or_default();
+        let error = case["error"].as_str().unwrap();
+        assert!(message.starts_with(error), "{}: {message:?}", case["case"]);
+    }
+}

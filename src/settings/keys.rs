@@ -1,15 +1,23 @@
-//! Key introspection: which top-level keys are set, where each key applies (derived from
+//! Key introspection: which keys are set, where each key applies (derived from
 //! [`Method::take`], never listed by hand), and the error for a key set under a method it
 //! does not apply to. The documentation checks read the same source.
 
 use super::errors::SettingsError;
 use super::method::Method;
 use super::raw::{NodeLabel, PullPolicy, RawImageVolume, RawInitContainer, RawSettings};
+use crate::activation::{RawActivation, RawEnvVar, RawRecipe};
 use agent_mount_common::MountMethod;
 use serde_json::Value;
 
 /// Keys every method reads: `Settings::from_raw` takes them, not [`Method::take`].
-const COMMON_KEYS: [&str; 3] = ["mountMethod", "ignoredContainers", "containersAnnotation"];
+pub(super) const COMMON_KEYS: [&str; 4] = [
+    "mountMethod",
+    "ignoredContainers",
+    "containersAnnotation",
+    "activation",
+];
+/// The one nested key a method takes: under virtual-device the agents' path in containers.
+const CONTAINER_PATH: &str = "activation.containerPath";
 
 impl RawSettings {
     /// Settings with every key set, nested keys included: the source of [`applies_to`]
@@ -43,20 +51,39 @@ impl RawSettings {
             }),
             ignored_containers: Some(Vec::new()),
             containers_annotation: text(),
+            activation: Some(RawActivation {
+                annotation: text(),
+                container_path: text(),
+                agents: Some([("x".to_string(), RawRecipe::default())].into()),
+                env: Some(vec![RawEnvVar::default()]),
+            }),
         }
     }
 
-    /// The top-level keys that are set, in camelCase.
+    /// The top-level keys that are set, in camelCase, and `activation.containerPath`.
     pub(super) fn set_keys(&self) -> Vec<String> {
-        match serde_json::to_value(self) {
+        let mut keys = match serde_json::to_value(self) {
             Ok(Value::Object(map)) => map.keys().cloned().collect(),
             _ => Vec::new(),
+        };
+        if self
+            .activation
+            .as_ref()
+            .is_some_and(|a| a.container_path.is_some())
+        {
+            keys.push(CONTAINER_PATH.into());
         }
+        keys
     }
 }
 
-/// The methods a top-level settings key applies to, derived from [`Method::take`].
+/// The methods a settings key applies to, derived from [`Method::take`]; a nested key
+/// applies where its top-level key does, unless a method takes it by itself.
 pub fn applies_to(key: &str) -> Vec<MountMethod> {
+    let key = match key.split_once('.') {
+        Some((top, _)) if key != CONTAINER_PATH => top,
+        _ => key,
+    };
     MountMethod::ALL
         .into_iter()
         .filter(|&kind| {
@@ -95,6 +122,7 @@ fn misplaced_key_hint(key: &str, method: MountMethod) -> &'static str {
             "; the device plugin always mounts the whole directory"
         }
         ("volumeName", MountMethod::VirtualDevice) => "; k8s-virtual-device adds no volume",
+        (CONTAINER_PATH, _) => "; the other methods put the agents at mountPath",
         ("resourceName", _) => {
             "; only k8s-virtual-device requests an extended resource (set the device plugin's --resource-name to match)"
         }

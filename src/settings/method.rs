@@ -60,6 +60,9 @@ pub enum Method {
     VirtualDevice {
         /// The extended resource to request.
         resource_name: String,
+        /// The agents' path inside containers: the device plugin's `--container-path`
+        /// (`activation.containerPath`), where activation's `{dir}` points.
+        container_path: String,
     },
     /// `k8s-host-path`.
     HostPath {
@@ -118,6 +121,11 @@ impl Method {
                     .resource_name
                     .take()
                     .unwrap_or_else(|| DEFAULT_RESOURCE_NAME.into()),
+                container_path: raw
+                    .activation
+                    .as_mut()
+                    .and_then(|a| a.container_path.take())
+                    .unwrap_or_else(|| DEFAULT_HOST_PATH.into()),
             },
             MountMethod::HostPath => {
                 let host_path = raw
@@ -206,6 +214,17 @@ impl Method {
         }
     }
 
+    /// Where the agents are inside containers: activation's `{dir}`.
+    pub fn agents_path(&self) -> &str {
+        match self {
+            Method::VirtualDevice { container_path, .. } => container_path,
+            Method::HostPath { mounts, .. }
+            | Method::InitContainer { mounts, .. }
+            | Method::CsiDriver { mounts, .. }
+            | Method::ImageVolume { mounts, .. } => &mounts.mount_path,
+        }
+    }
+
     /// Checks every value the method carries.
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
         // Method keys first: under host-path, mountPath defaults to hostPath and would
@@ -216,11 +235,21 @@ impl Method {
 
     fn validate_own_keys(&self) -> Result<(), SettingsError> {
         match self {
-            Method::VirtualDevice { resource_name } => check(
-                "resourceName",
+            Method::VirtualDevice {
                 resource_name,
-                syntax::extended_resource_name,
-            ),
+                container_path,
+            } => {
+                check(
+                    "resourceName",
+                    resource_name,
+                    syntax::extended_resource_name,
+                )?;
+                check(
+                    "activation.containerPath",
+                    container_path,
+                    syntax::absolute_path,
+                )
+            }
             Method::HostPath { host_path, .. } => {
                 check("hostPath", host_path, syntax::absolute_path)
             }

@@ -3,6 +3,7 @@
 //! key, a wrong type or an unknown keyword is refused with the key's path.
 
 use super::decode::{Keyword, keyword};
+use crate::activation::RawActivation;
 use agent_mount_common::MountMethod;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -151,4 +152,7 @@ pub struct RawSettings {
     /// Pod annotation listing exactly the containers to instrument.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub containers_annotation: Option<String>,
+    /// Activation (opt-in): the agents also load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation: Option<RawActivation>,
 }

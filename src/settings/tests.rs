@@ -13,9 +13,11 @@ fn empty_settings_are_the_odigos_defaults() {
     assert_eq!(
         settings.method,
         Method::VirtualDevice {
-            resource_name: "instrumentation.odigos.io/generic".into()
+            resource_name: "instrumentation.odigos.io/generic".into(),
+            container_path: "/var/odigos".into(),
         }
     );
+    assert_eq!(settings.activation, None);
     assert!(settings.ignored_containers.contains("istio-proxy"));
     assert_eq!(settings.containers_annotation, "agent-mount.io/containers");
 }
@@ -91,7 +93,7 @@ fn image_sub_paths(#[case] source: &str, #[case] dir: Option<&str>, #[case] sub:
 fn keys_apply_where_the_typed_settings_take_them() {
     use MountMethod::*;
     let volume_methods = vec![HostPath, InitContainer, CsiDriver, ImageVolume];
-    let expected: [(&str, Vec<MountMethod>); 12] = [
+    let expected: [(&str, Vec<MountMethod>); 14] = [
         ("mountMethod", MountMethod::ALL.to_vec()),
         ("resourceName", vec![VirtualDevice]),
         ("hostPath", vec![HostPath]),
@@ -104,6 +106,8 @@ fn keys_apply_where_the_typed_settings_take_them() {
         ("imageVolume", vec![ImageVolume]),
         ("ignoredContainers", MountMethod::ALL.to_vec()),
         ("containersAnnotation", MountMethod::ALL.to_vec()),
+        ("activation", MountMethod::ALL.to_vec()),
+        ("activation.containerPath", vec![VirtualDevice]),
     ];
     let keys = RawSettings::every_key().set_keys();
     assert_eq!(keys.len(), expected.len(), "{keys:?}");
@@ -122,10 +126,36 @@ fn every_key_sets_every_field_serde_knows() {
     };
     let fields: Vec<&str> = message.split('`').skip(3).step_by(2).collect();
     let mut keys = RawSettings::every_key().set_keys();
+    keys.retain(|k| !k.contains('.'));
     keys.sort();
     let mut fields: Vec<String> = fields.into_iter().map(String::from).collect();
     fields.sort();
     assert_eq!(keys, fields, "{message}");
+    // The same for the nested activation block.
+    let Err(SettingsError::Malformed { message, .. }) = parse(json!({"activation": {"zzz": 1}}))
+    else {
+        panic!("unknown activation key accepted");
+    };
+    let every = serde_json::to_value(RawSettings::every_key().activation).unwrap();
+    let mut keys: Vec<&String> = every.as_object().unwrap().keys().collect();
+    keys.sort();
+    let mut fields: Vec<&str> = message.split('`').skip(3).step_by(2).collect();
+    fields.sort();
+    assert_eq!(keys, fields, "{message}");
+}
+
+/// Activation through the whole settings parse: where `{dir}` points under each method.
+#[rstest]
+#[case::virtual_device_default(json!({"activation": {}}), "-javaagent:/var/odigos/java/javaagent.jar")]
+#[case::virtual_device_container_path(json!({"activation": {"containerPath": "/odigos"}}), "-javaagent:/odigos/java/javaagent.jar")]
+#[case::host_path_mount_path(json!({"mountMethod": "k8s-host-path", "hostPath": "/opt/agents", "activation": {}}), "-javaagent:/opt/agents/java/javaagent.jar")]
+#[case::csi_mount_path(json!({"mountMethod": "k8s-csi-driver", "mountPath": "/agents", "agentDirectories": ["java"], "activation": {}}), "-javaagent:/agents/java/javaagent.jar")]
+fn activation_dir_is_where_the_method_puts_the_agents(#[case] settings: Value, #[case] java: &str) {
+    let activation = parse(settings).unwrap().activation.unwrap();
+    let crate::activation::EnvEntry::Join { value, .. } = &activation.agents["java"].env[0] else {
+        panic!("not a join");
+    };
+    assert_eq!(value, java);
 }
 
 #[test]

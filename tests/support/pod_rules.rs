@@ -18,8 +18,24 @@ pub fn violations(pod: &Value) -> Vec<String> {
         let name = container["name"].as_str().unwrap_or("?");
         validate_volume_mounts(list, name, container, &volumes, &mut out);
         validate_resource_requirements(list, name, container, &mut out);
+        validate_env(list, name, container, &mut out);
     }
     out
+}
+
+/// validateEnv: each entry is named, and has a value or a valueFrom, not both.
+fn validate_env(list: &str, name: &str, container: &Value, out: &mut Vec<String>) {
+    for var in container["env"].as_array().into_iter().flatten() {
+        if var["name"].as_str().is_none_or(str::is_empty) {
+            out.push(format!("{list} {name:?}: env entry without a name"));
+        }
+        let value = var["value"].as_str().is_some_and(|v| !v.is_empty());
+        if value && !var["valueFrom"].is_null() {
+            out.push(format!(
+                "{list} {name:?}: env {var} has value and valueFrom"
+            ));
+        }
+    }
 }
 
 fn containers(pod: &Value) -> impl Iterator<Item = (&'static str, &Value)> {

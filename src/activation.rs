@@ -1,0 +1,531 @@
+//! Activation (opt-in): the environment variables that make a runtime load a mounted agent.
+//!
+//! The `activation` settings become an [`Activation`] at load: the recipes whose agent
+//! directory is mounted, every value checked and `{dir}` already expanded, so admission
+//! only looks names up. [`annotation`] picks a recipe for each instrumented container
+//! and [`env`] merges it into the container's `env` without clobbering the app's own.
+
+pub mod annotation;
+pub mod env;
+
+use crate::settings::check::check;
+use crate::settings::decode::typed_without_unknown_keys;
+use crate::settings::errors::SettingsError;
+use agent_mount_common::syntax;
+use annotation::Chosen;
+use env::EnvConflict;
+use k8s_openapi::api::core::v1::EnvVarSource;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Default pod annotation that names the agent(s) to activate.
+pub const DEFAULT_ANNOTATION: &str = "agent-mount.io/agents";
+/// Stands for the agents' path inside the container in every value.
+pub const DIR: &str = "{dir}";
+/// Most recipes in `activation.agents`.
+pub const MAX_AGENTS: usize = 32;
+/// Most entries in one recipe's `env`, and in `activation.env`.
+pub const MAX_ENV: usize = 32;
+
+/// One built-in recipe: a single variable, joined into the app's own value.
+struct BuiltIn {
+    name: &'static str,
+    directory: &'static str,
+    variable: &'static str,
+    value: &'static str,
+    join: &'static str,
+}
+
+/// The built-in recipes, in Odigos's agent layout (the README names the source of each).
+const BUILT_IN: [BuiltIn; 4] = [
+    BuiltIn {
+        name: "java",
+        directory: "java",
+        variable: "JAVA_TOOL_OPTIONS",
+        value: "-javaagent:{dir}/java/javaagent.jar",
+        join: " ",
+    },
+    BuiltIn {
+        name: "python",
+        directory: "python",
+        variable: "PYTHONPATH",
+        value: "{dir}/python:{dir}/python/opentelemetry/instrumentation/auto_instrumentation",
+        join: ":",
+    },
+    BuiltIn {
+        name: "nodejs",
+        directory: "nodejs-community",
+        variable: "NODE_OPTIONS",
+        value: "--require {dir}/nodejs-community/autoinstrumentation.js",
+        join: " ",
+    },
+    BuiltIn {
+        name: "loader",
+        directory: "loader",
+        variable: "LD_PRELOAD",
+        value: "{dir}/loader/loader.so",
+        join: " ",
+    },
+];
+
+/// The `valueFrom` sources the API server accepts without a feature gate.
+const SOURCES: [&str; 4] = [
+    "configMapKeyRef",
+    "secretKeyRef",
+    "fieldRef",
+    "resourceFieldRef",
+];
+
+/// The pod fields an env `fieldRef` may name (besides labels and annotations by key).
+const FIELD_PATHS: [&str; 9] = [
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+];
+
+/// The container resources an env `resourceFieldRef` may name (besides hugepages).
+const RESOURCES: [&str; 6] = [
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+];
+
+/// The `activation` block as given.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawActivation {
+    /// Pod annotation naming the agent(s) (default `agent-mount.io/agents`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
+    /// virtual-device only: the agents' path inside containers (default `/var/odigos`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_path: Option<String>,
+    /// Recipes by agent name, replacing the built-in recipe of the same name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agents: Option<BTreeMap<String, RawRecipe>>,
+    /// Extra variables for every activated container, set only where absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<RawEnvVar>>,
+}
+
+/// A recipe as given: the agent's sub-directory and the variables that load it.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecipe {
+    /// The agent's sub-directory of the agents' path, e.g. `java`.
+    pub directory: String,
+    /// The variables to set or join.
+    pub env: Vec<RawEnvVar>,
+}
+
+/// An env entry as given: `{name, value, join}`, `{name, value}` or `{name, valueFrom}`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawEnvVar {
+    /// The variable's name.
+    pub name: String,
+    /// Its value; `{dir}` expands to the agents' path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Recipes only: the separator to append `value` after the app's own value with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
+    /// A Kubernetes `EnvVarSource`, set only where the container has no such variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<Value>,
+}
+
+/// A checked env entry, `{dir}` expanded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnvEntry {
+    /// Set where absent or empty, appended after `separator` to another value.
+    Join {
+        /// The variable.
+        name: String,
+        /// Our item.
+        value: String,
+        /// Between the app's value and ours.
+        separator: String,
+    },
+    /// Set by value where absent.
+    Value {
+        /// The variable.
+        name: String,
+        /// The value.
+        value: String,
+    },
+    /// Set from a source where absent.
+    ValueFrom {
+        /// The variable.
+        name: String,
+        /// The `EnvVarSource`, as the pod gets it.
+        source: Value,
+    },
+}
+
+impl EnvEntry {
+    /// The variable's name.
+    pub fn name(&self) -> &str {
+        match self {
+            EnvEntry::Join { name, .. }
+            | EnvEntry::Value { name, .. }
+            | EnvEntry::ValueFrom { name, .. } => name,
+        }
+    }
+}
+
+/// A checked recipe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipe {
+    /// The agent's sub-directory.
+    pub directory: String,
+    /// The variables, in order.
+    pub env: Vec<EnvEntry>,
+}
+
+/// The checked `activation` settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Activation {
+    /// Pod annotation naming the agent(s).
+    pub annotation: String,
+    /// The available recipes by agent name: only those whose directory is mounted.
+    pub agents: BTreeMap<String, Recipe>,
+    /// Extra variables for every activated container, after the recipe's.
+    pub env: Vec<EnvEntry>,
+}
+
+impl Activation {
+    /// Checks `raw`, expands `{dir}` to `agents_path` and keeps the recipes whose directory
+    /// is among `mounted` (`agentDirectories`; empty: the whole directory is mounted).
+    ///
+    /// `containerPath` is not read here: `Method::take` takes it under virtual-device,
+    /// where it is `agents_path`, and refuses it under the other methods.
+    pub fn from_raw(
+        raw: RawActivation,
+        agents_path: &str,
+        mounted: &[String],
+    ) -> Result<Activation, SettingsError> {
+        let annotation = raw.annotation.unwrap_or_else(|| DEFAULT_ANNOTATION.into());
+        check("activation.annotation", &annotation, syntax::qualified_name)?;
+        let env = entries(
+            "activation.env",
+            raw.env.unwrap_or_default(),
+            false,
+            agents_path,
+        )?;
+        let given = raw.agents.unwrap_or_default();
+        if given.len() > MAX_AGENTS {
+            return Err(SettingsError::TooMany {
+                key: "activation.agents",
+                count: given.len(),
+                max: MAX_AGENTS,
+            });
+        }
+        let is_mounted = |dir: &str| mounted.is_empty() || mounted.iter().any(|m| m == dir);
+        // Built-ins are constants (a test runs them through the checks below): no
+        // checks and no raw copies at every admission.
+        let mut agents: BTreeMap<String, Recipe> = BUILT_IN
+            .iter()
+            .filter(|b| !given.contains_key(b.name) && is_mounted(b.directory))
+            .map(|b| (b.name.to_string(), b.recipe(agents_path)))
+            .collect();
+        for (name, recipe) in given {
+            let key = format!("activation.agents.{name}");
+            check(&key, &name, syntax::dns_label)?;
+            check(
+                &format!("{key}.directory"),
+                &recipe.directory,
+                syntax::path_segment,
+            )?;
+            if !is_mounted(&recipe.directory) {
+                // A JVM whose -javaagent jar is missing does not start.
+                return Err(SettingsError::invalid(
+                    format!("{key}.directory"),
+                    &recipe.directory,
+                    format!(
+                        "a mounted agent directory: one of agentDirectories ({}); add it there, or remove this recipe",
+                        mounted.join(", ")
+                    ),
+                ));
+            }
+            if recipe.env.is_empty() {
+                return Err(SettingsError::invalid(
+                    format!("{key}.env"),
+                    "[]",
+                    "at least one variable, e.g. {name: JAVA_TOOL_OPTIONS, value: \"-javaagent:{dir}/java/javaagent.jar\", join: \" \"}",
+                ));
+            }
+            let env = entries(&format!("{key}.env"), recipe.env, true, agents_path)?;
+            agents.insert(
+                name,
+                Recipe {
+                    directory: recipe.directory,
+                    env,
+                },
+            );
+        }
+        Ok(Activation {
+            annotation,
+            agents,
+            env,
+        })
+    }
+
+    /// The entries to merge for `recipe`: its own, then `activation.env`.
+    pub fn entries<'a>(&'a self, recipe: &'a Recipe) -> impl Iterator<Item = &'a EnvEntry> {
+        recipe.env.iter().chain(&self.env)
+    }
+}
+
+/// What activation did to a pod.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Activated {
+    /// Whether any container's `env` changed.
+    pub changed: bool,
+    /// Warnings for the admission response (containers with `envFrom`).
+    pub warnings: Vec<String>,
+}
+
+/// Merges each chosen container's recipe, then `activation.env`, into its `env`; the
+/// first conflict stops it, and the caller then leaves the whole pod unchanged.
+pub fn activate(
+    pod: &mut Value,
+    chosen: &[Chosen],
+    activation: &Activation,
+) -> Result<Activated, EnvConflict> {
+    let mut out = Activated::default();
+    let containers = pod
+        .pointer_mut("/spec/containers")
+        .and_then(Value::as_array_mut);
+    let Some(containers) = containers else {
+        return Ok(out);
+    };
+    for choice in chosen {
+        let container = containers
+            .get_mut(choice.index)
+            .and_then(Value::as_object_mut);
+        let Some(container) = container else {
+            continue;
+        };
+        let merged = env::merge(container, activation.entries(choice.recipe))?;
+        out.changed |= merged.changed;
+        out.warnings.extend(merged.warning);
+    }
+    Ok(out)
+}
+
+impl BuiltIn {
+    /// The checked recipe, `{dir}` expanded to `agents_path`.
+    fn recipe(&self, agents_path: &str) -> Recipe {
+        Recipe {
+            directory: self.directory.into(),
+            env: vec![EnvEntry::Join {
+                name: self.variable.into(),
+                value: self.value.replace(DIR, agents_path),
+                separator: self.join.into(),
+            }],
+        }
+    }
+}
+
+/// Checks a list of env entries: its length, each entry, and that no name repeats.
+fn entries(
+    key: &str,
+    raw: Vec<RawEnvVar>,
+    joins: bool,
+    agents_path: &str,
+) -> Result<Vec<EnvEntry>, SettingsError> {
+    if raw.len() > MAX_ENV {
+        return Err(SettingsError::invalid(
+            key,
+            &format!("{} entries", raw.len()),
+            format!("at most {MAX_ENV} entries"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, var) in raw.into_iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        if !seen.insert(var.name.clone()) {
+            return Err(SettingsError::Duplicate {
+                key: format!("{key}.name"),
+                value: var.name,
+            });
+        }
+        out.push(entry(&key, var, joins, agents_path)?);
+    }
+    Ok(out)
+}
+
+/// Checks one env entry; `joins` says whether `join` is allowed (recipes only).
+fn entry(
+    key: &str,
+    raw: RawEnvVar,
+    joins: bool,
+    agents_path: &str,
+) -> Result<EnvEntry, SettingsError> {
+    check(&format!("{key}.name"), &raw.name, syntax::env_var_name)?;
+    let expand = |value: String| value.replace(DIR, agents_path);
+    let name = raw.name;
+    match (raw.value, raw.value_from, raw.join) {
+        (Some(_), Some(_), _) => Err(SettingsError::invalid(
+            key,
+            &name,
+            "either value or valueFrom, not both",
+        )),
+        (None, None, _) => Err(SettingsError::invalid(
+            key,
+            &name,
+            "a value (or a valueFrom source)",
+        )),
+        (_, _, Some(join)) if !joins => Err(SettingsError::invalid(
+            format!("{key}.join"),
+            &join,
+            "join only in a recipe's env (activation.agents.<name>.env); activation.env entries are set only where the container has no such variable",
+        )),
+        (None, Some(_), Some(join)) => Err(SettingsError::invalid(
+            format!("{key}.join"),
+            &join,
+            "join only with value: agent-mount cannot read a valueFrom source to join into",
+        )),
+        (Some(value), None, Some(separator)) => {
+            if separator.is_empty() {
+                return Err(SettingsError::invalid(
+                    format!("{key}.join"),
+                    "",
+                    "a non-empty separator, such as \" \" or \":\"",
+                ));
+            }
+            if value.is_empty() {
+                return Err(SettingsError::invalid(
+                    format!("{key}.value"),
+                    "",
+                    "a non-empty value to join",
+                ));
+            }
+            Ok(EnvEntry::Join {
+                name,
+                value: expand(value),
+                separator,
+            })
+        }
+        (Some(value), None, None) => Ok(EnvEntry::Value {
+            name,
+            value: expand(value),
+        }),
+        (None, Some(source), None) => Ok(EnvEntry::ValueFrom {
+            name,
+            source: value_source(&source, &format!("{key}.valueFrom"))?,
+        }),
+    }
+}
+
+/// Checks a `valueFrom` as the API server would, and returns it without null keys.
+fn value_source(given: &Value, key: &str) -> Result<Value, SettingsError> {
+    let typed: EnvVarSource = typed_without_unknown_keys(given, key)?;
+    let source = serde_json::to_value(&typed).map_err(|e| SettingsError::Malformed {
+        key: key.to_string(),
+        message: e.to_string(),
+    })?;
+    let set: Vec<&String> = source
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.keys())
+        .collect();
+    let allowed = format!("exactly one of {}", SOURCES.join(", "));
+    let [kind] = set.as_slice() else {
+        let found: Vec<&str> = set.iter().map(|k| k.as_str()).collect();
+        return Err(SettingsError::invalid(key, &found.join(", "), allowed));
+    };
+    let text = |pointer: &str| {
+        source
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    match kind.as_str() {
+        "configMapKeyRef" | "secretKeyRef" => {
+            check(
+                &format!("{key}.{kind}.name"),
+                text(&format!("/{kind}/name")),
+                syntax::subdomain,
+            )?;
+            check(
+                &format!("{key}.{kind}.key"),
+                text(&format!("/{kind}/key")),
+                syntax::config_map_key,
+            )?;
+        }
+        "fieldRef" => {
+            let path = text("/fieldRef/fieldPath");
+            let by_key = ["metadata.labels['", "metadata.annotations['"]
+                .iter()
+                .any(|p| path.starts_with(p) && path.ends_with("']") && path.len() > p.len() + 2);
+            if !FIELD_PATHS.contains(&path) && !by_key {
+                return Err(SettingsError::invalid(
+                    format!("{key}.fieldRef.fieldPath"),
+                    path,
+                    format!(
+                        "one of {}, metadata.labels['<key>'] or metadata.annotations['<key>']",
+                        FIELD_PATHS.join(", ")
+                    ),
+                ));
+            }
+            let version = text("/fieldRef/apiVersion");
+            if !version.is_empty() && version != "v1" {
+                return Err(SettingsError::invalid(
+                    format!("{key}.fieldRef.apiVersion"),
+                    version,
+                    "v1, or unset",
+                ));
+            }
+        }
+        "resourceFieldRef" => {
+            let resource = text("/resourceFieldRef/resource");
+            let hugepages = ["limits.hugepages-", "requests.hugepages-"]
+                .iter()
+                .any(|p| resource.starts_with(p) && resource.len() > p.len());
+            if !RESOURCES.contains(&resource) && !hugepages {
+                return Err(SettingsError::invalid(
+                    format!("{key}.resourceFieldRef.resource"),
+                    resource,
+                    format!(
+                        "one of {}, or limits.hugepages-<size> / requests.hugepages-<size>",
+                        RESOURCES.join(", ")
+                    ),
+                ));
+            }
+            if let Some(divisor) = source
+                .pointer("/resourceFieldRef/divisor")
+                .and_then(Value::as_str)
+            {
+                check(
+                    &format!("{key}.resourceFieldRef.divisor"),
+                    divisor,
+                    syntax::quantity,
+                )?;
+            }
+        }
+        other => {
+            return Err(SettingsError::invalid(
+                format!("{key}.{other}"),
+                other,
+                format!("{allowed}: {other} needs a feature gate"),
+            ));
+        }
+    }
+    Ok(source)
+}
+
+#[cfg(test)]
+mod tests;
