@@ -9,7 +9,7 @@ pub mod annotation;
 pub mod env;
 
 use crate::settings::check::check;
-use crate::settings::decode::typed_without_unknown_keys;
+use crate::settings::decode::known_keys_only;
 use crate::settings::errors::SettingsError;
 use agent_mount_common::syntax;
 use annotation::Chosen;
@@ -17,7 +17,7 @@ use env::EnvConflict;
 use k8s_openapi::api::core::v1::EnvVarSource;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Default pod annotation that names the agent(s) to activate.
 pub const DEFAULT_ANNOTATION: &str = "agent-mount.io/agents";
@@ -352,11 +352,11 @@ fn entries(
             format!("at most {MAX_ENV} entries"),
         ));
     }
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::with_capacity(raw.len());
+    let mut out: Vec<EnvEntry> = Vec::with_capacity(raw.len());
     for (i, var) in raw.into_iter().enumerate() {
         let key = format!("{key}[{i}]");
-        if !seen.insert(var.name.clone()) {
+        // At most MAX_ENV entries: a scan of those checked so far, no set of copied names.
+        if out.iter().any(|e| e.name() == var.name) {
             return Err(SettingsError::Duplicate {
                 key: format!("{key}.name"),
                 value: var.name,
@@ -432,11 +432,7 @@ fn entry(
 
 /// Checks a `valueFrom` as the API server would, and returns it without null keys.
 fn value_source(given: &Value, key: &str) -> Result<Value, SettingsError> {
-    let typed: EnvVarSource = typed_without_unknown_keys(given, key)?;
-    let source = serde_json::to_value(&typed).map_err(|e| SettingsError::Malformed {
-        key: key.to_string(),
-        message: e.to_string(),
-    })?;
+    let source = known_keys_only::<EnvVarSource>(given, key)?;
     let set: Vec<&String> = source
         .as_object()
         .into_iter()

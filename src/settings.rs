@@ -63,9 +63,13 @@ impl Settings {
             .take()
             .unwrap_or_else(|| DEFAULT_CONTAINERS_ANNOTATION.into());
         let method = Method::take(kind, &mut raw)?;
+        // Out before listing the keys left over, which serialises what remains in `raw`:
+        // the activation block is read at every admission, its nested keys by name.
+        let raw_activation = raw.activation.take();
         let leftover = raw
             .set_keys()
             .into_iter()
+            .chain(keys::nested_keys(raw_activation.as_ref()))
             .find(|key| !keys::COMMON_KEYS.contains(&key.as_str()));
         if let Some(key) = leftover {
             return Err(keys::not_for_method(key, kind));
@@ -91,9 +95,7 @@ impl Settings {
         let mounted = method
             .mounts()
             .map_or(&[][..], |m| m.agent_directories.as_slice());
-        let activation = raw
-            .activation
-            .take()
+        let activation = raw_activation
             .map(|a| Activation::from_raw(a, method.agents_path(), mounted))
             .transpose()?;
         if let Some(activation) = &activation

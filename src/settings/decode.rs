@@ -87,6 +87,23 @@ pub fn typed_without_unknown_keys<T: DeserializeOwned + Serialize>(
     value: &Value,
     key: &str,
 ) -> Result<T, SettingsError> {
+    typed_round_trip(value, key).map(|(typed, _)| typed)
+}
+
+/// Checks a nested Kubernetes object as [`typed_without_unknown_keys`] does, and returns
+/// it as `T` writes it (null keys dropped), from the one typed round trip.
+pub fn known_keys_only<T: DeserializeOwned + Serialize>(
+    value: &Value,
+    key: &str,
+) -> Result<Value, SettingsError> {
+    typed_round_trip::<T>(value, key).map(|(_, round_trip)| round_trip)
+}
+
+/// Reads `value` as `T` and writes it back, refusing a key of `value` the round trip lost.
+fn typed_round_trip<T: DeserializeOwned + Serialize>(
+    value: &Value,
+    key: &str,
+) -> Result<(T, Value), SettingsError> {
     let typed: T = deserialize_at(value.clone(), key)?;
     let round_trip = serde_json::to_value(&typed).map_err(|e| SettingsError::Malformed {
         key: key.to_string(),
@@ -94,7 +111,7 @@ pub fn typed_without_unknown_keys<T: DeserializeOwned + Serialize>(
     })?;
     match first_unknown_key(value, &round_trip, key) {
         Some(key) => Err(SettingsError::UnknownKey { key }),
-        None => Ok(typed),
+        None => Ok((typed, round_trip)),
     }
 }
 

@@ -62,19 +62,21 @@ impl RawSettings {
 
     /// The top-level keys that are set, in camelCase, and `activation.containerPath`.
     pub(super) fn set_keys(&self) -> Vec<String> {
-        let mut keys = match serde_json::to_value(self) {
+        let mut keys: Vec<String> = match serde_json::to_value(self) {
             Ok(Value::Object(map)) => map.keys().cloned().collect(),
             _ => Vec::new(),
         };
-        if self
-            .activation
-            .as_ref()
-            .is_some_and(|a| a.container_path.is_some())
-        {
-            keys.push(CONTAINER_PATH.into());
-        }
+        keys.extend(nested_keys(self.activation.as_ref()));
         keys
     }
+}
+
+/// The nested keys set in an `activation` block that a method takes by itself:
+/// `activation.containerPath`, read by name without serialising the block.
+pub(super) fn nested_keys(activation: Option<&RawActivation>) -> Option<String> {
+    activation
+        .and_then(|a| a.container_path.as_ref())
+        .map(|_| CONTAINER_PATH.to_string())
 }
 
 /// The methods a settings key applies to, derived from [`Method::take`]; a nested key
