@@ -438,14 +438,17 @@ fn value_source(given: &Value, key: &str) -> Result<Value, SettingsError> {
         .into_iter()
         .flat_map(|o| o.keys())
         .collect();
-    let allowed = format!("exactly one of {}", SOURCES.join(", "));
+    // Only on an error: most admissions pass.
+    let allowed = || format!("exactly one of {}", SOURCES.join(", "));
     let [kind] = set.as_slice() else {
         let found: Vec<&str> = set.iter().map(|k| k.as_str()).collect();
-        return Err(SettingsError::invalid(key, &found.join(", "), allowed));
+        return Err(SettingsError::invalid(key, &found.join(", "), allowed()));
     };
-    let text = |pointer: &str| {
+    // The string at `field` of the source's one object (empty when unset).
+    let text = |object: &str, field: &str| {
         source
-            .pointer(pointer)
+            .get(object)
+            .and_then(|o| o.get(field))
             .and_then(Value::as_str)
             .unwrap_or_default()
     };
@@ -453,17 +456,17 @@ fn value_source(given: &Value, key: &str) -> Result<Value, SettingsError> {
         "configMapKeyRef" | "secretKeyRef" => {
             check(
                 &format!("{key}.{kind}.name"),
-                text(&format!("/{kind}/name")),
+                text(kind, "name"),
                 syntax::subdomain,
             )?;
             check(
                 &format!("{key}.{kind}.key"),
-                text(&format!("/{kind}/key")),
+                text(kind, "key"),
                 syntax::config_map_key,
             )?;
         }
         "fieldRef" => {
-            let path = text("/fieldRef/fieldPath");
+            let path = text("fieldRef", "fieldPath");
             let by_key = ["metadata.labels['", "metadata.annotations['"]
                 .iter()
                 .any(|p| path.starts_with(p) && path.ends_with("']") && path.len() > p.len() + 2);
@@ -477,7 +480,7 @@ fn value_source(given: &Value, key: &str) -> Result<Value, SettingsError> {
                     ),
                 ));
             }
-            let version = text("/fieldRef/apiVersion");
+            let version = text("fieldRef", "apiVersion");
             if !version.is_empty() && version != "v1" {
                 return Err(SettingsError::invalid(
                     format!("{key}.fieldRef.apiVersion"),
@@ -487,7 +490,7 @@ fn value_source(given: &Value, key: &str) -> Result<Value, SettingsError> {
             }
         }
         "resourceFieldRef" => {
-            let resource = text("/resourceFieldRef/resource");
+            let resource = text("resourceFieldRef", "resource");
             let hugepages = ["limits.hugepages-", "requests.hugepages-"]
                 .iter()
                 .any(|p| resource.starts_with(p) && resource.len() > p.len());
@@ -516,7 +519,7 @@ fn value_source(given: &Value, key: &str) -> Result<Value, SettingsError> {
             return Err(SettingsError::invalid(
                 format!("{key}.{other}"),
                 other,
-                format!("{allowed}: {other} needs a feature gate"),
+                format!("{}: {other} needs a feature gate", allowed()),
             ));
         }
     }
