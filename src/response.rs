@@ -6,12 +6,16 @@
 
 use crate::activation::{self, annotation};
 use crate::message::listing;
+use crate::settings::Settings;
+use crate::settings::errors::SettingsError;
 use crate::{mutate, select, settings};
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use serde::Deserialize;
 use serde_json::Value;
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// HTTP code of a rejection: the object is not a pod.
 const BAD_REQUEST: u16 = 400;
@@ -57,6 +61,36 @@ impl GroupVersionKind {
     }
 }
 
+/// Settings as the policy server sent them, and what they parse to.
+struct ReadSettings {
+    given: Value,
+    parsed: Result<Settings, SettingsError>,
+}
+
+thread_local! {
+    /// The last settings read. The policy server sends the same settings with every
+    /// request to a module instance, so they are read once, not at every admission.
+    static LAST_SETTINGS: Cell<Option<Rc<ReadSettings>>> = const { Cell::new(None) };
+}
+
+/// `given` read: from [`LAST_SETTINGS`] when they are the same settings, else parsed anew.
+fn read_settings(given: Value) -> Rc<ReadSettings> {
+    LAST_SETTINGS.with(|last| {
+        let read = last
+            .take()
+            .filter(|last| last.given == given)
+            .unwrap_or_else(|| {
+                let parsed = match &given {
+                    Value::Null => Ok(Settings::default()),
+                    value => settings::parse(value.clone()),
+                };
+                Rc::new(ReadSettings { given, parsed })
+            });
+        last.set(Some(Rc::clone(&read)));
+        read
+    })
+}
+
 /// Answers a `validate_settings` call: always a response, never an error.
 pub fn validate_settings(payload: &[u8]) -> SettingsValidationResponse {
     let outcome = match serde_json::from_slice::<Value>(payload) {
@@ -87,11 +121,8 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
     if request.operation != "CREATE" || !request.kind.is_core_v1_pod() {
         return accept(None, Vec::new(), None);
     }
-    let settings = match payload.settings {
-        Value::Null => Ok(settings::Settings::default()),
-        value => settings::parse(value),
-    };
-    let settings = match settings {
+    let read = read_settings(payload.settings);
+    let settings = match &read.parsed {
         Ok(settings) => settings,
         Err(e) => {
             let warning = format!(
@@ -107,7 +138,7 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
     let mut pod = request.object;
     let (selection, names, activated, activation_note) = match select::container_names(&pod) {
         Ok(names) => {
-            let selection = select::instrumented_containers(&pod, &names, &settings);
+            let selection = select::instrumented_containers(&pod, &names, settings);
             let chosen: Vec<&str> = selection
                 .containers
                 .iter()
@@ -148,7 +179,7 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
         );
     }
     let method = settings.method.kind().as_str();
-    let outcome = mutate::mutate(&mut pod, &selection.containers, &settings).and_then(|mounted| {
+    let outcome = mutate::mutate(&mut pod, &selection.containers, settings).and_then(|mounted| {
         let Some(activation) = &settings.activation else {
             return Ok(mounted);
         };

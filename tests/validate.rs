@@ -523,3 +523,42 @@ fn settings_validation_always_answers(
         assert!(got.starts_with(expected), "{got}");
     }
 }
+
+/// The settings come with every request and are read once per change: each call still
+/// answers for the settings it was given, whatever the previous call's were.
+#[test]
+fn each_call_answers_for_its_own_settings() {
+    let request = fixture("pod_typical.json");
+    let invalid = json!({"mountMethod": "k8s-nope"});
+    let answers = |settings: &Value| serde_json::to_value(run(&request, settings).0).unwrap();
+    let sequence = [
+        method_settings(MountMethod::HostPath),
+        method_settings(MountMethod::HostPath),
+        invalid.clone(),
+        method_settings(MountMethod::VirtualDevice),
+        Value::Null,
+        method_settings(MountMethod::HostPath),
+        invalid,
+    ];
+    // Each answer, computed first in a thread of its own (nothing read before it).
+    let alone: Vec<Value> = sequence
+        .iter()
+        .map(|settings| {
+            let settings = settings.clone();
+            let request = request.clone();
+            std::thread::spawn(move || serde_json::to_value(run(&request, &settings).0).unwrap())
+                .join()
+                .unwrap()
+        })
+        .collect();
+    for (settings, expected) in sequence.iter().zip(&alone) {
+        assert_eq!(&answers(settings), expected, "settings {settings}");
+    }
+    // They differ, so a stale read would have been seen.
+    assert_ne!(alone[0], alone[2]);
+    assert_ne!(alone[0], alone[3]);
+    assert_eq!(
+        alone[3], alone[4],
+        "null settings are the defaults (virtual-device)"
+    );
+}
