@@ -568,17 +568,22 @@ fn with_activation(settings: &Value) -> Value {
     with(settings.clone(), json!({"activation": {}}))
 }
 
+/// Every method's [`variants`], each with and without activation.
+fn every_variant_with_and_without_activation() -> Vec<Value> {
+    MountMethod::ALL
+        .into_iter()
+        .flat_map(variants)
+        .flat_map(|s| [with_activation(&s), s])
+        .collect()
+}
+
 /// Issue 20: a Windows pod is accepted unchanged with a warning and the audit annotation,
 /// under every method, with and without activation (before the fix, every method
 /// mutated it, and the API server refused init-container's copy container).
 #[test]
 fn a_windows_pod_is_left_unchanged_under_every_method() {
     let request = fixture("pod_windows.json");
-    for settings in MountMethod::ALL
-        .into_iter()
-        .flat_map(variants)
-        .flat_map(|s| [with_activation(&s), s])
-    {
+    for settings in every_variant_with_and_without_activation() {
         let (response, _) = run(&request, &settings);
         assert!(response.accepted, "{settings}");
         assert!(response.mutated_object.is_none(), "{settings}: mutated");
@@ -634,11 +639,7 @@ fn pod_level_resources_cover_the_copy_container(#[case] settings: Value) {
 #[test]
 fn null_fields_are_absent_under_every_method() {
     let request = fixture("pod_null_fields.json");
-    for settings in MountMethod::ALL
-        .into_iter()
-        .flat_map(variants)
-        .flat_map(|s| [with_activation(&s), s])
-    {
+    for settings in every_variant_with_and_without_activation() {
         let (response, _) = run(&request, &settings);
         assert!(response.accepted, "{settings}");
         assert_eq!(response.warnings, None, "{settings}");

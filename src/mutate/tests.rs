@@ -15,19 +15,21 @@ fn pod() -> Value {
     json!({"spec": {"containers": [{"name": "app", "image": "app:1"}, {"name": "sidecar"}]}})
 }
 
+/// The container has the default extended resource at "1" in limits and requests.
+fn assert_requests_the_resource(container: &Value) {
+    for field in ["limits", "requests"] {
+        assert_eq!(
+            container["resources"][field]["instrumentation.odigos.io/generic"], "1",
+            "{container}"
+        );
+    }
+}
+
 #[test]
 fn virtual_device_sets_limits_and_requests() {
     let mut pod = pod();
     assert_eq!(mutate(&mut pod, &[0], &Settings::default()), Ok(true));
-    let resources = &pod["spec"]["containers"][0]["resources"];
-    assert_eq!(
-        resources["limits"]["instrumentation.odigos.io/generic"],
-        "1"
-    );
-    assert_eq!(
-        resources["requests"]["instrumentation.odigos.io/generic"],
-        "1"
-    );
+    assert_requests_the_resource(&pod["spec"]["containers"][0]);
     assert!(pod["spec"]["containers"][1].get("resources").is_none());
     assert!(pod["spec"].get("volumes").is_none());
     assert_eq!(mutate(&mut pod, &[0], &Settings::default()), Ok(false));
@@ -530,15 +532,7 @@ fn a_null_resources_field_is_absent_under_virtual_device(#[case] key: &str) {
         Ok(true),
         "{key}"
     );
-    let resources = &nulls["spec"]["containers"][0]["resources"];
-    assert_eq!(
-        resources["limits"]["instrumentation.odigos.io/generic"],
-        "1"
-    );
-    assert_eq!(
-        resources["requests"]["instrumentation.odigos.io/generic"],
-        "1"
-    );
+    assert_requests_the_resource(&nulls["spec"]["containers"][0]);
 }
 
 /// A null term decodes as an empty term, which matches no node, so it is left alone like
