@@ -14,7 +14,7 @@
 
 use crate::settings::check::check;
 use crate::settings::errors::SettingsError;
-use agent_mount_common::syntax;
+use agent_mount_common::{quantity, syntax};
 use serde_json::{Map, Value};
 
 /// The `valueFrom` sources the API server accepts without a feature gate.
@@ -71,6 +71,9 @@ enum Kind {
     Text,
     /// A boolean.
     Flag,
+    /// A quantity: a string, or a number (YAML `divisor: 1`), which the API server also
+    /// reads; kept as a string.
+    Quantity,
 }
 
 /// Checks a `valueFrom` at `key` and returns it without `null` keys (absent, as the API
@@ -177,7 +180,7 @@ fn resource_field_ref(given: &Value, key: &str) -> Result<Map<String, Value>, Se
         &[
             ("containerName", Kind::Text),
             ("resource", Kind::Text),
-            ("divisor", Kind::Text),
+            ("divisor", Kind::Quantity),
         ],
     )?;
     let resource = text(&fields, "resource");
@@ -197,18 +200,19 @@ fn resource_field_ref(given: &Value, key: &str) -> Result<Map<String, Value>, Se
     if let Some(divisor) = fields.get("divisor").and_then(Value::as_str) {
         let divisor_key = format!("{key}.divisor");
         check(&divisor_key, divisor, syntax::quantity)?;
-        // The API server compares the divisor's canonical form with its list: the listed
-        // spellings are the canonical ones.
         let allowed: &[&str] = if resource.ends_with(".cpu") {
             &CPU_DIVISORS
         } else {
             &BYTE_DIVISORS
         };
-        if !allowed.contains(&divisor) {
+        if !canonically_listed(divisor, allowed) {
             return Err(SettingsError::invalid(
                 divisor_key,
                 divisor,
-                format!("one of {} for {resource}", allowed.join(", ")),
+                format!(
+                    "one of {} for {resource} (as the API server writes it: 1000m is 1, 1024Ki is 1Mi)",
+                    allowed.join(", ")
+                ),
             ));
         }
     }
@@ -223,6 +227,38 @@ fn resource_field_ref(given: &Value, key: &str) -> Result<Map<String, Value>, Se
         )?;
     }
     Ok(fields)
+}
+
+/// Nano-units per unit, as `quantity::parse` counts.
+const NANO: i128 = 1_000_000_000;
+
+/// Whether a valid quantity's canonical form (`Quantity.String()`, which
+/// `validateContainerResourceDivisor` looks up in its list) is in `allowed`; zero is
+/// unset and allowed. The canonical form keeps the family the quantity was written in:
+/// decimal (`1000m` is `1`, `1000` is `1k`), binary (`1024Ki` is `1Mi`; below 1024 it
+/// is written as decimal) or exponent (`1e3` stays `1e3`, `1e0` is `1`).
+fn canonically_listed(divisor: &str, allowed: &[&str]) -> bool {
+    let Ok(value) = quantity::parse(divisor) else {
+        return false;
+    };
+    if value == 0 {
+        return true;
+    }
+    let binary = divisor.ends_with('i');
+    let exponent = divisor.ends_with(|c: char| c.is_ascii_digit())
+        && divisor
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches(['+', '-'])
+            .ends_with(['e', 'E']);
+    let below_1024 = value.abs() < 1024 * NANO;
+    allowed.iter().any(|listed| {
+        let same_family = if listed.ends_with('i') {
+            binary && !below_1024
+        } else {
+            (!binary && !exponent) || (binary && below_1024) || (exponent && *listed == "1")
+        };
+        same_family && quantity::parse(listed).ok() == Some(value)
+    })
 }
 
 /// A field path an env `fieldRef` may name: one of [`FIELD_PATHS`], or a label or
@@ -275,12 +311,17 @@ fn known_fields(
         };
         let expected = match (kind, value) {
             (_, Value::Null) => continue,
-            (Kind::Text, Value::String(_)) | (Kind::Flag, Value::Bool(_)) => {
+            (Kind::Text | Kind::Quantity, Value::String(_)) | (Kind::Flag, Value::Bool(_)) => {
                 fields.insert(name.clone(), value.clone());
+                continue;
+            }
+            (Kind::Quantity, Value::Number(n)) => {
+                fields.insert(name.clone(), Value::String(n.to_string()));
                 continue;
             }
             (Kind::Text, _) => "a string",
             (Kind::Flag, _) => "a boolean",
+            (Kind::Quantity, _) => "a quantity such as \"1Mi\"",
         };
         return Err(SettingsError::Malformed {
             key: field_key,

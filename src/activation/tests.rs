@@ -146,6 +146,18 @@ fn value_from_sources_reach_the_pod_without_nulls() {
         sources[4],
         json!({"configMapKeyRef": {"name": "otel", "key": "endpoint.url"}})
     );
+    let activation = parse(
+        json!({"env": [{"name": "CPUS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": 1}}}]}),
+        &[],
+    )
+    .unwrap();
+    let EnvEntry::ValueFrom { source, .. } = &activation.env[0] else {
+        panic!("{:?}", activation.env);
+    };
+    assert_eq!(
+        source,
+        &json!({"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}})
+    );
 }
 
 #[rstest]
@@ -350,9 +362,23 @@ fn each_value_is_at_most_4_kib_once_dir_expands(#[case] len: usize, #[case] ok: 
 #[case::cpu_milli(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}}), None)]
 #[case::cpu_one(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1"}}}), None)]
 #[case::cpu_three(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "3"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"3\": one of 1m, 1 for limits.cpu"))]
+#[case::cpu_number(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": 1}}}), None)]
+#[case::cpu_number_three(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": 3}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"3\": one of 1m, 1 for limits.cpu"))]
+#[case::divisor_list(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": ["1"]}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid type: list, expected a quantity"))]
+#[case::cpu_thousand_milli(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1000m"}}}), None)]
+#[case::cpu_decimal_milli(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "0.001"}}}), None)]
+#[case::cpu_exponent_one(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1e0"}}}), None)]
+#[case::cpu_exponent_milli(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1e-3"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1e-3\""))]
+#[case::cpu_zero(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "0"}}}), None)]
+#[case::memory_thousand(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1000"}}}), None)]
+#[case::memory_1024(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1024"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1024\""))]
+#[case::memory_1024_ki(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1024Ki"}}}), None)]
+#[case::memory_1000_ki(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1000Ki"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1000Ki\""))]
+#[case::memory_exponent(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1e3"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1e3\""))]
+#[case::memory_exa(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1E"}}}), None)]
+#[case::memory_negative(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "-1"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"-1\""))]
 #[case::cpu_kilo(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1k"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1k\""))]
 #[case::memory_mebi(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}), None)]
-#[case::memory_exa(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory", "divisor": "1E"}}}), None)]
 #[case::memory_milli(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1m"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1m\": one of 1, 1k, 1M"))]
 #[case::memory_two_ki(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "2Ki"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"2Ki\""))]
 #[case::storage_giga(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "requests.ephemeral-storage", "divisor": "1G"}}}), None)]
