@@ -509,7 +509,7 @@ fn invalid_settings_at_validate_time_never_block_the_pod() {
 #[case::image_volume_under_csi(br#"{"mountMethod": "k8s-csi-driver", "imageVolume": {"reference": "a"}}"#.as_slice(), false,
     Some("imageVolume: not allowed with mountMethod \"k8s-csi-driver\": it applies only to k8s-image-volume"))]
 #[case::wrong_type(br#"{"agentDirectories": "java"}"#.as_slice(), false,
-    Some("agentDirectories: invalid type: string \"java\", expected a sequence"))]
+    Some("agentDirectories: invalid type: string \"java\", expected a list"))]
 #[case::not_json(b"nope".as_slice(), false, Some("settings: not valid JSON"))]
 fn settings_validation_always_answers(
     #[case] payload: &[u8],

@@ -12,6 +12,7 @@
 mod support;
 
 use agent_mount_common::MountMethod;
+use rstest::rstest;
 use runner::host::{Evaluation, with_built_policy as with_host};
 use runner::input;
 use serde_json::{Value, json};
@@ -288,9 +289,11 @@ fn activation_under_every_method_replaces_only_joined_values() {
     assert_eq!(replaced, 5 * MountMethod::ALL.len() - 1);
 }
 
-#[test]
-fn activation_settings_errors_through_wasm() {
-    let path = support::workspace_root().join("test_data/settings_activation_invalid.json");
+#[rstest]
+#[case::activation("settings_activation_invalid.json")]
+#[case::shapes("settings_shapes_invalid.json")]
+fn activation_settings_errors_through_wasm(#[case] file: &str) {
+    let path = support::workspace_root().join("test_data").join(file);
     let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for case in cases {
         let response = with_host(|h| h.validate_settings(&case["settings"])).unwrap();
