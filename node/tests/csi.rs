@@ -30,7 +30,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{free_addr, http_get};
+use support::{free_addr, http_get, install_version, point_current};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -1095,4 +1095,160 @@ async fn without_mount_setattr_it_refuses_to_start_unless_legacy_mounts_are_allo
             .any(|l| l.contains("WARN") && l.contains("published with --allow-legacy-mount")),
         "a warning in the publish line: {log}"
     );
+}
+
+/// The agents of version `name` as the installer lays them out: [`AGENT_FILES`] and a
+/// `VERSION` file that tells the versions apart.
+fn version_files(name: &str) -> Vec<(&str, &str)> {
+    let mut files = AGENT_FILES.to_vec();
+    files.push(("VERSION", name));
+    files
+}
+
+/// The version a published volume shows, as the plugin's namespace sees it.
+fn version_at(plugin: &CsiPlugin, target: &Path) -> String {
+    std::fs::read_to_string(plugin.view(&target.join("VERSION"))).unwrap()
+}
+
+/// The installer's root in `node` with version `v1` installed.
+fn installed_root(node: &CsiNode) -> PathBuf {
+    let root = node.root.path().join("installed");
+    let files = version_files("v1");
+    install_version(&root, "v1", &files);
+    root
+}
+
+#[tokio::test]
+async fn a_publish_after_a_switch_mounts_the_new_version_and_older_volumes_stay_ours() {
+    let node = CsiNode::new();
+    let root = installed_root(&node);
+    let addr = free_addr();
+    let plugin =
+        CsiPlugin::start_with(&node, &root.join("current"), &["--metrics-addr", &addr]).await;
+    let old = plugin
+        .publish(&node, "pod-1", "odigos-agent")
+        .await
+        .unwrap();
+    assert_published_read_only(&plugin, &old);
+    assert_eq!(version_at(&plugin, &old), "v1");
+
+    let files = version_files("v2");
+    install_version(&root, "v2", &files);
+    let new = plugin
+        .publish(&node, "pod-2", "odigos-agent")
+        .await
+        .unwrap();
+    assert_published_read_only(&plugin, &new);
+    assert_eq!(
+        version_at(&plugin, &new),
+        "v2",
+        "a publish after the switch"
+    );
+    assert_eq!(
+        version_at(&plugin, &old),
+        "v1",
+        "a running pod keeps its version"
+    );
+    metrics_show(&addr, &["agent_mount_csi_volumes_published 2"]).await;
+
+    // The kubelet publishing the older volume again: ours, still one mount, still v1.
+    plugin
+        .publish(&node, "pod-1", "odigos-agent")
+        .await
+        .unwrap();
+    assert_published_read_only(&plugin, &old);
+    assert_eq!(version_at(&plugin, &old), "v1");
+
+    // Its pod gone, the volume published before the switch unpublishes and is cleaned up.
+    plugin.unpublish(&old).await.unwrap();
+    assert!(plugin.mounts_at(&old).is_empty(), "unmounted");
+    assert!(!old.exists(), "the directory publish created is removed");
+    plugin.unpublish(&new).await.unwrap();
+    assert!(plugin.mounts_at(&new).is_empty() && !new.exists());
+}
+
+#[tokio::test]
+async fn probe_and_publish_turn_ready_when_the_first_version_lands() {
+    let node = CsiNode::new();
+    let root = node.root.path().join("installed");
+    std::fs::create_dir(&root).unwrap();
+    let current = root.join("current");
+    let plugin = CsiPlugin::start_with(&node, &current, &[]).await;
+    // Nothing installed yet, then the empty `current` a runtime makes for a missing hostPath.
+    for state in ["nothing installed", "an empty directory at current"] {
+        assert_eq!(probe_ready(&plugin).await, Some(false), "{state}");
+        let status = plugin
+            .publish(&node, "pod-1", "odigos-agent")
+            .await
+            .expect_err(state);
+        assert_eq!(status.code(), Code::FailedPrecondition, "{state}");
+        assert!(
+            !node.target("pod-1", "odigos-agent").exists(),
+            "{state}: nothing created"
+        );
+        std::fs::create_dir_all(&current).unwrap();
+    }
+    let files = version_files("v1");
+    install_version(&root, "v1", &files);
+    assert_eq!(probe_ready(&plugin).await, Some(true));
+    let target = plugin
+        .publish(&node, "pod-1", "odigos-agent")
+        .await
+        .unwrap();
+    assert_published_read_only(&plugin, &target);
+    assert_eq!(version_at(&plugin, &target), "v1");
+}
+
+#[tokio::test]
+async fn a_current_that_leads_out_of_versions_is_refused() {
+    let node = CsiNode::new();
+    let root = installed_root(&node);
+    // Agents elsewhere on the node, and a version that is itself a link to them.
+    std::os::unix::fs::symlink(node.agents(), root.join("versions/linked")).unwrap();
+    let plugin = CsiPlugin::start_with(&node, &root.join("current"), &[]).await;
+    let links = [
+        node.agents(),
+        root.join("versions/v1"),
+        PathBuf::from("../../agents"),
+        PathBuf::from("versions/../../agents"),
+        PathBuf::from("versions/v1/java"),
+        PathBuf::from("versions/linked"),
+    ];
+    for link in links {
+        point_current(&root, &link);
+        assert_eq!(
+            probe_ready(&plugin).await,
+            Some(false),
+            "{}: Probe not ready",
+            link.display()
+        );
+        let status = plugin
+            .publish(&node, "pod-1", "odigos-agent")
+            .await
+            .expect_err("a link out of versions/");
+        assert_eq!(
+            status.code(),
+            Code::FailedPrecondition,
+            "{}",
+            link.display()
+        );
+        assert!(
+            status.message().contains("only link followed")
+                && status.message().contains("--agent-dir"),
+            "{}: {}",
+            link.display(),
+            status.message()
+        );
+        assert!(
+            !node.target("pod-1", "odigos-agent").exists(),
+            "{}: nothing created",
+            link.display()
+        );
+    }
+    // Back to the installer's link: served again.
+    point_current(&root, "versions/v1");
+    plugin
+        .publish(&node, "pod-1", "odigos-agent")
+        .await
+        .unwrap();
 }
