@@ -100,13 +100,13 @@ pub fn is_version(path: &Path, dev: u64, ino: u64) -> bool {
     let look = || -> io::Result<bool> {
         let root = open_root(path)?;
         let versions = open_beneath(root.as_fd(), Path::new(VERSIONS))?;
-        let mut entries = Dir::new(openat(
+        let entries = Dir::new(openat(
             &versions,
             ".",
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?)?;
-        while let Some(entry) = entries.next() {
+        for entry in entries {
             let entry = entry?;
             let name = entry.file_name();
             if name.to_bytes().starts_with(b".") {

@@ -226,7 +226,7 @@ pub fn install_version(root: &Path, name: &str, files: &[(&str, &str)]) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     }
-    point_current(root, &format!("versions/{name}"));
+    point_current(root, format!("versions/{name}"));
 }
 
 /// Points `<root>/current` at `link` with one `rename(2)` of a new symlink over it, as an
