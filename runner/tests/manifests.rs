@@ -893,3 +893,56 @@ fn node_overlays_without_a_consistent_installer_fail() {
         assert!(err.contains(expected), "{expected}: {err}");
     }
 }
+
+#[test]
+fn the_odigos_variant_installs_nothing_and_serves_var_odigos() {
+    // A user's kustomization beside the clone, as the README shows it (kustomize loads
+    // other kustomizations by relative path only).
+    let dir = tempfile::tempdir_in(workspace_root().join("target")).unwrap();
+    for overlay in NODE_METHODS {
+        let mine = dir.path().join(overlay);
+        std::fs::create_dir(&mine).unwrap();
+        std::fs::write(
+            mine.join("kustomization.yaml"),
+            format!(
+                "resources: [../../../deploy/{overlay}]\ncomponents: [../../../deploy/base/odigos]\n"
+            ),
+        )
+        .unwrap();
+        let documents = render(&mine).unwrap_or_else(|e| panic!("{overlay}: {e}"));
+        check_documents(&documents).unwrap_or_else(|e| panic!("{overlay}: {e}"));
+        let text = serde_json::to_string(&documents).unwrap();
+        assert!(
+            !text.contains(AGENTS_ROOT) && !text.contains(AGENTS_DAEMONSET),
+            "{overlay}: the Odigos variant still refers to the installer: {text}"
+        );
+        let daemonsets = documents
+            .iter()
+            .filter(|d| d["kind"] == "DaemonSet")
+            .count();
+        assert_eq!(
+            daemonsets,
+            usize::from(overlay != "host-path"),
+            "{overlay}: only the method's own plugin"
+        );
+        let policy = documents
+            .iter()
+            .find(|d| d["kind"] == "ClusterAdmissionPolicy")
+            .unwrap();
+        for key in ["hostPath", "mountPath", "requiredNodeLabel"] {
+            assert!(
+                policy["spec"]["settings"][key].is_null(),
+                "{overlay}: {key} back to its default /var/odigos"
+            );
+        }
+        for variable in documents
+            .iter()
+            .filter(|d| d["kind"] == "DaemonSet")
+            .flat_map(containers_of)
+            .flat_map(|c| c["env"].as_array().into_iter().flatten())
+            .filter(|v| AGENT_DIR_VARIABLES.iter().any(|n| v["name"] == *n))
+        {
+            assert_eq!(variable["value"], CONTAINER_AGENTS, "{overlay}");
+        }
+    }
+}
