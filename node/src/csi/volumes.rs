@@ -103,7 +103,7 @@ pub enum VolumeError {
     },
     /// Something other than our mount of the agent directory is mounted at `target_path`.
     #[error(
-        "target_path {} has a mount that is not this plugin's (the agent directory mounted read-only, nosuid, nodev): this plugin neither reuses nor removes it; unmount it by hand, or delete the pod",
+        "target_path {} has a mount that is not this plugin's (the agent directory, or one of its installed versions, mounted read-only, nosuid, nodev): this plugin neither reuses nor removes it; unmount it by hand, or delete the pod",
         path.display()
     )]
     OtherMount {
