@@ -10,6 +10,7 @@
 
 mod support;
 
+use agent_mount::init_container::schema::{Key, Shape};
 use agent_mount::response::validate;
 use agent_mount_common::MountMethod;
 use rstest::rstest;
@@ -181,4 +182,117 @@ fn windows_options_for_the_copy_container_are_refused_at_load() {
         "{message}"
     );
     assert!(message.contains("Linux container"), "{message}");
+}
+
+/// The field names a k8s-openapi type reads, as its `Deserialize` hands them to
+/// `deserialize_struct`: the key set of that Kubernetes object in the build.
+fn k8s_fields<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+    /// Carries the field list out of the deserializer.
+    #[derive(Debug)]
+    struct Fields(&'static [&'static str]);
+    impl std::fmt::Display for Fields {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{:?}", self.0)
+        }
+    }
+    impl std::error::Error for Fields {}
+    impl serde::de::Error for Fields {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Fields(&[])
+        }
+    }
+    /// A deserializer that only answers `deserialize_struct`, with its fields.
+    struct FieldsOf;
+    impl<'de> serde::Deserializer<'de> for FieldsOf {
+        type Error = Fields;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
+            Err(Fields(&[]))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Fields> {
+            Err(Fields(fields))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let Err(Fields(fields)) = T::deserialize(FieldsOf) else {
+        panic!("{} read no struct", std::any::type_name::<T>());
+    };
+    assert!(
+        !fields.is_empty(),
+        "{} read no struct",
+        std::any::type_name::<T>()
+    );
+    fields.to_vec()
+}
+
+/// The keys of an object of the policy's own schema, by path (`capabilities` for a nested one).
+fn schema_keys(keys: &[Key], path: &[&str]) -> Vec<&'static str> {
+    let Some((first, rest)) = path.split_first() else {
+        return keys.iter().map(|k| k.name).collect();
+    };
+    match keys.iter().find(|k| k.name == *first).map(|k| &k.shape) {
+        Some(Shape::Object(nested) | Shape::Objects(nested)) => schema_keys(nested, rest),
+        other => panic!("{first}: not an object in the schema: {other:?}"),
+    }
+}
+
+/// Issue 24: the settings' nested Kubernetes objects are checked by the policy's own
+/// schema, not by k8s-openapi types; their key sets must stay those of k8s-openapi 0.28
+/// `latest`, so a key a newer Kubernetes adds (which the old typed check accepted) shows here.
+#[test]
+fn schema_keys_are_those_of_k8s_openapi() {
+    use agent_mount::init_container::schema::{RESOURCE_REQUIREMENTS, SECURITY_CONTEXT};
+    use k8s_openapi::api::core::v1 as core;
+    let cases: [(&[Key], &[&str], Vec<&str>); 8] = [
+        (SECURITY_CONTEXT, &[], k8s_fields::<core::SecurityContext>()),
+        (
+            SECURITY_CONTEXT,
+            &["capabilities"],
+            k8s_fields::<core::Capabilities>(),
+        ),
+        (
+            SECURITY_CONTEXT,
+            &["seccompProfile"],
+            k8s_fields::<core::SeccompProfile>(),
+        ),
+        (
+            SECURITY_CONTEXT,
+            &["appArmorProfile"],
+            k8s_fields::<core::AppArmorProfile>(),
+        ),
+        (
+            SECURITY_CONTEXT,
+            &["seLinuxOptions"],
+            k8s_fields::<core::SELinuxOptions>(),
+        ),
+        (
+            SECURITY_CONTEXT,
+            &["windowsOptions"],
+            k8s_fields::<core::WindowsSecurityContextOptions>(),
+        ),
+        (
+            RESOURCE_REQUIREMENTS,
+            &[],
+            k8s_fields::<core::ResourceRequirements>(),
+        ),
+        (
+            RESOURCE_REQUIREMENTS,
+            &["claims"],
+            k8s_fields::<core::ResourceClaim>(),
+        ),
+    ];
+    for (keys, path, mut expected) in cases {
+        let mut ours = schema_keys(keys, path);
+        ours.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(ours, expected, "keys at {path:?}");
+    }
 }

@@ -79,19 +79,11 @@ pub fn deserialize_at<T: DeserializeOwned>(value: Value, prefix: &str) -> Result
     })
 }
 
-/// Reads a nested Kubernetes object as `T`, rejecting keys that `T` does not know.
+/// Reads a nested Kubernetes object as `T` and returns it as `T` writes it (null keys
+/// dropped), rejecting keys that `T` does not know.
 ///
 /// k8s-openapi types ignore unknown keys, so a misspelt key would silently vanish:
 /// a key of the input that is missing after a typed round trip is unknown.
-pub fn typed_without_unknown_keys<T: DeserializeOwned + Serialize>(
-    value: &Value,
-    key: &str,
-) -> Result<T, SettingsError> {
-    typed_round_trip(value, key).map(|(typed, _)| typed)
-}
-
-/// Checks a nested Kubernetes object as [`typed_without_unknown_keys`] does, and returns
-/// it as `T` writes it (null keys dropped), from the one typed round trip.
 pub fn known_keys_only<T: DeserializeOwned + Serialize>(
     value: &Value,
     key: &str,
