@@ -6,7 +6,6 @@
 
 use crate::settings::check::check;
 use crate::settings::errors::SettingsError;
-use crate::settings::method::AgentMounts;
 use crate::settings::raw::{DEFAULT_SOURCE_PATH, RawInitContainer};
 use agent_mount_common::{quantity, syntax};
 use schema::{RESOURCE_REQUIREMENTS, SECURITY_CONTEXT, check_object};
@@ -53,16 +52,18 @@ pub struct CopyContainer {
 }
 
 impl CopyContainer {
-    /// Applies the defaults and builds the container that copies the agents into the
-    /// `mounts`' volume; `None` when the required image is missing.
-    pub fn from_raw(raw: RawInitContainer, mounts: &AgentMounts) -> Option<CopyContainer> {
+    /// Applies the defaults and builds the container that copies the `agent_directories`
+    /// into the volume `volume_name`; `None` when the required image is missing.
+    pub fn from_raw(
+        raw: RawInitContainer,
+        volume_name: &str,
+        agent_directories: &[String],
+    ) -> Option<CopyContainer> {
         let image = raw.image?;
         let source_path = raw
             .source_path
             .unwrap_or_else(|| DEFAULT_SOURCE_PATH.into());
-        let name = raw
-            .name
-            .unwrap_or_else(|| format!("{}-init", mounts.volume_name));
+        let name = raw.name.unwrap_or_else(|| format!("{volume_name}-init"));
         let mut security_context = default_security_context();
         if let Some(overrides) = raw.security_context {
             merge(&mut security_context, overrides);
@@ -72,7 +73,7 @@ impl CopyContainer {
         container.insert("image".into(), json!(image));
         container.insert(
             "command".into(),
-            json!(command(&source_path, &mounts.agent_directories)),
+            json!(command(&source_path, agent_directories)),
         );
         container.insert(
             "resources".into(),
@@ -81,7 +82,7 @@ impl CopyContainer {
         container.insert("securityContext".into(), security_context);
         container.insert(
             "volumeMounts".into(),
-            json!([{"mountPath": COPY_TARGET, "name": mounts.volume_name}]),
+            json!([{"mountPath": COPY_TARGET, "name": volume_name}]),
         );
         Some(CopyContainer {
             image,
