@@ -12,6 +12,7 @@ mod support;
 
 use agent_mount::init_container::schema::{Key, Shape};
 use agent_mount::response::validate;
+use agent_mount::settings::parse;
 use agent_mount_common::MountMethod;
 use rstest::rstest;
 use serde_json::{Value, json};
@@ -294,5 +295,45 @@ fn schema_keys_are_those_of_k8s_openapi() {
         ours.sort_unstable();
         expected.sort_unstable();
         assert_eq!(ours, expected, "keys at {path:?}");
+    }
+}
+
+/// The policy's own schema of `initContainer.resources` and `.securityContext` refuses
+/// what the typed check refused, naming the key path: wrong JSON types at every depth,
+/// a missing required key, a key of another Kubernetes object; numbers as quantities
+/// and `null` as absent are accepted, as the API server accepts them.
+#[rstest]
+#[case::capabilities_not_a_list(json!({"securityContext": {"capabilities": {"add": "NET_RAW"}}}),
+    Some("initContainer.securityContext.capabilities.add: invalid type: string \"NET_RAW\", expected a list"))]
+#[case::capability_not_a_string(json!({"securityContext": {"capabilities": {"drop": [1]}}}),
+    Some("initContainer.securityContext.capabilities.drop[0]: invalid type"))]
+#[case::se_linux_level_number(json!({"securityContext": {"seLinuxOptions": {"level": 3}}}),
+    Some("initContainer.securityContext.seLinuxOptions.level: invalid type: number `3`, expected a string"))]
+#[case::profile_without_type(json!({"securityContext": {"appArmorProfile": {}}}),
+    Some("initContainer.securityContext.appArmorProfile: missing field `type`"))]
+#[case::pod_level_key(json!({"securityContext": {"hostUsers": false}}),
+    Some("initContainer.securityContext.hostUsers: unknown key"))]
+#[case::security_context_a_list(json!({"securityContext": []}),
+    Some("initContainer.securityContext: invalid type: a list, expected a map"))]
+#[case::quantity_a_boolean(json!({"resources": {"limits": {"cpu": true}}}),
+    Some("initContainer.resources.limits.cpu: invalid type: boolean `true`"))]
+#[case::claim_without_name(json!({"resources": {"claims": [{"request": "r"}]}}),
+    Some("initContainer.resources.claims[0]: missing field `name`"))]
+#[case::number_quantity(json!({"resources": {"limits": {"cpu": 1}, "requests": {"cpu": "500m"}}}), None)]
+#[case::number_request_above_limit(json!({"resources": {"limits": {"cpu": 1}, "requests": {"cpu": 2}}}),
+    Some("initContainer.resources.requests.cpu: invalid value \"2\": expected at most the limit 1"))]
+#[case::null_is_absent(json!({"securityContext": {"runAsGroup": null, "seLinuxOptions": null}}), None)]
+fn nested_objects_are_checked_by_shape(#[case] given: Value, #[case] error: Option<&str>) {
+    let mut init = json!({"image": "a:1"});
+    for (k, v) in given.as_object().unwrap() {
+        init[k] = v.clone();
+    }
+    let outcome = parse(init_settings(json!({ "initContainer": init })));
+    match (outcome, error) {
+        (Ok(_), None) => {}
+        (Err(e), Some(expected)) => {
+            assert!(e.to_string().starts_with(expected), "{e}")
+        }
+        (outcome, _) => panic!("{given}: {outcome:?}"),
     }
 }
