@@ -308,6 +308,12 @@ pub fn merge<'a>(
             stack.extend(n.needs.iter().copied());
         }
     }
+    // A new entry placed before an app entry must find what it refers to before that.
+    for n in news.iter().filter(|n| n.before.is_some()) {
+        if let EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } = n.entry {
+            check(n.entry.name(), value, n.before)?;
+        }
+    }
     check_inserted(env, &news, &changes, &container_name)?;
     let mut seen = std::collections::HashSet::new();
     ours.retain(|name| seen.insert(*name));

@@ -167,12 +167,11 @@ fn workload(kind: &str, name: &str, hash: &str) -> Workload {
 }
 
 /// The entries for `container` (after the recipe's and `activation.env`'s): the service
-/// name where the app sets none, the attributes its own `OTEL_RESOURCE_ATTRIBUTES` lacks,
-/// and the downward-API entries those refer to.
+/// name where the app sets none, the attributes its own `OTEL_RESOURCE_ATTRIBUTES` does
+/// not set otherwise, and the downward-API entries those refer to.
 pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntry> {
     let name = container.get("name").and_then(Value::as_str).unwrap_or("");
-    let app_keys = app_attribute_keys(container);
-    let has = |key: &str| app_keys.contains(&key);
+    let app = app_attributes(container);
     let mut attributes: Vec<(&str, String)> = Vec::new();
     attributes.push(("k8s.container.name", percent_encoded(name)));
     attributes.extend(
@@ -185,7 +184,9 @@ pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntr
             .iter()
             .map(|(variable, _, key)| (*key, format!("$({variable})"))),
     );
-    attributes.retain(|(key, _)| !has(key));
+    // The app's own key wins. One it sets to our very value stays ours: that is how a
+    // second run finds its own output (and the value already holds ours).
+    attributes.retain(|(key, value)| app.iter().all(|(k, v)| k != key || v == value));
     attributes.sort_by_key(|(key, _)| *key);
     let mut out: Vec<EnvEntry> = DOWNWARD
         .iter()
@@ -196,7 +197,7 @@ pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntr
         })
         .collect();
     // An app that names its service in its attributes keeps it: OTEL_SERVICE_NAME would win.
-    if !has("service.name") {
+    if !app.iter().any(|(key, _)| *key == "service.name") {
         let service = pod.service_name.as_deref().unwrap_or(name);
         out.push(EnvEntry::Value {
             name: SERVICE_NAME.into(),
@@ -217,8 +218,9 @@ pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntr
     out
 }
 
-/// The keys of the app's own `OTEL_RESOURCE_ATTRIBUTES` (its last entry, by value).
-fn app_attribute_keys(container: &Map<String, Value>) -> Vec<&str> {
+/// The `key=value` items of the app's own `OTEL_RESOURCE_ATTRIBUTES` (its last entry,
+/// by value), keys trimmed.
+fn app_attributes(container: &Map<String, Value>) -> Vec<(&str, &str)> {
     let value = container
         .get("env")
         .and_then(Value::as_array)
@@ -232,8 +234,8 @@ fn app_attribute_keys(container: &Map<String, Value>) -> Vec<&str> {
         .unwrap_or("");
     value
         .split(',')
-        .filter_map(|item| item.split_once('=').map(|(key, _)| key.trim()))
-        .filter(|key| !key.is_empty())
+        .filter_map(|item| item.split_once('=').map(|(key, value)| (key.trim(), value)))
+        .filter(|(key, _)| !key.is_empty())
         .collect()
 }
 

@@ -79,6 +79,22 @@ pub fn value_of<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> 
 /// `expansion.Expand` with `MappingFuncFor(defined)`: `$$` is `$`, `$(NAME)` is its value
 /// or stays as written, an unclosed `$(` stays, `$` before any other byte stays with it.
 pub fn expand(input: &str, defined: &HashMap<String, String>) -> String {
+    expand_with(input, |name| defined.get(name).cloned())
+}
+
+/// The names `input` refers to, as the kubelet reads it.
+pub fn references(input: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    expand_with(input, |name| {
+        names.push(name.to_string());
+        None
+    });
+    names
+}
+
+/// `expansion.Expand`, byte for byte, with `mapping` giving a name's value (`None`: the
+/// reference stays as written).
+fn expand_with(input: &str, mut mapping: impl FnMut(&str) -> Option<String>) -> String {
     let bytes = input.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut checkpoint = 0;
@@ -94,8 +110,8 @@ pub fn expand(input: &str, defined: &HashMap<String, String>) -> String {
                 }
                 b'(' => match rest[1..].iter().position(|&b| b == b')') {
                     Some(at) => {
-                        let name = std::str::from_utf8(&rest[1..1 + at]).unwrap();
-                        match defined.get(name) {
+                        let name = String::from_utf8_lossy(&rest[1..1 + at]).into_owned();
+                        match mapping(&name) {
                             Some(value) => out.extend_from_slice(value.as_bytes()),
                             None => out.extend_from_slice(format!("$({name})").as_bytes()),
                         }

@@ -486,3 +486,26 @@ fn already_ours_is_linear() {
     let colon = "a:".repeat(150_000);
     assert!(!holds(&colon, &format!("{}b", "a:".repeat(2000)), ":"));
 }
+
+#[test]
+fn an_inserted_entry_finds_what_it_refers_to_before_it() {
+    // The app defines OTEL_AGENTS exactly as ours, but after JAVA_TOOL_OPTIONS, before
+    // which the jar's entry goes: there it would not resolve (found by tests/properties.rs).
+    let mut c = container(Some(
+        json!([{"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx1g"},
+        {"name": "AGENTS", "value": "/var/odigos"}]),
+    ));
+    let err = merge(&mut c, &jar_recipe()).unwrap_err();
+    assert!(
+        err.to_string().contains("defines AGENTS itself, and the value agent-mount writes to OTEL_JAVAAGENT_JAR refers to $(AGENTS)"),
+        "{err}"
+    );
+    // Before it, it resolves as meant.
+    let mut c = container(Some(json!([{"name": "AGENTS", "value": "/var/odigos"},
+        {"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx1g"}])));
+    merge(&mut c, &jar_recipe()).unwrap();
+    assert_eq!(
+        value_of(&resolved(&c["env"]), "JAVA_TOOL_OPTIONS"),
+        "-Xmx1g -javaagent:/var/odigos/java/javaagent.jar"
+    );
+}
