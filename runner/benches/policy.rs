@@ -99,17 +99,7 @@ fn large_value_section(host: &PolicyHost, typical: &Value) -> String {
     on["activation"] = json!({"agents": {"java": {"directory": "java", "env": [
         {"name": "JAVA_TOOL_OPTIONS", "value": ours, "join": " "}
     ]}}});
-    let time = |settings: &Value| {
-        let payload = payload(&request, settings);
-        mean_time(BUDGET, 5, || {
-            std::hint::black_box(host.call("validate", &payload).unwrap());
-        })
-    };
-    let (mut best_off, mut best_on) = (Duration::MAX, Duration::MAX);
-    for _ in 0..ROUNDS {
-        best_off = best_off.min(time(&off));
-        best_on = best_on.min(time(&on));
-    }
+    let (best_off, best_on) = alternating(host, &request, &off, &on, 5);
     format!(
         "\nA {:.0} KB request whose `checkout` container sets a {:.0} KB `JAVA_TOOL_OPTIONS` (every item of ours but the last, then another, repeated), k8s-host-path, without activation and with a custom `java` recipe of a {}-byte value joined on `\" \"`, the best mean of {ROUNDS} alternating rounds:\n\n| activation off | activation on, 4 KiB recipe value | on/off (goal ≤ {LARGE_VALUE_GOAL:.1}×) |\n|---:|---:|---:|\n| {} | {} | {:.2}× |\n",
         pod_bytes as f64 / 1000.0,
@@ -119,6 +109,30 @@ fn large_value_section(host: &PolicyHost, typical: &Value) -> String {
         micros(best_on),
         best_on.as_secs_f64() / best_off.as_secs_f64()
     )
+}
+
+/// The best mean time of `validate` on `request` with settings `off` and `on`, over
+/// [`ROUNDS`] alternating rounds: the machine is shared, and load that comes and goes
+/// must not land on one side only.
+fn alternating(
+    host: &PolicyHost,
+    request: &Value,
+    off: &Value,
+    on: &Value,
+    min_runs: u32,
+) -> (Duration, Duration) {
+    let time = |settings: &Value| {
+        let payload = payload(request, settings);
+        mean_time(BUDGET, min_runs, || {
+            std::hint::black_box(host.call("validate", &payload).unwrap());
+        })
+    };
+    let (mut best_off, mut best_on) = (Duration::MAX, Duration::MAX);
+    for _ in 0..ROUNDS {
+        best_off = best_off.min(time(off));
+        best_on = best_on.min(time(on));
+    }
+    (best_off, best_on)
 }
 
 /// `validate` in the wasm host on the typical pod that asks for activation, with the
@@ -145,20 +159,7 @@ fn activation_section(host: &PolicyHost, typical: &Value) -> String {
             {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
             {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}
         ]});
-        let time = |settings: &Value| {
-            let payload = payload(&request, settings);
-            mean_time(BUDGET, 20, || {
-                std::hint::black_box(host.call("validate", &payload).unwrap());
-            })
-        };
-        // Alternating rounds, the best of each: the machine is shared, and load that
-        // comes and goes must not land on one side only.
-        let (mut best_off, mut best_on) = (Duration::MAX, Duration::MAX);
-        for _ in 0..ROUNDS {
-            best_off = best_off.min(time(&off));
-            best_on = best_on.min(time(&on));
-        }
-        let (off, on) = (best_off, best_on);
+        let (off, on) = alternating(host, &request, &off, &on, 20);
         writeln!(
             out,
             "| {} | {} | {} | {:.2}× |",

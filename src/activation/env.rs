@@ -127,194 +127,31 @@ struct New<'e> {
 }
 
 /// Merges `entries` into `container`'s `env`: all of them, or none on a conflict.
-pub fn merge<'a>(
+pub fn merge<'e>(
     container: &mut Map<String, Value>,
-    entries: impl IntoIterator<Item = &'a EnvEntry>,
+    entries: impl IntoIterator<Item = &'e EnvEntry>,
 ) -> Result<Merged, EnvConflict> {
-    let container_name = container
+    let name = container
         .get("name")
         .and_then(Value::as_str)
         .map_or_else(|| "?".into(), shorten);
-    let wrong = |field: String, found: &Value, expected| EnvConflict::WrongType {
-        container: container_name.clone(),
-        field,
-        found: echo(found),
-        expected,
-    };
     let empty = Vec::new();
     let env = match container.get("env") {
         None | Some(Value::Null) => &empty,
         Some(Value::Array(env)) => env,
-        Some(other) => return Err(wrong("env".into(), other, "a list")),
+        Some(other) => return Err(wrong_type(&name, "env".into(), other, "a list")),
     };
-    // The last index of each name: a linear pass, then one lookup per entry.
-    let mut last: HashMap<&str, usize> = HashMap::with_capacity(env.len());
-    for (i, var) in env.iter().enumerate() {
-        let name = var.get("name").and_then(Value::as_str);
-        let Some(name) = name.filter(|_| var.is_object()) else {
-            return Err(wrong(
-                format!("env[{i}]"),
-                var,
-                "an object with a string name",
-            ));
-        };
-        last.insert(name, i);
-    }
-    // Our entries by name, the first of each name: later ones of that name are dropped.
-    let mut ours_by_name: HashMap<&str, &EnvEntry> = HashMap::new();
-    let mut ours = Vec::new();
-    let mut news: Vec<New> = Vec::new();
-    let mut changes: BTreeMap<usize, Change> = BTreeMap::new();
-    // The values written into app entries: (index, the part that is ours).
-    let mut written: Vec<(usize, &str, &str)> = Vec::new();
+    let mut plan = Plan::new(name, env)?;
     for entry in entries {
-        let name = entry.name();
-        if let Some(earlier) = ours_by_name.get(name) {
-            if as_json(earlier) == as_json(entry) {
-                ours.push(name);
-            }
-            continue;
-        }
-        ours_by_name.insert(name, entry);
-        let existing = last.get(name).and_then(|&i| Some((i, env.get(i)?)));
-        match (entry, existing) {
-            (_, None) => {
-                news.push(New {
-                    entry,
-                    json: as_json(entry),
-                    before: None,
-                    needs: Vec::new(),
-                });
-                ours.push(name);
-            }
-            (
-                EnvEntry::Join {
-                    value, separator, ..
-                },
-                Some((i, var)),
-            ) => {
-                if let Some(source) = var.get("valueFrom").filter(|v| !v.is_null()) {
-                    if !always_exists(source) {
-                        return Err(EnvConflict::ValueFrom {
-                            container: container_name,
-                            name: shorten(name),
-                            wanted: shorten(value),
-                        });
-                    }
-                    let original = format!("{ORIGINAL}{name}");
-                    if last.contains_key(original.as_str()) {
-                        return Err(EnvConflict::OriginalTaken {
-                            container: container_name,
-                            name: shorten(name),
-                        });
-                    }
-                    let joined = format!("$({original}){separator}{value}");
-                    changes.insert(
-                        i,
-                        Change::Rename(original, json!({"name": name, "value": joined})),
-                    );
-                    written.push((i, name, value));
-                    ours.push(name);
-                    continue;
-                }
-                match var.get("value") {
-                    None | Some(Value::Null) => {
-                        changes.insert(i, Change::Value(value.clone()));
-                        written.push((i, name, value));
-                    }
-                    Some(Value::String(app)) if app.is_empty() => {
-                        changes.insert(i, Change::Value(value.clone()));
-                        written.push((i, name, value));
-                    }
-                    Some(Value::String(app)) if holds(app, value, separator) => {}
-                    // The app's options first, ours after: the one value agent-mount rewrites.
-                    Some(Value::String(app)) => {
-                        let joined = format!("{app}{separator}{value}");
-                        if spans(&joined, app.len()) {
-                            return Err(EnvConflict::Unclosed {
-                                container: container_name,
-                                name: shorten(name),
-                            });
-                        }
-                        changes.insert(i, Change::Value(joined));
-                        written.push((i, name, value));
-                    }
-                    Some(other) => {
-                        return Err(wrong(format!("env[{i}].value"), other, "a string"));
-                    }
-                }
-                ours.push(name);
-            }
-            // A plain entry: the app's own setting wins, silently.
-            (_, Some((_, var))) => {
-                if is_exactly(var, entry) {
-                    ours.push(name);
-                }
-            }
-        }
+        plan.decide(entry)?;
     }
-    // Every reference in a value written here: to a new entry, it orders; to an entry of
-    // ours the app defines, it must find exactly ours before it.
-    let new_index: HashMap<&str, usize> = news
-        .iter()
-        .enumerate()
-        .map(|(k, n)| (n.entry.name(), k))
-        .collect();
-    let check = |by: &str, value: &str, at: Option<usize>| -> Result<Vec<usize>, EnvConflict> {
-        let mut needs = Vec::new();
-        for name in references(value) {
-            if let Some(&k) = new_index.get(name) {
-                needs.push(k);
-                continue;
-            }
-            let Some(entry) = ours_by_name.get(name) else {
-                continue;
-            };
-            let app = last.get(name).and_then(|&j| Some((j, env.get(j)?)));
-            let resolves_to_ours = app.is_some_and(|(j, var)| {
-                at.is_none_or(|i| j < i) && is_exactly(var, entry) && !changes.contains_key(&j)
-            });
-            if !resolves_to_ours {
-                return Err(EnvConflict::Defines {
-                    container: container_name.clone(),
-                    name: shorten(name),
-                    by: shorten(by),
-                });
-            }
-        }
-        Ok(needs)
-    };
-    for k in 0..news.len() {
-        let value = match news.get(k).map(|n| n.entry) {
-            Some(EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. }) => value.as_str(),
-            _ => continue,
-        };
-        let by = news.get(k).map_or("", |n| n.entry.name());
-        let needs = check(by, value, None)?;
-        if let Some(n) = news.get_mut(k) {
-            n.needs = needs;
-        }
-    }
-    // What an app entry's new value needs goes before it, the earliest such entry first.
-    written.sort_by_key(|&(i, _, _)| i);
-    for &(i, by, value) in &written {
-        let mut stack = check(by, value, Some(i))?;
-        while let Some(k) = stack.pop() {
-            let Some(n) = news.get_mut(k) else { continue };
-            if n.before.is_some() {
-                continue;
-            }
-            n.before = Some(i);
-            stack.extend(n.needs.iter().copied());
-        }
-    }
-    // A new entry placed before an app entry must find what it refers to before that.
-    for n in news.iter().filter(|n| n.before.is_some()) {
-        if let EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } = n.entry {
-            check(n.entry.name(), value, n.before)?;
-        }
-    }
-    check_inserted(env, &news, &changes, &container_name)?;
+    plan.place()?;
+    let Plan {
+        mut ours,
+        news,
+        changes,
+        ..
+    } = plan;
     let mut seen = std::collections::HashSet::new();
     ours.retain(|name| seen.insert(*name));
     let ours: Vec<String> = ours.into_iter().map(str::to_string).collect();
@@ -333,6 +170,293 @@ pub fn merge<'a>(
     })
 }
 
+/// The error for a field of another JSON type than the API server allows.
+fn wrong_type(
+    container: &str,
+    field: String,
+    found: &Value,
+    expected: &'static str,
+) -> EnvConflict {
+    EnvConflict::WrongType {
+        container: container.to_string(),
+        field,
+        found: echo(found),
+        expected,
+    }
+}
+
+/// One container's merge, planned against its `env` before anything is written.
+struct Plan<'c, 'e> {
+    /// The container's name, for messages.
+    container: String,
+    /// The app's `env`.
+    env: &'c [Value],
+    /// The last index of each name in `env` (the entry that wins at run time).
+    last: HashMap<&'c str, usize>,
+    /// Our entries by name, the first of each name: later ones of that name are dropped.
+    ours_by_name: HashMap<&'e str, &'e EnvEntry>,
+    /// The variables that hold our value: added, appended to, or already ours.
+    ours: Vec<&'e str>,
+    /// The entries to add, and their index by name.
+    news: Vec<New<'e>>,
+    new_index: HashMap<&'e str, usize>,
+    /// What happens to app entries, by index.
+    changes: BTreeMap<usize, Change>,
+    /// The values written into app entries: index, variable, the part that is ours.
+    written: Vec<(usize, &'e str, &'e str)>,
+}
+
+impl<'c, 'e> Plan<'c, 'e> {
+    /// Reads `env`: every entry an object with a string name.
+    fn new(container: String, env: &'c [Value]) -> Result<Self, EnvConflict> {
+        // A linear pass, then one lookup per entry.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(env.len());
+        for (i, var) in env.iter().enumerate() {
+            let name = var.get("name").and_then(Value::as_str);
+            let Some(name) = name.filter(|_| var.is_object()) else {
+                return Err(wrong_type(
+                    &container,
+                    format!("env[{i}]"),
+                    var,
+                    "an object with a string name",
+                ));
+            };
+            last.insert(name, i);
+        }
+        Ok(Plan {
+            container,
+            env,
+            last,
+            ours_by_name: HashMap::new(),
+            ours: Vec::new(),
+            news: Vec::new(),
+            new_index: HashMap::new(),
+            changes: BTreeMap::new(),
+            written: Vec::new(),
+        })
+    }
+
+    /// Decides what `entry` does to the container: add, set, append, rename, or nothing.
+    fn decide(&mut self, entry: &'e EnvEntry) -> Result<(), EnvConflict> {
+        let name = entry.name();
+        if let Some(earlier) = self.ours_by_name.get(name) {
+            if as_json(earlier) == as_json(entry) {
+                self.ours.push(name);
+            }
+            return Ok(());
+        }
+        self.ours_by_name.insert(name, entry);
+        let existing = self
+            .last
+            .get(name)
+            .and_then(|&i| Some((i, self.env.get(i)?)));
+        let (i, var) = match (entry, existing) {
+            (_, None) => {
+                self.new_index.insert(name, self.news.len());
+                self.news.push(New {
+                    entry,
+                    json: as_json(entry),
+                    before: None,
+                    needs: Vec::new(),
+                });
+                self.ours.push(name);
+                return Ok(());
+            }
+            (EnvEntry::Join { .. }, Some(found)) => found,
+            // A plain entry: the app's own setting wins, silently.
+            (_, Some((_, var))) => {
+                if is_exactly(var, entry) {
+                    self.ours.push(name);
+                }
+                return Ok(());
+            }
+        };
+        let EnvEntry::Join {
+            value, separator, ..
+        } = entry
+        else {
+            return Ok(());
+        };
+        let change = match (
+            var.get("valueFrom").filter(|v| !v.is_null()),
+            var.get("value"),
+        ) {
+            (Some(source), _) => self.rename(name, value, separator, source)?,
+            (None, None | Some(Value::Null)) => Change::Value(value.clone()),
+            (None, Some(Value::String(app))) if app.is_empty() => Change::Value(value.clone()),
+            (None, Some(Value::String(app))) if holds(app, value, separator) => {
+                self.ours.push(name);
+                return Ok(());
+            }
+            // The app's options first, ours after.
+            (None, Some(Value::String(app))) => {
+                let joined = format!("{app}{separator}{value}");
+                if spans(&joined, app.len()) {
+                    return Err(EnvConflict::Unclosed {
+                        container: self.container.clone(),
+                        name: shorten(name),
+                    });
+                }
+                Change::Value(joined)
+            }
+            (None, Some(other)) => {
+                return Err(wrong_type(
+                    &self.container,
+                    format!("env[{i}].value"),
+                    other,
+                    "a string",
+                ));
+            }
+        };
+        self.changes.insert(i, change);
+        self.written.push((i, name, value));
+        self.ours.push(name);
+        Ok(())
+    }
+
+    /// The Odigos way for a join variable from `valueFrom`: the app's entry renamed
+    /// `ORIGINAL_<NAME>`, and `<NAME>` = `$(ORIGINAL_<NAME>)<separator><ours>` after it.
+    fn rename(
+        &self,
+        name: &str,
+        value: &str,
+        separator: &str,
+        source: &Value,
+    ) -> Result<Change, EnvConflict> {
+        if !always_exists(source) {
+            return Err(EnvConflict::ValueFrom {
+                container: self.container.clone(),
+                name: shorten(name),
+                wanted: shorten(value),
+            });
+        }
+        let original = format!("{ORIGINAL}{name}");
+        if self.last.contains_key(original.as_str()) {
+            return Err(EnvConflict::OriginalTaken {
+                container: self.container.clone(),
+                name: shorten(name),
+            });
+        }
+        let joined = format!("$({original}){separator}{value}");
+        Ok(Change::Rename(
+            original,
+            json!({"name": name, "value": joined}),
+        ))
+    }
+
+    /// The new entries `value` (written to `by`, before app entry `at` if any) refers to.
+    /// A reference to an entry of ours that the app defines must find exactly ours before
+    /// `at`, else it would resolve to the app's value.
+    fn references_of(
+        &self,
+        by: &str,
+        value: &str,
+        at: Option<usize>,
+    ) -> Result<Vec<usize>, EnvConflict> {
+        let mut needs = Vec::new();
+        for name in references(value) {
+            if let Some(&k) = self.new_index.get(name) {
+                needs.push(k);
+                continue;
+            }
+            let Some(entry) = self.ours_by_name.get(name) else {
+                continue;
+            };
+            let app = self
+                .last
+                .get(name)
+                .and_then(|&j| Some((j, self.env.get(j)?)));
+            let resolves_to_ours = app.is_some_and(|(j, var)| {
+                at.is_none_or(|i| j < i) && is_exactly(var, entry) && !self.changes.contains_key(&j)
+            });
+            if !resolves_to_ours {
+                return Err(EnvConflict::Defines {
+                    container: self.container.clone(),
+                    name: shorten(name),
+                    by: shorten(by),
+                });
+            }
+        }
+        Ok(needs)
+    }
+
+    /// Places the new entries: before the first app entry whose new value needs them
+    /// (directly or through another new entry), else after the app's; then checks that
+    /// nothing placed changes what any reference resolves to.
+    fn place(&mut self) -> Result<(), EnvConflict> {
+        for k in 0..self.news.len() {
+            let Some(n) = self.news.get(k) else { continue };
+            let needs = match n.entry {
+                EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } => {
+                    self.references_of(n.entry.name(), value, None)?
+                }
+                EnvEntry::ValueFrom { .. } => continue,
+            };
+            if let Some(n) = self.news.get_mut(k) {
+                n.needs = needs;
+            }
+        }
+        self.written.sort_by_key(|&(i, _, _)| i);
+        for w in 0..self.written.len() {
+            let Some(&(i, by, value)) = self.written.get(w) else {
+                continue;
+            };
+            let mut stack = self.references_of(by, value, Some(i))?;
+            while let Some(k) = stack.pop() {
+                let Some(n) = self.news.get_mut(k) else {
+                    continue;
+                };
+                if n.before.is_some() {
+                    continue;
+                }
+                n.before = Some(i);
+                stack.extend(n.needs.iter().copied());
+            }
+        }
+        // A new entry placed before an app entry must find what it refers to before that.
+        for n in self.news.iter().filter(|n| n.before.is_some()) {
+            if let EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } = n.entry {
+                self.references_of(n.entry.name(), value, n.before)?;
+            }
+        }
+        self.check_inserted()
+    }
+
+    /// The app entries after an entry inserted before them (or after a renamed entry) must
+    /// not refer to its name: the insertion would change what they resolve to.
+    fn check_inserted(&self) -> Result<(), EnvConflict> {
+        // Each inserted name and the first app index that sees it.
+        let mut inserted: HashMap<&str, usize> = self
+            .news
+            .iter()
+            .filter_map(|n| Some((n.entry.name(), n.before?)))
+            .collect();
+        for (&i, change) in &self.changes {
+            if let Change::Rename(original, _) = change {
+                inserted.insert(original, i + 1);
+            }
+        }
+        let Some(first) = inserted.values().copied().min() else {
+            return Ok(());
+        };
+        for (j, var) in self.env.iter().enumerate().skip(first) {
+            let Some(value) = var.get("value").and_then(Value::as_str) else {
+                continue;
+            };
+            for name in references(value) {
+                if inserted.get(name).is_some_and(|&at| at <= j) {
+                    return Err(EnvConflict::Inserted {
+                        container: self.container.clone(),
+                        name: shorten(name),
+                        by: shorten(var.get("name").and_then(Value::as_str).unwrap_or("")),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether a `valueFrom` always gives a value: a field, a resource, or a key of a
 /// ConfigMap or Secret that is not `optional` (without it the container does not start).
 fn always_exists(source: &Value) -> bool {
@@ -344,45 +468,6 @@ fn always_exists(source: &Value) -> bool {
     ["configMapKeyRef", "secretKeyRef"]
         .iter()
         .any(|kind| source.get(*kind).is_some() && !optional(kind))
-}
-
-/// The app entries after an entry inserted before them (or after a renamed entry) must
-/// not refer to its name: the insertion would change what they resolve to.
-fn check_inserted(
-    env: &[Value],
-    news: &[New],
-    changes: &BTreeMap<usize, Change>,
-    container: &str,
-) -> Result<(), EnvConflict> {
-    // Each inserted name and the first app index that sees it.
-    let mut inserted: HashMap<&str, usize> = news
-        .iter()
-        .filter_map(|n| Some((n.entry.name(), n.before?)))
-        .collect();
-    for (&i, change) in changes {
-        if let Change::Rename(original, _) = change {
-            inserted.insert(original, i + 1);
-        }
-    }
-    if inserted.is_empty() {
-        return Ok(());
-    }
-    let first = inserted.values().copied().min().unwrap_or_default();
-    for (j, var) in env.iter().enumerate().skip(first) {
-        let Some(value) = var.get("value").and_then(Value::as_str) else {
-            continue;
-        };
-        for name in references(value) {
-            if inserted.get(name).is_some_and(|&at| at <= j) {
-                return Err(EnvConflict::Inserted {
-                    container: container.to_string(),
-                    name: shorten(name),
-                    by: shorten(var.get("name").and_then(Value::as_str).unwrap_or("")),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Writes the new `env`: the app's entries in their order, each changed as planned, the
