@@ -314,7 +314,7 @@ fn schema_keys_are_those_of_k8s_openapi() {
 #[case::pod_level_key(json!({"securityContext": {"hostUsers": false}}),
     Some("initContainer.securityContext.hostUsers: unknown key"))]
 #[case::security_context_a_list(json!({"securityContext": []}),
-    Some("initContainer.securityContext: invalid type: a list, expected a map"))]
+    Some("initContainer.securityContext: invalid type: list, expected a mapping"))]
 #[case::quantity_a_boolean(json!({"resources": {"limits": {"cpu": true}}}),
     Some("initContainer.resources.limits.cpu: invalid type: boolean `true`"))]
 #[case::claim_without_name(json!({"resources": {"claims": [{"request": "r"}]}}),
