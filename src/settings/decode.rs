@@ -196,4 +196,3 @@ pub fn deserialize_at<T: DeserializeOwned>(value: Value, prefix: &str) -> Result
         }
     })
 }
-
