@@ -5,7 +5,8 @@
 //! (the pure decision that keeps a socket served), [`watch`] (its I/O: inotify, polling,
 //! file identity), [`serve`] (one socket served: bind, serve, stop, remove), [`uds`] (gRPC
 //! over unix sockets), [`metrics`] (Prometheus and `/healthz`), [`agents`] (whether the
-//! agents are installed) and [`probe`] (the exec probe). Per plugin, each with its own
+//! agents are installed) and [`probe`] (the exec probe). The installer of the agents
+//! (`agents install|gc`): [`install`]. Per plugin, each with its own
 //! flags, generated API, lifecycle and services: [`device_plugin`] and [`csi`].
 
 pub mod agents;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod csi;
 pub mod device_plugin;
 pub mod flags;
+pub mod install;
 pub mod keeper;
 pub mod metrics;
 pub mod probe;
