@@ -10,6 +10,7 @@
 use super::digest::Digest;
 use crate::csi::mounts::{self, Mount};
 use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -113,36 +114,46 @@ pub fn identity(versions: &Path, device: (u32, u32)) -> io::Result<Identity> {
 
 /// How many mounts show each version (or something below it), over the mount tables of
 /// every process under `proc` (`/proc`), each mount namespace counted once.
+///
+/// Namespaces are told apart by their tables' bytes (mount IDs are unique on the node, so
+/// two namespaces never print the same table): `/proc/<pid>/ns/mnt` is not readable for
+/// every process even by root, `mountinfo` is.
 pub fn usage(
     proc: &Path,
     versions: &Identity,
     digests: &[Digest],
 ) -> io::Result<BTreeMap<Digest, usize>> {
     let mut counts: BTreeMap<Digest, usize> = digests.iter().map(|d| (d.clone(), 0)).collect();
-    let mut namespaces = HashSet::new();
+    let seen_state = RandomState::new();
+    let mut tables = HashSet::new();
     for entry in std::fs::read_dir(proc)? {
         let entry = entry?;
-        let name = entry.file_name();
-        if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+        if !entry
+            .file_name()
+            .as_encoded_bytes()
+            .iter()
+            .all(u8::is_ascii_digit)
+        {
             continue;
         }
-        let dir = entry.path();
-        // A process that exits while it is read is skipped: its mounts went with it (or
-        // live on in another process of its namespace, which is read too).
-        let namespace = match std::fs::read_link(dir.join("ns/mnt")) {
-            Ok(namespace) => namespace,
-            Err(e) if gone(&e) => continue,
-            Err(e) => return Err(with_path(e, &dir.join("ns/mnt"))),
+        let path = entry.path().join("mountinfo");
+        let table = match std::fs::read(&path) {
+            Ok(table) => table,
+            // The process exited while it was read (EINVAL: a zombie has no namespace left): its mounts went with it, or live on
+            // in another process of its namespace, which is read too.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ESRCH | libc::EINVAL)
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
         };
-        if !namespaces.insert(namespace) {
-            continue;
+        if tables.insert(seen_state.hash_one(&table)) {
+            count(&mounts::parse(&table), versions, &mut counts);
         }
-        let table = match std::fs::read(dir.join("mountinfo")) {
-            Ok(table) => mounts::parse(&table),
-            Err(e) if gone(&e) => continue,
-            Err(e) => return Err(with_path(e, &dir.join("mountinfo"))),
-        };
-        count(&table, versions, &mut counts);
     }
     Ok(counts)
 }
@@ -160,15 +171,6 @@ fn count(table: &[Mount], versions: &Identity, counts: &mut BTreeMap<Digest, usi
             *n += 1;
         }
     }
-}
-
-/// ENOENT or ESRCH: the process exited.
-fn gone(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH))
-}
-
-fn with_path(e: io::Error, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

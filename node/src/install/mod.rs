@@ -225,7 +225,6 @@ fn collect(store: &Store, layout: &Layout, grace: Duration) -> Result<Collection
                 .collect(&digest)
                 .doing(|| format!("remove version {digest}"))?;
         }
-        tracing::info!(version = %digest, mounts = candidate.mounts, verdict = verdict.label(), "version");
         collection
             .versions
             .push((digest, verdict, candidate.mounts));
