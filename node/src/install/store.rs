@@ -13,7 +13,7 @@ use super::tree::Kind;
 use rustix::fs::{
     AtFlags, Dir, FileType, FlockOperation, Gid, Mode, OFlags, Timespec, Timestamps, UTIME_NOW,
     Uid, chownat, fchmod, fchown, flock, fsync, mkdirat, openat, readlinkat, renameat, statat,
-    symlinkat, unlinkat, utimensat,
+    symlinkat, syncfs, unlinkat, utimensat,
 };
 use rustix::io::Errno;
 use std::ffi::{OsStr, OsString};
@@ -124,7 +124,7 @@ impl Store {
     }
 
     /// Copies `source` into `versions/.tmp-<digest>-<pid>`, with modes normalised and owned
-    /// by root, fsyncs it, checks that what was copied has `digest`, and renames it to
+    /// by root, makes it durable (`syncfs`), checks that what was copied has `digest`, and renames it to
     /// `versions/<digest>` (then fsyncs `versions/`).
     pub fn copy(&self, source: &Source, digest: &Digest, fault: &mut Fault) -> io::Result<Copied> {
         let versions = self.versions()?;
@@ -167,7 +167,6 @@ impl Store {
                     }
                     fchown(&to, Some(Uid::ROOT), Some(Gid::ROOT))?;
                     fchmod(&to, mode)?;
-                    to.sync_all()?;
                 }
                 Kind::Symlink { target } => {
                     symlinkat(target.as_os_str(), &dir, &entry.path)?;
@@ -189,7 +188,7 @@ impl Store {
             copied.entries += 1;
             fault.step();
         }
-        // Directories last, deepest first: their modes, owners and entries made durable.
+        // Directories last, deepest first, so that a 0755 never opens a half-made one.
         for relative in dirs.iter().rev() {
             let fd = if relative.as_os_str().is_empty() {
                 open_dir(dir.as_fd(), Path::new("."))?
@@ -198,8 +197,10 @@ impl Store {
             };
             fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT))?;
             fchmod(&fd, Mode::from_raw_mode(0o755))?;
-            fsync(&fd)?;
         }
+        // One syncfs(2) makes every file and directory of the copy durable before the
+        // rename; one fsync per file would cost thousands of disk flushes for the Python tree.
+        syncfs(&dir)?;
         fault.step();
         let written = hasher.finish();
         if &written != digest {
