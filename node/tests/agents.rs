@@ -268,7 +268,7 @@ fn installs_a_tree_with_normalised_modes_root_owned_behind_a_relative_current() 
 
     let log = install(&tree, &node.root(), &[]);
     let version = node.current_version();
-    assert_eq!(node.versions(), [version.clone()]);
+    assert_eq!(node.versions(), std::slice::from_ref(&version));
     assert_eq!(
         listing(&node.current().join("")),
         installed_form(&listing(&tree))
@@ -304,7 +304,7 @@ fn the_same_tree_again_copies_nothing_and_keeps_the_version() {
         assert!(log.contains("copied=false bytes_copied=0"), "{log}");
         assert!(log.contains("switched=false"), "{log}");
         assert_eq!(node.current_version(), version);
-        assert_eq!(node.versions(), [version.clone()]);
+        assert_eq!(node.versions(), std::slice::from_ref(&version));
         let same = fs::metadata(node.current().join("java/javaagent.jar"))
             .unwrap()
             .ino();
@@ -356,7 +356,11 @@ fn a_version_mounted_in_another_namespace_is_read_through_installs_and_collected
     assert!(node.versions().contains(&old_version));
     holder.stop();
     let log = gc(&node.root());
-    assert_eq!(node.versions(), [last_version.clone()], "{log}");
+    assert_eq!(
+        node.versions(),
+        std::slice::from_ref(&last_version),
+        "{log}"
+    );
     assert!(fresh.read(JAR) == payload(last, size));
     // The current version stays even with no mount at all.
     fresh.stop();

@@ -1,5 +1,6 @@
 //! The flags of `agents install` and `agents gc`, each with its `AGENT_MOUNT_*` variable.
 
+use super::label::{NodeLabel, parse_label};
 use crate::flags::{LogFormat, parse_absolute_path, parse_duration};
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
@@ -42,6 +43,14 @@ pub struct InstallArgs {
     /// The root and the grace.
     #[command(flatten)]
     pub root: RootArgs,
+    /// Set this label on the node once `current` is complete, e.g.
+    /// agent-mount.io/agents=installed (with --node-name; the service account needs get
+    /// and patch on nodes).
+    #[arg(long, env = "AGENT_MOUNT_LABEL_NODE", value_parser = parse_label, requires = "node_name")]
+    pub label_node: Option<NodeLabel>,
+    /// This node's name (`spec.nodeName` through the downward API), for --label-node.
+    #[arg(long, env = "AGENT_MOUNT_NODE_NAME")]
+    pub node_name: Option<String>,
     /// Tests only: SIGKILL the installer at this step (each entry copied, the rename, the
     /// new link, the switch), to check that a crash anywhere leaves a complete tree.
     #[arg(long, env = "AGENT_MOUNT_FAULT_KILL_AT_STEP", hide = true)]

@@ -5,11 +5,13 @@
 //! Pure decisions: [`tree`] (modes, refusals), [`digest`] (the version's name), [`layout`]
 //! (our names in `<root>`, the install plan), [`gc`] (which versions go). I/O: [`source`]
 //! (reading the tree), [`store`] (the lock, copy, switch, removal), [`gc`]'s [`gc::usage`]
-//! (the mount tables), [`report`] (metrics and the manifest).
+//! (the mount tables), [`report`] (metrics and the manifest), [`label`] (the node's label
+//! through the API server).
 
 pub mod config;
 pub mod digest;
 pub mod gc;
+pub mod label;
 pub mod layout;
 pub mod report;
 pub mod run;
@@ -45,6 +47,9 @@ pub enum InstallError {
     /// `<root>` holds someone else's files; nothing was changed.
     #[error(transparent)]
     Foreign(#[from] Foreign),
+    /// The node could not be labelled (the version is installed).
+    #[error(transparent)]
+    Label(#[from] label::LabelError),
     /// A file system call failed.
     #[error("{what}: {source}")]
     Io {

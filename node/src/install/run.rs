@@ -2,6 +2,7 @@
 //! its metrics.
 
 use super::config::{GcArgs, InstallArgs};
+use super::label::ApiServer;
 use super::report::{GcExporter, installed_agents};
 use super::store::Fault;
 use super::{Collection, InstallError, collect_garbage, install};
@@ -28,6 +29,16 @@ pub fn install_command(args: &InstallArgs) -> Result<(), InstallError> {
         "installed"
     );
     log_collection(&installed.collection);
+    if let (Some(label), Some(node)) = (&args.label_node, &args.node_name) {
+        // After the switch: the label says that `current` is complete on this node.
+        ApiServer::in_cluster()?.label_node(node, label)?;
+        tracing::info!(
+            node,
+            key = label.key,
+            value = label.value,
+            "labelled the node"
+        );
+    }
     Ok(())
 }
 
