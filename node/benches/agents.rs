@@ -14,13 +14,15 @@
 
 #[path = "common/measure.rs"]
 mod measure;
+#[path = "../tests/support/namespace.rs"]
+mod namespace;
 
 use agent_mount_node::install::store::Fault;
 use agent_mount_node::install::{collect_garbage, install};
 use measure::{mib, ms, percentile, run_bench};
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// Installs measured, each into a fresh root.
@@ -59,29 +61,12 @@ fn agents_tree(dir: &Path) -> (u64, usize) {
 /// A process in a private mount namespace with `MOUNTS` tmpfs mounts and a bind mount of
 /// `current` (so one old version stays in use), sleeping.
 fn busy_namespace(dir: &Path, current: &Path) -> Child {
-    let script = format!(
+    namespace::spawn(&format!(
         "for i in $(seq {MOUNTS}); do mkdir -p {d}/$i && mount -t tmpfs -o size=4k t {d}/$i || exit 1; done; \
-         mkdir -p {d}/pin && mount --bind {c} {d}/pin && echo ready && exec sleep 600",
+         mkdir -p {d}/pin && mount --bind {c} {d}/pin",
         d = dir.display(),
         c = current.display()
-    );
-    let mut child = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = [0u8; 6];
-    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut ready)
-        .expect("the busy namespace did not come up: run as root");
-    child
+    ))
 }
 
 fn main() {

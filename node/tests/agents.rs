@@ -10,6 +10,9 @@
     clippy::indexing_slicing
 )]
 
+#[path = "support/namespace.rs"]
+mod namespace;
+
 use rustix::fs::{FlockOperation, flock};
 use std::collections::BTreeMap;
 use std::fs;
@@ -172,9 +175,6 @@ fn gc(root: &Path) -> String {
     log
 }
 
-const NEED_ROOT: &str = "These tests make files owned by root and bind mounts in private mount \
-    namespaces: run them as root (as CI does).";
-
 /// A process in its own mount namespace with `current` bind-mounted at `mountpoint`, as a
 /// container holds its agents; the test reads through `/proc/<pid>/root`.
 struct Holder {
@@ -186,31 +186,12 @@ impl Holder {
     fn start(current: &Path, mountpoint: &Path) -> Holder {
         fs::create_dir_all(mountpoint).unwrap();
         let script = format!(
-            "mount --bind '{}' '{}' && echo ready && exec sleep 1000",
+            "mount --bind '{}' '{}'",
             current.display(),
             mountpoint.display()
         );
-        // Without --fork, unshare and sh exec in place: the child's pid is the holder's.
-        let mut child = Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect(NEED_ROOT);
-        let mut ready = [0u8; 6];
-        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut ready)
-            .unwrap_or_else(|e| panic!("the holder did not mount ({e}); {NEED_ROOT}"));
-        assert_eq!(&ready, b"ready\n");
         Holder {
-            child,
+            child: namespace::spawn(&script),
             mountpoint: mountpoint.to_path_buf(),
         }
     }

@@ -7,11 +7,11 @@ use super::tree::{Entry, Kind};
 use rustix::fs::{
     AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, openat, openat2, readlinkat, statat,
 };
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// How much of a file is read at a time.
@@ -76,7 +76,7 @@ impl Source {
 }
 
 /// Opens the directory `name` in `dir` for listing, not through a symlink.
-fn open_dir(dir: BorrowedFd, name: &Path) -> io::Result<OwnedFd> {
+pub fn open_dir(dir: BorrowedFd, name: &Path) -> io::Result<OwnedFd> {
     Ok(openat(
         dir,
         name,
@@ -85,16 +85,22 @@ fn open_dir(dir: BorrowedFd, name: &Path) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// Appends the entries below `dir` (at `prefix` in the tree).
-fn list(dir: BorrowedFd, prefix: &Path, entries: &mut Vec<Entry>) -> io::Result<()> {
+/// The names in `dir` (without `.` and `..`).
+pub fn names(dir: BorrowedFd) -> io::Result<Vec<OsString>> {
     let mut names = Vec::new();
     for item in Dir::read_from(dir)? {
         let name = item?.file_name().to_bytes().to_vec();
         if name != b"." && name != b".." {
-            names.push(PathBuf::from(OsStr::from_bytes(&name)));
+            names.push(OsString::from_vec(name));
         }
     }
-    for name in names {
+    Ok(names)
+}
+
+/// Appends the entries below `dir` (at `prefix` in the tree).
+fn list(dir: BorrowedFd, prefix: &Path, entries: &mut Vec<Entry>) -> io::Result<()> {
+    for name in names(dir)? {
+        let name = PathBuf::from(name);
         let stat = statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)?;
         let path = prefix.join(&name);
         let mode = stat.st_mode & 0o7777;

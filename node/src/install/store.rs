@@ -8,11 +8,11 @@
 
 use super::digest::{Digest, TreeHasher};
 use super::layout::{self, CURRENT, GONE, LOCK, Listing, NEW_LINK, Seen, Switch, TMP, VERSIONS};
-use super::source::{CHUNK, Source};
+use super::source::{CHUNK, Source, names, open_dir};
 use super::tree::Kind;
 use rustix::fs::{
-    AtFlags, Dir, FileType, FlockOperation, Gid, Mode, OFlags, Timespec, Timestamps, UTIME_NOW,
-    Uid, chownat, fchmod, fchown, flock, fsync, mkdirat, openat, readlinkat, renameat, statat,
+    AtFlags, FileType, FlockOperation, Gid, Mode, OFlags, Timespec, Timestamps, UTIME_NOW, Uid,
+    chownat, fchmod, fchown, flock, fsync, mkdirat, openat, readlinkat, renameat, statat,
     symlinkat, syncfs, unlinkat, utimensat,
 };
 use rustix::io::Errno;
@@ -317,28 +317,6 @@ impl Store {
         let target = readlinkat(&self.root, CURRENT, Vec::new()).ok()?;
         layout::version_link(Path::new(OsStr::from_bytes(target.as_bytes())))
     }
-}
-
-/// Opens the directory `name` below `dir` for listing, never through a symlink.
-fn open_dir(dir: BorrowedFd, name: &Path) -> io::Result<OwnedFd> {
-    Ok(openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
-/// The names in `dir` (without `.` and `..`).
-fn names(dir: BorrowedFd) -> io::Result<Vec<OsString>> {
-    let mut names = Vec::new();
-    for item in Dir::read_from(dir)? {
-        let name = item?.file_name().to_bytes().to_vec();
-        if name != b"." && name != b".." {
-            names.push(OsString::from_vec(name));
-        }
-    }
-    Ok(names)
 }
 
 /// Each entry of `dir` as [`Seen`].
