@@ -636,6 +636,34 @@ fn an_empty_directory_at_current_is_replaced() {
 }
 
 #[test]
+fn what_a_crash_left_is_removed_by_the_next_run_under_the_lock() {
+    let node = Node::new();
+    let tree = node.tree("tree", &[("a", b"1", 0o644)]);
+    install(&tree, &node.root(), &[]);
+    let digest = node.current_version();
+    // A copy, a deletion and a new link that SIGKILLs interrupted.
+    for dir in [
+        format!(".tmp-{digest}-4242"),
+        format!(".gone-{}-77", "e".repeat(64)),
+    ] {
+        fs::create_dir_all(node.root().join("versions").join(&dir).join("java")).unwrap();
+        fs::write(
+            node.root().join("versions").join(&dir).join("java/x"),
+            "partial",
+        )
+        .unwrap();
+    }
+    symlink(
+        format!("versions/{digest}"),
+        node.root().join(".current-4242"),
+    )
+    .unwrap();
+    let log = gc(&node.root());
+    assert_eq!(leftovers(&node.root()), Vec::<String>::new(), "{log}");
+    assert_eq!(node.versions(), [digest]);
+}
+
+#[test]
 fn two_installs_at_once_wait_for_each_other() {
     let node = Node::new();
     let one = node.tree("one", &[("a", &payload(1, 1 << 16), 0o644)]);

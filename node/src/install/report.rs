@@ -199,6 +199,58 @@ mod tests {
     use super::*;
 
     #[test]
+    fn gc_metrics_show_the_installed_agents_and_each_kept_version() {
+        use super::super::gc::Verdict;
+        let digest = |c: char| Digest::parse(c.to_string().repeat(64).as_bytes()).unwrap();
+        let exporter = GcExporter::default();
+        assert!(!exporter.healthy(), "unhealthy before the first collection");
+        let collection = Collection {
+            versions: vec![
+                (digest('a'), Verdict::InUse(3), 3),
+                (digest('b'), Verdict::Current, 0),
+                (digest('c'), Verdict::Collect, 0),
+            ],
+            current: Some(digest('b')),
+            leftovers: Vec::new(),
+        };
+        let agents = vec![("java".to_string(), "2.10.0".to_string())];
+        exporter.record(&Ok(collection), agents, Duration::from_millis(12));
+        let text = exporter.render();
+        let b = "b".repeat(64);
+        for line in [
+            format!(
+                "agent_mount_agents_installed_info{{digest=\"{b}\",agent=\"java\",version=\"2.10.0\"}} 1"
+            ),
+            format!(
+                "agent_mount_agents_version_mounts{{digest=\"{}\",why=\"in-use\"}} 3",
+                "a".repeat(64)
+            ),
+            format!("agent_mount_agents_version_mounts{{digest=\"{b}\",why=\"current\"}} 0"),
+            "agent_mount_agents_collected_total 1".into(),
+            "agent_mount_agents_gc_runs_total{result=\"ok\"} 1".into(),
+            "agent_mount_agents_gc_duration_milliseconds 12".into(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains(&"c".repeat(64)),
+            "a collected version is not kept"
+        );
+        assert!(exporter.healthy());
+        let failed = Err(InstallError::Io {
+            what: "x".into(),
+            source: std::io::Error::other("y"),
+        });
+        exporter.record(&failed, Vec::new(), Duration::ZERO);
+        assert!(!exporter.healthy());
+        assert!(
+            exporter
+                .render()
+                .contains("agent_mount_agents_gc_runs_total{result=\"error\"} 1")
+        );
+    }
+
+    #[test]
     fn the_manifest_gives_each_agent_its_version() {
         let manifest =
             br#"{"agents": {"python": {"name": "opentelemetry-distro", "version": "0.48b0"},
