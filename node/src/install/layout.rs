@@ -186,7 +186,8 @@ pub enum Switch {
         /// The version that stops being current, whose replacement time is recorded.
         replaced: Option<Digest>,
     },
-    /// Remove the empty directory, then rename the new link in (again if it comes back).
+    /// Replace the empty directory: the rename finds it (EISDIR), it is removed, and the
+    /// rename tried again (again if something recreates it).
     ReplaceEmptyDir,
 }
 

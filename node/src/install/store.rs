@@ -231,27 +231,25 @@ impl Store {
             &new_link,
         )?;
         fault.step();
+        // rename(2) of a symlink over a directory fails with EISDIR: an empty directory at
+        // `current` (planned, or made by a container runtime since the listing) is removed
+        // and the rename tried again, as long as something keeps recreating it.
         let mut attempts = 0;
         loop {
-            if matches!(how, Switch::ReplaceEmptyDir) {
-                match unlinkat(&self.root, CURRENT, AtFlags::REMOVEDIR) {
-                    Ok(()) | Err(Errno::NOENT) => {}
-                    Err(Errno::NOTEMPTY) => {
-                        let _ = unlinkat(&self.root, &new_link, AtFlags::empty());
-                        return Err(io::Error::other(format!(
-                            "{} was an empty directory and now holds files agent-mount did not make; move them away",
-                            self.path.join(CURRENT).display()
-                        )));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
             match renameat(&self.root, &new_link, &self.root, CURRENT) {
-                // Recreated between the removal and the rename: remove it again.
-                Err(Errno::ISDIR)
-                    if matches!(how, Switch::ReplaceEmptyDir) && attempts < EMPTY_DIR_RETRIES =>
-                {
+                Err(Errno::ISDIR) if attempts < EMPTY_DIR_RETRIES => {
                     attempts += 1;
+                    match unlinkat(&self.root, CURRENT, AtFlags::REMOVEDIR) {
+                        Ok(()) | Err(Errno::NOENT) => {}
+                        Err(Errno::NOTEMPTY) => {
+                            let _ = unlinkat(&self.root, &new_link, AtFlags::empty());
+                            return Err(io::Error::other(format!(
+                                "{} is a directory that holds files agent-mount did not make; move them away",
+                                self.path.join(CURRENT).display()
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 result => break result?,
             }
