@@ -68,6 +68,7 @@ bench:
     cargo bench --locked -p runner --bench policy
     cargo bench --locked -p agent-mount-node --bench plugin
     cargo bench --locked -p agent-mount-node --bench csi
+    cargo bench --locked -p agent-mount-node --bench agents
 
 # Static musl builds of the node binary for x86_64 and aarch64: dist/agent-mount-node-linux-*.
 static:

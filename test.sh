@@ -117,6 +117,7 @@ echo "test.sh: everyday checks took $SECONDS s"
 if $release; then
   release_started=$SECONDS
   apt_install qemu-aarch64-static qemu-user-static
+  apt_install aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu # ring's C for the aarch64 static build
   version=$(sed -n 's/^version = "\(.*\)"/\1/p' node/Cargo.toml | head -n 1)
   # `--version` prints exactly "agent-mount-node <version>" (clap).
   prints_version() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Static musl builds of agent-mount-node for x86_64 and aarch64, copied to
 # dist/agent-mount-node-linux-<amd64|arm64> (the names node/Dockerfile copies per TARGETARCH).
-# rust-lld links them (.cargo/config.toml), so this needs only rustup: no cross gcc, no musl-tools.
+# rust-lld links them (.cargo/config.toml): no musl-tools; a C compiler per target for ring (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,11 @@ for target in "${!ARCH[@]}"; do
   # rustup does not install targets by itself here (RUSTUP_AUTO_INSTALL=0).
   grep -qx "$target" <<<"$installed" || rustup target add "$target"
 done
+
+# ring (rustls's crypto, for `agents install --label-node`) compiles some C and assembly:
+# the host gcc for x86_64, Debian's gcc-aarch64-linux-gnu for aarch64 (test.sh installs it).
+export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-gcc}"
+export CC_aarch64_unknown_linux_musl="${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}"
 
 targets=()
 for target in "${!ARCH[@]}"; do targets+=(--target "$target"); done

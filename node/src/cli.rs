@@ -1,10 +1,11 @@
 //! The command line: the subcommands, each with its plugin's flags
 //! ([`crate::device_plugin::config`], [`crate::csi::config`]), which flatten the shared
-//! ones ([`crate::flags`]).
+//! ones ([`crate::flags`]), and the installer's ([`crate::install::config`]).
 
 use crate::csi::config::CsiConfig;
 use crate::device_plugin::config::DevicePluginConfig;
 use crate::flags::parse_duration;
+use crate::install::config::AgentsCommand;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ pub enum Command {
     DevicePlugin(DevicePluginConfig),
     /// Run the CSI node plugin (the csi-driver method).
     Csi(CsiConfig),
+    /// Install the agents tree on the node, or collect old versions (DESIGN §3c).
+    #[command(subcommand)]
+    Agents(AgentsCommand),
     /// Check a plugin's socket through gRPC health: exit 0 when it serves, 1 otherwise (exec probes).
     Probe(ProbeArgs),
 }

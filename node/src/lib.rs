@@ -6,7 +6,8 @@
 //! file identity), [`serve`] (one socket served: bind, serve, stop, remove), [`uds`] (gRPC
 //! over unix sockets), [`metrics`] (Prometheus and `/healthz`), [`agents`] (the agent
 //! directory, resolved again at every call), [`beneath`] (resolution below a descriptor
-//! that follows no symlink) and [`probe`] (the exec probe). Per plugin, each with its own
+//! that follows no symlink) and [`probe`] (the exec probe). The installer of the agents
+//! (`agents install|gc`): [`install`]. Per plugin, each with its own
 //! flags, generated API, lifecycle and services: [`device_plugin`] and [`csi`].
 
 pub mod agents;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod csi;
 pub mod device_plugin;
 pub mod flags;
+pub mod install;
 pub mod keeper;
 pub mod metrics;
 pub mod probe;

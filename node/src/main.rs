@@ -1,7 +1,10 @@
-//! The node binary: parse the command line, set up logging, run a plugin or a probe.
+//! The node binary: parse the command line, set up logging, run a plugin, the agents
+//! installer or a probe.
 
 use agent_mount_node::cli::{Cli, Command, ProbeTarget};
 use agent_mount_node::flags::LogFormat;
+use agent_mount_node::install::config::AgentsCommand;
+use agent_mount_node::install::run::{gc_command, install_command};
 use agent_mount_node::{csi, device_plugin, probe};
 use clap::Parser;
 use std::process::ExitCode;
@@ -35,6 +38,17 @@ async fn shutdown_signal() {
     }
 }
 
+/// Exit 0, or log the error and exit 1.
+fn exit_with<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One thread is plenty for a node agent and keeps the resident set small.
@@ -63,6 +77,14 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Agents(AgentsCommand::Install(args)) => {
+            init_logging(args.root.log_format);
+            exit_with(install_command(&args))
+        }
+        Command::Agents(AgentsCommand::Gc(args)) => {
+            init_logging(args.root.log_format);
+            exit_with(runtime.block_on(gc_command(args, shutdown_signal())))
         }
         Command::Probe(args) => {
             let socket = match &args.target {
