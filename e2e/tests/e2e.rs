@@ -17,8 +17,9 @@
     clippy::indexing_slicing
 )]
 
-#[path = "support/csi.rs"]
+#[path = "../../node/tests/support/csi.rs"]
 mod csi_support;
+#[path = "../../node/tests/support/mod.rs"]
 mod support;
 
 use agent_mount_common::MountMethod;

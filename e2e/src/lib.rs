@@ -1,0 +1,1 @@
+//! agent-mount's cross-component tests live in `tests/`; this library holds what they share.
