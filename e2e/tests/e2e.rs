@@ -23,6 +23,9 @@ mod csi_support;
 mod support;
 
 use agent_mount_common::MountMethod;
+use agent_mount_e2e::container::{ViewMount, WROTE_INTO_AGENTS, run_in_view};
+use agent_mount_e2e::otlp::{Exported, Receiver};
+use agent_mount_e2e::tree::agents_tree;
 use agent_mount_node::device_plugin::api::device_plugin_client::DevicePluginClient;
 use agent_mount_node::device_plugin::api::{AllocateRequest, ContainerAllocateRequest};
 use agent_mount_node::uds;
@@ -36,6 +39,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use support::{Node, registered_plugin};
 
 /// CSI publishes so far: each gets its own pod UID.
@@ -48,31 +52,73 @@ const RESOURCE: &str = "instrumentation.odigos.io/generic";
 /// What a container sees below MOUNT_PATH: (file path in the container, read-only).
 type Files = BTreeSet<(String, bool)>;
 
-/// Resolves every container's mounts below MOUNT_PATH to files; `source_dir` maps a mount's source to a directory.
-fn seen_files(
-    pod: &Value,
+/// Every container's mounts below MOUNT_PATH, each source resolved to a directory.
+type Mounts = BTreeMap<String, Vec<ViewMount>>;
+
+/// What one method gives the pod: the mutated pod, each container's mounts, and the mount
+/// namespace whose paths the sources are (a CSI plugin's; `None`: this process's).
+struct View {
+    pod: Value,
+    mounts: Mounts,
+    namespace: Option<u32>,
+}
+
+impl View {
+    /// What each container sees below MOUNT_PATH, file by file.
+    fn files(&self) -> BTreeMap<String, Files> {
+        let prefix = self
+            .namespace
+            .map(|pid| PathBuf::from(format!("/proc/{pid}/root")));
+        self.mounts
+            .iter()
+            .map(|(name, mounts)| {
+                let files = mounts
+                    .iter()
+                    .flat_map(|m| {
+                        let dir = match &prefix {
+                            Some(root) => root.join(m.source.strip_prefix("/").unwrap()),
+                            None => m.source.clone(),
+                        };
+                        files_below(&dir)
+                            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                            .into_iter()
+                            .map(|f| (format!("{}/{f}", m.container_path), m.read_only))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                (name.clone(), files)
+            })
+            .collect()
+    }
+}
+
+/// Resolves every container's mounts below MOUNT_PATH; `source_dir` maps a mount's source to a directory.
+fn resolved_mounts(
+    pod: Value,
     extra: &mut dyn FnMut(&Value) -> Vec<SeenMount>,
     source_dir: &dyn Fn(&str) -> PathBuf,
-) -> BTreeMap<String, Files> {
-    container_views(pod, extra)
+) -> View {
+    let mounts = container_views(&pod, extra)
         .into_iter()
         .map(|view| {
-            let files = view
+            let mounts = view
                 .mounts
                 .iter()
                 .filter(|m| m.container_path.starts_with(MOUNT_PATH))
-                .flat_map(|m| {
-                    let dir = source_dir(&m.source);
-                    files_below(&dir)
-                        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-                        .into_iter()
-                        .map(|f| (format!("{}/{f}", m.container_path), m.read_only))
-                        .collect::<Vec<_>>()
+                .map(|m| ViewMount {
+                    container_path: m.container_path.clone(),
+                    source: source_dir(&m.source),
+                    read_only: m.read_only,
                 })
                 .collect();
-            (view.name, files)
+            (view.name, mounts)
         })
-        .collect()
+        .collect();
+    View {
+        pod,
+        mounts,
+        namespace: None,
+    }
 }
 
 /// `host:<path>` → the path.
@@ -87,18 +133,31 @@ fn host_source(source: &str) -> PathBuf {
 /// The node IP the test's kubelet resolves `status.hostIP` to.
 const HOST_IP: &str = "10.0.0.7";
 
-/// Activation on with the exporter in `activation.env`, for pods that carry the annotation.
-fn activation_settings() -> Value {
-    json!({"env": [
-        {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
-        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}
-    ]})
+/// Activation on with the exporter at `port` of the node in `activation.env`, and `extra` entries.
+fn activation_settings(port: u16, extra: &[Value]) -> Value {
+    let mut env = vec![
+        json!({"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}),
+        json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": format!("http://$(HOST_IP):{port}")}),
+    ];
+    env.extend_from_slice(extra);
+    json!({ "env": env })
+}
+
+/// What every view needs: the policy, the node with both plugins, and the `activation`
+/// settings for pods that name agents in `agent-mount.io/agents`.
+struct Setup<'a> {
+    host: &'a PolicyHost,
+    node: &'a Node,
+    csi_node: &'a CsiNode,
+    csi_plugin: &'a CsiPlugin,
+    activation: Value,
 }
 
 /// Runs the policy; a pod that names agents in `agent-mount.io/agents` runs with activation on.
-fn mutate(host: &PolicyHost, request: &Value, mut settings: Value) -> Value {
+fn mutate(setup: &Setup, request: &Value, mut settings: Value) -> Value {
+    let host = setup.host;
     if request["object"]["metadata"]["annotations"]["agent-mount.io/agents"].is_string() {
-        settings["activation"] = activation_settings();
+        settings["activation"] = setup.activation.clone();
     }
     assert!(
         host.validate_settings(&settings).unwrap().valid,
@@ -118,13 +177,9 @@ fn mutate(host: &PolicyHost, request: &Value, mut settings: Value) -> Value {
 
 /// What containers see under virtual-device: `Allocate` on the running plugin for every
 /// container that requests the resource, as the kubelet calls it.
-async fn virtual_device_view(
-    host: &PolicyHost,
-    request: &Value,
-    node: &Node,
-) -> (Value, BTreeMap<String, Files>) {
-    let pod = mutate(host, request, json!({}));
-    let mut client = DevicePluginClient::new(uds::connect(&node.socket()).await.unwrap());
+async fn virtual_device_view(setup: &Setup<'_>, request: &Value) -> View {
+    let pod = mutate(setup, request, json!({}));
+    let mut client = DevicePluginClient::new(uds::connect(&setup.node.socket()).await.unwrap());
     let mut allocated: HashMap<String, Vec<SeenMount>> = HashMap::new();
     let containers = pod["spec"]["containers"].as_array().unwrap();
     for (i, container) in containers
@@ -160,33 +215,21 @@ async fn virtual_device_view(
             .cloned()
             .unwrap_or_default()
     };
-    let view = seen_files(&pod, &mut extra, &|source| host_source(source));
-    (pod, view)
+    resolved_mounts(pod, &mut extra, &|source| host_source(source))
 }
 
-fn host_path_view(
-    host: &PolicyHost,
-    request: &Value,
-    node: &Node,
-    dirs: &[&str],
-) -> (Value, BTreeMap<String, Files>) {
-    let settings = json!({"mountMethod": "k8s-host-path", "hostPath": node.agents(), "mountPath": MOUNT_PATH, "agentDirectories": dirs});
-    let pod = mutate(host, request, settings);
-    let view = seen_files(&pod, &mut |_| Vec::new(), &|source| host_source(source));
-    (pod, view)
+fn host_path_view(setup: &Setup<'_>, request: &Value, dirs: &[&str]) -> View {
+    let settings = json!({"mountMethod": "k8s-host-path", "hostPath": setup.node.agents(), "mountPath": MOUNT_PATH, "agentDirectories": dirs});
+    let pod = mutate(setup, request, settings);
+    resolved_mounts(pod, &mut |_| Vec::new(), &|source| host_source(source))
 }
 
 /// Runs the copy init container's command with `sh`: the node's agent tree stands in
 /// for the image's /instrumentations, a temp directory for the emptyDir.
-fn init_container_view(
-    host: &PolicyHost,
-    request: &Value,
-    node: &Node,
-    dirs: &[&str],
-) -> (Value, BTreeMap<String, Files>) {
+fn init_container_view(setup: &Setup<'_>, request: &Value, dirs: &[&str]) -> View {
     let settings = json!({"mountMethod": "k8s-init-container", "mountPath": MOUNT_PATH, "agentDirectories": dirs,
         "initContainer": {"image": "ghcr.io/example/agents:1.0"}});
-    let pod = mutate(host, request, settings);
+    let pod = mutate(setup, request, settings);
     let copy = &pod["spec"]["initContainers"][0];
     assert_eq!(copy["name"], "odigos-agent-init");
     let mut command: Vec<String> = serde_json::from_value(copy["command"].clone()).unwrap();
@@ -196,39 +239,33 @@ fn init_container_view(
     );
     let empty_dir = tempfile::Builder::new()
         .prefix("empty-dir-")
-        .tempdir_in(node.root.path())
+        .tempdir_in(setup.node.root.path())
         .unwrap()
         .keep();
-    command[4] = node.agents().display().to_string();
+    command[4] = setup.node.agents().display().to_string();
     command[5] = empty_dir.display().to_string();
     let status = std::process::Command::new(&command[0])
         .args(&command[1..])
         .status()
         .unwrap();
     assert!(status.success(), "{command:?}");
-    let mut view = seen_files(&pod, &mut |_| Vec::new(), &|source| {
+    let mut view = resolved_mounts(pod, &mut |_| Vec::new(), &|source| {
         let rest = source
             .strip_prefix("emptyDir:odigos-agent")
             .unwrap_or_else(|| panic!("{source}"));
         empty_dir.join(rest.trim_start_matches('/'))
     });
     // The copy container itself writes to the emptyDir outside MOUNT_PATH, so it sees nothing here.
-    assert_eq!(view.remove("odigos-agent-init"), Some(Files::new()));
-    (pod, view)
+    assert_eq!(view.mounts.remove("odigos-agent-init"), Some(Vec::new()));
+    view
 }
 
 /// What containers see under csi-driver: the plugin publishes the pod's CSI volume at the
 /// kubelet's target path, for real, and the mounts resolve below what it mounted there.
-async fn csi_driver_view(
-    host: &PolicyHost,
-    request: &Value,
-    csi_node: &CsiNode,
-    plugin: &CsiPlugin,
-    dirs: &[&str],
-) -> (Value, BTreeMap<String, Files>) {
+async fn csi_driver_view(setup: &Setup<'_>, request: &Value, dirs: &[&str]) -> View {
     let settings =
         json!({"mountMethod": "k8s-csi-driver", "mountPath": MOUNT_PATH, "agentDirectories": dirs});
-    let pod = mutate(host, request, settings);
+    let pod = mutate(setup, request, settings);
     let volume = pod["spec"]["volumes"]
         .as_array()
         .unwrap()
@@ -238,35 +275,32 @@ async fn csi_driver_view(
     assert_eq!(volume["csi"]["driver"], csi_support::DRIVER);
     let name = volume["name"].as_str().unwrap();
     let uid = format!("pod-{}", CSI_PODS.fetch_add(1, Ordering::Relaxed));
-    let target = plugin.publish(csi_node, &uid, name).await.unwrap();
+    let plugin = setup.csi_plugin;
+    let target = plugin.publish(setup.csi_node, &uid, name).await.unwrap();
     let published = plugin.view(&target);
     // Read-only for real: the kernel refuses a write through the bind mount.
     let err = std::fs::write(published.join("written-by-a-pod"), "x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(30), "EROFS expected, got {err}");
-    let view = seen_files(&pod, &mut |_| Vec::new(), &|source| {
+    // Sources are paths in the plugin's mount namespace, where the volume is published; it
+    // stays published (each view has its own pod UID) and goes with the plugin's namespace.
+    let mut view = resolved_mounts(pod, &mut |_| Vec::new(), &|source| {
         let sub_path = source
             .strip_prefix(&format!("csi:{}:", csi_support::DRIVER))
             .unwrap_or_else(|| panic!("not our CSI volume: {source}"));
-        published.join(sub_path.trim_start_matches('/'))
+        target.join(sub_path.trim_start_matches('/'))
     });
-    plugin.unpublish(&target).await.unwrap();
-    (pod, view)
+    view.namespace = Some(plugin.pid());
+    view
 }
 
 /// An image's root file system with the node's agents under `source_path`, as
 /// `image-volume` would mount it; `/` puts them at the root.
-fn image_volume_view(
-    host: &PolicyHost,
-    request: &Value,
-    node: &Node,
-    dirs: &[&str],
-    source_path: &str,
-) -> (Value, BTreeMap<String, Files>) {
+fn image_volume_view(setup: &Setup<'_>, request: &Value, dirs: &[&str], source_path: &str) -> View {
     const REFERENCE: &str = "ghcr.io/example/agents:1.0";
     // A fresh, not yet existing root: `cp -R` then makes it the agents' copy under `/`.
     let image_root = tempfile::Builder::new()
         .prefix("image-")
-        .tempdir_in(node.root.path())
+        .tempdir_in(setup.node.root.path())
         .unwrap()
         .keep()
         .join("root");
@@ -274,21 +308,20 @@ fn image_volume_view(
     std::fs::create_dir_all(agents_in_image.parent().unwrap()).unwrap();
     let status = std::process::Command::new("cp")
         .arg("-R")
-        .arg(node.agents())
+        .arg(setup.node.agents())
         .arg(&agents_in_image)
         .status()
         .unwrap();
     assert!(status.success());
     let settings = json!({"mountMethod": "k8s-image-volume", "mountPath": MOUNT_PATH, "agentDirectories": dirs,
         "imageVolume": {"reference": REFERENCE, "sourcePath": source_path}});
-    let pod = mutate(host, request, settings);
-    let view = seen_files(&pod, &mut |_| Vec::new(), &|source| {
+    let pod = mutate(setup, request, settings);
+    resolved_mounts(pod, &mut |_| Vec::new(), &|source| {
         let sub_path = source
             .strip_prefix(&format!("image:{REFERENCE}:"))
             .unwrap_or_else(|| panic!("not the agents image: {source}"));
         image_root.join(sub_path.trim_start_matches('/'))
-    });
-    (pod, view)
+    })
 }
 
 /// Every container's view under `method`, with the mutated pod, one per variant of the
@@ -296,28 +329,26 @@ fn image_volume_view(
 /// it is given one here, so it cannot escape this test.
 async fn views(
     method: MountMethod,
-    host: &PolicyHost,
+    setup: &Setup<'_>,
     request: &Value,
-    node: &Node,
-    csi: (&CsiNode, &CsiPlugin),
     dirs: &[&str],
-) -> Vec<(String, (Value, BTreeMap<String, Files>))> {
+) -> Vec<(String, View)> {
     let one = |view| vec![(String::new(), view)];
     match method {
         MountMethod::VirtualDevice if dirs.is_empty() => {
-            one(virtual_device_view(host, request, node).await)
+            one(virtual_device_view(setup, request).await)
         }
         // The device plugin always mounts the whole directory: no agentDirectories.
         MountMethod::VirtualDevice => Vec::new(),
-        MountMethod::HostPath => one(host_path_view(host, request, node, dirs)),
-        MountMethod::InitContainer => one(init_container_view(host, request, node, dirs)),
-        MountMethod::CsiDriver => one(csi_driver_view(host, request, csi.0, csi.1, dirs).await),
+        MountMethod::HostPath => one(host_path_view(setup, request, dirs)),
+        MountMethod::InitContainer => one(init_container_view(setup, request, dirs)),
+        MountMethod::CsiDriver => one(csi_driver_view(setup, request, dirs).await),
         MountMethod::ImageVolume => ["/instrumentations", "/"]
             .into_iter()
             .map(|source_path| {
                 (
                     format!(" at sourcePath {source_path}"),
-                    image_volume_view(host, request, node, dirs, source_path),
+                    image_volume_view(setup, request, dirs, source_path),
                 )
             })
             .collect(),
@@ -360,6 +391,13 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
     // The CSI node plugin serves the same agent directory, from its own mount namespace.
     let csi_node = CsiNode::new();
     let csi_plugin = CsiPlugin::start_with(&csi_node, &node.agents(), &[]).await;
+    let setup = Setup {
+        host: &host,
+        node: &node,
+        csi_node: &csi_node,
+        csi_plugin: &csi_plugin,
+        activation: activation_settings(4318, &[]),
+    };
 
     // The whole directory, then agentDirectories (every method but virtual-device).
     for (dirs, files) in [(&[][..], 3), (&["java", "python"][..], 2)] {
@@ -367,10 +405,9 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
         assert_eq!(expected["checkout"].len(), files, "the agent tree");
         let mut seen = Vec::new();
         for method in MountMethod::ALL {
-            let csi = (&csi_node, &csi_plugin);
-            for (variant, (_, view)) in views(method, &host, &request, &node, csi, dirs).await {
+            for (variant, view) in views(method, &setup, &request, dirs).await {
                 assert_eq!(
-                    view,
+                    view.files(),
                     expected,
                     "{}{variant}, agentDirectories {dirs:?}",
                     method.as_str()
@@ -435,6 +472,13 @@ async fn every_activated_container_finds_what_its_recipe_names_read_only_under_e
     let typical = read_request(&workspace_root().join("test_data/pod_typical.json")).unwrap();
     let csi_node = CsiNode::new();
     let csi_plugin = CsiPlugin::start_with(&csi_node, &node.agents(), &[]).await;
+    let setup = Setup {
+        host: &host,
+        node: &node,
+        csi_node: &csi_node,
+        csi_plugin: &csi_plugin,
+        activation: activation_settings(4318, &[]),
+    };
     let cluster = Cluster {
         fields: [
             ("status.hostIP", HOST_IP),
@@ -461,8 +505,8 @@ async fn every_activated_container_finds_what_its_recipe_names_read_only_under_e
         let mut request = typical.clone();
         request["object"]["metadata"]["annotations"]["agent-mount.io/agents"] = json!(annotation);
         for method in MountMethod::ALL {
-            let csi = (&csi_node, &csi_plugin);
-            for (variant, (pod, view)) in views(method, &host, &request, &node, csi, dirs).await {
+            for (variant, view) in views(method, &setup, &request, dirs).await {
+                let (pod, view) = (&view.pod, view.files());
                 let label = format!(
                     "{}{variant}, {annotation:?}, agentDirectories {dirs:?}",
                     method.as_str()
@@ -474,7 +518,7 @@ async fn every_activated_container_finds_what_its_recipe_names_read_only_under_e
                     let env = effective_env(container, &cluster).unwrap();
                     assert_eq!(
                         env["OTEL_EXPORTER_OTLP_ENDPOINT"],
-                        format!("http://{HOST_IP}:4317"),
+                        format!("http://{HOST_IP}:4318"),
                         "{label}: {name}"
                     );
                     let paths = named_paths(&env);
@@ -499,4 +543,239 @@ async fn every_activated_container_finds_what_its_recipe_names_read_only_under_e
     }
     // Per case: every method, image-volume twice; virtual-device only for the whole directory.
     assert_eq!(checked, 3 * 6 + 3 * 5 + 3 * 6, "paths checked");
+}
+
+/// The apps of the real-agent test, one per runtime.
+const PYTHON_APP: &str = r#"import sys, urllib.request
+urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b"hello")).read()
+"#;
+const NODE_APP: &str = r#"const http = require('http');
+const server = http.createServer((request, response) => response.end('ok'));
+server.listen(0, '127.0.0.1', () => {
+  http.get({host: '127.0.0.1', port: server.address().port, path: '/'}, (response) => {
+    response.resume();
+    response.on('end', () => server.close());
+  });
+});
+"#;
+
+/// The pod's identity as the kubelet fills in the downward API: `(fieldPath, value)`.
+fn pod_fields(uid: &str) -> Cluster {
+    Cluster {
+        fields: [
+            ("status.hostIP", "127.0.0.1"),
+            ("metadata.name", "checkout-7d9c8b6f5-x2x4z"),
+            ("metadata.namespace", "shop"),
+            ("metadata.uid", uid),
+            ("spec.nodeName", "node-7"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into(),
+        ..Cluster::default()
+    }
+}
+
+/// What every span of `container` in the typical pod must carry (DESIGN §2: the workload is the
+/// Deployment `checkout`, named by its ReplicaSet `checkout-7d9c8b6f5` and the pod-template-hash).
+fn expected_resource(container: &str, uid: &str) -> BTreeMap<&'static str, String> {
+    [
+        ("service.name", "checkout"),
+        ("k8s.namespace.name", "shop"),
+        ("k8s.pod.name", "checkout-7d9c8b6f5-x2x4z"),
+        ("k8s.pod.uid", uid),
+        ("k8s.node.name", "node-7"),
+        ("k8s.container.name", container),
+        ("k8s.deployment.name", "checkout"),
+        ("k8s.replicaset.name", "checkout-7d9c8b6f5"),
+    ]
+    .map(|(k, v)| (k, v.to_string()))
+    .into()
+}
+
+/// The real agents load (DESIGN §6): for an activated pod under every method, a real
+/// `python3` and `node` with the agents that `agents/build.py` installs from PyPI and npm, and
+/// a real `java` with a stand-in agent built by `javac` (Maven Central, where the real Java
+/// agent comes from, is not reachable here: e2e/java/AgentStandIn.java exports one span from
+/// `premain`, with a resource built from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES as
+/// the real agent builds it). Each runs in its container's view (its own mount namespace,
+/// the agents bound read-only where the method mounts them), with the env the policy wrote
+/// as the kubelet resolves it, and must export spans with the pod's identity to the receiver.
+#[tokio::test]
+async fn real_agents_export_spans_with_the_pods_identity_under_every_method() {
+    let tree = agents_tree().unwrap_or_else(|e| panic!("the agents tree: {e}"));
+    let receiver = Receiver::start().unwrap();
+    let (node, _kubelet, _plugin) = registered_plugin(&[]).await;
+    // The node's agent directory holds the built tree (the support's placeholder jar goes).
+    std::fs::remove_dir_all(node.agents().join("java")).unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(tree.root.join("."))
+        .arg(node.agents())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The containers' mount point; each process mounts its own tmpfs over it, in its own namespace.
+    std::fs::create_dir_all(MOUNT_PATH).unwrap();
+    let apps = tempfile::tempdir().unwrap();
+    std::fs::write(apps.path().join("app.py"), PYTHON_APP).unwrap();
+    std::fs::write(apps.path().join("app.js"), NODE_APP).unwrap();
+    let python = String::from_utf8(
+        std::process::Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let app_url = format!("http://{}/app", receiver.addr);
+    let program = |agent: &str| -> Vec<String> {
+        let app = |file: &str| apps.path().join(file).display().to_string();
+        match agent {
+            "python" => vec![python.clone(), app("app.py"), app_url.clone()],
+            "nodejs" => vec!["node".into(), app("app.js")],
+            "java" => {
+                let class_path = tree.java_app.display().to_string();
+                vec!["java".into(), "-cp".into(), class_path, "App".into()]
+            }
+            other => panic!("no app for {other}"),
+        }
+    };
+
+    let host = PolicyHost::load(&ensure_built().unwrap()).unwrap();
+    let typical = read_request(&workspace_root().join("test_data/pod_typical.json")).unwrap();
+    let csi_node = CsiNode::new();
+    let csi_plugin = CsiPlugin::start_with(&csi_node, &node.agents(), &[]).await;
+    // Metrics and logs off, and Node.js without the cloud detectors (their metadata lookups
+    // wait for time-outs off-cloud): the test is about traces.
+    let quiet = ["OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER"]
+        .map(|name| json!({"name": name, "value": "none"}));
+    let detectors = json!({"name": "OTEL_NODE_RESOURCE_DETECTORS", "value": "env,host,os,process"});
+    let setup = Setup {
+        host: &host,
+        node: &node,
+        csi_node: &csi_node,
+        csi_plugin: &csi_plugin,
+        activation: activation_settings(
+            receiver.addr.port(),
+            &[quiet[0].clone(), quiet[1].clone(), detectors],
+        ),
+    };
+
+    let annotations = [
+        "checkout=java, cache-warmer=python",
+        "checkout=nodejs, cache-warmer=python",
+    ];
+    let mut spans_per_method: BTreeMap<String, usize> = BTreeMap::new();
+    let mut runs = 0;
+    for dirs in [&[][..], &["java", "python", "nodejs-community"][..]] {
+        for annotation in annotations {
+            let mut request = typical.clone();
+            request["object"]["metadata"]["annotations"]["agent-mount.io/agents"] =
+                json!(annotation);
+            for method in MountMethod::ALL {
+                for (variant, view) in views(method, &setup, &request, dirs).await {
+                    runs += 1;
+                    let uid = format!("uid-{runs}");
+                    let label = format!(
+                        "{}{variant}, {annotation:?}, agentDirectories {dirs:?}",
+                        method.as_str()
+                    );
+                    let containers = view.pod["spec"]["containers"].as_array().unwrap();
+                    let activated: Vec<(&str, &str)> = annotation
+                        .split(',')
+                        .map(|pair| pair.trim().split_once('=').unwrap())
+                        .collect();
+                    // Every activated container at once, each in its own view.
+                    let outputs: Vec<_> = std::thread::scope(|scope| {
+                        let handles: Vec<_> = activated
+                            .iter()
+                            .map(|(name, agent)| {
+                                let container =
+                                    containers.iter().find(|c| c["name"] == *name).unwrap();
+                                // The environment as the kubelet resolves it, downward API filled in.
+                                let env = effective_env(container, &pod_fields(&uid))
+                                    .unwrap_or_else(|e| panic!("{label}: {name}: {e}"));
+                                let mounts = &view.mounts[*name];
+                                let program = program(agent);
+                                let namespace = view.namespace;
+                                scope.spawn(move || {
+                                    run_in_view(
+                                        MOUNT_PATH,
+                                        mounts,
+                                        namespace,
+                                        &env,
+                                        &program,
+                                        Duration::from_secs(180),
+                                    )
+                                })
+                            })
+                            .collect();
+                        handles.into_iter().map(|h| h.join().unwrap()).collect()
+                    });
+                    for ((name, agent), output) in activated.iter().zip(outputs) {
+                        let output = output.unwrap_or_else(|e| panic!("{label}: {name}: {e}"));
+                        let stderr = String::from_utf8_lossy(&output.stderr);
+                        assert_ne!(
+                            output.status.code(),
+                            Some(WROTE_INTO_AGENTS),
+                            "{label}: {name}: {stderr}"
+                        );
+                        assert!(
+                            output.status.success(),
+                            "{label}: {name} ({agent}) failed: {}\n{stderr}",
+                            output.status
+                        );
+                        let language = if *agent == "nodejs" { "nodejs" } else { agent };
+                        let expected = expected_resource(name, &uid);
+                        // The SDKs export before the process exits; allow for a slow receiver.
+                        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                        let mine = loop {
+                            let mine: Vec<Exported> = receiver
+                                .exported()
+                                .into_iter()
+                                .filter(|e| {
+                                    e.resource.get("k8s.container.name").map(String::as_str)
+                                        == Some(*name)
+                                        && e.resource.get("k8s.pod.uid") == Some(&uid)
+                                        && e.resource
+                                            .get("telemetry.sdk.language")
+                                            .map(String::as_str)
+                                            == Some(language)
+                                })
+                                .collect();
+                            if !mine.is_empty() || std::time::Instant::now() > deadline {
+                                break mine;
+                            }
+                            std::thread::sleep(Duration::from_millis(50));
+                        };
+                        assert!(
+                            !mine.is_empty(),
+                            "{label}: no span from {name} ({agent}) with k8s.pod.uid={uid}; received {:#?}\nundecodable: {:?}\nits stderr: {stderr}",
+                            receiver.exported(),
+                            receiver.errors()
+                        );
+                        for exported in &mine {
+                            assert!(!exported.spans.is_empty(), "{label}: {name}: {exported:?}");
+                            for (key, value) in &expected {
+                                assert_eq!(
+                                    exported.resource.get(*key),
+                                    Some(value),
+                                    "{label}: {name} ({agent}): {key} in {:?}",
+                                    exported.resource
+                                );
+                            }
+                        }
+                        *spans_per_method
+                            .entry(format!("{}{variant}", method.as_str()))
+                            .or_default() += mine.iter().map(|e| e.spans.len()).sum::<usize>();
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("spans per method: {spans_per_method:?}");
+    // Per annotation: every method, image-volume twice; virtual-device only for the whole directory.
+    assert_eq!(runs, 2 * 6 + 2 * 5, "views run");
 }

@@ -36,6 +36,8 @@ fn overlays() -> Vec<String> {
 const POLICY_NAME: &str = "agent-mount";
 /// The namespace of everything namespaced that deploy/ creates.
 const NAMESPACE: &str = "agent-mount";
+/// The agents image (agents/Dockerfile) that the image methods' overlays name; tagged like the node image.
+const AGENTS_IMAGE: &str = "ghcr.io/agent-mount/agents";
 /// The node binary's image; its tag is `v<policy version>`.
 const NODE_IMAGE: &str = "ghcr.io/agent-mount/agent-mount-node";
 /// Where node/Dockerfile puts the binary: exec probes call it there.
@@ -253,6 +255,18 @@ fn check_overlay(overlay: &str, documents: &[Value], version: &str) -> Result<()
             "spec.module is {}, expected {module} (policy.yaml's version)",
             policy["spec"]["module"]
         ));
+    }
+    // The image methods mount the project's agents image of this release (agents/Dockerfile).
+    let agents_image = format!("{AGENTS_IMAGE}:v{version}");
+    for key in ["/initContainer/image", "/imageVolume/reference"] {
+        if let Some(image) = policy["spec"]["settings"].pointer(key) {
+            if image != agents_image.as_str() {
+                return Err(format!(
+                    "spec.settings{} is {image}, expected {agents_image} (the release's agents image)",
+                    key.replace('/', ".")
+                ));
+            }
+        }
     }
     if policy["spec"]["objectSelector"] != json!({"matchLabels": {INJECT_LABEL.0: INJECT_LABEL.1}})
     {
