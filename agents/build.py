@@ -15,7 +15,8 @@ build: a fresh tree at DIR (built beside it, then renamed into place):
                        pure-Python wheels for Python 3.9 (one tree serves 3.9-3.13), and
                        python/sitecustomize.py (OTLP/HTTP unless the app sets a protocol);
   nodejs-community/    `npm ci` of nodejs-community/package-lock.json, without install
-                       scripts or .bin links, and autoinstrumentation.js;
+                       scripts, .bin links, TypeScript declarations or source maps, and
+                       autoinstrumentation.js;
   manifest.json        {"agents": {"<dir>": {"name", "version", "source", "sha256"}}}: the
                        jar's SHA-256, or that of the lock file the directory was installed from.
 Modes are normalised (directories 0755, files 0644, or 0755 where executable), owners root
@@ -131,6 +132,12 @@ def build_nodejs(tree: Path) -> dict:
     for bin_dir in target.rglob(".bin"):
         if bin_dir.is_dir() and not bin_dir.is_symlink():
             shutil.rmtree(bin_dir)
+    # TypeScript declarations and source maps: Node.js never loads them (source maps only
+    # with --enable-source-maps, for stack traces), and they are most of the directory
+    # (40 of 74 MB, 10,000 of 16,000 files at 0.81.2).
+    for unused in target.joinpath("node_modules").rglob("*"):
+        if unused.name.endswith((".d.ts", ".d.mts", ".d.cts", ".map")) and unused.is_file() and not unused.is_symlink():
+            unused.unlink()
     lock = json.loads((target / "package-lock.json").read_text())
     version = lock["packages"][f"node_modules/{NODE_PIN}"]["version"]
     return {

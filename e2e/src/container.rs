@@ -123,3 +123,59 @@ pub fn run_in_view(
         .wait_with_output()
         .map_err(|e| RunError::Start(label, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sh -c 'touch <file>'` in a view of one fresh directory mounted at a fresh path.
+    fn touch_in_view(read_only: bool) -> (Output, PathBuf) {
+        let agents = tempfile::tempdir().unwrap();
+        let mount_point = tempfile::tempdir().unwrap();
+        let container_path = mount_point.path().join("agents").display().to_string();
+        let mounts = [ViewMount {
+            container_path: format!("{container_path}/java"),
+            source: agents.path().to_path_buf(),
+            read_only,
+        }];
+        let probe = format!("{container_path}/java/probe");
+        let program = [
+            "sh",
+            "-c",
+            "test \"$GREETING\" = hello && ls \"$1\"",
+            "sh",
+            &probe,
+        ]
+        .map(String::from);
+        let env = [("GREETING".to_string(), "hello".to_string())].into();
+        std::fs::write(agents.path().join("probe"), "x").unwrap();
+        let output = run_in_view(
+            &container_path,
+            &mounts,
+            None,
+            &env,
+            &program,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        (output, agents.path().join(".written-by-the-app"))
+    }
+
+    #[test]
+    fn a_read_only_view_runs_the_program_with_its_env_and_leaves_the_agents_unwritten() {
+        let (output, written) = touch_in_view(true);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!written.exists());
+    }
+
+    #[test]
+    fn a_writable_mount_of_the_agents_fails_the_run() {
+        let (output, _) = touch_in_view(false);
+        assert_eq!(output.status.code(), Some(WROTE_INTO_AGENTS));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("could write into the agents"));
+    }
+}

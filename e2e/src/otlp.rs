@@ -254,3 +254,79 @@ fn answer(code: StatusCode, body: String) -> Response<String> {
     *response.status_mut() = code;
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> ExportTraceServiceRequest {
+        let attribute = |key: &str, value: &str| KeyValue {
+            key: key.to_string(),
+            value: Some(AnyValue {
+                string_value: Some(value.to_string()),
+            }),
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![
+                        attribute("service.name", "checkout"),
+                        attribute("k8s.pod.uid", "u-1"),
+                    ],
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        name: "GET".to_string(),
+                    }],
+                }],
+            }],
+        }
+    }
+
+    fn expected() -> Vec<Exported> {
+        vec![Exported {
+            resource: [("service.name", "checkout"), ("k8s.pod.uid", "u-1")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            spans: vec!["GET".to_string()],
+        }]
+    }
+
+    #[test]
+    fn protobuf_and_json_requests_read_the_same() {
+        assert_eq!(
+            decode_protobuf(&request().encode_to_vec()).unwrap(),
+            expected()
+        );
+        let json = r#"{"resourceSpans":[{"resource":{"attributes":[
+            {"key":"service.name","value":{"stringValue":"checkout"}},
+            {"key":"k8s.pod.uid","value":{"stringValue":"u-1"}}]},
+            "scopeSpans":[{"scope":{"name":"s"},"spans":[{"name":"GET","kind":1}]}]}]}"#;
+        assert_eq!(decode_json(json.as_bytes()).unwrap(), expected());
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_request_is_an_error() {
+        assert!(decode_protobuf(b"\xff\xff\xff").is_err());
+        assert!(decode_json(b"not json").is_err());
+    }
+
+    #[test]
+    fn the_receiver_keeps_what_it_is_sent() {
+        let receiver = Receiver::start().unwrap();
+        let body = request().encode_to_vec();
+        let mut stream = std::net::TcpStream::connect(receiver.addr).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(&body).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(receiver.exported(), expected());
+    }
+}
