@@ -128,11 +128,12 @@ pub fn run_in_view(
 mod tests {
     use super::*;
 
-    /// `sh -c 'touch <file>'` in a view of one fresh directory mounted at a fresh path.
+    /// A program that checks its env and lists the mounted agents, in a view of one fresh
+    /// directory mounted at `<fresh mount point>/java`.
     fn touch_in_view(read_only: bool) -> (Output, PathBuf) {
         let agents = tempfile::tempdir().unwrap();
         let mount_point = tempfile::tempdir().unwrap();
-        let container_path = mount_point.path().join("agents").display().to_string();
+        let container_path = mount_point.path().display().to_string();
         let mounts = [ViewMount {
             container_path: format!("{container_path}/java"),
             source: agents.path().to_path_buf(),
