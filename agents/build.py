@@ -86,7 +86,8 @@ def run(command: list[str], cwd: Path | None = None) -> None:
             "python3": "install python3 with pip (Debian: apt-get install python3-pip)",
         }.get(tool, f"install {tool}")
         raise BuildError(f"{tool} is not on PATH: {hint}")
-    result = subprocess.run(command, cwd=cwd)
+    # pip's warning about running as root is noise here: the tree is a build output, not an environment.
+    result = subprocess.run(command, cwd=cwd, env=dict(os.environ, PIP_ROOT_USER_ACTION="ignore"))
     if result.returncode != 0:
         raise BuildError(f"{' '.join(command)} failed with status {result.returncode}")
 

@@ -139,6 +139,11 @@ fn build(root: &Path, cache: &Path) -> Result<AgentsTree, TreeError> {
         java_app: cache.join("java-app"),
     };
     if tree.root.join("manifest.json").is_file() && tree.java_app.join("App.class").is_file() {
+        // The manifest, the layout and the modes, whether built now or before.
+        run(Command::new("python3")
+            .arg(root.join("agents/build.py"))
+            .arg("check")
+            .arg(&tree.root))?;
         return Ok(tree);
     }
     if let Some((tool, install)) = TOOLS.into_iter().find(|(tool, _)| !on_path(tool)) {
@@ -148,8 +153,12 @@ fn build(root: &Path, cache: &Path) -> Result<AgentsTree, TreeError> {
         "e2e: building the agents tree into {} (PyPI and npm; a few minutes the first time)",
         cache.display()
     );
-    if cache.exists() {
-        std::fs::remove_dir_all(cache).map_err(io_error(cache))?;
+    // Trees of other inputs are stale: one tree is kept (about 42 MB).
+    if let Some(trees) = cache.parent() {
+        for entry in std::fs::read_dir(trees).into_iter().flatten().flatten() {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(io_error(&path))?;
+        }
     }
     let agent_classes = cache.join("java-agent");
     for dir in [&agent_classes, &tree.java_app] {
@@ -173,6 +182,7 @@ fn build(root: &Path, cache: &Path) -> Result<AgentsTree, TreeError> {
         .arg("-C")
         .arg(&agent_classes)
         .arg("AgentStandIn.class"))?;
+    // build.py checks the tree it built, then the check above runs on every later use.
     run(Command::new("python3")
         .arg(root.join("agents/build.py"))
         .args(["build", "--out"])

@@ -74,8 +74,8 @@ fn show_agents(root: &std::path::Path) -> Result<(), String> {
     );
     println!(
         "    java/              {} {}  (Maven Central, SHA-256 pinned in agents/java.json; Java 8+)",
-        java["name"].as_str().unwrap_or("?"),
-        java["version"].as_str().unwrap_or("?")
+        java.get("name").and_then(Value::as_str).unwrap_or("?"),
+        java.get("version").and_then(Value::as_str).unwrap_or("?")
     );
     println!(
         "    python/            opentelemetry-distro {distro}  (PyPI, agents/python/requirements.txt; Python 3.9-3.13)"

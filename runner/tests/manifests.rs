@@ -259,13 +259,13 @@ fn check_overlay(overlay: &str, documents: &[Value], version: &str) -> Result<()
     // The image methods mount the project's agents image of this release (agents/Dockerfile).
     let agents_image = format!("{AGENTS_IMAGE}:v{version}");
     for key in ["/initContainer/image", "/imageVolume/reference"] {
-        if let Some(image) = policy["spec"]["settings"].pointer(key) {
-            if image != agents_image.as_str() {
-                return Err(format!(
-                    "spec.settings{} is {image}, expected {agents_image} (the release's agents image)",
-                    key.replace('/', ".")
-                ));
-            }
+        if let Some(image) = policy["spec"]["settings"].pointer(key)
+            && image != agents_image.as_str()
+        {
+            return Err(format!(
+                "spec.settings{} is {image}, expected {agents_image} (the release's agents image)",
+                key.replace('/', ".")
+            ));
         }
     }
     if policy["spec"]["objectSelector"] != json!({"matchLabels": {INJECT_LABEL.0: INJECT_LABEL.1}})
