@@ -5,7 +5,8 @@
 #                        (architecture, static linking, --version, aarch64 under qemu),
 #                        CycloneDX SBOMs, and the policy .wasm.
 # Needs only the Rust toolchain (rustup) and python3: it installs the rest itself (rustup
-# targets, kubernetes-validate, kubectl and PyYAML into .venv; with --release, Debian's
+# targets, kubernetes-validate, kubectl and PyYAML into .venv; Debian's npm and JDK for the
+# real-agent test, bats and jq; with --release, Debian's
 # qemu-user-static and cargo-cyclonedx). Closes with one "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -78,13 +79,6 @@ wasm="$target_dir/wasm32-wasip1/policy/agent_mount.wasm"
 cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
 ls -l "$wasm"
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
-
 # Root installs Debian packages directly; anyone else (a GitHub runner) through sudo.
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 apt_install() { # command package
@@ -94,6 +88,19 @@ apt_install() { # command package
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2"
   fi
 }
+
+# The real-agent test (e2e/) builds the agents tree's Python and Node.js parts from PyPI and
+# npm and a stand-in Java agent with javac, then runs python3, node and java with them.
+apt_install npm npm
+apt_install javac default-jdk-headless
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
 
 # e2e.bats is written for kwctl, which only the release workflow has; here the same tests
 # run against this workspace's waPC host, through a stand-in that prints kwctl's response.
