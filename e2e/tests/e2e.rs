@@ -37,10 +37,10 @@ use runner::input::read_request;
 use runner::view::{SeenMount, container_views, files_below, requests_resource};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use support::{Node, registered_plugin};
+use support::{FakeKubelet, Node, Plugin, registered_plugin};
 
 /// CSI publishes so far: each gets its own pod UID.
 static CSI_PODS: AtomicUsize = AtomicUsize::new(0);
@@ -151,6 +151,52 @@ struct Setup<'a> {
     csi_node: &'a CsiNode,
     csi_plugin: &'a CsiPlugin,
     activation: Value,
+}
+
+/// The built policy, and a node whose agent directory `fill` wrote, with the device plugin
+/// (registered with a fake kubelet) and the CSI node plugin (in its own mount namespace) serving it.
+struct Fixture {
+    host: PolicyHost,
+    node: Node,
+    _kubelet: FakeKubelet,
+    _device_plugin: Plugin,
+    csi_node: CsiNode,
+    csi_plugin: CsiPlugin,
+}
+
+impl Fixture {
+    async fn start(fill: impl FnOnce(&Path)) -> Fixture {
+        let (node, kubelet, device_plugin) = registered_plugin(&[]).await;
+        fill(&node.agents());
+        let csi_node = CsiNode::new();
+        let csi_plugin = CsiPlugin::start_with(&csi_node, &node.agents(), &[]).await;
+        Fixture {
+            host: PolicyHost::load(&ensure_built().unwrap()).unwrap(),
+            node,
+            _kubelet: kubelet,
+            _device_plugin: device_plugin,
+            csi_node,
+            csi_plugin,
+        }
+    }
+
+    fn setup(&self, activation: Value) -> Setup<'_> {
+        Setup {
+            host: &self.host,
+            node: &self.node,
+            csi_node: &self.csi_node,
+            csi_plugin: &self.csi_plugin,
+            activation,
+        }
+    }
+}
+
+/// Writes each `(file, content)` below `agents`.
+fn write_files<'a>(agents: &Path, files: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    for (file, content) in files {
+        std::fs::create_dir_all(agents.join(file).parent().unwrap()).unwrap();
+        std::fs::write(agents.join(file), content).unwrap();
+    }
 }
 
 /// Runs the policy; a pod that names agents in `agent-mount.io/agents` runs with activation on.
@@ -380,31 +426,22 @@ fn expected_view(node: &Node, dirs: &[&str]) -> BTreeMap<String, Files> {
 
 #[tokio::test]
 async fn every_method_gives_each_container_the_same_read_only_view() {
-    let (node, _kubelet, _plugin) = registered_plugin(&[]).await;
-    for (file, content) in [
-        ("python/opentelemetry/__init__.py", "py"),
-        ("nodejs-community/index.js", "js"),
-    ] {
-        std::fs::create_dir_all(node.agents().join(file).parent().unwrap()).unwrap();
-        std::fs::write(node.agents().join(file), content).unwrap();
-    }
-
-    let host = PolicyHost::load(&ensure_built().unwrap()).unwrap();
+    let fixture = Fixture::start(|agents| {
+        write_files(
+            agents,
+            [
+                ("python/opentelemetry/__init__.py", "py"),
+                ("nodejs-community/index.js", "js"),
+            ],
+        )
+    })
+    .await;
+    let (node, setup) = (&fixture.node, fixture.setup(activation_settings(4318, &[])));
     let request = read_request(&workspace_root().join("test_data/pod_typical.json")).unwrap();
-    // The CSI node plugin serves the same agent directory, from its own mount namespace.
-    let csi_node = CsiNode::new();
-    let csi_plugin = CsiPlugin::start_with(&csi_node, &node.agents(), &[]).await;
-    let setup = Setup {
-        host: &host,
-        node: &node,
-        csi_node: &csi_node,
-        csi_plugin: &csi_plugin,
-        activation: activation_settings(4318, &[]),
-    };
 
     // The whole directory, then agentDirectories (every method but virtual-device).
     for (dirs, files) in [(&[][..], 3), (&["java", "python"][..], 2)] {
-        let expected = expected_view(&node, dirs);
+        let expected = expected_view(node, dirs);
         assert_eq!(expected["checkout"].len(), files, "the agent tree");
         let mut seen = Vec::new();
         for method in MountMethod::ALL {
@@ -466,22 +503,10 @@ fn read_only_in(files: &Files, path: &str) -> bool {
 
 #[tokio::test]
 async fn every_activated_container_finds_what_its_recipe_names_read_only_under_every_method() {
-    let (node, _kubelet, _plugin) = registered_plugin(&[]).await;
-    for file in RECIPE_FILES {
-        std::fs::create_dir_all(node.agents().join(file).parent().unwrap()).unwrap();
-        std::fs::write(node.agents().join(file), file).unwrap();
-    }
-    let host = PolicyHost::load(&ensure_built().unwrap()).unwrap();
+    let fixture =
+        Fixture::start(|agents| write_files(agents, RECIPE_FILES.map(|file| (file, file)))).await;
+    let setup = fixture.setup(activation_settings(4318, &[]));
     let typical = read_request(&workspace_root().join("test_data/pod_typical.json")).unwrap();
-    let csi_node = CsiNode::new();
-    let csi_plugin = CsiPlugin::start_with(&csi_node, &node.agents(), &[]).await;
-    let setup = Setup {
-        host: &host,
-        node: &node,
-        csi_node: &csi_node,
-        csi_plugin: &csi_plugin,
-        activation: activation_settings(4318, &[]),
-    };
     let cluster = Cluster {
         fields: [
             ("status.hostIP", HOST_IP),
@@ -607,17 +632,19 @@ fn expected_resource(container: &str, uid: &str) -> BTreeMap<&'static str, Strin
 async fn real_agents_export_spans_with_the_pods_identity_under_every_method() {
     let tree = agents_tree().unwrap_or_else(|e| panic!("the agents tree: {e}"));
     let receiver = Receiver::start().unwrap();
-    let (node, _kubelet, _plugin) = registered_plugin(&[]).await;
     // The node's agent directory holds the built tree (the support's placeholder jar goes),
     // hard-linked from the cache: every mount of it is read-only.
-    std::fs::remove_dir_all(node.agents().join("java")).unwrap();
-    let status = std::process::Command::new("cp")
-        .args(["-a", "--link"])
-        .arg(tree.root.join("."))
-        .arg(node.agents())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let fixture = Fixture::start(|agents| {
+        std::fs::remove_dir_all(agents.join("java")).unwrap();
+        let status = std::process::Command::new("cp")
+            .args(["-a", "--link"])
+            .arg(tree.root.join("."))
+            .arg(agents)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    })
+    .await;
     // The containers' mount point; each process mounts its own tmpfs over it, in its own namespace.
     std::fs::create_dir_all(MOUNT_PATH).unwrap();
     let apps = tempfile::tempdir().unwrap();
@@ -647,25 +674,16 @@ async fn real_agents_export_spans_with_the_pods_identity_under_every_method() {
         }
     };
 
-    let host = PolicyHost::load(&ensure_built().unwrap()).unwrap();
     let typical = read_request(&workspace_root().join("test_data/pod_typical.json")).unwrap();
-    let csi_node = CsiNode::new();
-    let csi_plugin = CsiPlugin::start_with(&csi_node, &node.agents(), &[]).await;
     // Metrics and logs off, and Node.js without the cloud detectors (their metadata lookups
     // wait for time-outs off-cloud): the test is about traces.
     let quiet = ["OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER"]
         .map(|name| json!({"name": name, "value": "none"}));
     let detectors = json!({"name": "OTEL_NODE_RESOURCE_DETECTORS", "value": "env,host,os,process"});
-    let setup = Setup {
-        host: &host,
-        node: &node,
-        csi_node: &csi_node,
-        csi_plugin: &csi_plugin,
-        activation: activation_settings(
-            receiver.addr.port(),
-            &[quiet[0].clone(), quiet[1].clone(), detectors],
-        ),
-    };
+    let setup = fixture.setup(activation_settings(
+        receiver.addr.port(),
+        &[quiet[0].clone(), quiet[1].clone(), detectors],
+    ));
 
     // The typical pod with a third app container, so that one pod runs all three runtimes.
     let annotation = "checkout=java, cache-warmer=python, worker=nodejs";
