@@ -512,6 +512,9 @@ async fn every_activated_container_finds_what_its_recipe_names_read_only_under_e
             ("status.hostIP", HOST_IP),
             ("metadata.name", "checkout-7d9c8b6f5-x2x4z"),
             ("metadata.namespace", "shop"),
+            // The resource attributes' downward-API entries (activation's default).
+            ("metadata.uid", "0b9d6a44-1c4e-4c43-9b1e-3f8f8f7d2a10"),
+            ("spec.nodeName", "node-1"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .into(),
