@@ -7,14 +7,14 @@
 
 pub mod annotation;
 pub mod env;
+pub mod source;
 
 use crate::settings::check::check;
-use crate::settings::decode::known_keys_only;
+use crate::settings::decode::{Mapping, list, mapping_only, present_list, present_mapping};
 use crate::settings::errors::SettingsError;
 use agent_mount_common::syntax;
 use annotation::Chosen;
 use env::EnvConflict;
-use k8s_openapi::api::core::v1::EnvVarSource;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -27,6 +27,8 @@ pub const DIR: &str = "{dir}";
 pub const MAX_AGENTS: usize = 32;
 /// Most entries in one recipe's `env`, and in `activation.env`.
 pub const MAX_ENV: usize = 32;
+/// Most bytes of one recipe or `activation.env` value once `{dir}` expands (before `$$`).
+pub const MAX_VALUE_BYTES: usize = 4096;
 
 /// One built-in recipe: a single variable, joined into the app's own value.
 struct BuiltIn {
@@ -69,40 +71,14 @@ const BUILT_IN: [BuiltIn; 4] = [
     },
 ];
 
-/// The `valueFrom` sources the API server accepts without a feature gate.
-const SOURCES: [&str; 4] = [
-    "configMapKeyRef",
-    "secretKeyRef",
-    "fieldRef",
-    "resourceFieldRef",
-];
-
-/// The pod fields an env `fieldRef` may name (besides labels and annotations by key).
-const FIELD_PATHS: [&str; 9] = [
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-    "spec.nodeName",
-    "spec.serviceAccountName",
-    "status.hostIP",
-    "status.hostIPs",
-    "status.podIP",
-    "status.podIPs",
-];
-
-/// The container resources an env `resourceFieldRef` may name (besides hugepages).
-const RESOURCES: [&str; 6] = [
-    "limits.cpu",
-    "limits.memory",
-    "limits.ephemeral-storage",
-    "requests.cpu",
-    "requests.memory",
-    "requests.ephemeral-storage",
-];
-
 /// The `activation` block as given.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[serde(
+    remote = "Self",
+    default,
+    deny_unknown_fields,
+    rename_all = "camelCase"
+)]
 pub struct RawActivation {
     /// Pod annotation naming the agent(s) (default `agent-mount.io/agents`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,27 +86,38 @@ pub struct RawActivation {
     /// virtual-device only: the agents' path inside containers (default `/var/odigos`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_path: Option<String>,
-    /// Recipes by agent name, replacing the built-in recipe of the same name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agents: Option<BTreeMap<String, RawRecipe>>,
+    /// Recipes by agent name, replacing the built-in recipe of the same name; `null`
+    /// removes the built-in one.
+    #[serde(
+        deserialize_with = "present_mapping",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub agents: Option<RawRecipes>,
     /// Extra variables for every activated container, set only where absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "present_list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub env: Option<Vec<RawEnvVar>>,
 }
 
+/// Recipes by agent name as given; `None` (`null`) removes the built-in recipe.
+pub type RawRecipes = BTreeMap<String, Option<RawRecipe>>;
+
 /// A recipe as given: the agent's sub-directory and the variables that load it.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct RawRecipe {
     /// The agent's sub-directory of the agents' path, e.g. `java`.
     pub directory: String,
     /// The variables to set or join.
+    #[serde(deserialize_with = "list")]
     pub env: Vec<RawEnvVar>,
 }
 
 /// An env entry as given: `{name, value, join}`, `{name, value}` or `{name, valueFrom}`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawEnvVar {
     /// The variable's name.
     pub name: String,
@@ -141,8 +128,33 @@ pub struct RawEnvVar {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<String>,
     /// A Kubernetes `EnvVarSource`, set only where the container has no such variable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present_mapping",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub value_from: Option<Value>,
+}
+
+mapping_only!(
+    RawActivation,
+    "write `activation: {}` to turn activation on with the defaults, or remove the key"
+);
+mapping_only!(
+    RawRecipe,
+    "write a recipe such as `java: {directory: java, env: [{name: JAVA_TOOL_OPTIONS, value: \"-javaagent:{dir}/java/javaagent.jar\", join: \" \"}]}`, or `java: null` to remove the built-in recipe"
+);
+mapping_only!(
+    RawEnvVar,
+    "write an entry such as `{name: OTEL_EXPORTER_OTLP_ENDPOINT, value: \"http://collector:4318\"}`"
+);
+
+/// The recipes by agent name, read only from a mapping.
+impl Mapping for RawRecipes {
+    const WRITE: &'static str = "write recipes by agent name, e.g. `agents: {loader: null}` to remove the built-in loader recipe, or remove the key for the built-in recipes";
+    fn from_fields<'de, D: serde::Deserializer<'de>>(fields: D) -> Result<Self, D::Error> {
+        BTreeMap::deserialize(fields)
+    }
 }
 
 /// A checked env entry, `{dir}` expanded.
@@ -240,6 +252,10 @@ impl Activation {
             .map(|b| (b.name.to_string(), b.recipe(agents_path)))
             .collect();
         for (name, recipe) in given {
+            let Some(recipe) = recipe else {
+                // `null`: the built-in recipe of this name is removed (skipped above).
+                continue;
+            };
             let key = format!("activation.agents.{name}");
             check(&key, &name, syntax::dns_label)?;
             check(
@@ -331,7 +347,7 @@ impl BuiltIn {
             directory: self.directory.into(),
             env: vec![EnvEntry::Join {
                 name: self.variable.into(),
-                value: self.value.replace(DIR, agents_path),
+                value: expand(self.value, agents_path),
                 separator: self.join.into(),
             }],
         }
@@ -375,7 +391,9 @@ fn entry(
     agents_path: &str,
 ) -> Result<EnvEntry, SettingsError> {
     check(&format!("{key}.name"), &raw.name, syntax::env_var_name)?;
-    let expand = |value: String| value.replace(DIR, agents_path);
+    if let Some(value) = &raw.value {
+        check_length(&format!("{key}.value"), value, agents_path)?;
+    }
     let name = raw.name;
     match (raw.value, raw.value_from, raw.join) {
         (Some(_), Some(_), _) => Err(SettingsError::invalid(
@@ -415,115 +433,44 @@ fn entry(
             }
             Ok(EnvEntry::Join {
                 name,
-                value: expand(value),
+                value: expand(&value, agents_path),
                 separator,
             })
         }
         (Some(value), None, None) => Ok(EnvEntry::Value {
             name,
-            value: expand(value),
+            value: expand(&value, agents_path),
         }),
         (None, Some(source), None) => Ok(EnvEntry::ValueFrom {
             name,
-            source: value_source(&source, &format!("{key}.valueFrom"))?,
+            source: source::value_from(&source, &format!("{key}.valueFrom"))?,
         }),
     }
 }
 
-/// Checks a `valueFrom` as the API server would, and returns it without null keys.
-fn value_source(given: &Value, key: &str) -> Result<Value, SettingsError> {
-    let source = known_keys_only::<EnvVarSource>(given, key)?;
-    let set: Vec<&String> = source
-        .as_object()
-        .into_iter()
-        .flat_map(|o| o.keys())
-        .collect();
-    // Only on an error: most admissions pass.
-    let allowed = || format!("exactly one of {}", SOURCES.join(", "));
-    let [kind] = set.as_slice() else {
-        let found: Vec<&str> = set.iter().map(|k| k.as_str()).collect();
-        return Err(SettingsError::invalid(key, &found.join(", "), allowed()));
-    };
-    // The string at `field` of the source's one object (empty when unset).
-    let text = |object: &str, field: &str| {
-        source
-            .get(object)
-            .and_then(|o| o.get(field))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    match kind.as_str() {
-        "configMapKeyRef" | "secretKeyRef" => {
-            check(
-                &format!("{key}.{kind}.name"),
-                text(kind, "name"),
-                syntax::subdomain,
-            )?;
-            check(
-                &format!("{key}.{kind}.key"),
-                text(kind, "key"),
-                syntax::config_map_key,
-            )?;
-        }
-        "fieldRef" => {
-            let path = text("fieldRef", "fieldPath");
-            let by_key = ["metadata.labels['", "metadata.annotations['"]
-                .iter()
-                .any(|p| path.starts_with(p) && path.ends_with("']") && path.len() > p.len() + 2);
-            if !FIELD_PATHS.contains(&path) && !by_key {
-                return Err(SettingsError::invalid(
-                    format!("{key}.fieldRef.fieldPath"),
-                    path,
-                    format!(
-                        "one of {}, metadata.labels['<key>'] or metadata.annotations['<key>']",
-                        FIELD_PATHS.join(", ")
-                    ),
-                ));
-            }
-            let version = text("fieldRef", "apiVersion");
-            if !version.is_empty() && version != "v1" {
-                return Err(SettingsError::invalid(
-                    format!("{key}.fieldRef.apiVersion"),
-                    version,
-                    "v1, or unset",
-                ));
-            }
-        }
-        "resourceFieldRef" => {
-            let resource = text("resourceFieldRef", "resource");
-            let hugepages = ["limits.hugepages-", "requests.hugepages-"]
-                .iter()
-                .any(|p| resource.starts_with(p) && resource.len() > p.len());
-            if !RESOURCES.contains(&resource) && !hugepages {
-                return Err(SettingsError::invalid(
-                    format!("{key}.resourceFieldRef.resource"),
-                    resource,
-                    format!(
-                        "one of {}, or limits.hugepages-<size> / requests.hugepages-<size>",
-                        RESOURCES.join(", ")
-                    ),
-                ));
-            }
-            if let Some(divisor) = source
-                .pointer("/resourceFieldRef/divisor")
-                .and_then(Value::as_str)
-            {
-                check(
-                    &format!("{key}.resourceFieldRef.divisor"),
-                    divisor,
-                    syntax::quantity,
-                )?;
-            }
-        }
-        other => {
-            return Err(SettingsError::invalid(
-                format!("{key}.{other}"),
-                other,
-                format!("{}: {other} needs a feature gate", allowed()),
-            ));
-        }
+/// `value` with `{dir}` replaced by the agents' path, each `$` of the path written `$$`:
+/// the kubelet expands `$(NAME)` and `$$` in env values, the mount keeps the path as it is.
+fn expand(value: &str, agents_path: &str) -> String {
+    value.replace(DIR, &agents_path.replace('$', "$$"))
+}
+
+/// Refuses a value longer than [`MAX_VALUE_BYTES`] once `{dir}` expands (before `$$`).
+fn check_length(key: &str, value: &str, agents_path: &str) -> Result<(), SettingsError> {
+    let dirs = value.matches(DIR).count();
+    // Saturating: a value is far below usize::MAX, and the policy never panics.
+    let len = value
+        .len()
+        .saturating_sub(dirs.saturating_mul(DIR.len()))
+        .saturating_add(dirs.saturating_mul(agents_path.len()));
+    if len <= MAX_VALUE_BYTES {
+        return Ok(());
     }
-    Ok(source)
+    let start: String = value.chars().take(40).collect();
+    Err(SettingsError::invalid(
+        key,
+        &format!("{start}… ({len} bytes once {DIR} expands)"),
+        format!("at most {MAX_VALUE_BYTES} bytes once {DIR} expands to the agents' path"),
+    ))
 }
 
 #[cfg(test)]

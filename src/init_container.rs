@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The copy script of the init container; it takes its paths as arguments: `src dst [dir...]`.
 pub const COPY_SCRIPT: &str = r#"set -e; src=$1; dst=$2; shift 2; if [ $# -eq 0 ]; then cp -R "$src"/. "$dst"/; else for d in "$@"; do mkdir -p "$dst/$d"; cp -R "$src/$d"/. "$dst/$d"/; done; fi"#;
@@ -121,7 +121,9 @@ impl CopyContainer {
         Ok(security)
     }
 
-    /// The init container that copies the agents from the image into `volume_name`.
+    /// The init container that copies the agents from the image into `volume_name`,
+    /// with no request or limit of its own for the `budgeted` resources (those the pod
+    /// names in its pod-level `spec.resources`, whose budget then covers the copy).
     ///
     /// Assembled from typed parts rather than a typed `Container`, whose serialiser
     /// covers probes, lifecycle hooks and every other container field.
@@ -129,11 +131,15 @@ impl CopyContainer {
         &self,
         volume_name: &str,
         agent_directories: &[String],
+        budgeted: &BTreeSet<String>,
     ) -> Result<Map<String, Value>, SettingsError> {
-        let resources = match &self.resources {
+        let mut resources = match &self.resources {
             Some(resources) => resources.clone(),
             None => to_json(&default_resources())?,
         };
+        if let Some(resources) = resources.as_object_mut() {
+            leave_out(resources, budgeted);
+        }
         let target = VolumeMount {
             name: volume_name.to_string(),
             mount_path: COPY_TARGET.to_string(),
@@ -143,7 +149,9 @@ impl CopyContainer {
         container.insert("name".into(), json!(self.name));
         container.insert("image".into(), json!(self.image));
         container.insert("command".into(), json!(self.command(agent_directories)));
-        container.insert("resources".into(), resources);
+        if resources.as_object().is_none_or(|r| !r.is_empty()) {
+            container.insert("resources".into(), resources);
+        }
         container.insert("securityContext".into(), self.security_context_json()?);
         container.insert("volumeMounts".into(), json!([to_json(&target)?]));
         Ok(container)
@@ -187,6 +195,18 @@ fn default_resources() -> ResourceRequirements {
         limits: Some(amounts.clone()),
         requests: Some(amounts),
         ..ResourceRequirements::default()
+    }
+}
+
+/// Removes the `budgeted` resources from requests and limits, and a list left empty.
+fn leave_out(resources: &mut Map<String, Value>, budgeted: &BTreeSet<String>) {
+    for field in ["requests", "limits"] {
+        if let Some(list) = resources.get_mut(field).and_then(Value::as_object_mut) {
+            list.retain(|name, _| !budgeted.contains(name));
+            if list.is_empty() {
+                resources.remove(field);
+            }
+        }
     }
 }
 
@@ -327,6 +347,13 @@ fn validate_security_context(context: &SecurityContext) -> Result<(), SettingsEr
             &profile.type_,
             profile.localhost_profile.as_deref(),
         )?;
+    }
+    if let Some(options) = &context.windows_options {
+        return Err(SettingsError::invalid(
+            format!("{key}.windowsOptions"),
+            &serde_json::to_string(options).unwrap_or_default(),
+            "not allowed: the copy container is a Linux container (the API server refuses windowsOptions in a Linux pod, and agent-mount leaves Windows pods unchanged)",
+        ));
     }
     if let Some(mount) = context.proc_mount.as_deref().filter(|m| *m != "Default") {
         return Err(SettingsError::invalid(

@@ -20,10 +20,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// The `volumeAttributes` of the CSI volume, so the node plugin knows what it serves.
 const CSI_VOLUME_ATTRIBUTES: [(&str, &str); 1] = [("type", "instrumentation")];
+/// `spec.os.name` of a Windows pod.
+const WINDOWS: &str = "windows";
 /// The three container lists of a pod spec.
 const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
@@ -122,6 +124,37 @@ pub enum Conflict {
         /// Ours.
         wanted: String,
     },
+    /// A Windows pod: the agents and the copy container are Linux builds, and the API
+    /// server forbids the copy container's Linux security fields in a Windows pod.
+    #[error(
+        "the pod sets spec.os.name: windows, and agent-mount's agents are Linux builds (the API server would also refuse the copy container's Linux securityContext there): keep Windows pods out of the policy's namespaceSelector or objectSelector"
+    )]
+    WindowsPod,
+    /// A host-process pod: every container must then be a host-process container, and
+    /// the copy init container is not one.
+    #[error(
+        "{list} entry {container:?} is a Windows host-process container (securityContext.windowsOptions.hostProcess: true), and the API server requires every container of such a pod to be one, which agent-mount's copy init container is not: keep this pod out of the policy's selectors"
+    )]
+    HostProcess {
+        /// The container list, or `spec.securityContext` for the pod's own setting.
+        list: &'static str,
+        /// The container, or the pod.
+        container: String,
+    },
+    /// A block device of the container sits at our mount path.
+    #[error(
+        "container {container:?} has the volumeDevices entry {found} at {path:?}, where agent-mount mounts the agents (the API server refuses a mountPath that is also a devicePath): move that device, choose another mountPath, or leave the container out with the {annotation:?} annotation"
+    )]
+    DeviceAtOurPath {
+        /// The container.
+        container: String,
+        /// The device entry found there.
+        found: String,
+        /// Our mount path.
+        path: String,
+        /// The selection annotation.
+        annotation: String,
+    },
     /// The settings could not be turned into the objects to insert.
     #[error("internal error building what agent-mount inserts: {0}")]
     Internal(#[from] SettingsError),
@@ -145,14 +178,28 @@ pub fn mutate(
             found: "missing or not an object",
             expected: "an object",
         })?;
+    // Only spec.os.name tells a Windows pod at admission (validateOS).
+    if spec
+        .get("os")
+        .and_then(|os| os.get("name"))
+        .and_then(Value::as_str)
+        == Some(WINDOWS)
+    {
+        return Err(Conflict::WindowsPod);
+    }
     let annotation = &settings.containers_annotation;
     let method = &settings.method;
     let Some((volume, is_ours, mounts)) = volume(method)? else {
         return request_resources(spec, containers, method, annotation);
     };
+    if let Method::InitContainer { .. } = method {
+        refuse_host_process(spec)?;
+    }
     let mut changed = add_volume(spec, volume, is_ours)?;
     if let Method::InitContainer { copy, .. } = method {
-        let container = copy.container(&mounts.volume_name, &mounts.agent_directories)?;
+        let budgeted = pod_level_resources(spec);
+        let container =
+            copy.container(&mounts.volume_name, &mounts.agent_directories, &budgeted)?;
         changed |= add_init_container(spec, container)?;
     }
     if let Some(label) = method.node_label() {
@@ -250,6 +297,45 @@ fn selected<'a>(
     Ok(out)
 }
 
+/// The resources the pod names in its pod-level `spec.resources` (requests or limits).
+///
+/// The API server requires the pod's requests to cover the aggregate of its containers'
+/// and no container limit above the pod's (validatePodResourceConsistency), so the copy
+/// container takes none of its own for these: the pod's budget covers it.
+fn pod_level_resources(spec: &Object) -> BTreeSet<String> {
+    ["requests", "limits"]
+        .iter()
+        .filter_map(|field| spec.get("resources")?.get(field)?.as_object())
+        .flat_map(|list| list.keys().cloned())
+        .collect()
+}
+
+/// Whether a securityContext sets `windowsOptions.hostProcess: true`.
+fn is_host_process(security_context: Option<&Value>) -> bool {
+    security_context
+        .and_then(|s| s.get("windowsOptions"))
+        .and_then(|w| w.get("hostProcess"))
+        == Some(&Value::Bool(true))
+}
+
+/// init-container: a host-process pod is a conflict, since every container of such a
+/// pod must be a host-process container (validateWindowsHostProcessPod) and ours is not.
+fn refuse_host_process(spec: &Object) -> Result<(), Conflict> {
+    if is_host_process(spec.get("securityContext")) {
+        return Err(Conflict::HostProcess {
+            list: "spec.securityContext",
+            container: "the pod".into(),
+        });
+    }
+    match all_containers(spec).find(|(_, c)| is_host_process(c.get("securityContext"))) {
+        Some((list, container)) => Err(Conflict::HostProcess {
+            list,
+            container: name_of(container),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The container's name, for messages.
 fn name_of(container: &Object) -> String {
     container.get("name").map_or_else(
@@ -270,7 +356,7 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-/// The value under `key` as `T` (via `as_mut`), inserted as `empty` when absent;
+/// The value under `key` as `T` (via `as_mut`), inserted as `empty` when absent or `null`;
 /// a value of another type is a conflict that names its path.
 fn child_at<'a, T>(
     parent: &'a mut Object,
@@ -280,6 +366,10 @@ fn child_at<'a, T>(
     as_mut: fn(&mut Value) -> Option<&mut T>,
 ) -> Result<&'a mut T, Conflict> {
     let value = parent.entry(key).or_insert_with(empty);
+    // `null` is absent, as the API server's decoding reads it (DESIGN §2).
+    if value.is_null() {
+        *value = empty();
+    }
     let (found, expected) = (kind_of(value), kind_of(&empty()));
     as_mut(value).ok_or_else(|| Conflict::WrongType {
         path: format!("{}.{key}", path()),
@@ -499,6 +589,7 @@ fn add_agent_mounts(
     annotation: &str,
 ) -> Result<bool, Conflict> {
     let name = name_of(container);
+    refuse_devices_at(container, wanted, &name, annotation)?;
     let mounts = array_at(container, "volumeMounts", &|| format!("container {name:?}"))?;
     // One map of the existing mounts by normalised path keeps this linear in mounts + directories.
     let existing: HashMap<String, &Value> = mounts
@@ -533,6 +624,35 @@ fn add_agent_mounts(
     let changed = !missing.is_empty();
     mounts.extend(missing);
     Ok(changed)
+}
+
+/// A `volumeDevices` entry at one of our mount paths is a conflict: validateVolumeMounts
+/// refuses a mountPath that is also a devicePath of the same container.
+fn refuse_devices_at(
+    container: &Object,
+    wanted: &[VolumeMount],
+    name: &str,
+    annotation: &str,
+) -> Result<(), Conflict> {
+    let ours: HashSet<String> = wanted
+        .iter()
+        .map(|m| normalise_path(&m.mount_path))
+        .collect();
+    let devices = container.get("volumeDevices").and_then(Value::as_array);
+    let clash = devices.into_iter().flatten().find_map(|device| {
+        let path = device.get("devicePath").and_then(Value::as_str)?;
+        ours.contains(&normalise_path(path))
+            .then_some((device, path))
+    });
+    match clash {
+        Some((device, path)) => Err(Conflict::DeviceAtOurPath {
+            container: name.to_string(),
+            found: echo(device),
+            path: shorten(path),
+            annotation: annotation.to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Whether an existing mount is exactly ours: our volume, read-only, our subPath (an empty
@@ -573,6 +693,10 @@ fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Conf
     }
     let mut changed = false;
     for (i, term) in terms.iter_mut().enumerate() {
+        // A `null` term decodes as an empty one, which matches no node: left alone too.
+        if term.is_null() {
+            continue;
+        }
         let path = || format!("{terms_path}.nodeSelectorTerms[{i}]");
         let found = kind_of(term);
         let term = term.as_object_mut().ok_or_else(|| Conflict::WrongType {

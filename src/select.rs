@@ -187,11 +187,45 @@ mod tests {
     #[rstest]
     #[case::not_object(json!([1]), UnreadablePod::NotAnObject)]
     #[case::no_spec(json!({}), UnreadablePod::NoContainers)]
+    #[case::null_spec(json!({"spec": null}), UnreadablePod::NoContainers)]
+    #[case::null_containers(json!({"spec": {"containers": null}}), UnreadablePod::NoContainers)]
+    #[case::null_container(json!({"spec": {"containers": [null]}}), UnreadablePod::ContainerNotAnObject(0))]
     #[case::containers_not_array(json!({"spec": {"containers": {}}}), UnreadablePod::NoContainers)]
     #[case::container_not_object(json!({"spec": {"containers": [{"name": "a"}, 1]}}), UnreadablePod::ContainerNotAnObject(1))]
     #[case::name_missing(json!({"spec": {"containers": [{"image": "x"}]}}), UnreadablePod::ContainerWithoutName(0))]
     fn unreadable_pods(#[case] pod: Value, #[case] expected: UnreadablePod) {
         assert_eq!(container_names(&pod), Err(expected));
+    }
+
+    /// DESIGN §2 "`null` in the pod is absent": null metadata or annotations select as without them.
+    #[rstest]
+    #[case::metadata(json!({"metadata": null}))]
+    #[case::annotations(json!({"metadata": {"annotations": null}}))]
+    #[case::init_containers(json!({"metadata": {"annotations": {"agent-mount.io/containers": "app,setup"}}, "initContainers": null}))]
+    fn null_fields_are_absent(#[case] extra: Value) {
+        let mut pod = pod(None);
+        for (key, value) in extra.as_object().unwrap() {
+            match key.as_str() {
+                "initContainers" => pod["spec"][key] = value.clone(),
+                _ => pod[key] = value.clone(),
+            }
+        }
+        let names = container_names(&pod).unwrap();
+        let selection = instrumented_containers(&pod, &names, &Settings::default());
+        let expected = if extra.get("initContainers").is_some() {
+            vec![0]
+        } else {
+            vec![0, 2]
+        };
+        assert_eq!(selection.containers, expected);
+        assert!(
+            selection
+                .warnings
+                .iter()
+                .all(|w| !w.contains("init or ephemeral")),
+            "{:?}",
+            selection.warnings
+        );
     }
 
     #[test]

@@ -95,6 +95,14 @@ impl Settings {
         let mounted = method
             .mounts()
             .map_or(&[][..], |m| m.agent_directories.as_slice());
+        if raw_activation.is_some() {
+            // The path goes into the variables activation writes (`{dir}`).
+            check(
+                method.agents_path_key(),
+                method.agents_path(),
+                syntax::splits_no_variable,
+            )?;
+        }
         let activation = raw_activation
             .map(|a| Activation::from_raw(a, method.agents_path(), mounted))
             .transpose()?;

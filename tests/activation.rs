@@ -1,6 +1,6 @@
 //! Activation through the policy's `validate`, natively, on the fixtures in `test_data/`:
 //! one AdmissionRequest per merge rule, under every method, and every settings error of
-//! `test_data/settings_activation_invalid.json`.
+//! `test_data/settings_activation_invalid.json` and `test_data/settings_shapes_invalid.json`.
 // Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
 #![allow(
     clippy::unwrap_used,
@@ -193,9 +193,9 @@ fn the_audit_annotation_names_the_activated_containers() {
     );
 }
 
-/// The settings errors of `test_data/settings_activation_invalid.json`.
-fn invalid_settings() -> Vec<(String, Value, String)> {
-    let path = workspace_root().join("test_data/settings_activation_invalid.json");
+/// The settings errors of a `test_data/settings_*_invalid.json` file.
+fn invalid_settings(file: &str) -> Vec<(String, Value, String)> {
+    let path = workspace_root().join("test_data").join(file);
     let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     cases
         .into_iter()
@@ -209,10 +209,12 @@ fn invalid_settings() -> Vec<(String, Value, String)> {
         .collect()
 }
 
-#[test]
-fn activation_settings_errors_name_key_value_and_allowed() {
-    let cases = invalid_settings();
-    assert!(cases.len() >= 10);
+#[rstest]
+#[case::activation("settings_activation_invalid.json")]
+#[case::shapes("settings_shapes_invalid.json")]
+fn activation_settings_errors_name_key_value_and_allowed(#[case] file: &str) {
+    let cases = invalid_settings(file);
+    assert!(cases.len() >= 10, "{file}");
     for (case, settings, error) in cases {
         let response = validate_settings(&serde_json::to_vec(&settings).unwrap());
         assert!(!response.valid, "{case}");

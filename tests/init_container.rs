@@ -164,3 +164,21 @@ fn only_restricted_volume_types_are_added() {
         );
     }
 }
+
+/// The copy container is a Linux container: `windowsOptions` in its securityContext is
+/// refused at load (the API server refuses it in a Linux pod, and Windows pods are left
+/// alone). Seen failing before: the setting was accepted.
+#[test]
+fn windows_options_for_the_copy_container_are_refused_at_load() {
+    let settings = init_settings(json!({"initContainer": {"image": "a:1",
+        "securityContext": {"windowsOptions": {"hostProcess": true}}}}));
+    let response =
+        agent_mount::response::validate_settings(&serde_json::to_vec(&settings).unwrap());
+    assert!(!response.valid);
+    let message = response.message.unwrap();
+    assert!(
+        message.starts_with("initContainer.securityContext.windowsOptions"),
+        "{message}"
+    );
+    assert!(message.contains("Linux container"), "{message}");
+}

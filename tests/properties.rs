@@ -244,7 +244,17 @@ fn agents_annotation() -> impl Strategy<Value = Option<&'static str>> {
     )
 }
 
+/// The generated pod: the core shapes, then the API server's cross-field shapes, then
+/// `null` fields.
 fn pod() -> impl Strategy<Value = Value> {
+    (core_pod(), api_server_shapes(), null_fields()).prop_map(|(mut pod, shapes, nulls)| {
+        shapes.apply(&mut pod);
+        set_null_where_absent(&mut pod, &nulls);
+        pod
+    })
+}
+
+fn core_pod() -> impl Strategy<Value = Value> {
     (
         containers(),
         volumes(),
@@ -282,6 +292,220 @@ fn pod() -> impl Strategy<Value = Value> {
                 pod
             },
         )
+}
+
+/// Issue 20: the pod fields the API server judges across the pod (validateOS,
+/// validateWindowsHostProcessPod, validateHostUsers, validatePodResourceConsistency,
+/// validateInitContainers, validateVolumeDevices), generated apart from the core pod.
+#[derive(Clone, Debug)]
+struct ApiServerShapes {
+    /// `spec.os`.
+    os: Option<Value>,
+    /// `spec.resources`.
+    pod_resources: Option<Value>,
+    /// Restartable sidecars (and a broken one), appended to `initContainers`.
+    sidecars: Vec<Value>,
+    /// `spec.securityContext`, `spec.hostNetwork`, `spec.hostUsers`, and host-process on
+    /// the first container.
+    security: Option<Value>,
+    host_network: bool,
+    host_users: Option<bool>,
+    first_container_host_process: bool,
+    /// A block device on the first container, at our mount path or elsewhere.
+    device_path: Option<&'static str>,
+}
+
+impl ApiServerShapes {
+    fn apply(self, pod: &mut Value) {
+        let spec = &mut pod["spec"];
+        if let Some(os) = self.os {
+            spec["os"] = os;
+        }
+        if let Some(resources) = self.pod_resources {
+            spec["resources"] = resources;
+        }
+        if !self.sidecars.is_empty() {
+            let mut inits = spec["initContainers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            inits.extend(self.sidecars);
+            spec["initContainers"] = Value::Array(inits);
+        }
+        if let Some(security) = self.security {
+            spec["securityContext"] = security;
+        }
+        if self.host_network {
+            spec["hostNetwork"] = json!(true);
+        }
+        if let Some(host_users) = self.host_users {
+            spec["hostUsers"] = json!(host_users);
+        }
+        if self.first_container_host_process {
+            spec["containers"][0]["securityContext"] =
+                json!({"windowsOptions": {"hostProcess": true}});
+        }
+        if let Some(path) = self.device_path {
+            spec["containers"][0]["volumeDevices"] = json!([{"name": "disk", "devicePath": path}]);
+            let mut volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
+            volumes.push(json!({"name": "disk", "persistentVolumeClaim": {"claimName": "disk"}}));
+            spec["volumes"] = Value::Array(volumes);
+        }
+    }
+}
+
+/// `spec.os`: absent mostly, Linux, or Windows (one pod in ten).
+fn pod_os() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        8 => Just(None),
+        1 => Just(Some(json!({"name": "linux"}))),
+        1 => Just(Some(json!({"name": "windows"}))),
+    ]
+}
+
+/// Pod-level `spec.resources` of every shape: requests only, limits only or both; cpu,
+/// memory and hugepages; amounts below the copy container's (100m, 256Mi) or above.
+fn pod_level_resources() -> impl Strategy<Value = Option<Value>> {
+    let shape = (
+        0..3_u8,
+        proptest::sample::subsequence(vec!["cpu", "memory", "hugepages-2Mi"], 1..=3),
+        any::<bool>(),
+    )
+        .prop_map(|(fields, names, big)| {
+            let amounts: Map<String, Value> = names
+                .into_iter()
+                .map(|name| {
+                    let amount = match (name, big) {
+                        ("cpu", false) => "50m",
+                        ("cpu", true) => "4",
+                        ("memory", false) => "128Mi",
+                        ("memory", true) => "8Gi",
+                        _ => "4Mi",
+                    };
+                    (name.to_string(), json!(amount))
+                })
+                .collect();
+            let mut resources = Map::new();
+            if fields != 1 {
+                resources.insert("requests".into(), Value::Object(amounts.clone()));
+            }
+            if fields != 0 {
+                resources.insert("limits".into(), Value::Object(amounts));
+            }
+            Value::Object(resources)
+        });
+    proptest::option::weighted(0.25, shape)
+}
+
+/// Restartable sidecars with resources and probes, and an init container with a probe but
+/// no `restartPolicy: Always`, which the API server refuses.
+fn sidecars() -> impl Strategy<Value = Vec<Value>> {
+    let probe = json!({"httpGet": {"path": "/ready", "port": 8080}});
+    let sidecar = prop_oneof![
+        Just(
+            json!({"name": "log-shipper", "image": "shipper:1", "restartPolicy": "Always",
+            "resources": {"requests": {"cpu": "200m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+            "readinessProbe": probe.clone(), "startupProbe": probe.clone()})
+        ),
+        Just(
+            json!({"name": "mesh", "image": "mesh:1", "restartPolicy": "Always",
+            "resources": {"limits": {"cpu": "1", "memory": "64Mi"}}, "livenessProbe": probe.clone()})
+        ),
+        Just(json!({"name": "probed-init", "image": "init:1", "readinessProbe": probe})),
+    ];
+    proptest::collection::vec(sidecar, 0..2)
+}
+
+/// Pod security shapes: user namespaces (`hostUsers: false`, with and without the host
+/// network), Windows host-process at the pod or on a container, and a block device.
+fn api_server_shapes() -> impl Strategy<Value = ApiServerShapes> {
+    let security = prop_oneof![
+        6 => Just((None, false, None, false)),
+        1 => Just((None, false, Some(false), false)),
+        1 => Just((None, true, Some(false), false)),
+        1 => Just((Some(json!({"windowsOptions": {"hostProcess": true}})), true, None, false)),
+        1 => Just((Some(json!({"runAsNonRoot": true, "windowsOptions": {"runAsUserName": "app"}})), false, None, false)),
+        1 => Just((None, true, None, true)),
+    ];
+    let device = proptest::option::weighted(
+        0.05,
+        proptest::sample::select(vec!["/var/odigos", "/dev/xvda"]),
+    );
+    (
+        pod_os(),
+        pod_level_resources(),
+        sidecars(),
+        security,
+        device,
+    )
+        .prop_map(
+            |(
+                os,
+                pod_resources,
+                sidecars,
+                (security, host_network, host_users, first),
+                device_path,
+            )| {
+                ApiServerShapes {
+                    os,
+                    pod_resources,
+                    sidecars,
+                    security,
+                    host_network,
+                    host_users,
+                    first_container_host_process: first,
+                    device_path,
+                }
+            },
+        )
+}
+
+/// Fields that may be `null` in a pod, which the API server reads as absent (DESIGN §2).
+const NULLABLE: [&str; 10] = [
+    "/metadata/annotations",
+    "/spec/affinity",
+    "/spec/volumes",
+    "/spec/initContainers",
+    "/spec/securityContext",
+    "/spec/resources",
+    "/spec/os",
+    "/spec/containers/0/resources",
+    "/spec/containers/0/volumeMounts",
+    "/spec/containers/0/securityContext",
+];
+
+/// Some of [`NULLABLE`], most pods none.
+fn null_fields() -> impl Strategy<Value = Vec<&'static str>> {
+    prop_oneof![
+        3 => Just(Vec::new()),
+        1 => proptest::sample::subsequence(NULLABLE.to_vec(), 1..=4),
+    ]
+}
+
+/// Sets each of `pointers` to `null` where the pod does not have it.
+fn set_null_where_absent(pod: &mut Value, pointers: &[&str]) {
+    for pointer in pointers {
+        let Some((parent, key)) = pointer.rsplit_once('/') else {
+            continue;
+        };
+        if let Some(parent) = pod.pointer_mut(parent).and_then(Value::as_object_mut) {
+            parent.entry(key).or_insert(Value::Null);
+        }
+    }
+}
+
+/// `value` without its `null` object members: what the API server reads.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Activation off, on with the built-in recipes, or on with the exporter in `activation.env`.
@@ -425,6 +649,50 @@ static JOINED: AtomicUsize = AtomicUsize::new(0);
 static VALUE_FROM_CONFLICTS: AtomicUsize = AtomicUsize::new(0);
 static ENV_FROM_WARNINGS: AtomicUsize = AtomicUsize::new(0);
 
+/// Generated pods of each API-server shape (issue 20), over every method: Windows,
+/// pod-level resources, restartable sidecars, `hostUsers: false`, host-process, a block
+/// device, `null` fields; and pods with pod-level resources that the API server accepts
+/// and init-container mutated.
+static WINDOWS_PODS: AtomicUsize = AtomicUsize::new(0);
+static POD_RESOURCES: AtomicUsize = AtomicUsize::new(0);
+static SIDECARS: AtomicUsize = AtomicUsize::new(0);
+static HOST_USERS_FALSE: AtomicUsize = AtomicUsize::new(0);
+static HOST_PROCESS: AtomicUsize = AtomicUsize::new(0);
+static DEVICES: AtomicUsize = AtomicUsize::new(0);
+static NULL_FIELDS: AtomicUsize = AtomicUsize::new(0);
+static POD_RESOURCES_COPIED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts the API-server shapes a generated pod has.
+fn count_shapes(pod: &Value) {
+    let spec = &pod["spec"];
+    let inits = spec["initContainers"].as_array().into_iter().flatten();
+    let host_process = |c: &Value| c["securityContext"]["windowsOptions"]["hostProcess"] == true;
+    for (counter, has) in [
+        (&WINDOWS_PODS, spec["os"]["name"] == "windows"),
+        (&POD_RESOURCES, spec["resources"].is_object()),
+        (
+            &SIDECARS,
+            inits.clone().any(|c| c["restartPolicy"] == "Always"),
+        ),
+        (&HOST_USERS_FALSE, spec["hostUsers"] == false),
+        (
+            &HOST_PROCESS,
+            host_process(spec)
+                || spec["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(host_process),
+        ),
+        (&DEVICES, spec["containers"][0]["volumeDevices"].is_array()),
+        (&NULL_FIELDS, *pod != without_nulls(pod)),
+    ] {
+        if has {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The variables the settings' recipes join into.
 fn joined_variables(settings: &settings::Settings) -> Vec<String> {
     settings
@@ -501,6 +769,7 @@ fn count_if(pod: &Value, needle: &str, counter: &AtomicUsize) {
 fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
     count_if(pod, "/../", &WITH_DOTDOT);
     count_if(pod, "subPathExpr", &WITH_SUB_PATH_EXPR);
+    count_shapes(pod);
     let settings = settings::parse(settings_json.clone()).expect("generated settings are valid");
     let response = validate(&payload(&request(pod), settings_json));
     prop_assert!(response.accepted, "{:?}", response.message);
@@ -511,6 +780,13 @@ fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
         if warning.contains("has envFrom, and agent-mount set") {
             ENV_FROM_WARNINGS.fetch_add(1, Ordering::Relaxed);
         }
+    }
+    // A Windows pod is left alone under every method (issue 20).
+    if pod["spec"]["os"]["name"] == "windows" {
+        prop_assert!(
+            response.mutated_object.is_none(),
+            "a Windows pod was mutated"
+        );
     }
     let Some(mutated) = response.mutated_object else {
         prop_assert!(
@@ -533,7 +809,9 @@ fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
         &[]
     };
     let (restored, joins) = undo_joins(pod, &mutated, &joined_variables(&settings))?;
-    prop_assert_eq!(lost_from(pod, &restored, "", shifted), None);
+    // A `null` field is absent: the policy may fill it.
+    let read = without_nulls(pod);
+    prop_assert_eq!(lost_from(&read, &restored, "", shifted), None);
     let env_of = |p: &Value| {
         p["spec"]["containers"]
             .as_array()
@@ -545,7 +823,7 @@ fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
     JOINED.fetch_add(joins.len(), Ordering::Relaxed);
     if !inserted_first {
         // Adds only, but one `replace` per joined value.
-        let patch = json_patch::diff(pod, &mutated);
+        let patch = json_patch::diff(&read, &mutated);
         let others: Vec<(String, String)> = ops(&patch)
             .into_iter()
             .filter(|(op, _)| op != "add")
@@ -559,6 +837,11 @@ fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
     // Valid in, valid out; and still a Pod.
     if pod_rules::violations(pod).is_empty() {
         prop_assert_eq!(pod_rules::violations(&mutated), Vec::<String>::new());
+        if pod["spec"]["resources"].is_object()
+            && matches!(settings.method, Method::InitContainer { .. })
+        {
+            POD_RESOURCES_COPIED.fetch_add(1, Ordering::Relaxed);
+        }
     }
     // No mount added at a place the container already mounts, however the path is spelt.
     if mounts_at_one_place(pod).is_empty() {
@@ -623,6 +906,29 @@ fn generated_pods_under_every_method() {
     );
     // The generators must reach every activation rule.
     assert!(activation.iter().all(|&n| n > 0), "{activation:?}");
+    let shapes = [
+        &WINDOWS_PODS,
+        &POD_RESOURCES,
+        &SIDECARS,
+        &HOST_USERS_FALSE,
+        &HOST_PROCESS,
+        &DEVICES,
+        &NULL_FIELDS,
+        &POD_RESOURCES_COPIED,
+    ]
+    .map(|c| c.load(Ordering::Relaxed));
+    let pods = CASES as usize * MountMethod::ALL.len();
+    eprintln!(
+        "API-server shapes in {pods} pods: {} Windows, {} pod-level resources, {} restartable sidecars, {} hostUsers: false, {} host-process, {} block devices, {} with null fields; {} valid pods with pod-level resources mutated under init-container",
+        shapes[0], shapes[1], shapes[2], shapes[3], shapes[4], shapes[5], shapes[6], shapes[7]
+    );
+    // Issue 20: Windows pods and pod-level resources in at least 5% of pods each, every
+    // other shape reached.
+    assert!(
+        shapes[0] * 20 >= pods && shapes[1] * 20 >= pods,
+        "{shapes:?}"
+    );
+    assert!(shapes.iter().all(|&n| n > 0), "{shapes:?}");
 }
 
 /// Whether DESIGN §2 says an object can be read as a pod: a JSON object whose

@@ -16,7 +16,7 @@ use agent_mount_common::MountMethod;
 use kubewarden_policy_sdk::response::ValidationResponse;
 use rstest::rstest;
 use serde_json::{Value, json};
-use support::{AGENTS_IMAGE, fixture, lost_from, method_settings, ops, payload};
+use support::{AGENTS_IMAGE, fixture, lost_from, method_settings, ops, payload, pod_rules};
 
 /// Runs `validate` and returns the response and the patch the policy server would send.
 fn run(request: &Value, settings: &Value) -> (ValidationResponse, json_patch::Patch) {
@@ -509,7 +509,7 @@ fn invalid_settings_at_validate_time_never_block_the_pod() {
 #[case::image_volume_under_csi(br#"{"mountMethod": "k8s-csi-driver", "imageVolume": {"reference": "a"}}"#.as_slice(), false,
     Some("imageVolume: not allowed with mountMethod \"k8s-csi-driver\": it applies only to k8s-image-volume"))]
 #[case::wrong_type(br#"{"agentDirectories": "java"}"#.as_slice(), false,
-    Some("agentDirectories: invalid type: string \"java\", expected a sequence"))]
+    Some("agentDirectories: invalid type: string \"java\", expected a list"))]
 #[case::not_json(b"nope".as_slice(), false, Some("settings: not valid JSON"))]
 fn settings_validation_always_answers(
     #[case] payload: &[u8],
@@ -561,4 +561,105 @@ fn each_call_answers_for_its_own_settings() {
         alone[3], alone[4],
         "null settings are the defaults (virtual-device)"
     );
+}
+
+/// `settings` with activation on (the default annotation, `agent-mount.io/agents`).
+fn with_activation(settings: &Value) -> Value {
+    with(settings.clone(), json!({"activation": {}}))
+}
+
+/// Every method's [`variants`], each with and without activation.
+fn every_variant_with_and_without_activation() -> Vec<Value> {
+    MountMethod::ALL
+        .into_iter()
+        .flat_map(variants)
+        .flat_map(|s| [with_activation(&s), s])
+        .collect()
+}
+
+/// Issue 20: a Windows pod is accepted unchanged with a warning and the audit annotation,
+/// under every method, with and without activation (before the fix, every method
+/// mutated it, and the API server refused init-container's copy container).
+#[test]
+fn a_windows_pod_is_left_unchanged_under_every_method() {
+    let request = fixture("pod_windows.json");
+    for settings in every_variant_with_and_without_activation() {
+        let (response, _) = run(&request, &settings);
+        assert!(response.accepted, "{settings}");
+        assert!(response.mutated_object.is_none(), "{settings}: mutated");
+        let warnings = response.warnings.unwrap_or_default();
+        assert!(
+            warnings.len() == 1
+                && warnings[0].starts_with(
+                    "agent-mount: pod left unchanged: the pod sets spec.os.name: windows"
+                ),
+            "{settings}: {warnings:?}"
+        );
+        let decision = &response.audit_annotations.expect("an audit annotation")["mutation"];
+        assert!(
+            decision.starts_with("unchanged: the pod sets spec.os.name: windows"),
+            "{decision}"
+        );
+    }
+}
+
+/// Issue 20: with pod-level resources, the copy container takes no request or limit of
+/// its own for the resources the pod names, so the API server's aggregate check holds,
+/// with and without activation (before the fix, the copy's 256Mi and 100m broke it).
+#[rstest]
+#[case::mount_only(init_container())]
+#[case::activated(with_activation(&init_container()))]
+#[case::resources_set(with(init_container(), json!({"initContainer": {"image": AGENTS_IMAGE,
+    "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}})))]
+fn pod_level_resources_cover_the_copy_container(#[case] settings: Value) {
+    let request = fixture("pod_level_resources.json");
+    let original = &request["object"];
+    assert_eq!(pod_rules::violations(original), Vec::<String>::new());
+    let (response, _) = run(&request, &settings);
+    let mutated = response.mutated_object.expect("mutated");
+    let copy = &mutated["spec"]["initContainers"][0];
+    assert_eq!(copy["name"], "odigos-agent-init");
+    assert!(copy.get("resources").is_none(), "{copy}");
+    assert_eq!(pod_rules::violations(&mutated), Vec::<String>::new());
+    if settings.get("activation").is_some() {
+        let env = &mutated["spec"]["containers"][0]["env"][0];
+        assert_eq!(env["name"], "JAVA_TOOL_OPTIONS");
+        assert!(
+            env["value"].as_str().unwrap().contains("-javaagent:"),
+            "{env}"
+        );
+    }
+}
+
+/// Issue 21 "`null` in the pod is absent" (the fields outside env): a pod whose
+/// affinity, volumes, initContainers, securityContext, resources, os, annotations and
+/// the container's resources, volumeMounts and securityContext are `null` is mutated
+/// as the pod without them, under every method, node label included (before the fix,
+/// `affinity: null` left it unchanged with a warning).
+#[test]
+fn null_fields_are_absent_under_every_method() {
+    let request = fixture("pod_null_fields.json");
+    for settings in every_variant_with_and_without_activation() {
+        let (response, _) = run(&request, &settings);
+        assert!(response.accepted, "{settings}");
+        assert_eq!(response.warnings, None, "{settings}");
+        let mutated = response
+            .mutated_object
+            .unwrap_or_else(|| panic!("{settings}: unchanged"));
+        assert_eq!(pod_rules::violations(&mutated), Vec::<String>::new());
+        if settings.get("requiredNodeLabel").is_some() {
+            assert_eq!(
+                mutated["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                    ["nodeSelectorTerms"],
+                json!([{"matchExpressions": [{"key": "odigos.io/agents", "operator": "In", "values": ["true"]}]}]),
+                "{settings}"
+            );
+        }
+        let again = run(
+            &json!({"kind": request["kind"], "operation": "CREATE", "object": mutated}),
+            &settings,
+        )
+        .0;
+        assert!(again.mutated_object.is_none(), "{settings}: not idempotent");
+    }
 }

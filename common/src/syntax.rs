@@ -151,17 +151,64 @@ pub fn image(value: &str) -> Result<(), String> {
     }
 }
 
-/// An environment variable name as the API server accepts it everywhere (`IsEnvVarName`
-/// before 1.34 relaxed it): letters, digits, `_`, `-`, `.`, not starting with a digit.
+/// An environment variable name as the API server accepts it everywhere (apimachinery's
+/// `IsEnvVarName` before 1.34 relaxed it): `[-._a-zA-Z][-._a-zA-Z0-9]*`, and not `.`, `..`
+/// or starting with `..` (its `hasChDirPrefix`).
 pub fn env_var_name(value: &str) -> Result<(), String> {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
-    let ok =
-        value.bytes().all(allowed) && value.bytes().next().is_some_and(|b| !b.is_ascii_digit());
+    let ok = value.bytes().all(allowed)
+        && value.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && !is_dot_or_dotdot_prefixed(value);
     if ok {
         Ok(())
     } else {
-        Err("expected an environment variable name such as JAVA_TOOL_OPTIONS (letters, digits, '_', '-' and '.', not starting with a digit)".into())
+        Err("expected an environment variable name such as JAVA_TOOL_OPTIONS (letters, digits, '_', '-' and '.', not starting with a digit, not '.' and not starting with '..')".into())
     }
+}
+
+/// `.`, `..` or `..`-prefixed: apimachinery's `hasChDirPrefix`, refused in env names and keys.
+fn is_dot_or_dotdot_prefixed(value: &str) -> bool {
+    value == "." || value.starts_with("..")
+}
+
+/// The agents' path as it goes into the variables activation writes: nothing that the
+/// runtimes split these variables on, or read as quoting. The JVM and Node.js split
+/// `JAVA_TOOL_OPTIONS`/`NODE_OPTIONS` on whitespace and read quotes and `\`; `PYTHONPATH`
+/// and `LD_PRELOAD` split on `:`; `OTEL_RESOURCE_ATTRIBUTES` and agent options on `,`,
+/// `;` and `=` (`-javaagent:<jar>=<options>`).
+pub fn splits_no_variable(value: &str) -> Result<(), String> {
+    let Some(bad) = value.chars().find(|&c| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, ':' | ',' | ';' | '=' | '"' | '\'' | '\\')
+    }) else {
+        return Ok(());
+    };
+    let why = match bad {
+        ' ' => "a space splits JAVA_TOOL_OPTIONS and NODE_OPTIONS into separate options".into(),
+        '\t' => "a tab splits JAVA_TOOL_OPTIONS and NODE_OPTIONS into separate options".into(),
+        '\n' => "a newline splits JAVA_TOOL_OPTIONS and NODE_OPTIONS into separate options".into(),
+        c if c.is_whitespace() => format!(
+            "a space (U+{:04X}) splits JAVA_TOOL_OPTIONS and NODE_OPTIONS into separate options",
+            u32::from(c)
+        ),
+        c if c.is_control() => format!(
+            "a control character (U+{:04X}) does not pass through an environment variable intact",
+            u32::from(c)
+        ),
+        ':' => "':' splits PYTHONPATH and LD_PRELOAD into separate paths".into(),
+        ',' => "',' splits OTEL_RESOURCE_ATTRIBUTES and the agents' option lists".into(),
+        ';' => "';' separates the agents' own options".into(),
+        '=' => "'=' starts an agent's options, as in -javaagent:<jar>=<options>".into(),
+        '\\' => {
+            "a backslash is read as an escape where JAVA_TOOL_OPTIONS and NODE_OPTIONS are split"
+                .into()
+        }
+        _ => "a quote is read as quoting where JAVA_TOOL_OPTIONS and NODE_OPTIONS are split".into(),
+    };
+    Err(format!(
+        "{why}; with activation, the agents' path may not hold whitespace, ':', ',', ';', '=', quotes, '\\' or control characters"
+    ))
 }
 
 /// A DNS-1123 subdomain, e.g. the name of a ConfigMap or a Secret.
@@ -176,19 +223,19 @@ pub fn subdomain(value: &str) -> Result<(), String> {
     }
 }
 
-/// A key of a ConfigMap or Secret: at most 253 letters, digits, `-`, `_`, `.`, not `.` or `..`.
+/// A key of a ConfigMap or Secret (apimachinery's `IsConfigMapKey`): at most 253
+/// letters, digits, `-`, `_`, `.`, not `.` and not starting with `..`.
 pub fn config_map_key(value: &str) -> Result<(), String> {
     let ok = !value.is_empty()
         && value.len() <= MAX_SUBDOMAIN_LEN
-        && value != "."
-        && value != ".."
+        && !is_dot_or_dotdot_prefixed(value)
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
-        Err("expected a ConfigMap or Secret key (at most 253 letters, digits, '-', '_' and '.', not '.' or '..')".into())
+        Err("expected a ConfigMap or Secret key (at most 253 letters, digits, '-', '_' and '.', not '.' and not starting with '..')".into())
     }
 }
 
@@ -312,6 +359,10 @@ mod tests {
     #[case::equals("A=B", false)]
     #[case::space("A B", false)]
     #[case::empty("", false)]
+    #[case::leading_dot(".x", true)]
+    #[case::dot(".", false)]
+    #[case::dotdot("..", false)]
+    #[case::dotdot_prefix("..x", false)]
     fn env_var_names(#[case] value: &str, #[case] ok: bool) {
         assert_eq!(env_var_name(value).is_ok(), ok, "{value}");
     }
@@ -322,6 +373,23 @@ mod tests {
         assert!(subdomain("Otel").is_err());
         assert!(config_map_key("endpoint.url").is_ok());
         assert!(config_map_key("..").is_err());
+        assert!(config_map_key("..a").is_err());
+        assert!(config_map_key(".a").is_ok());
         assert!(config_map_key("a/b").is_err());
+    }
+
+    #[rstest]
+    #[case::plain("/var/odigos", None)]
+    #[case::dollar("/opt/$agents", None)]
+    #[case::space("/opt/my agents", Some("a space splits"))]
+    #[case::colon("/opt/a:b", Some("':' splits PYTHONPATH"))]
+    #[case::quote("/opt/a\"b", Some("a quote"))]
+    #[case::control("/opt/a\u{1}b", Some("a control character (U+0001)"))]
+    fn paths_in_variables(#[case] value: &str, #[case] error: Option<&str>) {
+        match (splits_no_variable(value), error) {
+            (Ok(()), None) => {}
+            (Err(e), Some(expected)) => assert!(e.starts_with(expected), "{e}"),
+            (result, _) => panic!("{value:?}: {result:?}"),
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! CSI node plugin benchmark (DESIGN §5): `NodePublishVolume` + `NodeUnpublishVolume`
 //! latency with real mounts, RSS at rest and after 5,000 publish/unpublish cycles, mounts
 //! leaked after the cycles, the flat cost (publish and unpublish with 1 volume published,
-//! then with 1,000 volumes and 4,000 unrelated mounts on the node), and the time from a
+//! then with 1,000 volumes and 4,000 unrelated mounts on the node; with a plain agent
+//! directory, and with the installer's `<root>/current` and the volumes spread over two
+//! versions), and the time from a
 //! deleted registration socket to the new one in both watch modes. Runs the plugin in a
 //! private mount namespace (root needed, as for tests/csi.rs), prints the figures and
 //! writes the CSI section of BENCHMARKS.md.
@@ -22,7 +24,7 @@ mod support;
 
 use agent_mount_node::csi::api::csi::node_client::NodeClient;
 use agent_mount_node::csi::api::csi::{NodePublishVolumeRequest, NodeUnpublishVolumeRequest};
-use csi_support::{CsiNode, CsiPlugin, FakeWatcher, STARTUP, publish_request};
+use csi_support::{AGENT_FILES, CsiNode, CsiPlugin, FakeWatcher, STARTUP, publish_request};
 use measure::{mib, ms, percentile, run_bench, short, status_kib, us};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -91,15 +93,35 @@ async fn measure_cycles(
     times
 }
 
+/// Where the flat-cost plugin takes the agents from.
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    /// A plain agent directory (`/var/odigos` under Odigos).
+    Plain,
+    /// The installer's `<root>/current`, switched to a second version half-way through
+    /// publishing the busy node's volumes.
+    Installed,
+}
+
 /// The flat-cost figures: the same cycles on a node with one volume, then on a busy node.
-async fn flat_cost(out: &mut String) {
+async fn flat_cost(out: &mut String, layout: Layout) {
     let node = CsiNode::new();
-    let plugin = CsiPlugin::start(&node, &[]).await;
+    let root = node.root.path().join("installed");
+    let plugin = match layout {
+        Layout::Plain => CsiPlugin::start(&node, &[]).await,
+        Layout::Installed => {
+            support::install_version(&root, "v1", &AGENT_FILES);
+            CsiPlugin::start_with(&node, &root.join("current"), &[]).await
+        }
+    };
     let mut client = plugin.node().await;
     let publish = publish_request(&node.target("flat-pod", "odigos-agent"));
     measure_cycles(&mut client, &publish, WARM_UP).await;
     let alone = measure_cycles(&mut client, &publish, FLAT_CYCLES).await;
     for n in 0..BUSY_VOLUMES {
+        if layout == Layout::Installed && n == BUSY_VOLUMES / 2 {
+            support::install_version(&root, "v2", &AGENT_FILES);
+        }
         let other = publish_request(&node.target(&format!("pod-{n}"), "odigos-agent"));
         client.node_publish_volume(other).await.unwrap();
     }
@@ -118,12 +140,16 @@ async fn flat_cost(out: &mut String) {
     let table = std::fs::read(format!("/proc/{}/mountinfo", plugin.pid())).unwrap();
     let lines = table.split(|b| *b == b'\n').count();
     let busy = measure_cycles(&mut client, &publish, FLAT_CYCLES).await;
+    let agents = match layout {
+        Layout::Plain => "a plain agent directory",
+        Layout::Installed => "the installer's `<root>/current`, volumes over 2 versions",
+    };
     let row = |out: &mut String, what: &str, alone: &[Duration], busy: &[Duration]| {
         let (p50, p99) = (percentile(alone, 0.5), percentile(alone, 0.99));
         let (busy_p50, busy_p99) = (percentile(busy, 0.5), percentile(busy, 0.99));
         writeln!(
             out,
-            "| {what}, {FLAT_CYCLES} cycles: p50 / p99 with 1 volume published ; with {BUSY_VOLUMES} volumes and {UNRELATED_MOUNTS} unrelated mounts ({lines} mount table lines) ; ratio p50 / p99 (goal ≤ 1.5×) | {} / {} ; {} / {} ; {:.2}× / {:.2}× |",
+            "| {what}, {agents}, {FLAT_CYCLES} cycles: p50 / p99 with 1 volume published ; with {BUSY_VOLUMES} volumes and {UNRELATED_MOUNTS} unrelated mounts ({lines} mount table lines) ; ratio p50 / p99 (goal ≤ 1.5×) | {} / {} ; {} / {} ; {:.2}× / {:.2}× |",
             us(p50),
             us(p99),
             us(busy_p50),
@@ -250,7 +276,8 @@ fn main() {
         },
         async |out: &mut String| {
             cycles(out).await;
-            flat_cost(out).await;
+            flat_cost(out, Layout::Plain).await;
+            flat_cost(out, Layout::Installed).await;
             reregistration(out, "auto").await;
             reregistration(out, "poll").await;
         },

@@ -30,7 +30,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{free_addr, http_get};
+use support::{free_addr, http_get, install_version, point_current};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -442,32 +442,38 @@ async fn probe_ready(plugin: &CsiPlugin) -> Option<bool> {
     probe.unwrap().into_inner().ready
 }
 
+/// Asserts that the plugin serves no agents now (`state`): `Probe` not ready, and a
+/// publish refused with `FAILED_PRECONDITION`, its message containing every one of
+/// `says`, and nothing created.
+async fn serves_no_agents(plugin: &CsiPlugin, node: &CsiNode, state: &str, says: &[&str]) {
+    assert_eq!(
+        probe_ready(plugin).await,
+        Some(false),
+        "{state}: Probe not ready"
+    );
+    let status = plugin
+        .publish(node, "pod-1", "odigos-agent")
+        .await
+        .expect_err(state);
+    assert_eq!(status.code(), Code::FailedPrecondition, "{state}");
+    assert!(
+        says.iter().all(|text| status.message().contains(text)),
+        "{state}: {}",
+        status.message()
+    );
+    assert!(
+        !node.target("pod-1", "odigos-agent").exists(),
+        "{state}: nothing created"
+    );
+}
+
 #[tokio::test]
 async fn missing_or_empty_agent_directory_is_a_failed_precondition() {
     let node = CsiNode::new();
     let missing = node.root.path().join("no-agents");
     let plugin = CsiPlugin::start_with(&node, &missing, &[]).await;
     for state in ["missing", "empty"] {
-        let status = plugin
-            .publish(&node, "pod-1", "odigos-agent")
-            .await
-            .expect_err(state);
-        assert_eq!(status.code(), Code::FailedPrecondition, "{state}");
-        assert!(
-            status.message().contains("missing or empty")
-                && status.message().contains("--agent-dir"),
-            "{state}: {}",
-            status.message()
-        );
-        assert_eq!(
-            probe_ready(&plugin).await,
-            Some(false),
-            "{state}: Probe not ready"
-        );
-        assert!(
-            !node.target("pod-1", "odigos-agent").exists(),
-            "{state}: nothing created"
-        );
+        serves_no_agents(&plugin, &node, state, &["missing or empty", "--agent-dir"]).await;
         std::fs::create_dir(&missing).unwrap_or(());
     }
     // Agents installed later: published without a restart.
@@ -1095,4 +1101,122 @@ async fn without_mount_setattr_it_refuses_to_start_unless_legacy_mounts_are_allo
             .any(|l| l.contains("WARN") && l.contains("published with --allow-legacy-mount")),
         "a warning in the publish line: {log}"
     );
+}
+
+/// The agents of version `name` as the installer lays them out: [`AGENT_FILES`] and a
+/// `VERSION` file that tells the versions apart.
+fn version_files(name: &str) -> Vec<(&str, &str)> {
+    let mut files = AGENT_FILES.to_vec();
+    files.push(("VERSION", name));
+    files
+}
+
+/// Installs version `name` ([`version_files`]) into `root` and switches `current` to it.
+fn install(root: &Path, name: &str) {
+    install_version(root, name, &version_files(name));
+}
+
+/// The version a published volume shows, as the plugin's namespace sees it.
+fn version_at(plugin: &CsiPlugin, target: &Path) -> String {
+    std::fs::read_to_string(plugin.view(&target.join("VERSION"))).unwrap()
+}
+
+/// Publishes pod `pod_uid`'s volume, checks that it is read-only, and returns its target
+/// with the version it shows.
+async fn publish_checked(plugin: &CsiPlugin, node: &CsiNode, pod_uid: &str) -> (PathBuf, String) {
+    let target = plugin.publish(node, pod_uid, "odigos-agent").await.unwrap();
+    assert_published_read_only(plugin, &target);
+    let version = version_at(plugin, &target);
+    (target, version)
+}
+
+/// The installer's root in `node` with version `v1` installed.
+fn installed_root(node: &CsiNode) -> PathBuf {
+    let root = node.root.path().join("installed");
+    install(&root, "v1");
+    root
+}
+
+#[tokio::test]
+async fn a_publish_after_a_switch_mounts_the_new_version_and_older_volumes_stay_ours() {
+    let node = CsiNode::new();
+    let root = installed_root(&node);
+    let addr = free_addr();
+    let plugin =
+        CsiPlugin::start_with(&node, &root.join("current"), &["--metrics-addr", &addr]).await;
+    let (old, version) = publish_checked(&plugin, &node, "pod-1").await;
+    assert_eq!(version, "v1");
+
+    install(&root, "v2");
+    let (new, version) = publish_checked(&plugin, &node, "pod-2").await;
+    assert_eq!(version, "v2", "a publish after the switch");
+    assert_eq!(
+        version_at(&plugin, &old),
+        "v1",
+        "a running pod keeps its version"
+    );
+    metrics_show(&addr, &["agent_mount_csi_volumes_published 2"]).await;
+
+    // The kubelet publishing the older volume again: ours, still one mount, still v1.
+    let (again, version) = publish_checked(&plugin, &node, "pod-1").await;
+    assert_eq!((&again, version.as_str()), (&old, "v1"));
+
+    // Its pod gone, the volume published before the switch unpublishes and is cleaned up.
+    plugin.unpublish(&old).await.unwrap();
+    assert!(plugin.mounts_at(&old).is_empty(), "unmounted");
+    assert!(!old.exists(), "the directory publish created is removed");
+    plugin.unpublish(&new).await.unwrap();
+    assert!(plugin.mounts_at(&new).is_empty() && !new.exists());
+}
+
+#[tokio::test]
+async fn probe_and_publish_turn_ready_when_the_first_version_lands() {
+    let node = CsiNode::new();
+    let root = node.root.path().join("installed");
+    std::fs::create_dir(&root).unwrap();
+    let current = root.join("current");
+    let plugin = CsiPlugin::start_with(&node, &current, &[]).await;
+    // Nothing installed yet, then the empty `current` a runtime makes for a missing hostPath.
+    for state in ["nothing installed", "an empty directory at current"] {
+        serves_no_agents(&plugin, &node, state, &["missing or empty"]).await;
+        std::fs::create_dir_all(&current).unwrap();
+    }
+    install(&root, "v1");
+    assert_eq!(probe_ready(&plugin).await, Some(true));
+    let (_, version) = publish_checked(&plugin, &node, "pod-1").await;
+    assert_eq!(version, "v1");
+}
+
+#[tokio::test]
+async fn a_current_that_leads_out_of_versions_is_refused() {
+    let node = CsiNode::new();
+    let root = installed_root(&node);
+    // Agents elsewhere on the node, and a version that is itself a link to them.
+    std::os::unix::fs::symlink(node.agents(), root.join("versions/linked")).unwrap();
+    let plugin = CsiPlugin::start_with(&node, &root.join("current"), &[]).await;
+    let links = [
+        node.agents(),
+        root.join("versions/v1"),
+        PathBuf::from("../../agents"),
+        PathBuf::from("versions/../../agents"),
+        PathBuf::from("versions/v1/java"),
+        PathBuf::from("versions/linked"),
+    ];
+    for link in links {
+        point_current(&root, &link);
+        let state = link.display().to_string();
+        serves_no_agents(
+            &plugin,
+            &node,
+            &state,
+            &["only link followed", "--agent-dir"],
+        )
+        .await;
+    }
+    // Back to the installer's link: served again.
+    point_current(&root, "versions/v1");
+    plugin
+        .publish(&node, "pod-1", "odigos-agent")
+        .await
+        .unwrap();
 }

@@ -17,7 +17,8 @@ use agent_mount_node::device_plugin::api::{
 use agent_mount_node::uds;
 use std::time::{Duration, Instant};
 use support::{
-    FakeKubelet, Node, Plugin, Seen, free_addr, http_get, registered_plugin, wait_for_file,
+    FakeKubelet, Node, Plugin, Seen, free_addr, http_get, install_version, point_current,
+    registered_plugin, wait_for_file,
 };
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -247,6 +248,70 @@ async fn health_follows_the_agent_directory() {
         .list_with(Some("Unhealthy"), Duration::from_secs(3))
         .await;
     std::fs::create_dir_all(node.agents().join("python")).unwrap();
+    kubelet
+        .list_with(Some("Healthy"), Duration::from_secs(3))
+        .await;
+}
+
+/// Asserts that every list the kubelet gets during `window` is all `Healthy`.
+async fn stays_healthy(kubelet: &mut FakeKubelet, window: Duration) {
+    let deadline = Instant::now() + window;
+    while let Some(seen) = kubelet
+        .next(deadline.saturating_duration_since(Instant::now()))
+        .await
+    {
+        if let Seen::List(list) = seen {
+            assert!(
+                list.devices.iter().all(|d| d.health == "Healthy"),
+                "a list not healthy during a switch: {list:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn devices_turn_healthy_when_the_first_version_lands_and_follow_every_switch() {
+    let node = Node::new();
+    // The installer's root, before the first install: nothing in it yet.
+    let root = node.root.path().join("installed");
+    std::fs::create_dir(&root).unwrap();
+    let current = root.join("current");
+    let mut kubelet = FakeKubelet::start(&node.plugin_dir());
+    let _plugin = Plugin::spawn(Plugin::command_with(
+        &node,
+        &current,
+        &["--poll-interval", "50ms"],
+    ));
+    kubelet.registered(STARTUP).await;
+    kubelet.list_with(Some("Unhealthy"), STARTUP).await;
+    // A pod that landed first made `current` an empty directory: still no agents.
+    std::fs::create_dir(&current).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    install_version(&root, "v1", &[("java/javaagent.jar", "v1")]);
+    kubelet
+        .list_with(Some("Healthy"), Duration::from_secs(3))
+        .await;
+    // The kubelet is handed `current` itself: the runtime resolves it at container start.
+    let response = client(&node)
+        .await
+        .allocate(allocate_request(1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        response.container_responses[0].mounts[0].host_path,
+        current.display().to_string()
+    );
+    // A switch, then the old version collected: healthy throughout (nothing pinned v1).
+    install_version(&root, "v2", &[("java/javaagent.jar", "v2")]);
+    std::fs::remove_dir_all(root.join("versions/v1")).unwrap();
+    stays_healthy(&mut kubelet, Duration::from_millis(500)).await;
+    // `current` pointing out of versions/ (absolute, even at agents): no agents served.
+    point_current(&root, node.agents());
+    kubelet
+        .list_with(Some("Unhealthy"), Duration::from_secs(3))
+        .await;
+    point_current(&root, "versions/v2");
     kubelet
         .list_with(Some("Healthy"), Duration::from_secs(3))
         .await;

@@ -36,12 +36,24 @@ fn overlays() -> Vec<String> {
 const POLICY_NAME: &str = "agent-mount";
 /// The namespace of everything namespaced that deploy/ creates.
 const NAMESPACE: &str = "agent-mount";
-/// The agents image (agents/Dockerfile) that the image methods' overlays name; tagged like the node image.
-const AGENTS_IMAGE: &str = "ghcr.io/agent-mount/agents";
 /// The node binary's image; its tag is `v<policy version>`.
 const NODE_IMAGE: &str = "ghcr.io/agent-mount/agent-mount-node";
 /// Where node/Dockerfile puts the binary: exec probes call it there.
 const NODE_BINARY: &str = "/agent-mount-node";
+/// The agents image (agents/Dockerfile: the tree and the node binary), named by the image methods and the installer; its tag is the node image's.
+const AGENTS_IMAGE: &str = "ghcr.io/agent-mount/agents";
+/// The DaemonSet that installs the agents and collects old versions (DESIGN §3c).
+const AGENTS_DAEMONSET: &str = "agent-mount-agents";
+/// The installer's root on the node; its `current` is what every consumer points at.
+const AGENTS_ROOT: &str = "/var/lib/agent-mount/agents";
+/// The label the installer sets on its node once `current` is complete.
+const AGENTS_LABEL: (&str, &str) = ("agent-mount.io/agents", "installed");
+/// Where containers see the agents.
+const CONTAINER_AGENTS: &str = "/var/odigos";
+/// The overlays whose methods mount the node's agent directory, so get the installer.
+const NODE_METHODS: [&str; 3] = ["csi-driver", "host-path", "virtual-device"];
+/// Node-plugin environment variables that name the agent directory, each `<root>/current`.
+const AGENT_DIR_VARIABLES: [&str; 2] = ["AGENT_MOUNT_HOST_PATH", "AGENT_MOUNT_AGENT_DIR"];
 /// Policy settings that name what a node plugin serves, and the plugin's environment
 /// variable for the same name. Where an overlay pairs the two, its policy states the key
 /// (no reliance on defaults), so the pairing is visible in the manifest.
@@ -300,10 +312,14 @@ fn check_overlay(overlay: &str, documents: &[Value], version: &str) -> Result<()
         .into_iter()
         .map(|a| &a["metadata"]["name"])
         .collect();
-    let image = format!("{NODE_IMAGE}:v{version}");
     for daemonset in of_kind("DaemonSet") {
         let name = &daemonset["metadata"]["name"];
         let pod = &daemonset["spec"]["template"]["spec"];
+        let image = if name == AGENTS_DAEMONSET {
+            format!("{AGENTS_IMAGE}:v{version}")
+        } else {
+            format!("{NODE_IMAGE}:v{version}")
+        };
         if !accounts.contains(&&pod["serviceAccountName"]) {
             return Err(format!(
                 "DaemonSet {name} runs as service account {}, which the overlay does not create \
@@ -311,7 +327,7 @@ fn check_overlay(overlay: &str, documents: &[Value], version: &str) -> Result<()
                 pod["serviceAccountName"]
             ));
         }
-        for container in pod["containers"].as_array().into_iter().flatten() {
+        for container in containers_of(daemonset) {
             if container["image"] != image.as_str() {
                 return Err(format!(
                     "DaemonSet {name} container {} runs {}, expected {image}",
@@ -358,8 +374,8 @@ fn check_overlay(overlay: &str, documents: &[Value], version: &str) -> Result<()
     }
     let node_objects = |kind: &str| of_kind(kind).len();
     let expected = match overlay {
-        "virtual-device" => (1, 0),
-        "csi-driver" => (1, 1),
+        "virtual-device" | "csi-driver" => (2, usize::from(overlay == "csi-driver")),
+        "host-path" => (1, 0),
         _ => (0, 0),
     };
     if (node_objects("DaemonSet"), node_objects("CSIDriver")) != expected {
@@ -370,6 +386,199 @@ fn check_overlay(overlay: &str, documents: &[Value], version: &str) -> Result<()
             expected.0,
             expected.1
         ));
+    }
+    if NODE_METHODS.contains(&overlay) {
+        check_agents(overlay, documents)?;
+    }
+    Ok(())
+}
+
+/// A DaemonSet's init containers and containers.
+fn containers_of(daemonset: &Value) -> impl Iterator<Item = &Value> {
+    let pod = &daemonset["spec"]["template"]["spec"];
+    ["initContainers", "containers"]
+        .into_iter()
+        .flat_map(move |key| pod[key].as_array().into_iter().flatten())
+}
+
+/// The hostPath volumes of a DaemonSet under `root`, as (volume name, host path).
+fn host_paths_under<'a>(daemonset: &'a Value, root: &str) -> Vec<(&'a Value, &'a str)> {
+    daemonset["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| Some((&v["name"], v["hostPath"]["path"].as_str()?)))
+        .filter(|(_, path)| Path::new(path).starts_with(root))
+        .collect()
+}
+
+/// The mounts of volume `name` in a DaemonSet's containers.
+fn mounts_of<'a>(daemonset: &'a Value, name: &Value) -> Vec<&'a Value> {
+    containers_of(daemonset)
+        .flat_map(|c| c["volumeMounts"].as_array().into_iter().flatten())
+        .filter(|m| &m["name"] == name)
+        .collect()
+}
+
+/// Checks a node-method overlay's installer (DESIGN §3c): the agent-mount-agents DaemonSet
+/// with its RBAC, hostPID on it alone, the plugins mounting the root (never `current`)
+/// read-only, and every consumer pointed at `<root>/current`.
+fn check_agents(overlay: &str, documents: &[Value]) -> Result<(), String> {
+    let of_kind =
+        |kind: &str| -> Vec<&Value> { documents.iter().filter(|d| d["kind"] == kind).collect() };
+    let current = format!("{AGENTS_ROOT}/current");
+    let label = format!("{}={}", AGENTS_LABEL.0, AGENTS_LABEL.1);
+    let daemonsets = of_kind("DaemonSet");
+    let Some(agents) = daemonsets
+        .iter()
+        .find(|d| d["metadata"]["name"] == AGENTS_DAEMONSET)
+    else {
+        return Err(format!(
+            "no DaemonSet {AGENTS_DAEMONSET}: nothing would install the agents (include ../base/agents)"
+        ));
+    };
+    let pod = &agents["spec"]["template"]["spec"];
+    let args = |container: &Value| -> Vec<String> {
+        container["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect()
+    };
+    let install = pod["initContainers"][0].clone();
+    let wanted_install = [
+        "agents",
+        "install",
+        "--root",
+        AGENTS_ROOT,
+        "--label-node",
+        &label,
+    ];
+    if !wanted_install
+        .iter()
+        .all(|a| args(&install).contains(&a.to_string()))
+    {
+        return Err(format!(
+            "{AGENTS_DAEMONSET}'s init container runs {:?}; expected agents install --root {AGENTS_ROOT} --label-node {label}",
+            args(&install)
+        ));
+    }
+    let collector = pod["containers"][0].clone();
+    if !["agents", "gc", "--root", AGENTS_ROOT, "--every"]
+        .iter()
+        .all(|a| args(&collector).contains(&a.to_string()))
+    {
+        return Err(format!(
+            "{AGENTS_DAEMONSET}'s container runs {:?}; expected agents gc --root {AGENTS_ROOT} --every …",
+            args(&collector)
+        ));
+    }
+    let roots = host_paths_under(agents, AGENTS_ROOT);
+    // Both containers write there: the install copies and switches, the collection deletes.
+    let writable = roots.iter().any(|(name, path)| {
+        let mounts = mounts_of(agents, name);
+        *path == AGENTS_ROOT
+            && mounts.len() == 2
+            && mounts
+                .iter()
+                .all(|m| m["mountPath"] == AGENTS_ROOT && m["readOnly"] != true)
+    });
+    if !writable {
+        return Err(format!(
+            "{AGENTS_DAEMONSET} does not mount the hostPath {AGENTS_ROOT} read-write at the same path"
+        ));
+    }
+    for daemonset in &daemonsets {
+        let name = &daemonset["metadata"]["name"];
+        let host_pid = daemonset["spec"]["template"]["spec"]["hostPID"] == true;
+        if host_pid != (name == AGENTS_DAEMONSET) {
+            return Err(format!(
+                "DaemonSet {name} has hostPID {host_pid}: only {AGENTS_DAEMONSET} needs the host's processes (to collect old versions)"
+            ));
+        }
+        if name == AGENTS_DAEMONSET {
+            continue;
+        }
+        // A plugin mounts the root itself, read-only at the same path: a hostPath of
+        // `current` would be resolved once, at its start, and pin one version.
+        for (volume, path) in host_paths_under(daemonset, AGENTS_ROOT) {
+            let read_only_at_root = mounts_of(daemonset, volume)
+                .iter()
+                .all(|m| m["mountPath"] == AGENTS_ROOT && m["readOnly"] == true);
+            if path != AGENTS_ROOT || !read_only_at_root {
+                return Err(format!(
+                    "DaemonSet {name} mounts the hostPath {path}; a plugin mounts {AGENTS_ROOT} itself, read-only at the same path, never current"
+                ));
+            }
+        }
+        for variable in containers_of(daemonset)
+            .flat_map(|c| c["env"].as_array().into_iter().flatten())
+            .filter(|v| AGENT_DIR_VARIABLES.iter().any(|n| v["name"] == *n))
+        {
+            if variable["value"] != current.as_str() {
+                return Err(format!(
+                    "DaemonSet {name} sets {}={}; the installed agents are {current}",
+                    variable["name"], variable["value"]
+                ));
+            }
+        }
+    }
+
+    let account = of_kind("ServiceAccount")
+        .into_iter()
+        .any(|a| a["metadata"]["name"] == pod["serviceAccountName"]);
+    let role = of_kind("ClusterRole").into_iter().find(|r| {
+        r["rules"].as_array().into_iter().flatten().any(|rule| {
+            rule["resources"] == json!(["nodes"])
+                && ["get", "patch"].iter().all(|v| {
+                    rule["verbs"]
+                        .as_array()
+                        .is_some_and(|vs| vs.contains(&json!(v)))
+                })
+        })
+    });
+    let bound = role.is_some_and(|role| {
+        of_kind("ClusterRoleBinding").into_iter().any(|b| {
+            b["roleRef"]["name"] == role["metadata"]["name"]
+                && b["subjects"].as_array().into_iter().flatten().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"] == pod["serviceAccountName"]
+                        && s["namespace"] == NAMESPACE
+                })
+        })
+    });
+    if !(account && bound) {
+        return Err(format!(
+            "{AGENTS_DAEMONSET}'s service account {} is not created and bound to a ClusterRole with get and patch on nodes: the installer could not label its node",
+            pod["serviceAccountName"]
+        ));
+    }
+
+    let [policy] = of_kind("ClusterAdmissionPolicy")[..] else {
+        return Err("no single ClusterAdmissionPolicy".into());
+    };
+    let settings = &policy["spec"]["settings"];
+    let mut wanted = BTreeMap::new();
+    if overlay != "virtual-device" {
+        // host-path and csi-driver: only on nodes whose agents are in place (the device
+        // plugin advertises its resource only then, so needs no label).
+        wanted.insert(
+            "requiredNodeLabel",
+            json!({"key": AGENTS_LABEL.0, "value": AGENTS_LABEL.1}),
+        );
+        wanted.insert("mountPath", json!(CONTAINER_AGENTS));
+    }
+    if overlay == "host-path" {
+        wanted.insert("hostPath", json!(current));
+    }
+    for (key, value) in wanted {
+        if settings[key] != value {
+            return Err(format!(
+                "the policy's {key} is {}, expected {value} (the installer's {current} and label {label})",
+                settings[key]
+            ));
+        }
     }
     Ok(())
 }
@@ -580,5 +789,172 @@ fn overlays_that_do_not_fit_together_fail() {
     for (overlay, documents, expected) in cases {
         let err = check_overlay(overlay, &documents, &version).unwrap_err();
         assert!(err.contains(expected), "{expected}: {err}");
+    }
+}
+
+/// `documents` with the object of `kind` named `name` changed by `edit`.
+fn edited(documents: &[Value], kind: &str, name: &str, edit: &dyn Fn(&mut Value)) -> Vec<Value> {
+    let mut documents = documents.to_vec();
+    let object = documents
+        .iter_mut()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"));
+    edit(object);
+    documents
+}
+
+#[test]
+fn node_overlays_without_a_consistent_installer_fail() {
+    let deploy = workspace_root().join("deploy");
+    let version = policy_version();
+    let host_path = render(&deploy.join("host-path")).unwrap();
+    let csi = render(&deploy.join("csi-driver")).unwrap();
+    check_overlay("csi-driver", &csi, &version).unwrap();
+    let csi_node = "agent-mount-csi-node";
+    let cases: Vec<(&str, Vec<Value>, &str)> = vec![
+        (
+            "host-path",
+            edited(&host_path, "DaemonSet", AGENTS_DAEMONSET, &|d| {
+                d["spec"]["template"]["spec"]["hostPID"] = json!(false)
+            }),
+            "has hostPID false",
+        ),
+        (
+            "host-path",
+            edited(&host_path, "DaemonSet", AGENTS_DAEMONSET, &|d| {
+                d["spec"]["template"]["spec"]["initContainers"][0]["args"] =
+                    json!(["agents", "install"])
+            }),
+            "expected agents install --root",
+        ),
+        (
+            "host-path",
+            edited(&host_path, "DaemonSet", AGENTS_DAEMONSET, &|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] =
+                    json!(true)
+            }),
+            "read-write",
+        ),
+        (
+            "host-path",
+            edited(&host_path, "ClusterAdmissionPolicy", POLICY_NAME, &|p| {
+                p["spec"]["settings"]["hostPath"] = json!("/var/odigos")
+            }),
+            "the policy's hostPath",
+        ),
+        (
+            "host-path",
+            edited(&host_path, "ClusterAdmissionPolicy", POLICY_NAME, &|p| {
+                p["spec"]["settings"]["requiredNodeLabel"] =
+                    json!({"key": "odigos.io/agents", "value": "true"})
+            }),
+            "the policy's requiredNodeLabel",
+        ),
+        (
+            "host-path",
+            host_path
+                .iter()
+                .filter(|d| d["kind"] != "ClusterRoleBinding")
+                .cloned()
+                .collect(),
+            "could not label its node",
+        ),
+        (
+            "csi-driver",
+            edited(&csi, "DaemonSet", csi_node, &|d| {
+                let volumes = d["spec"]["template"]["spec"]["volumes"]
+                    .as_array_mut()
+                    .unwrap();
+                let agents = volumes.iter_mut().find(|v| v["name"] == "agents").unwrap();
+                agents["hostPath"]["path"] = json!(format!("{AGENTS_ROOT}/current"));
+            }),
+            "never current",
+        ),
+        (
+            "csi-driver",
+            edited(&csi, "DaemonSet", csi_node, &|d| {
+                let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array_mut()
+                    .unwrap();
+                let dir = env
+                    .iter_mut()
+                    .find(|v| v["name"] == "AGENT_MOUNT_AGENT_DIR")
+                    .unwrap();
+                dir["value"] = json!("/var/odigos");
+            }),
+            "the installed agents are",
+        ),
+        (
+            "csi-driver",
+            edited(&csi, "DaemonSet", csi_node, &|d| {
+                d["spec"]["template"]["spec"]["hostPID"] = json!(true)
+            }),
+            "only agent-mount-agents needs",
+        ),
+        (
+            "csi-driver",
+            csi.iter()
+                .filter(|d| d["metadata"]["name"] != AGENTS_DAEMONSET)
+                .cloned()
+                .collect(),
+            "renders 1 DaemonSets",
+        ),
+    ];
+    for (overlay, documents, expected) in cases {
+        let err = check_overlay(overlay, &documents, &version).unwrap_err();
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+}
+
+#[test]
+fn the_odigos_variant_installs_nothing_and_serves_var_odigos() {
+    // A user's kustomization beside the clone, as the README shows it (kustomize loads
+    // other kustomizations by relative path only).
+    let dir = tempfile::tempdir_in(workspace_root().join("target")).unwrap();
+    for overlay in NODE_METHODS {
+        let mine = dir.path().join(overlay);
+        std::fs::create_dir(&mine).unwrap();
+        std::fs::write(
+            mine.join("kustomization.yaml"),
+            format!(
+                "resources: [../../../deploy/{overlay}]\ncomponents: [../../../deploy/base/odigos]\n"
+            ),
+        )
+        .unwrap();
+        let documents = render(&mine).unwrap_or_else(|e| panic!("{overlay}: {e}"));
+        check_documents(&documents).unwrap_or_else(|e| panic!("{overlay}: {e}"));
+        let text = serde_json::to_string(&documents).unwrap();
+        assert!(
+            !text.contains(AGENTS_ROOT) && !text.contains(AGENTS_DAEMONSET),
+            "{overlay}: the Odigos variant still refers to the installer: {text}"
+        );
+        let daemonsets = documents
+            .iter()
+            .filter(|d| d["kind"] == "DaemonSet")
+            .count();
+        assert_eq!(
+            daemonsets,
+            usize::from(overlay != "host-path"),
+            "{overlay}: only the method's own plugin"
+        );
+        let policy = documents
+            .iter()
+            .find(|d| d["kind"] == "ClusterAdmissionPolicy")
+            .unwrap();
+        for key in ["hostPath", "mountPath", "requiredNodeLabel"] {
+            assert!(
+                policy["spec"]["settings"][key].is_null(),
+                "{overlay}: {key} back to its default /var/odigos"
+            );
+        }
+        for variable in documents
+            .iter()
+            .filter(|d| d["kind"] == "DaemonSet")
+            .flat_map(containers_of)
+            .flat_map(|c| c["env"].as_array().into_iter().flatten())
+            .filter(|v| AGENT_DIR_VARIABLES.iter().any(|n| v["name"] == *n))
+        {
+            assert_eq!(variable["value"], CONTAINER_AGENTS, "{overlay}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 mod support;
 
 use agent_mount_common::MountMethod;
+use rstest::rstest;
 use runner::host::{Evaluation, with_built_policy as with_host};
 use runner::input;
 use serde_json::{Value, json};
@@ -162,6 +163,9 @@ fn wasm_and_native_answer_the_same() {
         "deployment_create.json",
         "pod_unreadable.json",
         "pod_annotation_unknown_container.json",
+        "pod_windows.json",
+        "pod_level_resources.json",
+        "pod_null_fields.json",
     ];
     for name in fixtures {
         for method in MountMethod::ALL {
@@ -285,9 +289,11 @@ fn activation_under_every_method_replaces_only_joined_values() {
     assert_eq!(replaced, 5 * MountMethod::ALL.len() - 1);
 }
 
-#[test]
-fn activation_settings_errors_through_wasm() {
-    let path = support::workspace_root().join("test_data/settings_activation_invalid.json");
+#[rstest]
+#[case::activation("settings_activation_invalid.json")]
+#[case::shapes("settings_shapes_invalid.json")]
+fn activation_settings_errors_through_wasm(#[case] file: &str) {
+    let path = support::workspace_root().join("test_data").join(file);
     let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for case in cases {
         let response = with_host(|h| h.validate_settings(&case["settings"])).unwrap();
@@ -295,5 +301,54 @@ fn activation_settings_errors_through_wasm() {
         let message = response.message.unwrap_or_default();
         let error = case["error"].as_str().unwrap();
         assert!(message.starts_with(error), "{}: {message:?}", case["case"]);
+    }
+}
+
+/// Issue 20 and the pod side of issue 21's `null` rule, through the module, under every
+/// method's overlay settings, with and without activation: a Windows pod is left unchanged
+/// with a warning; pod-level resources cover the copy container; `null` fields are absent.
+#[test]
+fn api_server_rules_through_wasm() {
+    for method in MountMethod::ALL {
+        for settings in [settings(method), activated(method)] {
+            let windows =
+                with_host(|h| h.validate(&fixture("pod_windows.json"), &settings)).unwrap();
+            assert!(
+                windows.response.accepted && windows.patch.0.is_empty(),
+                "{method:?}"
+            );
+            let warnings = windows.response.warnings.unwrap_or_default();
+            assert!(
+                warnings[0].contains("spec.os.name: windows"),
+                "{method:?}: {warnings:?}"
+            );
+
+            let budgeted =
+                with_host(|h| h.validate(&fixture("pod_level_resources.json"), &settings)).unwrap();
+            let mutated = budgeted.response.mutated_object.expect("mutated");
+            assert_eq!(
+                support::pod_rules::violations(&mutated),
+                Vec::<String>::new(),
+                "{method:?}"
+            );
+            if method == MountMethod::InitContainer {
+                let resources = &mutated["spec"]["initContainers"][0]["resources"];
+                assert!(
+                    resources.pointer("/requests/cpu").is_none()
+                        && resources.pointer("/limits/memory").is_none(),
+                    "{resources}"
+                );
+            }
+
+            let nulls =
+                with_host(|h| h.validate(&fixture("pod_null_fields.json"), &settings)).unwrap();
+            assert_eq!(nulls.response.warnings, None, "{method:?}");
+            let mutated = nulls.response.mutated_object.expect("mutated");
+            assert_eq!(
+                support::pod_rules::violations(&mutated),
+                Vec::<String>::new(),
+                "{method:?}"
+            );
+        }
     }
 }

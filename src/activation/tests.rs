@@ -146,6 +146,18 @@ fn value_from_sources_reach_the_pod_without_nulls() {
         sources[4],
         json!({"configMapKeyRef": {"name": "otel", "key": "endpoint.url"}})
     );
+    let activation = parse(
+        json!({"env": [{"name": "CPUS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": 1}}}]}),
+        &[],
+    )
+    .unwrap();
+    let EnvEntry::ValueFrom { source, .. } = &activation.env[0] else {
+        panic!("{:?}", activation.env);
+    };
+    assert_eq!(
+        source,
+        &json!({"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}})
+    );
 }
 
 #[rstest]
@@ -203,4 +215,225 @@ fn the_built_ins_pass_the_checks_of_a_given_recipe() {
             b.name
         );
     }
+}
+
+/// The agents' path, where a method puts it, holding a character that splits or breaks
+/// the variables `{dir}` expands into.
+#[rstest]
+#[case::space(json!({"mountMethod": "k8s-host-path", "mountPath": "/opt/my agents", "activation": {}}), "mountPath: invalid value \"/opt/my agents\": a space splits JAVA_TOOL_OPTIONS")]
+#[case::space_from_host_path(json!({"mountMethod": "k8s-host-path", "hostPath": "/opt/my agents", "activation": {}}), "mountPath: invalid value \"/opt/my agents\": a space")]
+#[case::tab(json!({"mountMethod": "k8s-csi-driver", "mountPath": "/opt/a\tb", "activation": {}}), "mountPath: invalid value \"/opt/a\\tb\": a tab splits")]
+#[case::newline(json!({"activation": {"containerPath": "/opt/a\nb"}}), "activation.containerPath: invalid value \"/opt/a\\nb\": a newline splits")]
+#[case::colon(json!({"activation": {"containerPath": "/opt/a:b"}}), "activation.containerPath: invalid value \"/opt/a:b\": ':' splits PYTHONPATH and LD_PRELOAD")]
+#[case::comma(json!({"mountMethod": "k8s-host-path", "mountPath": "/opt/a,b", "activation": {}}), "mountPath: invalid value \"/opt/a,b\": ','")]
+#[case::semicolon(json!({"mountMethod": "k8s-host-path", "mountPath": "/opt/a;b", "activation": {}}), "mountPath: invalid value \"/opt/a;b\": ';'")]
+#[case::equals(json!({"mountMethod": "k8s-host-path", "mountPath": "/opt/a=b", "activation": {}}), "mountPath: invalid value \"/opt/a=b\": '='")]
+#[case::double_quote(json!({"mountMethod": "k8s-host-path", "mountPath": "/opt/a\"b", "activation": {}}), "mountPath: invalid value \"/opt/a\\\"b\": a quote")]
+#[case::single_quote(json!({"mountMethod": "k8s-host-path", "mountPath": "/opt/a'b", "activation": {}}), "mountPath: invalid value \"/opt/a'b\": a quote")]
+#[case::backslash(json!({"mountMethod": "k8s-host-path", "mountPath": "/opt/a\\b", "activation": {}}), "mountPath: invalid value \"/opt/a\\\\b\": a backslash")]
+#[case::control(json!({"mountMethod": "k8s-host-path", "mountPath": "/opt/a\u{7f}b", "activation": {}}), "mountPath: invalid value \"/opt/a\\u{7f}b\": a control character (U+007F)")]
+#[case::no_break_space(json!({"mountMethod": "k8s-host-path", "mountPath": "/opt/a\u{a0}b", "activation": {}}), "a space (U+00A0) splits")]
+fn the_agents_path_may_not_split_the_variables(#[case] settings: Value, #[case] expected: &str) {
+    let err = crate::settings::parse(settings).unwrap_err().to_string();
+    assert!(
+        err.contains(expected),
+        "{err:?} should contain {expected:?}"
+    );
+}
+
+#[test]
+fn without_activation_the_agents_path_may_hold_any_character() {
+    let settings = json!({"mountMethod": "k8s-host-path", "mountPath": "/opt/my agents:1"});
+    assert!(crate::settings::parse(settings).is_ok());
+}
+
+#[test]
+fn a_dollar_in_the_agents_path_is_written_twice_wherever_dir_expands() {
+    let raw: RawActivation = serde_json::from_value(json!({
+        "agents": {"java": {"directory": "java", "env": [
+            {"name": "JAVA_TOOL_OPTIONS", "value": "-javaagent:{dir}/java/agent.jar", "join": " "}]}},
+        "env": [{"name": "AGENTS", "value": "{dir}"}]
+    }))
+    .unwrap();
+    let activation = Activation::from_raw(raw, "/opt/$(HOME)/a$b", &[]).unwrap();
+    assert_eq!(
+        activation.agents["java"].env,
+        vec![join(
+            "JAVA_TOOL_OPTIONS",
+            "-javaagent:/opt/$$(HOME)/a$$b/java/agent.jar",
+            " "
+        )]
+    );
+    assert_eq!(
+        activation.env,
+        vec![EnvEntry::Value {
+            name: "AGENTS".into(),
+            value: "/opt/$$(HOME)/a$$b".into()
+        }]
+    );
+    assert_eq!(
+        activation.agents["python"].env,
+        vec![join(
+            "PYTHONPATH",
+            "/opt/$$(HOME)/a$$b/python:/opt/$$(HOME)/a$$b/python/opentelemetry/instrumentation/auto_instrumentation",
+            ":"
+        )]
+    );
+}
+
+/// A value of `len` bytes once `{dir}` expands to `path`.
+fn value_of(len: usize, path: &str) -> String {
+    let dirs = "{dir}".repeat(2);
+    format!("{dirs}{}", "x".repeat(len - 2 * path.len()))
+}
+
+#[rstest]
+#[case::at_the_limit(MAX_VALUE_BYTES, true)]
+#[case::one_beyond(MAX_VALUE_BYTES + 1, false)]
+fn each_value_is_at_most_4_kib_once_dir_expands(#[case] len: usize, #[case] ok: bool) {
+    // `$` is counted once: the limit holds before the kubelet's `$$` escaping.
+    let path = "/opt/a$b";
+    for (key, settings) in [
+        (
+            "activation.agents.java.env[0].value",
+            json!({"agents": {"java": {"directory": "java", "env": [
+                {"name": "JAVA_TOOL_OPTIONS", "value": value_of(len, path), "join": " "}]}}}),
+        ),
+        (
+            "activation.env[0].value",
+            json!({"env": [{"name": "A", "value": value_of(len, path)}]}),
+        ),
+    ] {
+        let raw: RawActivation = serde_json::from_value(settings).unwrap();
+        match Activation::from_raw(raw, path, &[]) {
+            Ok(_) => assert!(ok, "{key}: {len} bytes accepted"),
+            Err(err) => {
+                assert!(!ok, "{key}: {len} bytes refused: {err}");
+                let err = err.to_string();
+                assert!(
+                    err.starts_with(&format!("{key}: invalid value"))
+                        && err.contains("at most 4096 bytes"),
+                    "{err}"
+                );
+            }
+        }
+    }
+}
+
+/// An `activation.env` entry against the API server's rules for a container's env
+/// (kubernetes pkg/apis/core/validation/validation.go); each case names the function it
+/// follows. `None`: the API server accepts it, and so do we.
+#[rstest]
+// ValidateEnv: validation.IsEnvVarName, `[-._a-zA-Z][-._a-zA-Z0-9]*` and not `.`, `..` or `..`-prefixed.
+#[case::name_plain(json!({"name": "JAVA_TOOL_OPTIONS", "value": "x"}), None)]
+#[case::name_dots_dashes(json!({"name": "my.env-name", "value": "x"}), None)]
+#[case::name_leading_dash(json!({"name": "-x", "value": "x"}), None)]
+#[case::name_leading_dot(json!({"name": ".x", "value": "x"}), None)]
+#[case::name_dot(json!({"name": ".", "value": "x"}), Some("activation.env[0].name: invalid value \".\": expected an environment variable name"))]
+#[case::name_dotdot(json!({"name": "..", "value": "x"}), Some("activation.env[0].name: invalid value \"..\""))]
+#[case::name_dotdot_prefix(json!({"name": "..x", "value": "x"}), Some("activation.env[0].name: invalid value \"..x\""))]
+#[case::name_digit(json!({"name": "1A", "value": "x"}), Some("activation.env[0].name: invalid value \"1A\""))]
+#[case::name_equals(json!({"name": "A=B", "value": "x"}), Some("activation.env[0].name: invalid value \"A=B\""))]
+#[case::name_empty(json!({"name": "", "value": "x"}), Some("activation.env[0].name: invalid value \"\""))]
+// validateEnvVarValueFrom: exactly one source.
+#[case::source_none(json!({"name": "A", "valueFrom": {}}), Some("activation.env[0].valueFrom: invalid value \"\": exactly one of"))]
+#[case::source_two(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}, "configMapKeyRef": {"name": "a", "key": "b"}}}), Some("activation.env[0].valueFrom: invalid value \"configMapKeyRef, fieldRef\": exactly one of"))]
+#[case::source_null_other(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}, "configMapKeyRef": null}}), None)]
+#[case::source_gated(json!({"name": "A", "valueFrom": {"fileKeyRef": {"path": "a", "key": "b", "volumeName": "v"}}}), Some("activation.env[0].valueFrom.fileKeyRef: invalid value \"fileKeyRef\""))]
+// validateObjectFieldSelector with validEnvDownwardAPIFieldPathExpressions.
+#[case::field_pod_ips(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}}), None)]
+#[case::field_host_ips(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIPs", "apiVersion": "v1"}}}), None)]
+#[case::field_service_account(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}}), None)]
+#[case::field_not_for_env(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.restartPolicy"}}}), Some("activation.env[0].valueFrom.fieldRef.fieldPath: invalid value \"spec.restartPolicy\": one of metadata.name"))]
+#[case::field_labels_whole(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels"}}}), Some("activation.env[0].valueFrom.fieldRef.fieldPath: invalid value \"metadata.labels\""))]
+#[case::field_empty(json!({"name": "A", "valueFrom": {"fieldRef": {}}}), Some("activation.env[0].valueFrom.fieldRef.fieldPath: invalid value \"\""))]
+#[case::field_api_version(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name", "apiVersion": "v2"}}}), Some("activation.env[0].valueFrom.fieldRef.apiVersion: invalid value \"v2\""))]
+#[case::field_unknown_key(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name", "path": "x"}}}), Some("activation.env[0].valueFrom.fieldRef.path: unknown key"))]
+// validateObjectFieldSelector: a subscript only on labels and annotations, its key a
+// qualified name (ValidateQualifiedName; annotations' key lowercased first).
+#[case::label_key(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app.kubernetes.io/name']"}}}), None)]
+#[case::label_key_space(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['a b']"}}}), Some("activation.env[0].valueFrom.fieldRef.fieldPath: invalid value \"metadata.labels['a b']\": the key in brackets: expected a qualified name"))]
+#[case::label_key_upper_prefix(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['Example.com/app']"}}}), Some("activation.env[0].valueFrom.fieldRef.fieldPath: invalid value \"metadata.labels['Example.com/app']\""))]
+#[case::annotation_key_upper_prefix(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['Example.com/App']"}}}), None)]
+#[case::label_key_empty(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['']"}}}), Some("activation.env[0].valueFrom.fieldRef.fieldPath: invalid value \"metadata.labels['']\""))]
+#[case::subscript_on_name(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name['x']"}}}), Some("activation.env[0].valueFrom.fieldRef.fieldPath: invalid value \"metadata.name['x']\""))]
+// validateContainerResourceFieldSelector with validContainerResourceFieldPathExpressions
+// (and the hugepages prefixes), then validateContainerResourceDivisor.
+#[case::cpu_milli(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}}), None)]
+#[case::cpu_one(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1"}}}), None)]
+#[case::cpu_three(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "3"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"3\": one of 1m, 1 for limits.cpu"))]
+#[case::cpu_number(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": 1}}}), None)]
+#[case::cpu_number_three(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": 3}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"3\": one of 1m, 1 for limits.cpu"))]
+#[case::divisor_list(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": ["1"]}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid type: list, expected a quantity"))]
+#[case::cpu_thousand_milli(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1000m"}}}), None)]
+#[case::cpu_decimal_milli(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "0.001"}}}), None)]
+#[case::cpu_exponent_one(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1e0"}}}), None)]
+#[case::cpu_exponent_milli(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1e-3"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1e-3\""))]
+#[case::cpu_zero(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "0"}}}), None)]
+#[case::memory_thousand(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1000"}}}), None)]
+#[case::memory_1024(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1024"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1024\""))]
+#[case::memory_1024_ki(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1024Ki"}}}), None)]
+#[case::memory_1000_ki(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1000Ki"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1000Ki\""))]
+#[case::memory_exponent(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1e3"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1e3\""))]
+#[case::memory_exa(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1E"}}}), None)]
+#[case::memory_negative(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "-1"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"-1\""))]
+#[case::cpu_kilo(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1k"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1k\""))]
+#[case::memory_mebi(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}), None)]
+#[case::memory_milli(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1m"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1m\": one of 1, 1k, 1M"))]
+#[case::memory_two_ki(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "2Ki"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"2Ki\""))]
+#[case::storage_giga(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "requests.ephemeral-storage", "divisor": "1G"}}}), None)]
+#[case::hugepages(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.hugepages-2Mi", "divisor": "1Mi"}}}), None)]
+#[case::hugepages_milli(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.hugepages-2Mi", "divisor": "1m"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"1m\""))]
+#[case::divisor_not_a_quantity(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "lots"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.divisor: invalid value \"lots\""))]
+#[case::resource_gpu(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.nvidia.com/gpu"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.resource: invalid value \"limits.nvidia.com/gpu\""))]
+#[case::resource_empty(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"divisor": "1"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.resource: invalid value \"\""))]
+#[case::container_name(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "containerName": "app"}}}), None)]
+// Not the API server's: it leaves containerName unchecked for env, but a name that is no
+// container's fails the container at start (the kubelet finds no such container).
+#[case::container_name_bad(json!({"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "containerName": "App_1"}}}), Some("activation.env[0].valueFrom.resourceFieldRef.containerName: invalid value \"App_1\": expected a DNS-1123 label"))]
+// validateConfigMapKeySelector / validateSecretKeySelector: ValidateSecretName (a DNS
+// subdomain), validation.IsConfigMapKey.
+#[case::config_map(json!({"name": "A", "valueFrom": {"configMapKeyRef": {"name": "otel.config", "key": ".endpoint_url", "optional": false}}}), None)]
+#[case::secret_optional(json!({"name": "A", "valueFrom": {"secretKeyRef": {"name": "otel", "key": "token", "optional": true}}}), None)]
+#[case::secret_name_upper(json!({"name": "A", "valueFrom": {"secretKeyRef": {"name": "Otel", "key": "k"}}}), Some("activation.env[0].valueFrom.secretKeyRef.name: invalid value \"Otel\": expected a DNS-1123 subdomain"))]
+#[case::secret_name_missing(json!({"name": "A", "valueFrom": {"secretKeyRef": {"key": "k"}}}), Some("activation.env[0].valueFrom.secretKeyRef.name: invalid value \"\""))]
+#[case::key_slash(json!({"name": "A", "valueFrom": {"configMapKeyRef": {"name": "otel", "key": "a/b"}}}), Some("activation.env[0].valueFrom.configMapKeyRef.key: invalid value \"a/b\": expected a ConfigMap or Secret key"))]
+#[case::key_dotdot_prefix(json!({"name": "A", "valueFrom": {"configMapKeyRef": {"name": "otel", "key": "..a"}}}), Some("activation.env[0].valueFrom.configMapKeyRef.key: invalid value \"..a\""))]
+#[case::key_too_long(json!({"name": "A", "valueFrom": {"configMapKeyRef": {"name": "otel", "key": "k".repeat(254)}}}), Some("activation.env[0].valueFrom.configMapKeyRef.key: invalid value"))]
+#[case::key_missing(json!({"name": "A", "valueFrom": {"configMapKeyRef": {"name": "otel"}}}), Some("activation.env[0].valueFrom.configMapKeyRef.key: invalid value \"\""))]
+#[case::optional_text(json!({"name": "A", "valueFrom": {"configMapKeyRef": {"name": "otel", "key": "k", "optional": "yes"}}}), Some("activation.env[0].valueFrom.configMapKeyRef.optional: invalid type: string \"yes\", expected a boolean"))]
+#[case::ref_unknown_key(json!({"name": "A", "valueFrom": {"secretKeyRef": {"name": "otel", "key": "k", "namespace": "x"}}}), Some("activation.env[0].valueFrom.secretKeyRef.namespace: unknown key"))]
+fn env_entries_are_checked_as_the_api_server_checks_them(
+    #[case] entry: Value,
+    #[case] error: Option<&str>,
+) {
+    let result = parse(json!({"env": [entry]}), &[]);
+    match (result, error) {
+        (Ok(_), None) => {}
+        (Err(err), Some(expected)) => {
+            let err = err.to_string();
+            assert!(
+                err.starts_with(expected),
+                "{err:?} should start with {expected:?}"
+            );
+        }
+        (Ok(_), Some(expected)) => panic!("accepted; the API server refuses it: {expected}"),
+        (Err(err), None) => panic!("refused; the API server accepts it: {err}"),
+    }
+}
+
+#[test]
+fn recipe_entries_get_the_same_checks_under_their_own_key() {
+    let err = parse(
+        json!({"agents": {"java": {"directory": "java", "env": [
+            {"name": "JAVA_TOOL_OPTIONS", "value": "-javaagent:{dir}/java/javaagent.jar", "join": " "},
+            {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['a b']"}}}]}}}),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("activation.agents.java.env[1].valueFrom.fieldRef.fieldPath: invalid value \"metadata.labels['a b']\""),
+        "{err}"
+    );
 }

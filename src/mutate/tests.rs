@@ -1,6 +1,7 @@
 use super::*;
 use crate::settings;
 use rstest::rstest;
+use std::collections::BTreeSet;
 
 fn settings(value: Value) -> Settings {
     settings::parse(value).unwrap()
@@ -14,19 +15,21 @@ fn pod() -> Value {
     json!({"spec": {"containers": [{"name": "app", "image": "app:1"}, {"name": "sidecar"}]}})
 }
 
+/// The container has the default extended resource at "1" in limits and requests.
+fn assert_requests_the_resource(container: &Value) {
+    for field in ["limits", "requests"] {
+        assert_eq!(
+            container["resources"][field]["instrumentation.odigos.io/generic"], "1",
+            "{container}"
+        );
+    }
+}
+
 #[test]
 fn virtual_device_sets_limits_and_requests() {
     let mut pod = pod();
     assert_eq!(mutate(&mut pod, &[0], &Settings::default()), Ok(true));
-    let resources = &pod["spec"]["containers"][0]["resources"];
-    assert_eq!(
-        resources["limits"]["instrumentation.odigos.io/generic"],
-        "1"
-    );
-    assert_eq!(
-        resources["requests"]["instrumentation.odigos.io/generic"],
-        "1"
-    );
+    assert_requests_the_resource(&pod["spec"]["containers"][0]);
     assert!(pod["spec"]["containers"][1].get("resources").is_none());
     assert!(pod["spec"].get("volumes").is_none());
     assert_eq!(mutate(&mut pod, &[0], &Settings::default()), Ok(false));
@@ -285,11 +288,11 @@ fn a_field_of_the_wrong_type_is_a_conflict_naming_its_path() {
             expected: "an object"
         }
     );
-    let mut pod = json!({"spec": {"volumes": null, "containers": [{"name": "app"}]}});
+    let mut pod = json!({"spec": {"volumes": "none", "containers": [{"name": "app"}]}});
     let err = mutate(&mut pod, &[0], &host_path()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "spec.volumes is null, expected an array: fix that field in the pod's manifest (agent-mount adds to it)"
+        "spec.volumes is a string, expected an array: fix that field in the pod's manifest (agent-mount adds to it)"
     );
 }
 
@@ -314,7 +317,11 @@ fn security_overrides_merge_over_the_hardened_default() {
         panic!("not init-container");
     };
     let container = copy
-        .container(&mounts.volume_name, &mounts.agent_directories)
+        .container(
+            &mounts.volume_name,
+            &mounts.agent_directories,
+            &BTreeSet::new(),
+        )
         .unwrap();
     let security = &container["securityContext"];
     assert_eq!(security["runAsUser"], 1000);
@@ -338,4 +345,213 @@ fn security_overrides_merge_over_the_hardened_default() {
 #[case("rel/../../a", "../a")]
 fn paths_are_compared_normalised(#[case] path: &str, #[case] normal: &str) {
     assert_eq!(normalise_path(path), normal);
+}
+
+fn init_container() -> Settings {
+    settings(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "agents:1"}}))
+}
+
+/// Issue 20: a Windows pod (only `spec.os.name` counts) is a conflict under every method.
+#[rstest]
+#[case::virtual_device(json!({}))]
+#[case::host_path(json!({"mountMethod": "k8s-host-path"}))]
+#[case::init_container(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a:1"}}))]
+#[case::csi_driver(json!({"mountMethod": "k8s-csi-driver"}))]
+#[case::image_volume(json!({"mountMethod": "k8s-image-volume", "imageVolume": {"reference": "a:1"}}))]
+fn a_windows_pod_is_a_conflict_under_every_method(#[case] s: Value) {
+    let mut windows = pod();
+    windows["spec"]["os"] = json!({"name": "windows"});
+    let before = windows.clone();
+    assert_eq!(
+        mutate(&mut windows, &[0], &settings(s.clone())),
+        Err(Conflict::WindowsPod)
+    );
+    assert_eq!(windows, before);
+    let mut linux = pod();
+    linux["spec"]["os"] = json!({"name": "linux"});
+    assert_eq!(mutate(&mut linux, &[0], &settings(s)), Ok(true));
+}
+
+/// validateWindowsHostProcessPod: every container of a host-process pod must be one,
+/// and the copy container is not; the other methods add no container.
+#[rstest]
+#[case::pod_level("/spec/securityContext", "spec.securityContext", "the pod")]
+#[case::app_container("/spec/containers/1/securityContext", "containers", "sidecar")]
+fn a_host_process_pod_is_a_conflict_under_init_container(
+    #[case] at: &str,
+    #[case] list: &str,
+    #[case] container: &str,
+) {
+    let mut host_process = pod();
+    let (parent, key) = at.rsplit_once('/').unwrap();
+    host_process.pointer_mut(parent).unwrap()[key] =
+        json!({"windowsOptions": {"hostProcess": true}});
+    let err = mutate(&mut host_process.clone(), &[0], &init_container()).unwrap_err();
+    assert!(
+        matches!(&err, Conflict::HostProcess { list: l, container: c } if *l == list && c == container),
+        "{err:?}"
+    );
+    assert_eq!(mutate(&mut host_process, &[0], &host_path()), Ok(true));
+}
+
+/// validatePodResourceConsistency: the copy container takes nothing of its own for the
+/// resources the pod names in spec.resources, whatever initContainer.resources says.
+#[rstest]
+#[case::requests_only(json!({"requests": {"memory": "128Mi"}}), json!({"limits": {"cpu": "100m"}, "requests": {"cpu": "100m"}}))]
+#[case::limits_only(json!({"limits": {"cpu": "50m"}}), json!({"limits": {"memory": "256Mi"}, "requests": {"memory": "256Mi"}}))]
+#[case::both(json!({"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}), Value::Null)]
+#[case::hugepages_only(json!({"limits": {"hugepages-2Mi": "4Mi"}}), json!({"limits": {"cpu": "100m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "256Mi"}}))]
+#[case::null_lists(json!({"requests": null, "limits": null}), json!({"limits": {"cpu": "100m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "256Mi"}}))]
+fn pod_level_resources_cover_the_copy_container(
+    #[case] pod_resources: Value,
+    #[case] expected: Value,
+) {
+    let mut budgeted = pod();
+    budgeted["spec"]["resources"] = pod_resources;
+    assert_eq!(mutate(&mut budgeted, &[0], &init_container()), Ok(true));
+    let copy = &budgeted["spec"]["initContainers"][0];
+    assert_eq!(
+        copy.get("resources").cloned().unwrap_or(Value::Null),
+        expected
+    );
+}
+
+#[test]
+fn pod_level_resources_win_over_the_resources_setting() {
+    let s = settings(
+        json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a:1",
+        "resources": {"requests": {"cpu": "10m", "ephemeral-storage": "1Gi"}, "limits": {"cpu": "20m"}}}}),
+    );
+    let mut budgeted = pod();
+    budgeted["spec"]["resources"] = json!({"limits": {"cpu": "1"}});
+    assert_eq!(mutate(&mut budgeted, &[0], &s), Ok(true));
+    assert_eq!(
+        budgeted["spec"]["initContainers"][0]["resources"],
+        json!({"requests": {"ephemeral-storage": "1Gi"}})
+    );
+}
+
+/// validateVolumeMounts: a mountPath may not also be a devicePath of the container.
+#[rstest]
+#[case::same_path("/var/odigos")]
+#[case::same_place("/var/x/../odigos/")]
+fn a_block_device_at_our_path_is_a_conflict(#[case] device_path: &str) {
+    let mut with_device = pod();
+    with_device["spec"]["containers"][0]["volumeDevices"] =
+        json!([{"name": "disk", "devicePath": device_path}]);
+    let err = mutate(&mut with_device, &[0], &host_path()).unwrap_err();
+    assert!(matches!(err, Conflict::DeviceAtOurPath { .. }), "{err:?}");
+    let mut elsewhere = pod();
+    elsewhere["spec"]["containers"][0]["volumeDevices"] =
+        json!([{"name": "disk", "devicePath": "/dev/xvda"}]);
+    assert_eq!(mutate(&mut elsewhere, &[0], &host_path()), Ok(true));
+}
+
+/// DESIGN §2 "`null` in the pod is absent": each field, set to null, is read as absent.
+#[rstest]
+#[case::volumes("/spec", "volumes")]
+#[case::init_containers("/spec", "initContainers")]
+#[case::ephemeral_containers("/spec", "ephemeralContainers")]
+#[case::pod_security_context("/spec", "securityContext")]
+#[case::pod_resources("/spec", "resources")]
+#[case::os("/spec", "os")]
+#[case::affinity("/spec", "affinity")]
+#[case::node_affinity("/spec/affinity", "nodeAffinity")]
+#[case::required(
+    "/spec/affinity/nodeAffinity",
+    "requiredDuringSchedulingIgnoredDuringExecution"
+)]
+#[case::terms(
+    "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution",
+    "nodeSelectorTerms"
+)]
+#[case::volume_mounts("/spec/containers/0", "volumeMounts")]
+#[case::volume_devices("/spec/containers/0", "volumeDevices")]
+#[case::resources("/spec/containers/0", "resources")]
+#[case::security_context("/spec/containers/0", "securityContext")]
+#[case::windows_options("/spec/containers/0/securityContext", "windowsOptions")]
+fn a_null_field_is_absent(#[case] parent: &str, #[case] key: &str) {
+    for s in [
+        host_path(),
+        init_container(),
+        settings(
+            json!({"mountMethod": "k8s-csi-driver", "requiredNodeLabel": {"key": "k", "value": "v"}}),
+        ),
+    ] {
+        let mut expected = pod();
+        assert_eq!(mutate(&mut expected, &[0], &s), Ok(true));
+        let mut nulls = pod();
+        let mut at = &mut nulls;
+        for segment in parent.split('/').skip(1) {
+            at = match segment.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => at
+                    .as_object_mut()
+                    .unwrap()
+                    .entry(segment)
+                    .or_insert(json!({})),
+            };
+        }
+        at[key] = Value::Null;
+        assert_eq!(mutate(&mut nulls, &[0], &s), Ok(true), "{parent}/{key}");
+        // What the policy adds is there as on the pod without the nulls.
+        for pointer in [
+            "/spec/volumes",
+            "/spec/initContainers/0",
+            "/spec/containers/0/volumeMounts",
+            "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms",
+        ] {
+            if let Some(wanted) = expected.pointer(pointer) {
+                assert_eq!(
+                    nulls.pointer(pointer),
+                    Some(wanted),
+                    "{parent}/{key}: {pointer}"
+                );
+            }
+        }
+        assert_eq!(
+            mutate(&mut nulls, &[0], &s),
+            Ok(false),
+            "{parent}/{key}: idempotent"
+        );
+    }
+}
+
+#[rstest]
+#[case::resources("resources")]
+#[case::limits("limits")]
+#[case::requests("requests")]
+fn a_null_resources_field_is_absent_under_virtual_device(#[case] key: &str) {
+    let mut nulls = pod();
+    match key {
+        "resources" => nulls["spec"]["containers"][0]["resources"] = Value::Null,
+        list => nulls["spec"]["containers"][0]["resources"] = json!({ list: null }),
+    }
+    assert_eq!(
+        mutate(&mut nulls, &[0], &Settings::default()),
+        Ok(true),
+        "{key}"
+    );
+    assert_requests_the_resource(&nulls["spec"]["containers"][0]);
+}
+
+/// A null term decodes as an empty term, which matches no node, so it is left alone like
+/// one; a null matchExpressions beside matchFields is absent.
+#[test]
+fn null_node_selector_parts_are_absent() {
+    let s = settings(
+        json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": {"key": "k", "value": "v"}}),
+    );
+    let mut p = pod();
+    p["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        null, {"matchExpressions": null, "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n"]}]}
+    ]}}});
+    assert_eq!(mutate(&mut p, &[0], &s), Ok(true));
+    let terms = &p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"];
+    assert_eq!(terms[0], Value::Null);
+    assert_eq!(
+        terms[1]["matchExpressions"],
+        json!([{"key": "k", "operator": "In", "values": ["v"]}])
+    );
 }

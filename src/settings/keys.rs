@@ -54,7 +54,7 @@ impl RawSettings {
             activation: Some(RawActivation {
                 annotation: text(),
                 container_path: text(),
-                agents: Some([("x".to_string(), RawRecipe::default())].into()),
+                agents: Some([("x".to_string(), Some(RawRecipe::default()))].into()),
                 env: Some(vec![RawEnvVar::default()]),
             }),
         }

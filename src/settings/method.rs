@@ -225,6 +225,17 @@ impl Method {
         }
     }
 
+    /// The key that sets [`Method::agents_path`], for messages.
+    pub fn agents_path_key(&self) -> &'static str {
+        match self {
+            Method::VirtualDevice { .. } => "activation.containerPath",
+            Method::HostPath { .. }
+            | Method::InitContainer { .. }
+            | Method::CsiDriver { .. }
+            | Method::ImageVolume { .. } => "mountPath",
+        }
+    }
+
     /// Checks every value the method carries.
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
         // Method keys first: under host-path, mountPath defaults to hostPath and would

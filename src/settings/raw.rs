@@ -2,7 +2,7 @@
 //! key takes when absent, and the limits on lists. Serde reads it strictly: an unknown
 //! key, a wrong type or an unknown keyword is refused with the key's path.
 
-use super::decode::{Keyword, keyword};
+use super::decode::{Keyword, keyword, mapping_only, present_list, present_mapping};
 use crate::activation::RawActivation;
 use agent_mount_common::MountMethod;
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,7 @@ impl Keyword for PullPolicy {
 
 /// A node label that pods must be scheduled on.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct NodeLabel {
     /// Label key, e.g. `odigos.io/agents`.
     pub key: String,
@@ -75,7 +75,12 @@ pub struct NodeLabel {
 
 /// The `initContainer` block as given.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[serde(
+    remote = "Self",
+    default,
+    deny_unknown_fields,
+    rename_all = "camelCase"
+)]
 pub struct RawInitContainer {
     /// Image holding the agents; required for `k8s-init-container`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,10 +92,16 @@ pub struct RawInitContainer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Resources of the init container, replacing the defaults.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "present_mapping",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resources: Option<Value>,
     /// Fields merged over the hardened default securityContext.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "present_mapping",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_context: Option<Value>,
     /// `sizeLimit` of the emptyDir volume.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,7 +110,12 @@ pub struct RawInitContainer {
 
 /// The `imageVolume` block as given.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[serde(
+    remote = "Self",
+    default,
+    deny_unknown_fields,
+    rename_all = "camelCase"
+)]
 pub struct RawImageVolume {
     /// The agents image; required for `k8s-image-volume`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +127,19 @@ pub struct RawImageVolume {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_path: Option<String>,
 }
+
+mapping_only!(
+    NodeLabel,
+    "write `requiredNodeLabel: {key: odigos.io/agents, value: \"true\"}`, or remove the key"
+);
+mapping_only!(
+    RawInitContainer,
+    "write `initContainer: {image: ghcr.io/example/agents:1.0}`, or remove the key"
+);
+mapping_only!(
+    RawImageVolume,
+    "write `imageVolume: {reference: ghcr.io/example/agents:1.0}`, or remove the key"
+);
 
 /// The settings as given in a ClusterAdmissionPolicy's `spec.settings`: every key optional.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -132,27 +161,45 @@ pub struct RawSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume_name: Option<String>,
     /// Agent sub-directories to mount one by one; empty means the whole directory.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "present_list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_directories: Option<Vec<String>>,
     /// Node label required through node affinity.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "present_mapping",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub required_node_label: Option<NodeLabel>,
     /// The copy init container.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "present_mapping",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub init_container: Option<RawInitContainer>,
     /// The CSI driver of the inline volume.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub csi_driver: Option<String>,
     /// The agents image mounted as a volume.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "present_mapping",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_volume: Option<RawImageVolume>,
     /// Containers never instrumented unless the annotation names them.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "present_list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ignored_containers: Option<Vec<String>>,
     /// Pod annotation listing exactly the containers to instrument.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub containers_annotation: Option<String>,
     /// Activation (opt-in): the agents also load.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "present_mapping",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub activation: Option<RawActivation>,
 }

@@ -314,3 +314,46 @@ fn valid_settings_parse(#[case] settings: Value) {
         .to_string();
     assert_eq!(parse(settings).unwrap().method.kind().as_str(), kind);
 }
+
+/// Each nested settings object given as `null` or a list: serde read `null` as absent and
+/// a list as the struct's fields by position.
+#[rstest]
+#[case::activation_null(json!({"activation": null}), "activation: invalid type: null, expected a mapping: write `activation: {}` to turn activation on with the defaults, or remove the key")]
+#[case::activation_list(json!({"activation": ["example.com/agents", "/opt"]}), "activation: invalid type: list, expected a mapping: write `activation: {}` to turn activation on with the defaults")]
+#[case::activation_string(json!({"activation": "on"}), "activation: invalid type: string \"on\", expected a mapping")]
+#[case::agents_null(json!({"activation": {"agents": null}}), "activation.agents: invalid type: null, expected a mapping")]
+#[case::agents_list(json!({"activation": {"agents": [{"directory": "java", "env": []}]}}), "activation.agents: invalid type: list, expected a mapping")]
+#[case::recipe_list(json!({"activation": {"agents": {"java": ["java", [{"name": "A", "value": "b"}]]}}}), "activation.agents.java: invalid type: list, expected a mapping")]
+#[case::env_entry_list(json!({"activation": {"env": [["A", "b"]]}}), "activation.env[0]: invalid type: list, expected a mapping")]
+#[case::activation_env_null(json!({"activation": {"env": null}}), "activation.env: invalid type: null, expected a list")]
+#[case::recipe_env_null(json!({"activation": {"agents": {"java": {"directory": "java", "env": null}}}}), "activation.agents.java.env: invalid type: null, expected a list")]
+#[case::value_from_list(json!({"activation": {"env": [{"name": "A", "valueFrom": [{"fieldPath": "status.hostIP"}]}]}}), "activation.env[0].valueFrom: invalid type: list, expected a mapping")]
+#[case::init_container_null(json!({"mountMethod": "k8s-init-container", "initContainer": null}), "initContainer: invalid type: null, expected a mapping")]
+#[case::init_container_list(json!({"mountMethod": "k8s-init-container", "initContainer": ["busybox:1.36"]}), "initContainer: invalid type: list, expected a mapping")]
+#[case::init_resources_null(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a", "resources": null}}), "initContainer.resources: invalid type: null, expected a mapping")]
+#[case::init_resources_list(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a", "resources": [{"cpu": "1"}]}}), "initContainer.resources: invalid type: list, expected a mapping")]
+#[case::init_security_null(json!({"mountMethod": "k8s-init-container", "initContainer": {"image": "a", "securityContext": null}}), "initContainer.securityContext: invalid type: null, expected a mapping")]
+#[case::image_volume_null(json!({"mountMethod": "k8s-image-volume", "imageVolume": null}), "imageVolume: invalid type: null, expected a mapping")]
+#[case::image_volume_list(json!({"mountMethod": "k8s-image-volume", "imageVolume": ["agents:1", "Always"]}), "imageVolume: invalid type: list, expected a mapping")]
+#[case::node_label_null(json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": null}), "requiredNodeLabel: invalid type: null, expected a mapping")]
+#[case::node_label_list(json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": ["odigos.io/agents", "true"]}), "requiredNodeLabel: invalid type: list, expected a mapping")]
+#[case::ignored_null(json!({"ignoredContainers": null}), "ignoredContainers: invalid type: null, expected a list: write `[]` for an empty list, or remove the key for the default")]
+#[case::directories_null(json!({"mountMethod": "k8s-host-path", "agentDirectories": null}), "agentDirectories: invalid type: null, expected a list")]
+#[case::ignored_mapping(json!({"ignoredContainers": {"istio-proxy": true}}), "ignoredContainers: invalid type: map, expected a list")]
+fn nested_objects_and_lists_given_as_null_or_the_wrong_shape_are_errors(
+    #[case] settings: Value,
+    #[case] expected: &str,
+) {
+    let err = parse(settings).unwrap_err().to_string();
+    assert!(
+        err.starts_with(expected),
+        "{err:?} should start with {expected:?}"
+    );
+}
+
+#[test]
+fn an_agent_given_as_null_removes_the_built_in_recipe() {
+    let settings = parse(json!({"activation": {"agents": {"loader": null}}})).unwrap();
+    let agents: Vec<String> = settings.activation.unwrap().agents.into_keys().collect();
+    assert_eq!(agents, ["java", "nodejs", "python"]);
+}

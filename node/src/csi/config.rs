@@ -37,7 +37,8 @@ pub struct CsiConfig {
     /// CSI driver name (must match the CSIDriver object and the policy's csiDriver).
     #[arg(long, env = "AGENT_MOUNT_DRIVER_NAME", default_value = DEFAULT_CSI_DRIVER, value_parser = parse_driver_name)]
     pub driver_name: String,
-    /// The agent directory as this plugin's container sees it: the source of every bind mount.
+    /// The agent directory as this plugin's container sees it: the source of every bind
+    /// mount; with the agents installer, `<root>/current`, resolved again at every publish.
     #[arg(long, env = "AGENT_MOUNT_AGENT_DIR", default_value = DEFAULT_HOST_PATH, value_parser = parse_absolute_path)]
     pub agent_dir: PathBuf,
     /// The kubelet's root directory; publishes are confined to its `pods/`.

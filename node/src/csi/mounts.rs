@@ -1,13 +1,10 @@
-//! The kernel side of a volume, on descriptors: resolve below a directory without
-//! following a symlink, identify what a descriptor is (`statx`, `fstatvfs`), mount the
-//! agents born read-only, detach a mount, and read the mount table as bytes.
+//! The kernel side of a volume, on descriptors: identify what a descriptor is (`statx`,
+//! `fstatvfs`), mount the agents born read-only, detach a mount, and read the mount table
+//! as bytes ([`crate::beneath`] resolves the descriptors).
 //! [`super::volumes`] decides what to do; this module only does it.
 
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use rustix::fs::{
-    AtFlags, CWD, FileType, Mode, OFlags, ResolveFlags, StatVfsMountFlags, StatxFlags, fstatvfs,
-    makedev, openat, openat2, statat, statx,
-};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
+use rustix::fs::{AtFlags, StatVfsMountFlags, StatxFlags, fstatvfs, makedev, statx};
 use rustix::io::Errno;
 use rustix::mount::{
     MountAttrFlags, MountFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags, mount_bind,
@@ -17,7 +14,6 @@ use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The mount table of this process's mount namespace.
 pub const MOUNTINFO: &str = "/proc/self/mountinfo";
@@ -43,11 +39,12 @@ pub enum KernelError {
 
 /// Mount operations on the node, on descriptors.
 pub trait Mounts: Send + Sync + 'static {
-    /// Mounts the directory `source` onto `target` (an `O_PATH` descriptor of `name` in
-    /// `parent`), read-only, `nosuid` and `nodev`; on failure nothing stays mounted.
+    /// Mounts the directory `source` (an `O_PATH` descriptor) onto `target` (an `O_PATH`
+    /// descriptor of `name` in `parent`), read-only, `nosuid` and `nodev`; on failure
+    /// nothing stays mounted.
     fn mount_read_only(
         &self,
-        source: &Path,
+        source: BorrowedFd,
         parent: BorrowedFd,
         name: &str,
         target: BorrowedFd,
@@ -86,7 +83,7 @@ impl Kernel {
 impl Mounts for Kernel {
     fn mount_read_only(
         &self,
-        source: &Path,
+        source: BorrowedFd,
         parent: BorrowedFd,
         name: &str,
         target: BorrowedFd,
@@ -96,10 +93,13 @@ impl Mounts for Kernel {
         }
         // A detached copy, sealed before anyone can see it, then attached: every copy
         // that propagation makes of it is born read-only, nosuid and nodev too.
+        // The very directory resolved (the installed version), not a path resolved again.
         let tree = open_tree(
-            CWD,
             source,
-            OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+            "",
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_EMPTY_PATH,
         )?;
         mount_setattr(
             tree.as_raw_fd(),
@@ -182,13 +182,13 @@ const KEPT_FLAGS: [(StatVfsMountFlags, MountFlags); 4] = [
 /// The legacy way (`--allow-legacy-mount`): a bind, then a read-only remount, which
 /// reaches only this namespace's copy of the mount, not its propagated peers.
 fn bind_then_remount(
-    source: &Path,
+    source: BorrowedFd,
     parent: BorrowedFd,
     name: &str,
     target: BorrowedFd,
 ) -> io::Result<()> {
-    mount_bind(source, fd_path(target))?;
-    let mounted = open_directory(parent, name)?;
+    mount_bind(fd_path(source), fd_path(target))?;
+    let mounted = crate::beneath::open_directory(parent, name)?;
     let remount = || -> io::Result<()> {
         let current = fstatvfs(&mounted)?.f_flag;
         let kept = KEPT_FLAGS
@@ -208,64 +208,6 @@ fn bind_then_remount(
 /// `/proc/self/fd/<n>`: the object `fd` holds, for calls that take only a path.
 fn fd_path(fd: BorrowedFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
-}
-
-/// Set once `openat2` answered `ENOSYS` (Linux before 5.6): walk instead from then on.
-static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
-
-/// Opens the directory `relative` (plain segments) below `dir` as an `O_PATH` descriptor,
-/// never through a symlink: `ELOOP` when one is on the way, `ENOTDIR` for a file,
-/// `ENOENT` for a missing segment.
-pub fn open_beneath(dir: BorrowedFd, relative: &Path) -> io::Result<OwnedFd> {
-    if !NO_OPENAT2.load(Ordering::Relaxed) {
-        match openat2(
-            dir,
-            relative,
-            // No O_NOFOLLOW: a trailing symlink must meet RESOLVE_NO_SYMLINKS (ELOOP), not
-            // be opened itself.
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
-            result => return Ok(result?),
-        }
-    }
-    walk(dir, relative)
-}
-
-/// [`open_beneath`] without `openat2`: one `O_PATH|O_NOFOLLOW|O_DIRECTORY` step per segment.
-fn walk(dir: BorrowedFd, relative: &Path) -> io::Result<OwnedFd> {
-    let mut segments = relative.iter();
-    let first = segments
-        .next()
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut current = open_directory(dir, first)?;
-    for segment in segments {
-        current = open_directory(current.as_fd(), segment)?;
-    }
-    Ok(current)
-}
-
-/// Opens the directory `name` in `dir` (`O_PATH`, not through a symlink): `ELOOP` for a
-/// symlink, `ENOTDIR` for anything else that is not a directory.
-pub fn open_directory(dir: BorrowedFd, name: impl AsRef<Path>) -> io::Result<OwnedFd> {
-    let name = name.as_ref();
-    match openat(
-        dir,
-        name,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        // O_PATH|O_NOFOLLOW on a symlink gives ENOTDIR, as for a file: tell them apart.
-        Err(Errno::NOTDIR) => match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
-                Err(Errno::LOOP.into())
-            }
-            _ => Err(Errno::NOTDIR.into()),
-        },
-        result => Ok(result?),
-    }
 }
 
 /// What a directory descriptor is, from one `statx`.
@@ -435,53 +377,5 @@ short line
             Path::new("/")
         );
         assert_eq!(table[1].source_of(Path::new("/etc")), None);
-    }
-
-    #[test]
-    fn resolution_below_a_descriptor_never_follows_a_symlink() {
-        let root = tempfile::tempdir().unwrap();
-        let base = root.path().join("pods");
-        std::fs::create_dir_all(base.join("uid/volumes/v")).unwrap();
-        std::fs::create_dir(root.path().join("outside")).unwrap();
-        std::os::unix::fs::symlink(root.path().join("outside"), base.join("uid/link")).unwrap();
-        std::os::unix::fs::symlink("volumes", base.join("uid/inside")).unwrap();
-        std::fs::write(base.join("uid/file"), "x").unwrap();
-        let dir = rustix::fs::open(
-            &base,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .unwrap();
-        let cases: [(&str, Option<i32>); 6] = [
-            ("uid/volumes/v", None),
-            ("uid/link", Some(Errno::LOOP.raw_os_error())),
-            ("uid/inside/v", Some(Errno::LOOP.raw_os_error())),
-            ("uid/file", Some(Errno::NOTDIR.raw_os_error())),
-            ("uid/file/v", Some(Errno::NOTDIR.raw_os_error())),
-            ("uid/missing/v", Some(Errno::NOENT.raw_os_error())),
-        ];
-        for (relative, expected) in cases {
-            // Both ways: openat2, and the walk that stands in where openat2 is missing.
-            for (way, result) in [
-                ("openat2", open_beneath(dir.as_fd(), Path::new(relative))),
-                ("walk", walk(dir.as_fd(), Path::new(relative))),
-            ] {
-                match (result, expected) {
-                    (Ok(fd), None) => {
-                        let opened = node_of(fd.as_fd()).unwrap();
-                        let real = std::fs::metadata(base.join(relative)).unwrap();
-                        assert_eq!(
-                            opened.ino,
-                            std::os::unix::fs::MetadataExt::ino(&real),
-                            "{way} {relative}"
-                        );
-                    }
-                    (Err(e), Some(errno)) => {
-                        assert_eq!(e.raw_os_error(), Some(errno), "{way} {relative}: {e}")
-                    }
-                    (result, _) => panic!("{way} {relative}: unexpected {result:?}"),
-                }
-            }
-        }
     }
 }

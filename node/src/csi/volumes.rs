@@ -2,16 +2,19 @@
 //! [`super::request`] has checked the target's shape: the volume's directory is resolved
 //! below a descriptor of `<kubelet-dir>/pods` without following a symlink, and every later
 //! step (create, check, mount, unmount, remove) acts on descriptors, so a path swapped in
-//! between cannot redirect it. Whether a mount is ours is decided from its descriptor, in
-//! constant time; the mount table is read only for the published-volumes gauge.
+//! between cannot redirect it. The agent directory is resolved again at every publish
+//! ([`crate::agents`]: `<root>/current` follows the installer's switch), and the version
+//! it resolved to is what gets mounted. Whether a mount is ours is decided from its
+//! descriptor, in constant time; the mount table is read only for the published-volumes gauge.
 
 use super::mounts::{self, KernelError, Mount, Mounts, Node, SEALED, mount_of};
 use super::request::{MOUNT, Target};
+use crate::agents::{self, AgentsError, Resolved, VERSIONS};
+use crate::beneath::{open_beneath, open_directory};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, StatVfsMountFlags, mkdirat, unlinkat};
 use rustix::io::Errno;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tonic::Code;
@@ -71,6 +74,9 @@ pub enum VolumeError {
         /// `--agent-dir`.
         path: PathBuf,
     },
+    /// The agent directory is a symlink other than the installer's, or cannot be opened.
+    #[error("{0} (--agent-dir)")]
+    Agents(AgentsError),
     /// The directory holding `target_path` does not exist.
     #[error(
         "the parent of target_path {} does not exist: the kubelet creates it before NodePublishVolume, so check that --kubelet-dir is the kubelet's --root-dir and is mounted into this container",
@@ -97,7 +103,7 @@ pub enum VolumeError {
     },
     /// Something other than our mount of the agent directory is mounted at `target_path`.
     #[error(
-        "target_path {} has a mount that is not this plugin's (the agent directory mounted read-only, nosuid, nodev): this plugin neither reuses nor removes it; unmount it by hand, or delete the pod",
+        "target_path {} has a mount that is not this plugin's (the agent directory, or one of its installed versions, mounted read-only, nosuid, nodev): this plugin neither reuses nor removes it; unmount it by hand, or delete the pod",
         path.display()
     )]
     OtherMount {
@@ -126,7 +132,9 @@ impl VolumeError {
     /// The gRPC code the CSI spec gives this failure.
     pub fn code(&self) -> Code {
         match self {
+            VolumeError::Agents(AgentsError::Io { .. }) => Code::Internal,
             VolumeError::AgentsMissing { .. }
+            | VolumeError::Agents(_)
             | VolumeError::ParentMissing { .. }
             | VolumeError::NotPlainDirectories { .. }
             | VolumeError::NotADirectory { .. }
@@ -157,7 +165,7 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Volu
 pub enum AtTarget {
     /// A directory, no mount on it.
     Plain,
-    /// Our mount: the agent directory, read-only, `nosuid`, `nodev`.
+    /// Our mount: the agent directory (or one of its versions), read-only, `nosuid`, `nodev`.
     Ours,
     /// Any other mount.
     Foreign,
@@ -174,12 +182,15 @@ pub struct Identity {
 
 /// Ours means: a separate mount (its mount ID differs from its parent's), sealed (`ro`,
 /// `nosuid`, `nodev`), whose root is the agent directory, or a directory on its device
-/// that is no longer linked (published before the agents were replaced).
+/// that is no longer linked (published before the agents were replaced), or, asked last
+/// because it takes a look at the disk, one of the installer's versions (`is_version`:
+/// published before `current` was switched).
 pub fn classify(
     parent: &Node,
     target: &Node,
     flags: StatVfsMountFlags,
     agents: Option<Identity>,
+    is_version: impl FnOnce(&Node) -> bool,
 ) -> AtTarget {
     if target.mount_id == parent.mount_id {
         return AtTarget::Plain;
@@ -187,7 +198,7 @@ pub fn classify(
     let root_is_agents = agents.is_some_and(|agents| {
         target.dev == agents.dev && (target.ino == agents.ino || target.nlink == 0)
     });
-    if flags.contains(SEALED) && root_is_agents {
+    if flags.contains(SEALED) && (root_is_agents || is_version(target)) {
         AtTarget::Ours
     } else {
         AtTarget::Foreign
@@ -202,7 +213,8 @@ pub struct Volumes<M> {
     pods: OwnedFd,
     /// `<kubelet-dir>/pods` as given and as resolved: the kubelet may send either.
     pods_dirs: Vec<PathBuf>,
-    /// The agent directory's identity, refreshed whenever a call looks at it.
+    /// The agent directory's identity (the version `current` resolved to), refreshed
+    /// whenever a call resolves it.
     agents: Mutex<Option<Identity>>,
     /// Serialises publish and unpublish: check-then-mount must not interleave for one target.
     busy: Mutex<()>,
@@ -243,7 +255,7 @@ impl<M: Mounts> Volumes<M> {
             agents: Mutex::new(None),
             busy: Mutex::new(()),
         };
-        volumes.agents();
+        volumes.known_agents();
         Ok(volumes)
     }
 
@@ -257,26 +269,40 @@ impl<M: Mounts> Volumes<M> {
         self.mounts.legacy()
     }
 
-    /// The agent directory's identity now, or the last one seen when it is gone.
-    fn agents(&self) -> Option<Identity> {
-        let mut known = self
+    /// Resolves the agent directory now (following an install's switch) and remembers its
+    /// identity; refused when it holds no agents or is a link of another shape.
+    fn resolve_agents(&self) -> Result<(Resolved, Identity), VolumeError> {
+        let resolved = agents::installed(&self.agent_dir).map_err(|e| match e {
+            AgentsError::Missing { path } => VolumeError::AgentsMissing { path },
+            other => VolumeError::Agents(other),
+        })?;
+        let node = mounts::node_of(resolved.dir.as_fd())
+            .map_err(io_error("identify the agent directory", &self.agent_dir))?;
+        let identity = Identity {
+            dev: node.dev,
+            ino: node.ino,
+        };
+        *self
             .agents
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Ok(meta) = std::fs::metadata(&self.agent_dir)
-            && meta.is_dir()
-        {
-            *known = Some(Identity {
-                dev: meta.dev(),
-                ino: meta.ino(),
-            });
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(identity);
+        Ok((resolved, identity))
+    }
+
+    /// The agent directory's identity now, or the last one seen when it holds no agents.
+    fn known_agents(&self) -> Option<Identity> {
+        match self.resolve_agents() {
+            Ok((_, identity)) => Some(identity),
+            Err(_) => *self
+                .agents
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
-        *known
     }
 
     /// The volume's directory (the target's parent), or `None` when it does not exist.
     fn volume_dir(&self, target: &Target) -> Result<Option<OwnedFd>, VolumeError> {
-        match mounts::open_beneath(self.pods.as_fd(), &target.volume_dir) {
+        match open_beneath(self.pods.as_fd(), &target.volume_dir) {
             Ok(dir) => Ok(Some(dir)),
             Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => Ok(None),
             Err(e)
@@ -298,7 +324,7 @@ impl<M: Mounts> Volumes<M> {
         parent: &OwnedFd,
         target: &Target,
     ) -> Result<Option<OwnedFd>, VolumeError> {
-        match mounts::open_directory(parent.as_fd(), MOUNT) {
+        match open_directory(parent.as_fd(), MOUNT) {
             Ok(fd) => Ok(Some(fd)),
             Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => Ok(None),
             Err(e)
@@ -330,23 +356,20 @@ impl<M: Mounts> Volumes<M> {
                 &node,
                 mounts::mount_flags(mount)?,
                 agents,
+                |root| agents::is_version(&self.agent_dir, root.dev, root.ino),
             ))
         };
         look().map_err(io_error("inspect", &target.path))
     }
 
-    /// Creates the target (and only it) and mounts the agent directory there, read-only.
+    /// Creates the target (and only it) and mounts the agent directory there, read-only:
+    /// the version `current` resolves to now, when it is the installer's link.
     pub fn publish(&self, target: &Target) -> Result<Published, VolumeError> {
         let _busy = self
             .busy
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let agents = self.agents();
-        if !crate::agents::present(&self.agent_dir) {
-            return Err(VolumeError::AgentsMissing {
-                path: self.agent_dir.clone(),
-            });
-        }
+        let (resolved, agents) = self.resolve_agents()?;
         let parent = self
             .volume_dir(target)?
             .ok_or_else(|| VolumeError::ParentMissing {
@@ -363,14 +386,14 @@ impl<M: Mounts> Volumes<M> {
                 .ok_or_else(|| VolumeError::ParentMissing {
                     path: target.path.clone(),
                 })?;
-        match self.at_target(parent.as_fd(), mount.as_fd(), target, agents)? {
+        match self.at_target(parent.as_fd(), mount.as_fd(), target, Some(agents))? {
             AtTarget::Ours => Ok(Published::AlreadyMounted),
             AtTarget::Foreign => Err(VolumeError::OtherMount {
                 path: target.path.clone(),
             }),
             AtTarget::Plain => {
                 let mounted = self.mounts.mount_read_only(
-                    &self.agent_dir,
+                    resolved.dir.as_fd(),
                     parent.as_fd(),
                     MOUNT,
                     mount.as_fd(),
@@ -395,7 +418,7 @@ impl<M: Mounts> Volumes<M> {
             .busy
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let agents = self.agents();
+        let agents = self.known_agents();
         let Some(parent) = self.volume_dir(target)? else {
             return Ok(Unpublished::NotMounted);
         };
@@ -431,19 +454,29 @@ impl<M: Mounts> Volumes<M> {
         })
     }
 
-    /// How many volumes are published now: mounts of the agent directory under the pod
-    /// directory, from the mount table (read as bytes).
+    /// How many volumes are published now: mounts under the pod directory of the agent
+    /// directory or of any installed version beside it, from the mount table (read as bytes).
     pub fn published(&self) -> io::Result<usize> {
         let table = self.mounts.table()?;
-        let agents = std::fs::canonicalize(&self.agent_dir)?;
-        let Some(source) = mount_of(&table, &agents).and_then(|m| m.source_of(&agents)) else {
-            return Ok(0);
+        let source_of = |path: &Path| {
+            let path = std::fs::canonicalize(path).ok()?;
+            mount_of(&table, &path)?.source_of(&path)
+        };
+        let agents = source_of(&self.agent_dir);
+        let versions = self
+            .agent_dir
+            .parent()
+            .and_then(|root| source_of(&root.join(VERSIONS)));
+        let ours = |m: &Mount| {
+            m.source_of(&m.point).is_some_and(|source| {
+                Some(&source) == agents.as_ref()
+                    || versions.as_ref().is_some_and(|(device, dir)| {
+                        source.0 == *device && source.1.parent() == Some(dir.as_path())
+                    })
+            })
         };
         let inside = |m: &Mount| self.pods_dirs.iter().any(|pods| m.point.starts_with(pods));
-        Ok(table
-            .iter()
-            .filter(|m| inside(m) && m.source_of(&m.point).as_ref() == Some(&source))
-            .count())
+        Ok(table.iter().filter(|m| inside(m) && ours(m)).count())
     }
 }
 
@@ -453,6 +486,7 @@ mod tests {
 
     #[test]
     fn ours_is_a_separate_sealed_mount_of_the_agents() {
+        // The one installed version besides current has inode 200.
         let agents = Identity { dev: 8, ino: 100 };
         let parent = Node {
             dev: 8,
@@ -531,10 +565,31 @@ mod tests {
                 None,
                 AtTarget::Foreign,
             ),
+            (
+                "an installed version other than current (published before a switch)",
+                node(8, 200, 3, 2),
+                SEALED,
+                Some(agents),
+                AtTarget::Ours,
+            ),
+            (
+                "an installed version, writable",
+                node(8, 200, 3, 2),
+                writable,
+                Some(agents),
+                AtTarget::Foreign,
+            ),
+            (
+                "an installed version, agents never seen",
+                node(8, 200, 3, 2),
+                SEALED,
+                None,
+                AtTarget::Ours,
+            ),
         ];
         for (case, target, flags, agents, expected) in cases {
             assert_eq!(
-                classify(&parent, &target, flags, agents),
+                classify(&parent, &target, flags, agents, |root| root.ino == 200),
                 expected,
                 "{case}"
             );

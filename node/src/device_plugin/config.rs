@@ -50,13 +50,16 @@ pub struct DevicePluginConfig {
     /// Extended resource to advertise (must match the policy's resourceName).
     #[arg(long, env = "AGENT_MOUNT_RESOURCE_NAME", default_value = DEFAULT_RESOURCE_NAME, value_parser = parse_resource_name)]
     pub resource_name: String,
-    /// Agent directory on the node, mounted into containers.
+    /// Agent directory on the node, mounted into containers; with the agents installer,
+    /// `<root>/current`, handed to the kubelet as it is, so each container gets the version
+    /// current at its start.
     #[arg(long, env = "AGENT_MOUNT_HOST_PATH", default_value = DEFAULT_HOST_PATH, value_parser = parse_absolute_path)]
     pub host_path: PathBuf,
     /// Where the agent directory appears inside containers.
     #[arg(long, env = "AGENT_MOUNT_CONTAINER_PATH", default_value = DEFAULT_HOST_PATH, value_parser = parse_absolute_path)]
     pub container_path: PathBuf,
-    /// The agent directory as this plugin sees it, for health (default: --host-path).
+    /// The agent directory as this plugin sees it, for health, resolved again at every
+    /// check (default: --host-path).
     #[arg(long, env = "AGENT_MOUNT_HEALTH_PATH", value_parser = parse_absolute_path)]
     pub health_path: Option<PathBuf>,
     /// Number of devices to advertise: how many containers per node can use the agents.

@@ -1,4 +1,6 @@
-//! Device health from the agent directory: `Healthy` while it is a non-empty directory.
+//! Device health from the agent directory: `Healthy` while it holds agents, resolved again
+//! at every check ([`crate::agents`]): with `--host-path <root>/current`, the devices turn
+//! healthy when the first version is installed and stay so through every switch.
 
 use super::state::{Counters, DeviceState, Health};
 use std::path::{Path, PathBuf};
@@ -10,10 +12,14 @@ use tokio::task::JoinError;
 
 /// Checks the agent directory once.
 pub fn check(path: &Path) -> Health {
-    if crate::agents::present(path) {
-        Health::Healthy
-    } else {
-        Health::Unhealthy
+    diagnose(path).0
+}
+
+/// Checks the agent directory once, with the reason when it holds no agents.
+fn diagnose(path: &Path) -> (Health, Option<String>) {
+    match crate::agents::installed(path) {
+        Ok(_) => (Health::Healthy, None),
+        Err(why) => (Health::Unhealthy, Some(why.to_string())),
     }
 }
 
@@ -30,7 +36,11 @@ pub async fn watch(
         ticker.tick().await;
         let path_for_check = path.clone();
         // Off the async thread: a hung file system must not stall the gRPC handlers.
-        let checked = tokio::task::spawn_blocking(move || check(&path_for_check)).await;
+        let checked = tokio::task::spawn_blocking(move || diagnose(&path_for_check)).await;
+        let (checked, why) = match checked {
+            Ok((health, why)) => (Ok(health), why),
+            Err(e) => (Err(e), None),
+        };
         let health = health_of(checked, &path, &counters);
         let changed = state.send_if_modified(|current| {
             let changed = current.health != health;
@@ -38,7 +48,7 @@ pub async fn watch(
             changed
         });
         if changed {
-            tracing::info!(path = %path.display(), health = health.as_str(), "device health changed");
+            tracing::info!(path = %path.display(), health = health.as_str(), why = why.unwrap_or_default(), "device health changed");
         }
     }
 }
@@ -83,5 +93,15 @@ mod tests {
         let file = root.path().join("file");
         std::fs::write(&file, b"x").unwrap();
         assert_eq!(check(&file), Health::Unhealthy, "a file");
+        // The installer's layout: healthy through its link only; a link elsewhere is refused.
+        let current = root.path().join("current");
+        std::os::unix::fs::symlink(&dir, &current).unwrap();
+        let (health, why) = diagnose(&current);
+        assert_eq!(health, Health::Unhealthy, "an absolute link");
+        assert!(why.unwrap().contains("only link followed"));
+        std::fs::remove_file(&current).unwrap();
+        std::fs::create_dir_all(root.path().join("versions/v1/java")).unwrap();
+        std::os::unix::fs::symlink("versions/v1", &current).unwrap();
+        assert_eq!(check(&current), Health::Healthy, "the installer's link");
     }
 }

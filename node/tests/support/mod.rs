@@ -216,6 +216,33 @@ impl FakeKubelet {
     }
 }
 
+/// Lays a version out as `agent-mount-node agents install` does (DESIGN §3c): the tree
+/// under `<root>/versions/<name>/`, then `<root>/current` switched to the relative link
+/// `versions/<name>` ([`point_current`]).
+pub fn install_version(root: &Path, name: &str, files: &[(&str, &str)]) {
+    let version = root.join("versions").join(name);
+    for (file, content) in files {
+        let path = version.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    point_current(root, format!("versions/{name}"));
+}
+
+/// Points `<root>/current` at `link` with one `rename(2)` of a new symlink over it, as an
+/// install switches it; an empty directory there (a runtime made it for a missing
+/// hostPath) is removed first, as the installer does.
+pub fn point_current(root: &Path, link: impl AsRef<Path>) {
+    let current = root.join("current");
+    if current.is_dir() && !current.is_symlink() {
+        std::fs::remove_dir(&current).unwrap();
+    }
+    let new = root.join(".current-new");
+    let _ = std::fs::remove_file(&new);
+    std::os::unix::fs::symlink(link, &new).unwrap();
+    std::fs::rename(&new, &current).unwrap();
+}
+
 /// A temp directory laid out like a node: `plugins/` (the kubelet's) and `agents/java/…`.
 pub struct Node {
     pub root: tempfile::TempDir,
@@ -260,13 +287,18 @@ pub struct Plugin {
 impl Plugin {
     /// The command that runs `agent-mount-node device-plugin` for `node` with extra flags.
     pub fn command(node: &Node, extra: &[&str]) -> Command {
+        Plugin::command_with(node, &node.agents(), extra)
+    }
+
+    /// As [`Plugin::command`], with another `--host-path`.
+    pub fn command_with(node: &Node, host_path: &Path, extra: &[&str]) -> Command {
         let mut command = Command::new(node_binary());
         command
             .arg("device-plugin")
             .arg("--plugin-dir")
             .arg(node.plugin_dir())
             .arg("--host-path")
-            .arg(node.agents())
+            .arg(host_path)
             .args(["--container-path", "/var/odigos"])
             .args(extra)
             .env("RUST_LOG", "info")
