@@ -7,8 +7,11 @@
 
 pub mod annotation;
 pub mod env;
+pub mod expansion;
+pub mod resource;
 pub mod source;
 
+use crate::message::listing;
 use crate::settings::check::check;
 use crate::settings::decode::{Mapping, list, mapping_only, present_list, present_mapping};
 use crate::settings::errors::SettingsError;
@@ -99,6 +102,10 @@ pub struct RawActivation {
         skip_serializing_if = "Option::is_none"
     )]
     pub env: Option<Vec<RawEnvVar>>,
+    /// Whether activated containers get a service name and Kubernetes resource
+    /// attributes (default `true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_attributes: Option<bool>,
 }
 
 /// Recipes by agent name as given; `None` (`null`) removes the built-in recipe.
@@ -214,6 +221,8 @@ pub struct Activation {
     pub agents: BTreeMap<String, Recipe>,
     /// Extra variables for every activated container, after the recipe's.
     pub env: Vec<EnvEntry>,
+    /// Whether activated containers get `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`.
+    pub resource_attributes: bool,
 }
 
 impl Activation {
@@ -290,10 +299,15 @@ impl Activation {
                 },
             );
         }
+        let resource_attributes = raw.resource_attributes.unwrap_or(true);
+        if resource_attributes {
+            written_by_resource(&agents, &env)?;
+        }
         Ok(Activation {
             annotation,
             agents,
             env,
+            resource_attributes,
         })
     }
 
@@ -308,24 +322,31 @@ impl Activation {
 pub struct Activated {
     /// Whether any container's `env` changed.
     pub changed: bool,
-    /// Warnings for the admission response (containers with `envFrom`).
+    /// Warnings for the admission response: one per cause for the whole pod.
     pub warnings: Vec<String>,
 }
 
-/// Merges each chosen container's recipe, then `activation.env`, into its `env`; the
-/// first conflict stops it, and the caller then leaves the whole pod unchanged.
+/// Merges each chosen container's recipe, then `activation.env`, then its service name
+/// and resource attributes, into its `env`; the first conflict stops it, and the caller
+/// then leaves the whole pod unchanged. `namespace` is the request's.
 pub fn activate(
     pod: &mut Value,
     chosen: &[Chosen],
     activation: &Activation,
+    namespace: &str,
 ) -> Result<Activated, EnvConflict> {
     let mut out = Activated::default();
+    let described = (activation.resource_attributes && !chosen.is_empty())
+        .then(|| resource::describe(pod, namespace));
     let containers = pod
         .pointer_mut("/spec/containers")
         .and_then(Value::as_array_mut);
     let Some(containers) = containers else {
         return Ok(out);
     };
+    // Containers with envFrom, and the variables set there: one warning for all.
+    let mut env_from: Vec<String> = Vec::new();
+    let mut env_from_variables: Vec<String> = Vec::new();
     for choice in chosen {
         let container = containers
             .get_mut(choice.index)
@@ -333,11 +354,68 @@ pub fn activate(
         let Some(container) = container else {
             continue;
         };
-        let merged = env::merge(container, activation.entries(choice.recipe))?;
+        let named = described
+            .as_ref()
+            .map(|pod| resource::entries(pod, container))
+            .unwrap_or_default();
+        let merged = env::merge(container, activation.entries(choice.recipe).chain(&named))?;
         out.changed |= merged.changed;
-        out.warnings.extend(merged.warning);
+        if merged.env_from {
+            env_from.push(
+                container
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string(),
+            );
+            for name in merged.ours {
+                if !env_from_variables.contains(&name) {
+                    env_from_variables.push(name);
+                }
+            }
+        }
+    }
+    if !env_from.is_empty() {
+        let containers: Vec<&str> = env_from.iter().map(String::as_str).collect();
+        let variables: Vec<&str> = env_from_variables.iter().map(String::as_str).collect();
+        out.warnings.push(format!(
+            "agent-mount: containers {} have envFrom, and agent-mount set {} in their env, which replaces a variable of the same name from envFrom: if a ConfigMap or Secret there sets one of them, move that setting into the pod's env (agent-mount then joins into it)",
+            listing(&containers),
+            listing(&variables)
+        ));
     }
     Ok(out)
+}
+
+/// Refuses recipe and `activation.env` entries that set what `resourceAttributes` writes.
+fn written_by_resource(
+    agents: &BTreeMap<String, Recipe>,
+    env: &[EnvEntry],
+) -> Result<(), SettingsError> {
+    let given = agents
+        .iter()
+        .map(|(name, recipe)| {
+            (
+                format!("activation.agents.{name}.env"),
+                recipe.env.as_slice(),
+            )
+        })
+        .chain(std::iter::once(("activation.env".to_string(), env)));
+    for (key, entries) in given {
+        for (i, entry) in entries.iter().enumerate() {
+            if resource::WRITTEN.contains(&entry.name()) {
+                return Err(SettingsError::invalid(
+                    format!("{key}[{i}].name"),
+                    entry.name(),
+                    format!(
+                        "a variable other than {}, which agent-mount sets itself while activation.resourceAttributes is on: remove this entry, or set activation.resourceAttributes: false",
+                        resource::WRITTEN.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl BuiltIn {

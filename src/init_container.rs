@@ -5,17 +5,14 @@
 //! server would check it, so a setting can never make every instrumented pod invalid.
 
 use crate::settings::check::check;
-use crate::settings::decode::{deserialize_at, typed_without_unknown_keys};
 use crate::settings::errors::SettingsError;
 use crate::settings::raw::{DEFAULT_SOURCE_PATH, RawInitContainer};
 use agent_mount_common::{quantity, syntax};
-use k8s_openapi::api::core::v1::{
-    Capabilities, ResourceRequirements, SeccompProfile, SecurityContext, VolumeMount,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde::Serialize;
+use schema::{RESOURCE_REQUIREMENTS, SECURITY_CONTEXT, check_object};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
+
+pub mod schema;
 
 /// The copy script of the init container; it takes its paths as arguments: `src dst [dir...]`.
 pub const COPY_SCRIPT: &str = r#"set -e; src=$1; dst=$2; shift 2; if [ $# -eq 0 ]; then cp -R "$src"/. "$dst"/; else for d in "$@"; do mkdir -p "$dst/$d"; cp -R "$src/$d"/. "$dst/$d"/; done; fi"#;
@@ -38,7 +35,7 @@ const MAX_ID: i64 = 2_147_483_647;
 /// The profile types of `seccompProfile` and `appArmorProfile`.
 const PROFILE_TYPES: [&str; 3] = ["RuntimeDefault", "Localhost", "Unconfined"];
 
-/// The copy init container's settings, with defaults applied.
+/// The copy init container's settings, with defaults applied, and the container they make.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CopyContainer {
     /// Image holding the agents.
@@ -47,26 +44,52 @@ pub struct CopyContainer {
     pub source_path: String,
     /// The init container's name.
     pub name: String,
-    /// Resources as given, replacing the defaults.
-    pub resources: Option<Value>,
-    /// Fields merged over the hardened default securityContext.
-    pub security_context: Option<Value>,
     /// `sizeLimit` of the emptyDir.
     pub size_limit: Option<String>,
+    /// The container as inserted, built once at load: `resources` as given (or the
+    /// defaults), the settings' securityContext merged over the hardened default.
+    container: Map<String, Value>,
 }
 
 impl CopyContainer {
-    /// Applies the defaults; `None` when the required image is missing.
-    pub fn from_raw(raw: RawInitContainer, volume_name: &str) -> Option<CopyContainer> {
+    /// Applies the defaults and builds the container that copies the `agent_directories`
+    /// into the volume `volume_name`; `None` when the required image is missing.
+    pub fn from_raw(
+        raw: RawInitContainer,
+        volume_name: &str,
+        agent_directories: &[String],
+    ) -> Option<CopyContainer> {
+        let image = raw.image?;
+        let source_path = raw
+            .source_path
+            .unwrap_or_else(|| DEFAULT_SOURCE_PATH.into());
+        let name = raw.name.unwrap_or_else(|| format!("{volume_name}-init"));
+        let mut security_context = default_security_context();
+        if let Some(overrides) = raw.security_context {
+            merge(&mut security_context, overrides);
+        }
+        let mut container = Map::new();
+        container.insert("name".into(), json!(name));
+        container.insert("image".into(), json!(image));
+        container.insert(
+            "command".into(),
+            json!(command(&source_path, agent_directories)),
+        );
+        container.insert(
+            "resources".into(),
+            raw.resources.unwrap_or_else(default_resources),
+        );
+        container.insert("securityContext".into(), security_context);
+        container.insert(
+            "volumeMounts".into(),
+            json!([{"mountPath": COPY_TARGET, "name": volume_name}]),
+        );
         Some(CopyContainer {
-            image: raw.image?,
-            source_path: raw
-                .source_path
-                .unwrap_or_else(|| DEFAULT_SOURCE_PATH.into()),
-            name: raw.name.unwrap_or_else(|| format!("{volume_name}-init")),
-            resources: raw.resources,
-            security_context: raw.security_context,
+            image,
+            source_path,
+            name,
             size_limit: raw.size_limit,
+            container,
         })
     }
 
@@ -82,120 +105,72 @@ impl CopyContainer {
         if let Some(limit) = &self.size_limit {
             non_negative_quantity("initContainer.sizeLimit", limit)?;
         }
-        if let Some(resources) = &self.resources {
+        if let Some(resources) = self.container.get("resources") {
             validate_resources(resources)?;
         }
-        if let Some(overrides) = &self.security_context {
-            typed_without_unknown_keys::<SecurityContext>(
-                overrides,
-                "initContainer.securityContext",
-            )?;
-        }
-        let merged: SecurityContext = deserialize_at(
-            self.security_context_json()?,
+        // The merged securityContext holds every key the settings gave, at the same path.
+        let security_context = self
+            .container
+            .get("securityContext")
+            .unwrap_or(&Value::Null);
+        check_object(
+            security_context,
+            SECURITY_CONTEXT,
             "initContainer.securityContext",
         )?;
-        validate_security_context(&merged)
+        validate_security_context(security_context)
     }
 
     /// The script's command: `sh -c <script> <name> <source> <target> [dir...]`.
     pub fn command(&self, agent_directories: &[String]) -> Vec<String> {
-        let mut command = vec![
-            "sh".to_string(),
-            "-c".to_string(),
-            COPY_SCRIPT.to_string(),
-            COPY_SCRIPT_NAME.to_string(),
-            self.source_path.clone(),
-            COPY_TARGET.to_string(),
-        ];
-        command.extend(agent_directories.iter().cloned());
-        command
+        command(&self.source_path, agent_directories)
     }
 
-    /// The hardened default securityContext with the settings' fields merged over it.
-    fn security_context_json(&self) -> Result<Value, SettingsError> {
-        let mut security = to_json(&default_security_context())?;
-        if let Some(overrides) = &self.security_context {
-            merge(&mut security, overrides);
-        }
-        Ok(security)
-    }
-
-    /// The init container that copies the agents from the image into `volume_name`,
-    /// with no request or limit of its own for the `budgeted` resources (those the pod
-    /// names in its pod-level `spec.resources`, whose budget then covers the copy).
-    ///
-    /// Assembled from typed parts rather than a typed `Container`, whose serialiser
-    /// covers probes, lifecycle hooks and every other container field.
-    pub fn container(
-        &self,
-        volume_name: &str,
-        agent_directories: &[String],
-        budgeted: &BTreeSet<String>,
-    ) -> Result<Map<String, Value>, SettingsError> {
-        let mut resources = match &self.resources {
-            Some(resources) => resources.clone(),
-            None => to_json(&default_resources())?,
-        };
-        if let Some(resources) = resources.as_object_mut() {
+    /// The init container for a pod, with no request or limit of its own for the
+    /// `budgeted` resources (those the pod names in its pod-level `spec.resources`, whose
+    /// budget then covers the copy).
+    pub fn container(&self, budgeted: &BTreeSet<String>) -> Map<String, Value> {
+        let mut container = self.container.clone();
+        if let Some(Value::Object(resources)) = container.get_mut("resources") {
             leave_out(resources, budgeted);
+            if resources.is_empty() {
+                container.remove("resources");
+            }
         }
-        let target = VolumeMount {
-            name: volume_name.to_string(),
-            mount_path: COPY_TARGET.to_string(),
-            ..VolumeMount::default()
-        };
-        let mut container = Map::new();
-        container.insert("name".into(), json!(self.name));
-        container.insert("image".into(), json!(self.image));
-        container.insert("command".into(), json!(self.command(agent_directories)));
-        if resources.as_object().is_none_or(|r| !r.is_empty()) {
-            container.insert("resources".into(), resources);
-        }
-        container.insert("securityContext".into(), self.security_context_json()?);
-        container.insert("volumeMounts".into(), json!([to_json(&target)?]));
-        Ok(container)
+        container
     }
 }
 
-/// Serialises a k8s-openapi value we insert; these types always serialise.
-fn to_json<T: Serialize>(value: &T) -> Result<Value, SettingsError> {
-    serde_json::to_value(value).map_err(|e| SettingsError::Malformed {
-        key: "initContainer".into(),
-        message: format!("internal error serialising the copy container: {e}"),
-    })
+/// The script's command: `sh -c <script> <name> <source> <target> [dir...]`.
+fn command(source_path: &str, agent_directories: &[String]) -> Vec<String> {
+    let mut command = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        COPY_SCRIPT.to_string(),
+        COPY_SCRIPT_NAME.to_string(),
+        source_path.to_string(),
+        COPY_TARGET.to_string(),
+    ];
+    command.extend(agent_directories.iter().cloned());
+    command
 }
 
 /// The hardened default securityContext of the copy container; it passes PSA `restricted`.
-fn default_security_context() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        run_as_non_root: Some(true),
-        run_as_user: Some(COPY_USER),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            localhost_profile: None,
-        }),
-        ..SecurityContext::default()
-    }
+fn default_security_context() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+        "runAsUser": COPY_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
 }
 
 /// The default resources of the copy container, as requests and limits.
-fn default_resources() -> ResourceRequirements {
-    let amounts = BTreeMap::from([
-        ("cpu".to_string(), Quantity(DEFAULT_CPU.into())),
-        ("memory".to_string(), Quantity(DEFAULT_MEMORY.into())),
-    ]);
-    ResourceRequirements {
-        limits: Some(amounts.clone()),
-        requests: Some(amounts),
-        ..ResourceRequirements::default()
-    }
+fn default_resources() -> Value {
+    let amounts = json!({"cpu": DEFAULT_CPU, "memory": DEFAULT_MEMORY});
+    json!({"limits": amounts, "requests": amounts})
 }
 
 /// Removes the `budgeted` resources from requests and limits, and a list left empty.
@@ -211,14 +186,14 @@ fn leave_out(resources: &mut Map<String, Value>, budgeted: &BTreeSet<String>) {
 }
 
 /// Merges `overrides` into `base`: objects key by key, anything else replaced.
-fn merge(base: &mut Value, overrides: &Value) {
+fn merge(base: &mut Value, overrides: Value) {
     match (base, overrides) {
         (Value::Object(base), Value::Object(overrides)) => {
             for (key, value) in overrides {
                 merge(base.entry(key).or_insert(Value::Null), value);
             }
         }
-        (base, value) => *base = value.clone(),
+        (base, value) => *base = value,
     }
 }
 
@@ -242,18 +217,37 @@ fn non_negative_quantity(key: &str, value: &str) -> Result<i128, SettingsError> 
 /// Resources as the API server checks them: known names, valid quantities, requests ≤ limits.
 fn validate_resources(value: &Value) -> Result<(), SettingsError> {
     let key = "initContainer.resources";
-    let typed: ResourceRequirements = typed_without_unknown_keys(value, key)?;
-    if let Some(claims) = &typed.claims {
-        let names: Vec<&str> = claims.iter().map(|c| c.name.as_str()).collect();
+    check_object(value, RESOURCE_REQUIREMENTS, key)?;
+    if let Some(claims) = value.get("claims").and_then(Value::as_array) {
+        let names: Vec<&str> = claims
+            .iter()
+            .filter_map(|c| c.get("name").and_then(Value::as_str))
+            .collect();
         return Err(SettingsError::invalid(
             format!("{key}.claims"),
             &names.join(","),
             "resource claims are not allowed: the copy container cannot rely on claims the pod would have to declare",
         ));
     }
-    let mut amounts: BTreeMap<(&str, &str), i128> = BTreeMap::new();
-    for (field, list) in [("limits", &typed.limits), ("requests", &typed.requests)] {
-        for (name, Quantity(amount)) in list.iter().flatten() {
+    // The schema let through only strings and numbers; a number is its decimal text.
+    let amounts_of = |field: &str| -> Vec<(&String, String)> {
+        value
+            .get(field)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(name, amount)| {
+                let text = amount
+                    .as_str()
+                    .map_or_else(|| amount.to_string(), str::to_string);
+                (name, text)
+            })
+            .collect()
+    };
+    let (limits, requests) = (amounts_of("limits"), amounts_of("requests"));
+    let mut parsed: BTreeMap<(&str, &str), i128> = BTreeMap::new();
+    for (field, list) in [("limits", &limits), ("requests", &requests)] {
+        for (name, amount) in list {
             let entry = format!("{key}.{field}.{name}");
             if !RESOURCE_NAMES.contains(&name.as_str()) {
                 return Err(SettingsError::invalid(
@@ -262,22 +256,21 @@ fn validate_resources(value: &Value) -> Result<(), SettingsError> {
                     format!("expected one of: {}", RESOURCE_NAMES.join(", ")),
                 ));
             }
-            amounts.insert((field, name), non_negative_quantity(&entry, amount)?);
+            parsed.insert((field, name), non_negative_quantity(&entry, amount)?);
         }
     }
-    for (name, Quantity(request)) in typed.requests.iter().flatten() {
+    for (name, request) in &requests {
         let (Some(wanted), Some(limit)) = (
-            amounts.get(&("requests", name.as_str())),
-            amounts.get(&("limits", name.as_str())),
+            parsed.get(&("requests", name.as_str())),
+            parsed.get(&("limits", name.as_str())),
         ) else {
             continue;
         };
         if wanted > limit {
-            let limit_text = typed
-                .limits
-                .as_ref()
-                .and_then(|l| l.get(name))
-                .map_or("", |q| q.0.as_str());
+            let limit_text = limits
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or("", |(_, text)| text.as_str());
             return Err(SettingsError::invalid(
                 format!("{key}.requests.{name}"),
                 request,
@@ -312,14 +305,14 @@ fn validate_profile(key: &str, type_: &str, localhost: Option<&str>) -> Result<(
     }
 }
 
-/// The merged securityContext as the API server and the kubelet check it.
-fn validate_security_context(context: &SecurityContext) -> Result<(), SettingsError> {
+/// The merged securityContext as the API server and the kubelet check it; its shape is
+/// already checked, so a field of another type than its own cannot occur here.
+fn validate_security_context(context: &Value) -> Result<(), SettingsError> {
     let key = "initContainer.securityContext";
-    for (field, id) in [
-        ("runAsUser", context.run_as_user),
-        ("runAsGroup", context.run_as_group),
-    ] {
-        if let Some(id) = id.filter(|id| !(0..=MAX_ID).contains(id)) {
+    let flag = |field: &str| context.get(field).and_then(Value::as_bool);
+    let id = |field: &str| context.get(field).and_then(Value::as_i64);
+    for field in ["runAsUser", "runAsGroup"] {
+        if let Some(id) = id(field).filter(|id| !(0..=MAX_ID).contains(id)) {
             return Err(SettingsError::invalid(
                 format!("{key}.{field}"),
                 &id.to_string(),
@@ -327,54 +320,54 @@ fn validate_security_context(context: &SecurityContext) -> Result<(), SettingsEr
             ));
         }
     }
-    if context.run_as_non_root == Some(true) && context.run_as_user == Some(0) {
+    if flag("runAsNonRoot") == Some(true) && id("runAsUser") == Some(0) {
         return Err(SettingsError::invalid(
             format!("{key}.runAsUser"),
             "0",
             "runAsNonRoot is true, so the kubelet would refuse to start a container running as root: choose a non-zero user or set runAsNonRoot: false",
         ));
     }
-    if let Some(profile) = &context.seccomp_profile {
-        validate_profile(
-            &format!("{key}.seccompProfile"),
-            &profile.type_,
-            profile.localhost_profile.as_deref(),
-        )?;
+    for field in ["seccompProfile", "appArmorProfile"] {
+        if let Some(profile) = context.get(field).filter(|p| !p.is_null()) {
+            let text = |k: &str| profile.get(k).and_then(Value::as_str);
+            validate_profile(
+                &format!("{key}.{field}"),
+                text("type").unwrap_or_default(),
+                text("localhostProfile"),
+            )?;
+        }
     }
-    if let Some(profile) = &context.app_armor_profile {
-        validate_profile(
-            &format!("{key}.appArmorProfile"),
-            &profile.type_,
-            profile.localhost_profile.as_deref(),
-        )?;
-    }
-    if let Some(options) = &context.windows_options {
+    if let Some(options) = context.get("windowsOptions").filter(|o| !o.is_null()) {
         return Err(SettingsError::invalid(
             format!("{key}.windowsOptions"),
-            &serde_json::to_string(options).unwrap_or_default(),
+            &options.to_string(),
             "not allowed: the copy container is a Linux container (the API server refuses windowsOptions in a Linux pod, and agent-mount leaves Windows pods unchanged)",
         ));
     }
-    if let Some(mount) = context.proc_mount.as_deref().filter(|m| *m != "Default") {
+    let proc_mount = context.get("procMount").and_then(Value::as_str);
+    if let Some(mount) = proc_mount.filter(|m| *m != "Default") {
         return Err(SettingsError::invalid(
             format!("{key}.procMount"),
             mount,
             "expected Default (Unmasked needs the pod's hostUsers: false, which the policy cannot ensure)",
         ));
     }
-    if context.allow_privilege_escalation == Some(false) {
-        if context.privileged == Some(true) {
+    if flag("allowPrivilegeEscalation") == Some(false) {
+        if flag("privileged") == Some(true) {
             return Err(SettingsError::invalid(
                 format!("{key}.privileged"),
                 "true",
                 "not allowed while allowPrivilegeEscalation is false (the API server refuses the pair); the copy needs no privileges",
             ));
         }
-        let adds = context.capabilities.as_ref().and_then(|c| c.add.as_ref());
+        let adds = context
+            .pointer("/capabilities/add")
+            .and_then(Value::as_array);
         if let Some(cap) = adds
             .into_iter()
             .flatten()
-            .find(|c| matches!(c.as_str(), "SYS_ADMIN" | "CAP_SYS_ADMIN"))
+            .filter_map(Value::as_str)
+            .find(|c| matches!(*c, "SYS_ADMIN" | "CAP_SYS_ADMIN"))
         {
             return Err(SettingsError::invalid(
                 format!("{key}.capabilities.add"),

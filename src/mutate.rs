@@ -1,24 +1,17 @@
 //! The mutation: what each mount method adds to a pod.
 //!
 //! It edits the pod's raw JSON in place and only ever inserts, so every field the
-//! policy does not own survives, including fields newer than the k8s-openapi build.
-//! Typed k8s-openapi values are used only for the objects it inserts. A conflict
-//! aborts the whole mutation with a message saying what to fix; the caller then
-//! accepts the pod unchanged.
+//! policy does not own survives, including fields of Kubernetes versions newer than
+//! the policy. What it inserts is built as JSON directly. A conflict aborts the whole
+//! mutation with a message saying what to fix; the caller then accepts the pod unchanged.
 
 use crate::activation::env::EnvConflict;
+use crate::init_container::CopyContainer;
 use crate::message::{echo, shorten};
 use crate::settings::Settings;
 use crate::settings::decode::Keyword;
-use crate::settings::errors::SettingsError;
 use crate::settings::method::{AgentMounts, Method};
 use crate::settings::raw::NodeLabel;
-use k8s_openapi::api::core::v1::{
-    CSIVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, ImageVolumeSource,
-    NodeSelectorRequirement, VolumeMount,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -155,9 +148,6 @@ pub enum Conflict {
         /// The selection annotation.
         annotation: String,
     },
-    /// The settings could not be turned into the objects to insert.
-    #[error("internal error building what agent-mount inserts: {0}")]
-    Internal(#[from] SettingsError),
     /// Activation could not merge a recipe into a container's `env`.
     #[error(transparent)]
     Activation(#[from] EnvConflict),
@@ -189,7 +179,7 @@ pub fn mutate(
     }
     let annotation = &settings.containers_annotation;
     let method = &settings.method;
-    let Some((volume, is_ours, mounts)) = volume(method)? else {
+    let Some((volume, is_ours, mounts)) = volume(method) else {
         return request_resources(spec, containers, method, annotation);
     };
     if let Method::InitContainer { .. } = method {
@@ -197,10 +187,7 @@ pub fn mutate(
     }
     let mut changed = add_volume(spec, volume, is_ours)?;
     if let Method::InitContainer { copy, .. } = method {
-        let budgeted = pod_level_resources(spec);
-        let container =
-            copy.container(&mounts.volume_name, &mounts.agent_directories, &budgeted)?;
-        changed |= add_init_container(spec, container)?;
+        changed |= add_init_container(spec, copy)?;
     }
     if let Some(label) = method.node_label() {
         changed |= require_node_label(spec, label)?;
@@ -217,62 +204,52 @@ type IsOurs = Box<dyn Fn(&Value) -> bool>;
 
 /// The volume the method adds, how to recognise it in a pod that already has it, and
 /// its mounts; `None` for virtual-device, which adds no volume.
-fn volume(method: &Method) -> Result<Option<(Object, IsOurs, &AgentMounts)>, Conflict> {
+fn volume(method: &Method) -> Option<(Object, IsOurs, &AgentMounts)> {
     let text_at = |pointer: &'static str, wanted: String| -> IsOurs {
         Box::new(move |v: &Value| v.pointer(pointer).and_then(Value::as_str) == Some(&wanted))
     };
     let (mounts, kind, source, is_ours) = match method {
-        Method::VirtualDevice { .. } => return Ok(None),
+        Method::VirtualDevice { .. } => return None,
         Method::HostPath {
             host_path, mounts, ..
         } => (
             mounts,
             "hostPath",
-            to_json(&HostPathVolumeSource {
-                path: host_path.clone(),
-                type_: None,
-            })?,
+            json!({ "path": host_path }),
             text_at("/hostPath/path", host_path.clone()),
         ),
         Method::InitContainer { copy, mounts } => (
             mounts,
             "emptyDir",
-            to_json(&EmptyDirVolumeSource {
-                medium: None,
-                size_limit: copy.size_limit.clone().map(Quantity),
-            })?,
+            match &copy.size_limit {
+                Some(limit) => json!({ "sizeLimit": limit }),
+                None => json!({}),
+            },
             Box::new(|v: &Value| v.get("emptyDir").is_some_and(Value::is_object)) as IsOurs,
         ),
         Method::CsiDriver { driver, mounts, .. } => (
             mounts,
             "csi",
-            to_json(&CSIVolumeSource {
-                driver: driver.clone(),
-                read_only: Some(true),
-                volume_attributes: Some(
-                    CSI_VOLUME_ATTRIBUTES
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
+            json!({
+                "driver": driver,
+                "readOnly": true,
+                "volumeAttributes": Map::from_iter(
+                    CSI_VOLUME_ATTRIBUTES.map(|(k, v)| (k.to_string(), json!(v)))
                 ),
-                ..CSIVolumeSource::default()
-            })?,
+            }),
             text_at("/csi/driver", driver.clone()),
         ),
         Method::ImageVolume { image, mounts, .. } => (
             mounts,
             "image",
-            to_json(&ImageVolumeSource {
-                reference: Some(image.reference.clone()),
-                pull_policy: Some(image.pull_policy.as_str().into()),
-            })?,
+            json!({ "pullPolicy": image.pull_policy.as_str(), "reference": image.reference }),
             text_at("/image/reference", image.reference.clone()),
         ),
     };
     let mut volume = Map::new();
     volume.insert("name".into(), json!(mounts.volume_name));
     volume.insert(kind.into(), source);
-    Ok(Some((volume, is_ours, mounts)))
+    Some((volume, is_ours, mounts))
 }
 
 /// The selected entries of `spec.containers`, as objects.
@@ -408,16 +385,6 @@ fn array_at<'a>(
     )
 }
 
-/// Serialises a k8s-openapi value we insert; these types always serialise.
-fn to_json<T: Serialize>(value: &T) -> Result<Value, Conflict> {
-    serde_json::to_value(value).map_err(|e| {
-        Conflict::Internal(SettingsError::Malformed {
-            key: "volume".into(),
-            message: e.to_string(),
-        })
-    })
-}
-
 /// virtual-device: the extended resource on every selected container.
 fn request_resources(
     spec: &mut Object,
@@ -533,18 +500,37 @@ fn without_name(volume: &Value) -> Value {
     }
 }
 
+/// One read-only mount of the agent volume that the policy adds.
+struct AgentMount<'a> {
+    /// The volume's name.
+    name: &'a str,
+    /// Where the container sees it.
+    mount_path: String,
+    /// The directory of the volume it shows, if not the whole volume.
+    sub_path: Option<String>,
+}
+
+impl AgentMount<'_> {
+    /// The `volumeMounts` entry.
+    fn to_json(&self) -> Value {
+        let mut mount = json!({"mountPath": self.mount_path, "name": self.name, "readOnly": true});
+        if let (Some(sub_path), Some(mount)) = (&self.sub_path, mount.as_object_mut()) {
+            mount.insert("subPath".into(), json!(sub_path));
+        }
+        mount
+    }
+}
+
 /// The read-only mounts of the agent volume: the whole directory, or one per agent directory.
-fn agent_mounts(method: &Method, mounts: &AgentMounts) -> Vec<VolumeMount> {
+fn agent_mounts<'a>(method: &Method, mounts: &'a AgentMounts) -> Vec<AgentMount<'a>> {
     let sub_path = |dir: Option<&String>| match method {
         Method::ImageVolume { image, .. } => image.sub_path(dir.map(String::as_str)),
         _ => dir.cloned(),
     };
-    let mount = |mount_path: String, dir: Option<&String>| VolumeMount {
-        name: mounts.volume_name.clone(),
+    let mount = |mount_path: String, dir: Option<&String>| AgentMount {
+        name: &mounts.volume_name,
         mount_path,
         sub_path: sub_path(dir),
-        read_only: Some(true),
-        ..VolumeMount::default()
     };
     if mounts.agent_directories.is_empty() {
         vec![mount(mounts.mount_path.clone(), None)]
@@ -585,7 +571,7 @@ fn normalise_path(path: &str) -> String {
 /// Adds each agent mount unless exactly that mount exists; anything else at its path is a conflict.
 fn add_agent_mounts(
     container: &mut Object,
-    wanted: &[VolumeMount],
+    wanted: &[AgentMount],
     annotation: &str,
 ) -> Result<bool, Conflict> {
     let name = name_of(container);
@@ -602,7 +588,7 @@ fn add_agent_mounts(
     let mut missing = Vec::new();
     for mount in wanted {
         match existing.get(&normalise_path(&mount.mount_path)) {
-            None => missing.push(to_json(mount)?),
+            None => missing.push(mount.to_json()),
             Some(found) if is_exactly(found, mount) => {}
             Some(found) => {
                 let sub_path = mount
@@ -630,7 +616,7 @@ fn add_agent_mounts(
 /// refuses a mountPath that is also a devicePath of the same container.
 fn refuse_devices_at(
     container: &Object,
-    wanted: &[VolumeMount],
+    wanted: &[AgentMount],
     name: &str,
     annotation: &str,
 ) -> Result<(), Conflict> {
@@ -657,10 +643,10 @@ fn refuse_devices_at(
 
 /// Whether an existing mount is exactly ours: our volume, read-only, our subPath (an empty
 /// one is none), and no subPathExpr, which would mount a sub-directory, not the agents.
-fn is_exactly(found: &Value, wanted: &VolumeMount) -> bool {
+fn is_exactly(found: &Value, wanted: &AgentMount) -> bool {
     // An empty string is the API server's "unset"; any other value is set.
     let set = |key: &str| found.get(key).filter(|v| !v.is_null() && *v != "");
-    found.get("name").and_then(Value::as_str) == Some(&wanted.name)
+    found.get("name").and_then(Value::as_str) == Some(wanted.name)
         && found.get("readOnly") == Some(&Value::Bool(true))
         && set("subPath").map(Value::as_str) == wanted.sub_path.as_deref().map(Some)
         && set("subPathExpr").is_none()
@@ -673,11 +659,7 @@ fn is_exactly(found: &Value, wanted: &VolumeMount) -> bool {
 /// affinity. Empty terms match no node, and adding to one would make it match, so
 /// they are left alone.
 fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Conflict> {
-    let requirement = to_json(&NodeSelectorRequirement {
-        key: label.key.clone(),
-        operator: "In".into(),
-        values: Some(vec![label.value.clone()]),
-    })?;
+    let requirement = json!({"key": label.key, "operator": "In", "values": [label.value]});
     let affinity = object_at(spec, "affinity", &|| "spec".into())?;
     let node_affinity = object_at(affinity, "nodeAffinity", &|| "spec.affinity".into())?;
     let required = object_at(
@@ -724,26 +706,30 @@ fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Conf
 /// init-container: puts the copy container first in `initContainers`, unless it is there.
 ///
 /// Its name must be free in every container list: names are unique across all three.
-fn add_init_container(spec: &mut Object, container: Object) -> Result<bool, Conflict> {
-    let name = container.get("name").cloned().unwrap_or_default();
-    let image = container.get("image").cloned().unwrap_or_default();
-    let name_text = name.as_str().unwrap_or_default().to_string();
-    let clash = all_containers(spec).find(|(_, c)| c.get("name") == Some(&name));
+/// The container is copied from the settings only when it is inserted.
+fn add_init_container(spec: &mut Object, copy: &CopyContainer) -> Result<bool, Conflict> {
+    let clash = all_containers(spec)
+        .find(|(_, c)| c.get("name").and_then(Value::as_str) == Some(copy.name.as_str()));
     match clash {
         None => {
+            let container = copy.container(&pod_level_resources(spec));
             let inits = array_at(spec, "initContainers", &|| "spec".into())?;
             // First, so the agents are in place before any other init container runs.
             inits.insert(0, Value::Object(container));
             Ok(true)
         }
-        Some(("initContainers", found)) if found.get("image") == Some(&image) => Ok(false),
+        Some(("initContainers", found))
+            if found.get("image").and_then(Value::as_str) == Some(copy.image.as_str()) =>
+        {
+            Ok(false)
+        }
         Some(("initContainers", found)) => Err(Conflict::InitContainerImage {
-            name: name_text,
+            name: copy.name.clone(),
             found: echo(found.get("image").unwrap_or(&Value::Null)),
-            wanted: image.as_str().unwrap_or_default().to_string(),
+            wanted: copy.image.clone(),
         }),
         Some((list, _)) => Err(Conflict::ContainerName {
-            name: name_text,
+            name: copy.name.clone(),
             list,
         }),
     }

@@ -39,6 +39,9 @@ struct AdmissionRequest {
     kind: GroupVersionKind,
     #[serde(default)]
     operation: String,
+    /// The pod's namespace (its `metadata.namespace` may be unset at admission).
+    #[serde(default)]
+    namespace: String,
     #[serde(default)]
     object: Value,
 }
@@ -184,7 +187,12 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
             return Ok(mounted);
         };
         // After mounting: the merge is all or nothing with the mounts.
-        let done = activation::activate(&mut pod, &activated.containers, activation)?;
+        let done = activation::activate(
+            &mut pod,
+            &activated.containers,
+            activation,
+            &request.namespace,
+        )?;
         warnings.extend(done.warnings);
         Ok(mounted | done.changed)
     });

@@ -10,7 +10,9 @@
 
 mod support;
 
+use agent_mount::init_container::schema::{Key, Shape};
 use agent_mount::response::validate;
+use agent_mount::settings::parse;
 use agent_mount_common::MountMethod;
 use rstest::rstest;
 use serde_json::{Value, json};
@@ -181,4 +183,157 @@ fn windows_options_for_the_copy_container_are_refused_at_load() {
         "{message}"
     );
     assert!(message.contains("Linux container"), "{message}");
+}
+
+/// The field names a k8s-openapi type reads, as its `Deserialize` hands them to
+/// `deserialize_struct`: the key set of that Kubernetes object in the build.
+fn k8s_fields<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+    /// Carries the field list out of the deserializer.
+    #[derive(Debug)]
+    struct Fields(&'static [&'static str]);
+    impl std::fmt::Display for Fields {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{:?}", self.0)
+        }
+    }
+    impl std::error::Error for Fields {}
+    impl serde::de::Error for Fields {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Fields(&[])
+        }
+    }
+    /// A deserializer that only answers `deserialize_struct`, with its fields.
+    struct FieldsOf;
+    impl<'de> serde::Deserializer<'de> for FieldsOf {
+        type Error = Fields;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
+            Err(Fields(&[]))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Fields> {
+            Err(Fields(fields))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let Err(Fields(fields)) = T::deserialize(FieldsOf) else {
+        panic!("{} read no struct", std::any::type_name::<T>());
+    };
+    assert!(
+        !fields.is_empty(),
+        "{} read no struct",
+        std::any::type_name::<T>()
+    );
+    fields.to_vec()
+}
+
+/// The keys of an object of the policy's own schema, by path (`capabilities` for a nested one).
+fn schema_keys(keys: &[Key], path: &[&str]) -> Vec<&'static str> {
+    let Some((first, rest)) = path.split_first() else {
+        return keys.iter().map(|k| k.name).collect();
+    };
+    match keys.iter().find(|k| k.name == *first).map(|k| &k.shape) {
+        Some(Shape::Object(nested) | Shape::Objects(nested)) => schema_keys(nested, rest),
+        other => panic!("{first}: not an object in the schema: {other:?}"),
+    }
+}
+
+/// Issue 24: the settings' nested Kubernetes objects are checked by the policy's own
+/// schema, not by k8s-openapi types; their key sets must stay those of k8s-openapi 0.28
+/// `latest`, so a key a newer Kubernetes adds (which the old typed check accepted) shows here.
+#[test]
+fn schema_keys_are_those_of_k8s_openapi() {
+    use agent_mount::init_container::schema::{RESOURCE_REQUIREMENTS, SECURITY_CONTEXT};
+    use k8s_openapi::api::core::v1 as core;
+    let cases: [(&[Key], &[&str], Vec<&str>); 8] = [
+        (SECURITY_CONTEXT, &[], k8s_fields::<core::SecurityContext>()),
+        (
+            SECURITY_CONTEXT,
+            &["capabilities"],
+            k8s_fields::<core::Capabilities>(),
+        ),
+        (
+            SECURITY_CONTEXT,
+            &["seccompProfile"],
+            k8s_fields::<core::SeccompProfile>(),
+        ),
+        (
+            SECURITY_CONTEXT,
+            &["appArmorProfile"],
+            k8s_fields::<core::AppArmorProfile>(),
+        ),
+        (
+            SECURITY_CONTEXT,
+            &["seLinuxOptions"],
+            k8s_fields::<core::SELinuxOptions>(),
+        ),
+        (
+            SECURITY_CONTEXT,
+            &["windowsOptions"],
+            k8s_fields::<core::WindowsSecurityContextOptions>(),
+        ),
+        (
+            RESOURCE_REQUIREMENTS,
+            &[],
+            k8s_fields::<core::ResourceRequirements>(),
+        ),
+        (
+            RESOURCE_REQUIREMENTS,
+            &["claims"],
+            k8s_fields::<core::ResourceClaim>(),
+        ),
+    ];
+    for (keys, path, mut expected) in cases {
+        let mut ours = schema_keys(keys, path);
+        ours.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(ours, expected, "keys at {path:?}");
+    }
+}
+
+/// The policy's own schema of `initContainer.resources` and `.securityContext` refuses
+/// what the typed check refused, naming the key path: wrong JSON types at every depth,
+/// a missing required key, a key of another Kubernetes object; numbers as quantities
+/// and `null` as absent are accepted, as the API server accepts them.
+#[rstest]
+#[case::capabilities_not_a_list(json!({"securityContext": {"capabilities": {"add": "NET_RAW"}}}),
+    Some("initContainer.securityContext.capabilities.add: invalid type: string \"NET_RAW\", expected a list"))]
+#[case::capability_not_a_string(json!({"securityContext": {"capabilities": {"drop": [1]}}}),
+    Some("initContainer.securityContext.capabilities.drop[0]: invalid type"))]
+#[case::se_linux_level_number(json!({"securityContext": {"seLinuxOptions": {"level": 3}}}),
+    Some("initContainer.securityContext.seLinuxOptions.level: invalid type: number `3`, expected a string"))]
+#[case::profile_without_type(json!({"securityContext": {"appArmorProfile": {}}}),
+    Some("initContainer.securityContext.appArmorProfile: missing field `type`"))]
+#[case::pod_level_key(json!({"securityContext": {"hostUsers": false}}),
+    Some("initContainer.securityContext.hostUsers: unknown key"))]
+#[case::security_context_a_list(json!({"securityContext": []}),
+    Some("initContainer.securityContext: invalid type: list, expected a mapping"))]
+#[case::quantity_a_boolean(json!({"resources": {"limits": {"cpu": true}}}),
+    Some("initContainer.resources.limits.cpu: invalid type: boolean `true`"))]
+#[case::claim_without_name(json!({"resources": {"claims": [{"request": "r"}]}}),
+    Some("initContainer.resources.claims[0]: missing field `name`"))]
+#[case::number_quantity(json!({"resources": {"limits": {"cpu": 1}, "requests": {"cpu": "500m"}}}), None)]
+#[case::number_request_above_limit(json!({"resources": {"limits": {"cpu": 1}, "requests": {"cpu": 2}}}),
+    Some("initContainer.resources.requests.cpu: invalid value \"2\": expected at most the limit 1"))]
+#[case::null_is_absent(json!({"securityContext": {"runAsGroup": null, "seLinuxOptions": null}}), None)]
+fn nested_objects_are_checked_by_shape(#[case] given: Value, #[case] error: Option<&str>) {
+    let mut init = json!({"image": "a:1"});
+    for (k, v) in given.as_object().unwrap() {
+        init[k] = v.clone();
+    }
+    let outcome = parse(init_settings(json!({ "initContainer": init })));
+    match (outcome, error) {
+        (Ok(_), None) => {}
+        (Err(e), Some(expected)) => {
+            assert!(e.to_string().starts_with(expected), "{e}")
+        }
+        (outcome, _) => panic!("{given}: {outcome:?}"),
+    }
 }

@@ -15,6 +15,7 @@
 mod support;
 
 use agent_mount::activation::EnvEntry;
+use agent_mount::activation::env::as_json;
 use agent_mount::response::validate;
 use agent_mount::select;
 use agent_mount::settings::{self, method::Method};
@@ -23,7 +24,9 @@ use k8s_openapi::api::core::v1::Pod;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use support::kubelet;
 use support::pod_rules::{self, mounts_at_one_place, resolve};
 use support::{lost_from, method_settings, ops, payload};
 
@@ -117,9 +120,80 @@ fn env() -> impl Strategy<Value = Option<Value>> {
         Just(json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://collector:4317"})),
         Just(json!({"name": "LOG_TARGET", "value": "$(HOST_IP):514"})),
     ];
+    let var = prop_oneof![3 => var, 2 => activation_env_entry()];
     proptest::option::weighted(
         0.7,
         proptest::collection::vec(var, 0..4).prop_map(Value::Array),
+    )
+}
+
+/// Env entries aimed at activation: values with `$`, `$(`, `$$`, quotes, tabs and
+/// newlines; our agent already loaded in the ways the runtimes read; `valueFrom` of every
+/// kind, with and without `optional`; the names the policy writes or refers to.
+fn activation_env_entry() -> impl Strategy<Value = Value> {
+    let java = "-javaagent:/var/odigos/java/javaagent.jar";
+    let jto = |value: String| json!({"name": "JAVA_TOOL_OPTIONS", "value": value});
+    let from = |name: &str, source: Value| json!({"name": name, "valueFrom": source});
+    let cm = |optional: Option<bool>| {
+        let mut selector = json!({"name": "jvm", "key": "opts"});
+        if let Some(optional) = optional {
+            selector["optional"] = json!(optional);
+        }
+        selector
+    };
+    let value = prop_oneof![
+        Just("-Dcost=5$".to_string()),
+        Just("-Dx=$(".to_string()),
+        Just("-Dx=$(LOG_LEVEL".to_string()),
+        Just("-Dprice=$$(HOST_IP) -Dy=$$".to_string()),
+        Just("-Dname=\"a b\"\t-Xss1m\n".to_string()),
+        Just(format!("-Xmx1g\t\"{java}=debug\"")),
+        Just(format!("'{java}'")),
+        Just(format!("{java}=x=1\n-Dz")),
+        Just("$(OTEL_JAVAAGENT_JAR)".to_string()),
+        "[ -~\t\n]{0,12}",
+    ];
+    prop_oneof![
+        3 => value.prop_map(jto),
+        1 => Just(from("JAVA_TOOL_OPTIONS", json!({"configMapKeyRef": cm(None)}))),
+        1 => Just(from("JAVA_TOOL_OPTIONS", json!({"secretKeyRef": cm(Some(false))}))),
+        1 => Just(from("JAVA_TOOL_OPTIONS", json!({"configMapKeyRef": cm(Some(true))}))),
+        1 => Just(from("JAVA_TOOL_OPTIONS", json!({"fieldRef": {"fieldPath": "metadata.annotations['jvm']"}}))),
+        1 => Just(from("NODE_OPTIONS", json!({"resourceFieldRef": {"resource": "limits.memory"}}))),
+        1 => Just(from("PYTHONPATH", json!({"secretKeyRef": cm(Some(true))}))),
+        1 => Just(json!({"name": "ORIGINAL_JAVA_TOOL_OPTIONS", "value": "-Xmx1g"})),
+        1 => Just(json!({"name": "OTEL_JAVAAGENT_JAR", "value": "/old/agent.jar"})),
+        1 => Just(json!({"name": "OTEL_AGENTS", "value": "/var/odigos"})),
+        1 => Just(json!({"name": "LOG_LEVEL", "value": "$(OTEL_JAVAAGENT_JAR)"})),
+        1 => Just(json!({"name": "OTEL_SERVICE_NAME", "value": "mine"})),
+        1 => Just(json!({"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "team=a,k8s.pod.name=fixed"})),
+        1 => Just(json!({"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "service.name=x,k8s.container.name=c,"})),
+        1 => Just(json!({"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "team=$("})),
+        1 => Just(from("OTEL_RESOURCE_ATTRIBUTES", json!({"configMapKeyRef": cm(None)}))),
+        1 => Just(from("OTEL_RESOURCE_ATTRIBUTES_POD_NAME", json!({"fieldRef": {"fieldPath": "metadata.name"}}))),
+        1 => Just(json!({"name": "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "value": "n"})),
+        1 => Just(json!({"name": "DEBUG", "value": "$(OTEL_RESOURCE_ATTRIBUTES_POD_UID)"})),
+    ]
+}
+
+/// The pod's owner: every workload kind, by the names their controllers give.
+fn owner_references() -> impl Strategy<Value = Option<(Value, Option<&'static str>)>> {
+    let owner = |kind: &str, name: &str| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u-1", "controller": true}]);
+    proptest::option::weighted(
+        0.6,
+        prop_oneof![
+            Just((owner("ReplicaSet", "checkout-7d9f8b"), Some("7d9f8b"))),
+            Just((owner("ReplicaSet", "checkout-7d9f8b"), None)),
+            Just((owner("StatefulSet", "db"), None)),
+            Just((owner("DaemonSet", "node-agent"), None)),
+            Just((owner("Job", "report-28973520"), None)),
+            Just((owner("Job", "migrate"), None)),
+            Just((owner("Workflow", "w$1"), None)),
+            Just((
+                json!([{"kind": "ConfigMap", "name": "x"}, {"kind": "StatefulSet", "name": "s"}]),
+                None
+            )),
+        ],
     )
 }
 
@@ -517,6 +591,14 @@ fn activation() -> impl Strategy<Value = Option<Value>> {
             {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
             {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}
         ]}))),
+        // A recipe whose joined value refers to its own entries, as the issue's .NET and
+        // custom Java recipes do.
+        2 => Just(Some(json!({"agents": {"java": {"directory": "java", "env": [
+            {"name": "JAVA_TOOL_OPTIONS", "value": "-javaagent:$(OTEL_JAVAAGENT_JAR)", "join": " "},
+            {"name": "OTEL_JAVAAGENT_JAR", "value": "$(OTEL_AGENTS)/java/javaagent.jar"},
+            {"name": "OTEL_AGENTS", "value": "{dir}"}
+        ]}}}))),
+        1 => Just(Some(json!({"resourceAttributes": false}))),
     ]
 }
 
@@ -544,7 +626,11 @@ fn settings(method: MountMethod) -> impl Strategy<Value = Value> {
                     true
                 }
             };
-            if let Some(dirs) = dirs {
+            if let Some(mut dirs) = dirs {
+                // A recipe given in activation.agents needs its directory mounted.
+                if s["activation"]["agents"].get("java").is_some() && !dirs.contains(&"java") {
+                    dirs.push("java");
+                }
                 s["agentDirectories"] = json!(dirs);
             }
             if label_key && label {
@@ -648,6 +734,10 @@ static JOINED: AtomicUsize = AtomicUsize::new(0);
 /// Pods left unchanged by a valueFrom on a joined variable; envFrom warnings.
 static VALUE_FROM_CONFLICTS: AtomicUsize = AtomicUsize::new(0);
 static ENV_FROM_WARNINGS: AtomicUsize = AtomicUsize::new(0);
+/// Activated pods whose app entries moved (insertions, renames), and the values checked
+/// by the kubelet's resolution.
+static MOVED: AtomicUsize = AtomicUsize::new(0);
+static RESOLVED: AtomicUsize = AtomicUsize::new(0);
 
 /// Generated pods of each API-server shape (issue 20), over every method: Windows,
 /// pod-level resources, restartable sidecars, `hostUsers: false`, host-process, a block
@@ -704,54 +794,226 @@ fn joined_variables(settings: &settings::Settings) -> Vec<String> {
             EnvEntry::Join { name, .. } => Some(name.clone()),
             _ => None,
         })
+        .chain(
+            settings
+                .activation
+                .iter()
+                .filter(|a| a.resource_attributes)
+                .map(|_| "OTEL_RESOURCE_ATTRIBUTES".to_string()),
+        )
         .collect()
 }
 
-/// The one change the policy may make to what the pod had: a joined variable's value,
-/// the app's own value still its prefix. Returns `mutated` with those values put back,
-/// and the JSON pointers of the joined values.
+/// The changes the policy may make to what the pod had in `env`: a joined variable's
+/// value (the app's own value still its prefix), a joined `valueFrom` entry renamed
+/// `ORIGINAL_<NAME>` with the joined entry right after it, and its own entries inserted
+/// among the app's, whose order stays. Returns `mutated` with the app's entries put back,
+/// first and in their order, then the policy's; the JSON pointers of the joined values;
+/// and the containers whose app entries moved.
 fn undo_joins(
     pod: &Value,
     mutated: &Value,
     joined: &[String],
-) -> Result<(Value, Vec<String>), TestCaseError> {
+) -> Result<(Value, Vec<String>, Vec<usize>), TestCaseError> {
     let mut restored = mutated.clone();
-    let mut paths = Vec::new();
+    let (mut paths, mut moved) = (Vec::new(), Vec::new());
     let containers = pod["spec"]["containers"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     for (i, container) in containers.iter().enumerate() {
-        for (j, var) in container["env"]
+        let Some(before) = container["env"].as_array() else {
+            continue;
+        };
+        let after = mutated["spec"]["containers"][i]["env"]
             .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let (Some(before), Some(after)) = (
-                var["value"].as_str(),
-                mutated["spec"]["containers"][i]["env"][j]["value"].as_str(),
-            ) else {
-                continue;
+            .cloned()
+            .unwrap_or_default();
+        let mut taken = vec![false; after.len()];
+        let mut at = 0;
+        for (j, var) in before.iter().enumerate() {
+            let name = var["name"].as_str().unwrap_or_default();
+            let is_joined = joined.iter().any(|v| v == name);
+            let original = format!("ORIGINAL_{name}");
+            let found = after.iter().enumerate().skip(at).find(|(_, new)| {
+                *new == var
+                    || (is_joined
+                        && new["name"] == var["name"]
+                        && var.get("valueFrom").is_none_or(Value::is_null))
+                    || (is_joined
+                        && new["name"] == original.as_str()
+                        && new.get("valueFrom") == var.get("valueFrom"))
+            });
+            let Some((p, new)) = found else {
+                return Err(TestCaseError::fail(format!(
+                    "container {i}: the app's env[{j}] {var} is not kept in order in {after:?}"
+                )));
             };
-            if before == after {
+            if p != j {
+                moved.push(i);
+            }
+            taken[p] = true;
+            at = p + 1;
+            if new == var {
                 continue;
             }
-            let name = var["name"].as_str().unwrap_or_default();
+            if new["name"] == original.as_str() {
+                // The joined entry right after the renamed one refers to it.
+                let next = &after[p + 1];
+                prop_assert_eq!(&next["name"], &var["name"]);
+                prop_assert!(
+                    next["value"]
+                        .as_str()
+                        .is_some_and(|v| v.starts_with(&format!("$({original})"))),
+                    "{}",
+                    next
+                );
+                taken[p + 1] = true;
+                at = p + 2;
+                moved.push(i);
+                continue;
+            }
+            let before_value = var["value"].as_str().unwrap_or_default();
+            let after_value = new["value"].as_str().unwrap_or_default();
+            // The app's own value stays first.
             prop_assert!(
-                joined.iter().any(|v| v == name),
-                "{name} changed: {before:?} -> {after:?}"
+                after_value.starts_with(before_value),
+                "{name}: {before_value:?} is not a prefix of {after_value:?}"
             );
-            // The new property: the app's own value stays first.
-            prop_assert!(
-                after.starts_with(before),
-                "{name}: {before:?} is not a prefix of {after:?}"
-            );
-            restored["spec"]["containers"][i]["env"][j]["value"] = json!(before);
-            paths.push(format!("/spec/containers/{i}/env/{j}/value"));
+            // A value that was there is replaced; a missing one is added.
+            if var["value"].is_string() {
+                paths.push(format!("/spec/containers/{i}/env/{p}/value"));
+            }
         }
+        let mut env: Vec<Value> = before.clone();
+        env.extend(
+            after
+                .iter()
+                .zip(&taken)
+                .filter(|(_, taken)| !**taken)
+                .map(|(v, _)| v.clone()),
+        );
+        restored["spec"]["containers"][i]["env"] = Value::Array(env);
     }
-    Ok((restored, paths))
+    moved.dedup();
+    Ok((restored, paths, moved))
+}
+
+/// The entries the settings may write, by name, as the pod gets them: every recipe's and
+/// `activation.env`'s, and the resource attributes' downward-API entries.
+fn our_entries(settings: &settings::Settings) -> HashMap<String, Value> {
+    let mut ours: HashMap<String, Value> = settings
+        .activation
+        .iter()
+        .flat_map(|a| a.agents.values().flat_map(|r| &r.env).chain(&a.env))
+        // A joined variable is the app's too: no single entry is meant.
+        .filter(|e| !matches!(e, EnvEntry::Join { .. }))
+        .map(|e| (e.name().to_string(), as_json(e)))
+        .collect();
+    for (name, path) in [
+        ("OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "spec.nodeName"),
+        ("OTEL_RESOURCE_ATTRIBUTES_POD_NAME", "metadata.name"),
+        ("OTEL_RESOURCE_ATTRIBUTES_POD_UID", "metadata.uid"),
+    ] {
+        ours.insert(
+            name.into(),
+            json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}),
+        );
+    }
+    ours
+}
+
+/// Resolves the container's env before and after as the kubelet does and checks that
+/// every value the policy wrote resolves as it meant it: each reference of its part to an
+/// entry of its own finds exactly that entry before it, the app's part and its part
+/// resolve as they would apart (no `$` construct across the join), and each app entry
+/// that refers to nothing the policy changed resolves as before. Returns the values checked.
+fn resolves_as_meant(
+    before: &Value,
+    after: &Value,
+    ours: &HashMap<String, Value>,
+) -> Result<usize, TestCaseError> {
+    let app: Vec<Value> = before["env"].as_array().cloned().unwrap_or_default();
+    let env: Vec<Value> = after["env"].as_array().cloned().unwrap_or_default();
+    let app_resolved = kubelet::resolve(before);
+    let changed: Vec<&str> = env
+        .iter()
+        .filter(|v| !app.contains(v))
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let mut defined: HashMap<String, String> = HashMap::new();
+    let mut definer: HashMap<String, usize> = HashMap::new();
+    let mut checked = 0;
+    for (k, var) in env.iter().enumerate() {
+        let name = var["name"].as_str().unwrap_or_default().to_string();
+        let value = var["value"].as_str().unwrap_or_default();
+        let source = var.get("valueFrom").filter(|v| !v.is_null());
+        let resolved = match source {
+            Some(source) if value.is_empty() => kubelet::source_value(source),
+            _ => kubelet::expand(value, &defined),
+        };
+        if !app.contains(var) && !value.is_empty() {
+            let app_part = app
+                .iter()
+                .rev()
+                .filter(|a| a["name"] == name.as_str())
+                .find_map(|a| a["value"].as_str())
+                .filter(|p| !p.is_empty() && value.starts_with(p))
+                .unwrap_or_default();
+            let our_part = &value[app_part.len()..];
+            for x in kubelet::references(our_part) {
+                let meant = ours.get(&x);
+                if meant.is_none() && !x.starts_with("ORIGINAL_") {
+                    continue;
+                }
+                let d = definer.get(&x).copied();
+                prop_assert!(
+                    d.is_some(),
+                    "{name}: $({x}) is not defined before it: {env:?}"
+                );
+                let d = d.unwrap();
+                if let Some(meant) = meant {
+                    prop_assert_eq!(
+                        &env[d],
+                        meant,
+                        "{}: $({}) resolves to another entry",
+                        name,
+                        x
+                    );
+                }
+            }
+            prop_assert_eq!(
+                &resolved,
+                &format!(
+                    "{}{}",
+                    kubelet::expand(app_part, &defined),
+                    kubelet::expand(our_part, &defined)
+                ),
+                "{}: the join changed how a part reads",
+                name
+            );
+            checked += 1;
+        } else if app.contains(var) && source.is_none() {
+            let refers_to_changed = kubelet::references(value)
+                .iter()
+                .any(|x| changed.contains(&x.as_str()));
+            let before_value = kubelet::value_of(&app_resolved, &name);
+            // A name the app defines twice resolves by the last one: compare single ones.
+            let once = app.iter().filter(|a| a["name"] == name.as_str()).count() == 1;
+            if !refers_to_changed && once {
+                prop_assert_eq!(
+                    Some(resolved.as_str()),
+                    before_value,
+                    "the app's {} resolves otherwise",
+                    name
+                );
+                checked += 1;
+            }
+        }
+        defined.insert(name.clone(), resolved);
+        definer.insert(name, k);
+    }
+    Ok(checked)
 }
 
 /// Counts the pods whose mounts hold `needle`, so the run shows it reached those shapes.
@@ -774,10 +1036,10 @@ fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
     let response = validate(&payload(&request(pod), settings_json));
     prop_assert!(response.accepted, "{:?}", response.message);
     for warning in response.warnings.iter().flatten() {
-        if warning.contains("from valueFrom, which agent-mount cannot read") {
+        if warning.contains("from an optional valueFrom, which agent-mount cannot read") {
             VALUE_FROM_CONFLICTS.fetch_add(1, Ordering::Relaxed);
         }
-        if warning.contains("has envFrom, and agent-mount set") {
+        if warning.contains("have envFrom, and agent-mount set") {
             ENV_FROM_WARNINGS.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -808,10 +1070,22 @@ fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
     } else {
         &[]
     };
-    let (restored, joins) = undo_joins(pod, &mutated, &joined_variables(&settings))?;
+    let (restored, joins, moved) = undo_joins(pod, &mutated, &joined_variables(&settings))?;
     // A `null` field is absent: the policy may fill it.
     let read = without_nulls(pod);
     prop_assert_eq!(lost_from(&read, &restored, "", shifted), None);
+    if !moved.is_empty() {
+        MOVED.fetch_add(1, Ordering::Relaxed);
+    }
+    let ours = our_entries(&settings);
+    let containers = read["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (i, before) in containers.iter().enumerate() {
+        let checked = resolves_as_meant(before, &mutated["spec"]["containers"][i], &ours)?;
+        RESOLVED.fetch_add(checked, Ordering::Relaxed);
+    }
     let env_of = |p: &Value| {
         p["spec"]["containers"]
             .as_array()
@@ -824,12 +1098,23 @@ fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
     if !inserted_first {
         // Adds only, but one `replace` per joined value.
         let patch = json_patch::diff(&read, &mutated);
+        // Where the policy inserted entries, the index-wise diff shows the later ones replaced.
         let others: Vec<(String, String)> = ops(&patch)
             .into_iter()
             .filter(|(op, _)| op != "add")
+            .filter(|(_, path)| {
+                !moved
+                    .iter()
+                    .any(|i| path.starts_with(&format!("/spec/containers/{i}/env")))
+            })
             .collect();
         let expected: Vec<(String, String)> = joins
             .iter()
+            .filter(|p| {
+                !moved
+                    .iter()
+                    .any(|i| p.starts_with(&format!("/spec/containers/{i}/env")))
+            })
             .map(|p| ("replace".to_string(), p.clone()))
             .collect();
         prop_assert_eq!(others, expected);
@@ -875,9 +1160,19 @@ fn check(pod: &Value, settings_json: &Value) -> Result<(), TestCaseError> {
 fn generated_pods_under_every_method() {
     for method in MountMethod::ALL {
         runner()
-            .run(&(pod(), settings(method)), |(pod, settings)| {
-                check(&pod, &settings)
-            })
+            .run(
+                &(pod(), owner_references(), settings(method)),
+                |(mut pod, owner, settings)| {
+                    if let Some((owners, hash)) = owner {
+                        pod["metadata"]["ownerReferences"] = owners;
+                        pod["metadata"]["generateName"] = json!("checkout-7d9f8b-");
+                        if let Some(hash) = hash {
+                            pod["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+                        }
+                    }
+                    check(&pod, &settings)
+                },
+            )
             .unwrap_or_else(|e| panic!("{}: {e}", method.as_str()));
     }
     let (dotdot, expr) = (
@@ -898,11 +1193,13 @@ fn generated_pods_under_every_method() {
         &JOINED,
         &VALUE_FROM_CONFLICTS,
         &ENV_FROM_WARNINGS,
+        &MOVED,
+        &RESOLVED,
     ]
     .map(|c| c.load(Ordering::Relaxed));
     eprintln!(
-        "activation: {} pods activated, {} joined values, {} valueFrom conflicts, {} envFrom warnings",
-        activation[0], activation[1], activation[2], activation[3]
+        "activation: {} pods activated, {} joined values, {} valueFrom conflicts, {} envFrom warnings, {} with entries inserted or renamed, {} values resolved as the kubelet does",
+        activation[0], activation[1], activation[2], activation[3], activation[4], activation[5]
     );
     // The generators must reach every activation rule.
     assert!(activation.iter().all(|&n| n > 0), "{activation:?}");

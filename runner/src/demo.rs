@@ -15,6 +15,15 @@ const EXAMPLE_POD: &str = "examples/typical-pod.yaml";
 const ACTIVATED_POD: &str = "examples/activated-pod.yaml";
 /// The node IP the demo's kubelet resolves `status.hostIP` to.
 const DEMO_HOST_IP: &str = "10.0.0.7";
+/// The pod fields the demo's kubelet gives the downward API: the pod's name (from
+/// its `generateName`), uid and node.
+const DEMO_POD_FIELDS: [(&str, &str); 3] = [
+    ("metadata.name", "shop-7d9c8b6f5-x2x4z"),
+    ("metadata.uid", "0b9d6a44-1c4e-4c43-9b1e-3f8f8f7d2a10"),
+    ("spec.nodeName", "node-1"),
+];
+/// The variables that name the service and its Kubernetes resource.
+const NAMING: [&str; 2] = ["OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"];
 
 /// Runs the demo.
 pub fn run() -> Result<(), String> {
@@ -100,7 +109,9 @@ fn show_activation(host: &PolicyHost, root: &std::path::Path) -> Result<(), Stri
     };
     overlay.insert("activation".to_string(), activation.clone());
     println!("\n==================== activation ====================");
-    println!("Pod {ACTIVATED_POD}, annotation agent-mount.io/agents: checkout=java, worker=python");
+    println!(
+        "Pod {ACTIVATED_POD} (a pod of Deployment shop), annotation agent-mount.io/agents: checkout=java, worker=python"
+    );
     println!("Settings: the virtual-device settings plus");
     for line in serde_yaml::to_string(&json!({ "activation": activation }))
         .map_err(|e| e.to_string())?
@@ -115,8 +126,13 @@ fn show_activation(host: &PolicyHost, root: &std::path::Path) -> Result<(), Stri
     }
     let before = request.get("object").unwrap_or(&Value::Null);
     let after = response.mutated_object.as_ref().unwrap_or(before);
+    let mut fields: std::collections::BTreeMap<String, String> = DEMO_POD_FIELDS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    fields.insert("status.hostIP".to_string(), DEMO_HOST_IP.to_string());
     let cluster = Cluster {
-        fields: [("status.hostIP".to_string(), DEMO_HOST_IP.to_string())].into(),
+        fields,
         ..Cluster::default()
     };
     let containers = |pod: &Value| {
@@ -135,8 +151,33 @@ fn show_activation(host: &PolicyHost, root: &std::path::Path) -> Result<(), Stri
             "        the process sees (node IP {DEMO_HOST_IP}): {}",
             shown.join("  ")
         );
+        // The service name and resource attributes: before, after, and as the process sees them.
+        if old["env"] == new["env"] {
+            continue;
+        }
+        let before_env = effective_env(old, &cluster)?;
+        for name in NAMING {
+            let unset = || "(unset)".to_string();
+            println!(
+                "        {name}: before {}; after {}; the process sees {}",
+                before_env.get(name).cloned().unwrap_or_else(unset),
+                env_value(new, name).unwrap_or_else(unset),
+                effective.get(name).cloned().unwrap_or_else(unset)
+            );
+        }
     }
     Ok(())
+}
+
+/// The value the container's last `name` entry is written with.
+fn env_value(container: &Value, name: &str) -> Option<String> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+        .map(str::to_string)
 }
 
 /// A container's env entries on one line, `NAME=value` or `NAME<-source`.

@@ -118,8 +118,9 @@ fn value_from(source: &Value, cluster: &Cluster) -> Result<Option<String>, Strin
         .ok_or_else(|| format!("valueFrom: field {field:?} unknown to this cluster"))
 }
 
-/// Expands `$(VAR)` from `defined`; `$$` is a literal `$`; an undefined reference, an
-/// unclosed `$(` or any other `$` stays as written (k8s.io/kubernetes third_party expansion).
+/// Expands `$(VAR)` from `defined` exactly as the kubelet does (k8s.io/kubernetes
+/// third_party/forked/golang/expansion): `$$` is a literal `$`; an undefined reference, an
+/// unclosed `$(` or any other `$` stays as written, with the byte after it.
 pub fn expand(input: &str, defined: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
@@ -147,8 +148,23 @@ pub fn expand(input: &str, defined: &BTreeMap<String, String>) -> String {
                     rest = reference;
                 }
             }
+        } else if let Some(next) = after.chars().next() {
+            // `$` takes the next byte with it. Go's `string(input[0])` makes a rune of that
+            // byte, so the kubelet re-encodes a non-ASCII one (`$ü` becomes `$Ã` and a stray
+            // byte, written here as U+FFFD).
+            out.push('$');
+            if next.is_ascii() {
+                out.push(next);
+            } else {
+                let first = after.as_bytes().first().copied().unwrap_or_default();
+                out.push(char::from(first));
+                for _ in 1..next.len_utf8() {
+                    out.push('\u{fffd}');
+                }
+            }
+            rest = after.get(next.len_utf8()..).unwrap_or_default();
         } else {
-            // A lone `$` (also at the very end) is itself.
+            // A `$` at the very end is itself.
             out.push('$');
             rest = after;
         }
@@ -185,6 +201,8 @@ mod tests {
             ("$", "$"),
             ("", ""),
             ("ü$(HOST_IP)ü", "ü10.0.0.7ü"),
+            ("$ü", "$\u{c3}\u{fffd}"),
+            ("$x$(HOST_IP)", "$x10.0.0.7"),
         ];
         for (input, expected) in cases {
             assert_eq!(expand(input, &vars), expected, "{input}");

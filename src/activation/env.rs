@@ -1,16 +1,25 @@
-//! Merging a recipe into a container's `env`, on the raw JSON, never clobbering.
+//! Merging activation's entries into a container's `env`, on the raw JSON, never clobbering.
 //!
 //! - a join entry is set where the variable is absent or empty, left alone where its
-//!   value already holds ours as one whole item between separators, and appended after
-//!   the app's own value otherwise; a `valueFrom` there is a conflict;
+//!   value already holds ours as the runtime reads it ([`holds`]), and appended after
+//!   the app's own value otherwise; a `valueFrom` there whose source always exists is
+//!   renamed `ORIGINAL_<NAME>` and joined through a new entry right after it;
 //! - a plain entry is added only where the container has no variable of that name;
-//! - new entries go after the container's own, in recipe order;
-//! - where a name repeats, the last entry (the one that wins at run time) counts.
+//! - where a name repeats, the last entry (the one that wins at run time) counts;
+//! - every `$(NAME)` in a value written here resolves as meant: the entries an appended
+//!   part refers to are inserted before the app's entry, referenced new entries go first,
+//!   and whatever would make a reference resolve to something else is a conflict.
 
 use super::EnvEntry;
-use crate::message::{echo, listing, shorten};
+use super::expansion::{references, spans};
+use crate::message::{echo, shorten};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// Prefix of the app's renamed entry when a join variable comes from `valueFrom`.
+pub const ORIGINAL: &str = "ORIGINAL_";
+/// The JVM option that loads an agent jar, optionally followed by `=<options>`.
+const JAVAAGENT: &str = "-javaagent:";
 
 /// Why a container could not be activated; each message says how to fix it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -29,9 +38,9 @@ pub enum EnvConflict {
         /// What it should be.
         expected: &'static str,
     },
-    /// A variable agent-mount joins into comes from `valueFrom`, which it cannot read.
+    /// A variable agent-mount joins into comes from a `valueFrom` that may be absent.
     #[error(
-        "container {container:?} sets {name} from valueFrom, which agent-mount cannot read, and the agent needs {wanted:?} in it: add that to the ConfigMap, Secret or field it comes from, or set {name} by value in the pod (agent-mount then appends to it), or do not activate this container"
+        "container {container:?} sets {name} from an optional valueFrom, which agent-mount cannot read, and the agent needs {wanted:?} in it: where the source is absent, $(ORIGINAL_{name}) would stay as text in the value; add the agent option to the ConfigMap or Secret it comes from, make the source required (no optional: true), or set {name} by value in the pod (agent-mount then appends to it)"
     )]
     ValueFrom {
         /// The container.
@@ -40,6 +49,50 @@ pub enum EnvConflict {
         name: String,
         /// Our item.
         wanted: String,
+    },
+    /// The app already has the entry the `valueFrom` rename needs.
+    #[error(
+        "container {container:?} sets {name} from valueFrom and also has an entry {ORIGINAL}{name}, the name agent-mount renames it to in order to join the agent into it: rename that entry, or set {name} by value in the pod"
+    )]
+    OriginalTaken {
+        /// The container.
+        container: String,
+        /// The variable.
+        name: String,
+    },
+    /// The app defines a name that a value agent-mount writes refers to.
+    #[error(
+        "container {container:?} defines {name} itself, and the value agent-mount writes to {by} refers to $({name}), which would then resolve to the app's value: rename the app's {name}, or give {by} in the pod yourself"
+    )]
+    Defines {
+        /// The container.
+        container: String,
+        /// The referenced variable.
+        name: String,
+        /// The variable whose value refers to it.
+        by: String,
+    },
+    /// The app's value and the part agent-mount appends would be read as one `$` construct.
+    #[error(
+        "container {container:?}: {name}'s value ends in an unclosed $( or a $, which the part agent-mount appends would complete: close it, or write a literal $ as $$ in the pod"
+    )]
+    Unclosed {
+        /// The container.
+        container: String,
+        /// The variable.
+        name: String,
+    },
+    /// An app entry after an entry agent-mount inserts refers to the inserted name.
+    #[error(
+        "container {container:?}: {by} refers to $({name}), which agent-mount inserts before it for its own values, so the app's reference would change what it resolves to: rename that reference, or define {name} yourself before it"
+    )]
+    Inserted {
+        /// The container.
+        container: String,
+        /// The inserted variable.
+        name: String,
+        /// The app's variable that refers to it.
+        by: String,
     },
 }
 
@@ -50,161 +103,512 @@ pub struct Merged {
     pub changed: bool,
     /// The variables that now hold our value: added, appended to, or already ours.
     pub ours: Vec<String>,
-    /// The warning for a container with `envFrom`, naming those variables.
-    pub warning: Option<String>,
+    /// Whether the container has `envFrom`, whose variables ours replace.
+    pub env_from: bool,
 }
 
-/// One planned edit of `env`.
-enum Edit {
-    /// Set entry `index`'s value (it was absent, empty, or is appended to).
-    Set(usize, String),
-    /// Append a new entry.
-    Add(Value),
+/// What happens to one app entry.
+enum Change {
+    /// Its value becomes this (it was absent or empty, or ours is appended).
+    Value(String),
+    /// It is renamed `ORIGINAL_<NAME>`, and this entry follows it.
+    Rename(String, Value),
+}
+
+/// A new entry: where it goes, what it refers to.
+struct New<'e> {
+    entry: &'e EnvEntry,
+    /// The new entry the policy adds, as JSON.
+    json: Value,
+    /// Before which app entry it goes (`None`: after the app's).
+    before: Option<usize>,
+    /// The indices (into the new entries) of the new entries its value refers to.
+    needs: Vec<usize>,
 }
 
 /// Merges `entries` into `container`'s `env`: all of them, or none on a conflict.
-pub fn merge<'a>(
+pub fn merge<'e>(
     container: &mut Map<String, Value>,
-    entries: impl IntoIterator<Item = &'a EnvEntry>,
+    entries: impl IntoIterator<Item = &'e EnvEntry>,
 ) -> Result<Merged, EnvConflict> {
-    let container_name = container
+    let name = container
         .get("name")
         .and_then(Value::as_str)
         .map_or_else(|| "?".into(), shorten);
-    let wrong = |field: String, found: &Value, expected| EnvConflict::WrongType {
-        container: container_name.clone(),
-        field,
-        found: echo(found),
-        expected,
-    };
     let empty = Vec::new();
     let env = match container.get("env") {
         None | Some(Value::Null) => &empty,
         Some(Value::Array(env)) => env,
-        Some(other) => return Err(wrong("env".into(), other, "a list")),
+        Some(other) => return Err(wrong_type(&name, "env".into(), other, "a list")),
     };
-    // The last index of each name: a linear pass, then one lookup per entry.
-    let mut last: HashMap<&str, usize> = HashMap::with_capacity(env.len());
-    for (i, var) in env.iter().enumerate() {
-        let name = var.get("name").and_then(Value::as_str);
-        let Some(name) = name.filter(|_| var.is_object()) else {
-            return Err(wrong(
-                format!("env[{i}]"),
-                var,
-                "an object with a string name",
-            ));
-        };
-        last.insert(name, i);
-    }
-    let mut edits = Vec::new();
-    let mut ours = Vec::new();
-    // Names this merge adds, so later entries of the same name see them as present.
-    let mut added: HashMap<&str, &EnvEntry> = HashMap::new();
+    let mut plan = Plan::new(name, env)?;
     for entry in entries {
-        let name = entry.name();
-        if let Some(earlier) = added.get(name) {
-            if same(earlier, entry) {
-                ours.push(name.to_string());
-            }
-            continue;
-        }
-        let existing = last.get(name).and_then(|&i| Some((i, env.get(i)?)));
-        match (entry, existing) {
-            (_, None) => {
-                edits.push(Edit::Add(as_json(entry)));
-                added.insert(name, entry);
-                ours.push(name.to_string());
-            }
-            (
-                EnvEntry::Join {
-                    value, separator, ..
-                },
-                Some((i, var)),
-            ) => {
-                if var.get("valueFrom").is_some_and(|v| !v.is_null()) {
-                    return Err(EnvConflict::ValueFrom {
-                        container: container_name,
-                        name: shorten(name),
-                        wanted: value.clone(),
-                    });
-                }
-                match var.get("value") {
-                    None | Some(Value::Null) => edits.push(Edit::Set(i, value.clone())),
-                    Some(Value::String(app)) if app.is_empty() => {
-                        edits.push(Edit::Set(i, value.clone()));
-                    }
-                    Some(Value::String(app)) if holds(app, value, separator) => {}
-                    // The app's options first, ours after: the one value agent-mount rewrites.
-                    Some(Value::String(app)) => {
-                        edits.push(Edit::Set(i, format!("{app}{separator}{value}")));
-                    }
-                    Some(other) => {
-                        return Err(wrong(format!("env[{i}].value"), other, "a string"));
-                    }
-                }
-                ours.push(name.to_string());
-            }
-            // A plain entry: the app's own setting wins, silently.
-            (_, Some((_, var))) => {
-                if is_exactly(var, entry) {
-                    ours.push(name.to_string());
-                }
-            }
-        }
+        plan.decide(entry)?;
     }
+    plan.place()?;
+    let Plan {
+        mut ours,
+        news,
+        changes,
+        ..
+    } = plan;
     let mut seen = std::collections::HashSet::new();
-    ours.retain(|name| seen.insert(name.clone()));
-    let changed = !edits.is_empty();
+    ours.retain(|name| seen.insert(*name));
+    let ours: Vec<String> = ours.into_iter().map(str::to_string).collect();
+    let changed = !news.is_empty() || !changes.is_empty();
     if changed {
-        apply(container, edits);
+        apply(container, news, changes);
     }
-    let has_env_from = container
+    let env_from = container
         .get("envFrom")
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty());
-    let warning = (has_env_from && !ours.is_empty()).then(|| {
-        let names: Vec<&str> = ours.iter().map(String::as_str).collect();
-        format!(
-            "agent-mount: container {container_name:?} has envFrom, and agent-mount set {} in its env, which replaces a variable of the same name from envFrom: if a ConfigMap or Secret there sets one of them, move that setting into the pod's env (agent-mount then joins into it)",
-            listing(&names)
-        )
-    });
     Ok(Merged {
         changed,
+        env_from: env_from && !ours.is_empty(),
         ours,
-        warning,
     })
 }
 
-/// Carries out the planned edits; `merge` checked every type they touch.
-fn apply(container: &mut Map<String, Value>, edits: Vec<Edit>) {
-    let env = container
-        .entry("env")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if env.is_null() {
-        *env = Value::Array(Vec::new());
-    }
-    let Some(env) = env.as_array_mut() else {
-        return;
-    };
-    for edit in edits {
-        match edit {
-            Edit::Set(i, value) => {
-                if let Some(var) = env.get_mut(i).and_then(Value::as_object_mut) {
-                    var.insert("value".into(), Value::String(value));
-                }
-            }
-            Edit::Add(var) => env.push(var),
-        }
+/// The error for a field of another JSON type than the API server allows.
+fn wrong_type(
+    container: &str,
+    field: String,
+    found: &Value,
+    expected: &'static str,
+) -> EnvConflict {
+    EnvConflict::WrongType {
+        container: container.to_string(),
+        field,
+        found: echo(found),
+        expected,
     }
 }
 
-/// Whether `value` holds `ours` as one whole item: `ours`'s items, consecutive, among
-/// `value`'s items split at `separator`.
+/// One container's merge, planned against its `env` before anything is written.
+struct Plan<'c, 'e> {
+    /// The container's name, for messages.
+    container: String,
+    /// The app's `env`.
+    env: &'c [Value],
+    /// The last index of each name in `env` (the entry that wins at run time).
+    last: HashMap<&'c str, usize>,
+    /// Our entries by name, the first of each name: later ones of that name are dropped.
+    ours_by_name: HashMap<&'e str, &'e EnvEntry>,
+    /// The variables that hold our value: added, appended to, or already ours.
+    ours: Vec<&'e str>,
+    /// The entries to add, and their index by name.
+    news: Vec<New<'e>>,
+    new_index: HashMap<&'e str, usize>,
+    /// What happens to app entries, by index.
+    changes: BTreeMap<usize, Change>,
+    /// The values written into app entries: index, variable, the part that is ours.
+    written: Vec<(usize, &'e str, &'e str)>,
+}
+
+impl<'c, 'e> Plan<'c, 'e> {
+    /// Reads `env`: every entry an object with a string name.
+    fn new(container: String, env: &'c [Value]) -> Result<Self, EnvConflict> {
+        // A linear pass, then one lookup per entry.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(env.len());
+        for (i, var) in env.iter().enumerate() {
+            let name = var.get("name").and_then(Value::as_str);
+            let Some(name) = name.filter(|_| var.is_object()) else {
+                return Err(wrong_type(
+                    &container,
+                    format!("env[{i}]"),
+                    var,
+                    "an object with a string name",
+                ));
+            };
+            last.insert(name, i);
+        }
+        Ok(Plan {
+            container,
+            env,
+            last,
+            ours_by_name: HashMap::new(),
+            ours: Vec::new(),
+            news: Vec::new(),
+            new_index: HashMap::new(),
+            changes: BTreeMap::new(),
+            written: Vec::new(),
+        })
+    }
+
+    /// Decides what `entry` does to the container: add, set, append, rename, or nothing.
+    fn decide(&mut self, entry: &'e EnvEntry) -> Result<(), EnvConflict> {
+        let name = entry.name();
+        if let Some(earlier) = self.ours_by_name.get(name) {
+            if as_json(earlier) == as_json(entry) {
+                self.ours.push(name);
+            }
+            return Ok(());
+        }
+        self.ours_by_name.insert(name, entry);
+        let existing = self
+            .last
+            .get(name)
+            .and_then(|&i| Some((i, self.env.get(i)?)));
+        let (i, var) = match (entry, existing) {
+            (_, None) => {
+                self.new_index.insert(name, self.news.len());
+                self.news.push(New {
+                    entry,
+                    json: as_json(entry),
+                    before: None,
+                    needs: Vec::new(),
+                });
+                self.ours.push(name);
+                return Ok(());
+            }
+            (EnvEntry::Join { .. }, Some(found)) => found,
+            // A plain entry: the app's own setting wins, silently.
+            (_, Some((_, var))) => {
+                if is_exactly(var, entry) {
+                    self.ours.push(name);
+                }
+                return Ok(());
+            }
+        };
+        let EnvEntry::Join {
+            value, separator, ..
+        } = entry
+        else {
+            return Ok(());
+        };
+        let change = match (
+            var.get("valueFrom").filter(|v| !v.is_null()),
+            var.get("value"),
+        ) {
+            (Some(source), _) => self.rename(name, value, separator, source)?,
+            (None, None | Some(Value::Null)) => Change::Value(value.clone()),
+            (None, Some(Value::String(app))) if app.is_empty() => Change::Value(value.clone()),
+            (None, Some(Value::String(app))) if holds(app, value, separator) => {
+                self.ours.push(name);
+                return Ok(());
+            }
+            // The app's options first, ours after.
+            (None, Some(Value::String(app))) => {
+                let joined = format!("{app}{separator}{value}");
+                if spans(&joined, app.len()) {
+                    return Err(EnvConflict::Unclosed {
+                        container: self.container.clone(),
+                        name: shorten(name),
+                    });
+                }
+                Change::Value(joined)
+            }
+            (None, Some(other)) => {
+                return Err(wrong_type(
+                    &self.container,
+                    format!("env[{i}].value"),
+                    other,
+                    "a string",
+                ));
+            }
+        };
+        self.changes.insert(i, change);
+        self.written.push((i, name, value));
+        self.ours.push(name);
+        Ok(())
+    }
+
+    /// The Odigos way for a join variable from `valueFrom`: the app's entry renamed
+    /// `ORIGINAL_<NAME>`, and `<NAME>` = `$(ORIGINAL_<NAME>)<separator><ours>` after it.
+    fn rename(
+        &self,
+        name: &str,
+        value: &str,
+        separator: &str,
+        source: &Value,
+    ) -> Result<Change, EnvConflict> {
+        if !always_exists(source) {
+            return Err(EnvConflict::ValueFrom {
+                container: self.container.clone(),
+                name: shorten(name),
+                wanted: shorten(value),
+            });
+        }
+        let original = format!("{ORIGINAL}{name}");
+        if self.last.contains_key(original.as_str()) {
+            return Err(EnvConflict::OriginalTaken {
+                container: self.container.clone(),
+                name: shorten(name),
+            });
+        }
+        let joined = format!("$({original}){separator}{value}");
+        Ok(Change::Rename(
+            original,
+            json!({"name": name, "value": joined}),
+        ))
+    }
+
+    /// The new entries `value` (written to `by`, before app entry `at` if any) refers to.
+    /// A reference to an entry of ours that the app defines must find exactly ours before
+    /// `at`, else it would resolve to the app's value.
+    fn references_of(
+        &self,
+        by: &str,
+        value: &str,
+        at: Option<usize>,
+    ) -> Result<Vec<usize>, EnvConflict> {
+        let mut needs = Vec::new();
+        for name in references(value) {
+            if let Some(&k) = self.new_index.get(name) {
+                needs.push(k);
+                continue;
+            }
+            let Some(entry) = self.ours_by_name.get(name) else {
+                continue;
+            };
+            let app = self
+                .last
+                .get(name)
+                .and_then(|&j| Some((j, self.env.get(j)?)));
+            let resolves_to_ours = app.is_some_and(|(j, var)| {
+                at.is_none_or(|i| j < i) && is_exactly(var, entry) && !self.changes.contains_key(&j)
+            });
+            if !resolves_to_ours {
+                return Err(EnvConflict::Defines {
+                    container: self.container.clone(),
+                    name: shorten(name),
+                    by: shorten(by),
+                });
+            }
+        }
+        Ok(needs)
+    }
+
+    /// Places the new entries: before the first app entry whose new value needs them
+    /// (directly or through another new entry), else after the app's; then checks that
+    /// nothing placed changes what any reference resolves to.
+    fn place(&mut self) -> Result<(), EnvConflict> {
+        for k in 0..self.news.len() {
+            let Some(n) = self.news.get(k) else { continue };
+            let needs = match n.entry {
+                EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } => {
+                    self.references_of(n.entry.name(), value, None)?
+                }
+                EnvEntry::ValueFrom { .. } => continue,
+            };
+            if let Some(n) = self.news.get_mut(k) {
+                n.needs = needs;
+            }
+        }
+        self.written.sort_by_key(|&(i, _, _)| i);
+        for w in 0..self.written.len() {
+            let Some(&(i, by, value)) = self.written.get(w) else {
+                continue;
+            };
+            let mut stack = self.references_of(by, value, Some(i))?;
+            while let Some(k) = stack.pop() {
+                let Some(n) = self.news.get_mut(k) else {
+                    continue;
+                };
+                if n.before.is_some() {
+                    continue;
+                }
+                n.before = Some(i);
+                stack.extend(n.needs.iter().copied());
+            }
+        }
+        // A new entry placed before an app entry must find what it refers to before that.
+        for n in self.news.iter().filter(|n| n.before.is_some()) {
+            if let EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } = n.entry {
+                self.references_of(n.entry.name(), value, n.before)?;
+            }
+        }
+        self.check_inserted()
+    }
+
+    /// The app entries after an entry inserted before them (or after a renamed entry) must
+    /// not refer to its name: the insertion would change what they resolve to.
+    fn check_inserted(&self) -> Result<(), EnvConflict> {
+        // Each inserted name and the first app index that sees it.
+        let mut inserted: HashMap<&str, usize> = self
+            .news
+            .iter()
+            .filter_map(|n| Some((n.entry.name(), n.before?)))
+            .collect();
+        for (&i, change) in &self.changes {
+            if let Change::Rename(original, _) = change {
+                inserted.insert(original, i + 1);
+            }
+        }
+        let Some(first) = inserted.values().copied().min() else {
+            return Ok(());
+        };
+        for (j, var) in self.env.iter().enumerate().skip(first) {
+            let Some(value) = var.get("value").and_then(Value::as_str) else {
+                continue;
+            };
+            for name in references(value) {
+                if inserted.get(name).is_some_and(|&at| at <= j) {
+                    return Err(EnvConflict::Inserted {
+                        container: self.container.clone(),
+                        name: shorten(name),
+                        by: shorten(var.get("name").and_then(Value::as_str).unwrap_or("")),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a `valueFrom` always gives a value: a field, a resource, or a key of a
+/// ConfigMap or Secret that is not `optional` (without it the container does not start).
+fn always_exists(source: &Value) -> bool {
+    let optional =
+        |kind: &str| source.pointer(&format!("/{kind}/optional")) == Some(&Value::Bool(true));
+    if source.get("fieldRef").is_some() || source.get("resourceFieldRef").is_some() {
+        return true;
+    }
+    ["configMapKeyRef", "secretKeyRef"]
+        .iter()
+        .any(|kind| source.get(*kind).is_some() && !optional(kind))
+}
+
+/// Writes the new `env`: the app's entries in their order, each changed as planned, the
+/// new entries before the app entry that needs them or after all, referenced ones first.
+fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: BTreeMap<usize, Change>) {
+    let env = container.entry("env").or_insert(Value::Null);
+    let old = match env.take() {
+        Value::Array(old) => old,
+        _ => Vec::new(),
+    };
+    let order = ordered(&news);
+    let mut by_slot: BTreeMap<Option<usize>, Vec<Value>> = BTreeMap::new();
+    let mut news: Vec<Option<New>> = news.into_iter().map(Some).collect();
+    for k in order {
+        if let Some(n) = news.get_mut(k).and_then(Option::take) {
+            by_slot.entry(n.before).or_default().push(n.json);
+        }
+    }
+    let mut out = Vec::with_capacity(old.len() + news.len() + 1);
+    for (i, mut var) in old.into_iter().enumerate() {
+        out.extend(by_slot.remove(&Some(i)).unwrap_or_default());
+        match changes.remove(&i) {
+            Some(Change::Value(value)) => {
+                if let Some(var) = var.as_object_mut() {
+                    var.insert("value".into(), Value::String(value));
+                }
+                out.push(var);
+            }
+            Some(Change::Rename(original, joined)) => {
+                if let Some(var) = var.as_object_mut() {
+                    var.insert("name".into(), Value::String(original));
+                }
+                out.push(var);
+                out.push(joined);
+            }
+            None => out.push(var),
+        }
+    }
+    out.extend(by_slot.remove(&None).unwrap_or_default());
+    *env = Value::Array(out);
+}
+
+/// The new entries' indices, each after the new entries it refers to, else in the given
+/// order (a cycle, which no order resolves, keeps the given order).
+fn ordered(news: &[New]) -> Vec<usize> {
+    // 0: not yet, 1: in progress, 2: done.
+    let mut state = vec![0u8; news.len()];
+    let mut out = Vec::with_capacity(news.len());
+    for root in 0..news.len() {
+        // An explicit stack: (entry, whether its needs were pushed).
+        let mut stack = vec![(root, false)];
+        while let Some((k, expanded)) = stack.pop() {
+            match (state.get(k).copied(), expanded) {
+                (Some(0), false) => {
+                    if let Some(s) = state.get_mut(k) {
+                        *s = 1;
+                    }
+                    stack.push((k, true));
+                    let needs = news.get(k).map(|n| n.needs.as_slice()).unwrap_or_default();
+                    stack.extend(needs.iter().rev().map(|&d| (d, false)));
+                }
+                (Some(1), true) => {
+                    if let Some(s) = state.get_mut(k) {
+                        *s = 2;
+                    }
+                    out.push(k);
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Whether `value` already holds `ours` as the runtime reads it: `ours`'s items,
+/// consecutive, among `value`'s items. For a whitespace join (the JVM, Node.js) items
+/// are split on any run of whitespace, quotes around an item are ignored, and
+/// `-javaagent:<jar>=<options>` is the jar; other joins split at the separator.
+/// Linear in the lengths of both.
 pub fn holds(value: &str, ours: &str, separator: &str) -> bool {
-    let wanted: Vec<&str> = ours.split(separator).collect();
-    let items: Vec<&str> = value.split(separator).collect();
-    items.windows(wanted.len()).any(|w| w == wanted.as_slice())
+    if separator.trim().is_empty() {
+        contains_run(text_items(value), &text_items(ours).collect::<Vec<_>>())
+    } else {
+        contains_run(
+            value.split(separator),
+            &ours.split(separator).collect::<Vec<_>>(),
+        )
+    }
+}
+
+/// The items of a whitespace-joined value as a runtime loads them.
+fn text_items(text: &str) -> impl Iterator<Item = &str> {
+    text.split_whitespace().map(|item| {
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|&q| item.strip_prefix(q)?.strip_suffix(q))
+            .unwrap_or(item);
+        // `-javaagent:<jar>=<options>` loads `<jar>`.
+        match unquoted
+            .strip_prefix(JAVAAGENT)
+            .and_then(|rest| rest.find('='))
+        {
+            Some(at) => unquoted.get(..JAVAAGENT.len() + at).unwrap_or(unquoted),
+            None => unquoted,
+        }
+    })
+}
+
+/// Whether `pattern` occurs as consecutive items of `items` (Knuth–Morris–Pratt: each
+/// item is compared a bounded number of times, so the cost is linear).
+fn contains_run<'a>(items: impl Iterator<Item = &'a str>, pattern: &[&str]) -> bool {
+    if pattern.is_empty() {
+        return true;
+    }
+    // fail[i]: the length of the longest proper border of pattern[..=i].
+    let mut fail = vec![0usize; pattern.len()];
+    let mut k = 0;
+    for i in 1..pattern.len() {
+        while k > 0 && pattern.get(i) != pattern.get(k) {
+            k = fail.get(k - 1).copied().unwrap_or_default();
+        }
+        if pattern.get(i) == pattern.get(k) {
+            k += 1;
+        }
+        if let Some(f) = fail.get_mut(i) {
+            *f = k;
+        }
+    }
+    let mut matched = 0;
+    for item in items {
+        while matched > 0 && pattern.get(matched) != Some(&item) {
+            matched = fail.get(matched - 1).copied().unwrap_or_default();
+        }
+        if pattern.get(matched) == Some(&item) {
+            matched += 1;
+        }
+        if matched == pattern.len() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether an existing env entry is exactly the plain entry we would add.
@@ -217,11 +621,6 @@ fn is_exactly(var: &Value, entry: &EnvEntry) -> bool {
         EnvEntry::ValueFrom { source, .. } => var.get("valueFrom") == Some(source),
         EnvEntry::Join { .. } => false,
     }
-}
-
-/// Whether two entries set the same variable the same way.
-fn same(a: &EnvEntry, b: &EnvEntry) -> bool {
-    as_json(a) == as_json(b)
 }
 
 /// The env entry the pod gets.

@@ -313,16 +313,10 @@ fn security_overrides_merge_over_the_hardened_default() {
         json!({"mountMethod": "k8s-init-container", "initContainer": {
         "image": "agents:1", "securityContext": {"runAsUser": 1000, "capabilities": {"add": ["CHOWN"]}}}}),
     );
-    let Method::InitContainer { copy, mounts } = &s.method else {
+    let Method::InitContainer { copy, .. } = &s.method else {
         panic!("not init-container");
     };
-    let container = copy
-        .container(
-            &mounts.volume_name,
-            &mounts.agent_directories,
-            &BTreeSet::new(),
-        )
-        .unwrap();
+    let container = copy.container(&BTreeSet::new());
     let security = &container["securityContext"];
     assert_eq!(security["runAsUser"], 1000);
     assert_eq!(security["runAsNonRoot"], true);

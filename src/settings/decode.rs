@@ -5,7 +5,7 @@
 use super::errors::SettingsError;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{DeserializeOwned, Error, MapAccess, SeqAccess, Unexpected, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::fmt;
 use std::marker::PhantomData;
@@ -197,49 +197,3 @@ pub fn deserialize_at<T: DeserializeOwned>(value: Value, prefix: &str) -> Result
     })
 }
 
-/// Reads a nested Kubernetes object as `T`, rejecting keys that `T` does not know.
-///
-/// k8s-openapi types ignore unknown keys, so a misspelt key would silently vanish:
-/// a key of the input that is missing after a typed round trip is unknown.
-pub fn typed_without_unknown_keys<T: DeserializeOwned + Serialize>(
-    value: &Value,
-    key: &str,
-) -> Result<T, SettingsError> {
-    typed_round_trip(value, key).map(|(typed, _)| typed)
-}
-
-/// Reads `value` as `T` and writes it back, refusing a key of `value` the round trip lost.
-fn typed_round_trip<T: DeserializeOwned + Serialize>(
-    value: &Value,
-    key: &str,
-) -> Result<(T, Value), SettingsError> {
-    let typed: T = deserialize_at(value.clone(), key)?;
-    let round_trip = serde_json::to_value(&typed).map_err(|e| SettingsError::Malformed {
-        key: key.to_string(),
-        message: e.to_string(),
-    })?;
-    match first_unknown_key(value, &round_trip, key) {
-        Some(key) => Err(SettingsError::UnknownKey { key }),
-        None => Ok((typed, round_trip)),
-    }
-}
-
-/// The path of the first key of `given` (non-null) that `known` lacks, recursing into objects and arrays.
-fn first_unknown_key(given: &Value, known: &Value, path: &str) -> Option<String> {
-    match (given, known) {
-        (Value::Object(given), Value::Object(known)) => given.iter().find_map(|(k, v)| {
-            let child = format!("{path}.{k}");
-            match known.get(k) {
-                None if !v.is_null() => Some(child),
-                None => None,
-                Some(known_v) => first_unknown_key(v, known_v, &child),
-            }
-        }),
-        (Value::Array(given), Value::Array(known)) => given
-            .iter()
-            .zip(known)
-            .enumerate()
-            .find_map(|(i, (g, k))| first_unknown_key(g, k, &format!("{path}[{i}]"))),
-        _ => None,
-    }
-}

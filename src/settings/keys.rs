@@ -56,6 +56,7 @@ impl RawSettings {
                 container_path: text(),
                 agents: Some([("x".to_string(), Some(RawRecipe::default()))].into()),
                 env: Some(vec![RawEnvVar::default()]),
+                resource_attributes: Some(true),
             }),
         }
     }

@@ -141,7 +141,12 @@ impl Method {
             MountMethod::InitContainer => {
                 let mounts = mounts(DEFAULT_HOST_PATH);
                 let init = raw.init_container.take().unwrap_or_default();
-                let copy = CopyContainer::from_raw(init, &mounts.volume_name).ok_or(
+                let copy = CopyContainer::from_raw(
+                    init,
+                    &mounts.volume_name,
+                    &mounts.agent_directories,
+                )
+                .ok_or(
                     SettingsError::Required {
                         key: "initContainer.image",
                         method: kind.as_str(),

@@ -2,6 +2,7 @@
 //! bench (which include this file by `#[path]`).
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod kubelet;
 pub mod pod_rules;
 
 use agent_mount_common::MountMethod;

@@ -1,0 +1,261 @@
+//! The service name and the Kubernetes resource attributes an activated container gets,
+//! by the OpenTelemetry Operator's convention, so its telemetry says where it comes from.
+//!
+//! `OTEL_SERVICE_NAME` is a plain entry (the app's own wins); `OTEL_RESOURCE_ATTRIBUTES`
+//! is joined with `,` and carries only the keys the app's own value does not set. The pod's
+//! name, uid and node are not known at admission: three downward-API entries carry them,
+//! and the merge places those before the entry that refers to them.
+
+use super::EnvEntry;
+use super::expansion::literal;
+use serde_json::{Map, Value, json};
+
+/// The variable the OpenTelemetry SDKs read the service name from.
+pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// The variable the OpenTelemetry SDKs read resource attributes from.
+pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+/// The pod annotation that names the service, first in the order.
+pub const SERVICE_NAME_ANNOTATION: &str = "resource.opentelemetry.io/service.name";
+/// The pod label that names the service when the annotation is absent.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+
+/// The downward-API entries: variable, pod field, and the attribute that refers to it.
+const DOWNWARD: [(&str, &str, &str); 3] = [
+    (
+        "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME",
+        "spec.nodeName",
+        "k8s.node.name",
+    ),
+    (
+        "OTEL_RESOURCE_ATTRIBUTES_POD_NAME",
+        "metadata.name",
+        "k8s.pod.name",
+    ),
+    (
+        "OTEL_RESOURCE_ATTRIBUTES_POD_UID",
+        "metadata.uid",
+        "k8s.pod.uid",
+    ),
+];
+
+/// The variables this module writes: a recipe or `activation.env` may not set them
+/// while `activation.resourceAttributes` is on.
+pub const WRITTEN: [&str; 5] = [
+    SERVICE_NAME,
+    RESOURCE_ATTRIBUTES,
+    DOWNWARD[0].0,
+    DOWNWARD[1].0,
+    DOWNWARD[2].0,
+];
+
+/// What the pod says about itself, read once per pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodResource {
+    /// The service name from the pod (annotation, label, workload, generateName, name);
+    /// `None`: each container's name.
+    pub service_name: Option<String>,
+    /// The pod's attributes (namespace, workloads), values as given.
+    pub attributes: Vec<(&'static str, String)>,
+}
+
+/// Reads `pod`'s service name and attributes; `namespace` is the request's.
+pub fn describe(pod: &Value, namespace: &str) -> PodResource {
+    let metadata = pod.get("metadata");
+    let text = |path: &str| {
+        metadata
+            .and_then(|m| m.pointer(path))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let map_value = |map: &str, key: &str| {
+        metadata
+            .and_then(|m| m.get(map))
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let namespace = Some(namespace)
+        .filter(|n| !n.is_empty())
+        .or_else(|| text("/namespace"));
+    let workload = owner(pod).map(|(kind, name)| {
+        workload(
+            kind,
+            name,
+            map_value("labels", "pod-template-hash").unwrap_or(""),
+        )
+    });
+    let mut attributes: Vec<(&'static str, String)> = Vec::new();
+    attributes.extend(namespace.map(|n| ("k8s.namespace.name", n.to_string())));
+    if let Some(workload) = &workload {
+        attributes.extend(workload.attributes.iter().cloned());
+    }
+    let service_name = map_value("annotations", SERVICE_NAME_ANNOTATION)
+        .or_else(|| map_value("labels", NAME_LABEL))
+        .map(str::to_string)
+        .or_else(|| workload.map(|w| w.service))
+        .or_else(|| {
+            text("/generateName")
+                .map(|g| g.trim_end_matches('-'))
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+        })
+        .or_else(|| text("/name").map(str::to_string));
+    PodResource {
+        service_name,
+        attributes,
+    }
+}
+
+/// The workload that owns the pod: the service it names and its attributes.
+struct Workload {
+    service: String,
+    attributes: Vec<(&'static str, String)>,
+}
+
+/// The pod's controller owner (`controller: true`, else the first owner): kind and name.
+fn owner(pod: &Value) -> Option<(&str, &str)> {
+    let owners = pod.pointer("/metadata/ownerReferences")?.as_array()?;
+    let owner = owners
+        .iter()
+        .find(|o| o.get("controller") == Some(&Value::Bool(true)))
+        .or_else(|| owners.first())?;
+    let kind = owner.get("kind")?.as_str()?;
+    let name = owner.get("name")?.as_str().filter(|n| !n.is_empty())?;
+    Some((kind, name))
+}
+
+/// The workload behind an owner of `kind` and `name`; `hash` is the pod's
+/// `pod-template-hash` label, which a Deployment's ReplicaSet appends to its name.
+fn workload(kind: &str, name: &str, hash: &str) -> Workload {
+    let own = |key: &'static str| Workload {
+        service: name.to_string(),
+        attributes: vec![(key, name.to_string())],
+    };
+    // Both names, the workload's first: a Deployment's pod is also its ReplicaSet's.
+    let parent = |key: &'static str, parent: &str, child_key: &'static str| Workload {
+        service: parent.to_string(),
+        attributes: vec![(key, parent.to_string()), (child_key, name.to_string())],
+    };
+    match kind {
+        "ReplicaSet" => match name
+            .strip_suffix(hash)
+            .and_then(|n| n.strip_suffix('-'))
+            .filter(|n| !hash.is_empty() && !n.is_empty())
+        {
+            Some(deployment) => parent("k8s.deployment.name", deployment, "k8s.replicaset.name"),
+            None => own("k8s.replicaset.name"),
+        },
+        "StatefulSet" => own("k8s.statefulset.name"),
+        "DaemonSet" => own("k8s.daemonset.name"),
+        // A CronJob names its Jobs `<name>-<digits>` (the scheduled time); the policy
+        // cannot read the Job's own owner.
+        "Job" => match name.rsplit_once('-').filter(|(cron, digits)| {
+            !cron.is_empty() && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+        }) {
+            Some((cronjob, _)) => parent("k8s.cronjob.name", cronjob, "k8s.job.name"),
+            None => own("k8s.job.name"),
+        },
+        other => Workload {
+            service: name.to_string(),
+            attributes: match other {
+                "Deployment" => vec![("k8s.deployment.name", name.to_string())],
+                "CronJob" => vec![("k8s.cronjob.name", name.to_string())],
+                _ => Vec::new(),
+            },
+        },
+    }
+}
+
+/// The entries for `container` (after the recipe's and `activation.env`'s): the service
+/// name where the app sets none, the attributes its own `OTEL_RESOURCE_ATTRIBUTES` does
+/// not set otherwise, and the downward-API entries those refer to.
+pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntry> {
+    let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+    let app = app_attributes(container);
+    let mut attributes: Vec<(&str, String)> = Vec::new();
+    attributes.push(("k8s.container.name", percent_encoded(name)));
+    attributes.extend(
+        pod.attributes
+            .iter()
+            .map(|(key, value)| (*key, percent_encoded(value))),
+    );
+    attributes.extend(
+        DOWNWARD
+            .iter()
+            .map(|(variable, _, key)| (*key, format!("$({variable})"))),
+    );
+    // The app's own key wins. One it sets to our very value stays ours: that is how a
+    // second run finds its own output (and the value already holds ours).
+    attributes.retain(|(key, value)| app.iter().all(|(k, v)| k != key || v == value));
+    attributes.sort_by_key(|(key, _)| *key);
+    let mut out: Vec<EnvEntry> = DOWNWARD
+        .iter()
+        .filter(|(_, _, key)| attributes.iter().any(|(k, _)| k == key))
+        .map(|(variable, field, _)| EnvEntry::ValueFrom {
+            name: (*variable).into(),
+            source: json!({"fieldRef": {"fieldPath": field}}),
+        })
+        .collect();
+    // An app that names its service in its attributes keeps it: OTEL_SERVICE_NAME would win.
+    if !app.iter().any(|(key, _)| *key == "service.name") {
+        let service = pod.service_name.as_deref().unwrap_or(name);
+        out.push(EnvEntry::Value {
+            name: SERVICE_NAME.into(),
+            value: literal(service),
+        });
+    }
+    if !attributes.is_empty() {
+        let items: Vec<String> = attributes
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        out.push(EnvEntry::Join {
+            name: RESOURCE_ATTRIBUTES.into(),
+            value: items.join(","),
+            separator: ",".into(),
+        });
+    }
+    out
+}
+
+/// The `key=value` items of the app's own `OTEL_RESOURCE_ATTRIBUTES` (its last entry,
+/// by value), keys trimmed.
+fn app_attributes(container: &Map<String, Value>) -> Vec<(&str, &str)> {
+    let value = container
+        .get("env")
+        .and_then(Value::as_array)
+        .and_then(|env| {
+            env.iter()
+                .rev()
+                .find(|v| v.get("name").and_then(Value::as_str) == Some(RESOURCE_ATTRIBUTES))
+        })
+        .and_then(|v| v.get("value"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    value
+        .split(',')
+        .filter_map(|item| item.split_once('=').map(|(key, value)| (key.trim(), value)))
+        .filter(|(key, _)| !key.is_empty())
+        .collect()
+}
+
+/// `value` as an `OTEL_RESOURCE_ATTRIBUTES` value: the OpenTelemetry spec has every byte
+/// outside the W3C Baggage value octets percent-encoded (and `%` itself, so that decoding
+/// gives the value back), and the kubelet then reads every `$` as written.
+fn percent_encoded(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        // baggage-octet: %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
+        let plain = matches!(byte, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+            && byte != b'%';
+        if plain {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    literal(&out)
+}
+
+#[cfg(test)]
+mod tests;
