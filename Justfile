@@ -86,3 +86,12 @@ release-check:
 # The multi-arch node image from the static binaries (needs docker buildx; push with --push).
 image: static
     docker buildx build --platform linux/amd64,linux/arm64 -f node/Dockerfile -t ghcr.io/agent-mount/agent-mount-node:v{{version}} .
+
+# The agents tree in dist/agents-tree (agents/build.py; PyPI and npm). With the Java agent:
+# `just agents opentelemetry-javaagent.jar` (downloaded from agents/java.json's source).
+agents $JAVA_AGENT="":
+    python3 agents/build.py build --out dist/agents-tree ${JAVA_AGENT:+--java-agent "$JAVA_AGENT"}
+
+# The multi-arch agents image from the tree and the static binaries (needs docker buildx).
+agents-image JAVA_AGENT: (agents JAVA_AGENT) static
+    docker buildx build --platform linux/amd64,linux/arm64 -f agents/Dockerfile -t ghcr.io/agent-mount/agents:v{{version}} .

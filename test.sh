@@ -5,7 +5,8 @@
 #                        (architecture, static linking, --version, aarch64 under qemu),
 #                        CycloneDX SBOMs, and the policy .wasm.
 # Needs only the Rust toolchain (rustup) and python3: it installs the rest itself (rustup
-# targets, kubernetes-validate, kubectl and PyYAML into .venv; with --release, Debian's
+# targets, kubernetes-validate, kubectl and PyYAML into .venv; Debian's npm and JDK for the
+# real-agent test, bats and jq; with --release, Debian's
 # qemu-user-static and cargo-cyclonedx). Closes with one "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -64,9 +65,10 @@ check() {
 }
 
 check "workflows" .venv/bin/python scripts/check_workflows.py .github/workflows/*.yml
-# The node binary shares only agent-mount-common with the policy (DESIGN §3).
+# The node binary shares only agent-mount-common with the policy (DESIGN §3); its tests
+# do not build the policy's host either (the cross-component tests are in e2e/).
 check "node binary builds without the policy SDK" \
-  bash -c '! cargo tree --locked -p agent-mount-node | grep -E "kubewarden-policy-sdk|k8s-openapi"'
+  bash -c '! cargo tree --locked -p agent-mount-node | grep -E "kubewarden-policy-sdk|k8s-openapi|runner|wasmtime"'
 
 # The demo's dependency build is the one the tests reuse (runner/Cargo.toml's feature lists).
 check "tests reuse the demo's dependency build" python3 scripts/check_unified_features.py
@@ -77,13 +79,6 @@ wasm="$target_dir/wasm32-wasip1/policy/agent_mount.wasm"
 cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
 ls -l "$wasm"
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
-
 # Root installs Debian packages directly; anyone else (a GitHub runner) through sudo.
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 apt_install() { # command package
@@ -93,6 +88,19 @@ apt_install() { # command package
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2"
   fi
 }
+
+# The real-agent test (e2e/) builds the agents tree's Python and Node.js parts from PyPI and
+# npm and a stand-in Java agent with javac, then runs python3, node and java with them.
+apt_install npm npm
+apt_install javac default-jdk-headless
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
 
 # e2e.bats is written for kwctl, which only the release workflow has; here the same tests
 # run against this workspace's waPC host, through a stand-in that prints kwctl's response.

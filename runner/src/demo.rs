@@ -49,7 +49,51 @@ pub fn run() -> Result<(), String> {
         let settings = input::overlay_settings(method)?;
         show(&host, method, &manifest, &request, &settings)?;
     }
-    show_activation(&host, &root)
+    show_activation(&host, &root)?;
+    show_agents(&root)
+}
+
+/// The agents the default agents image carries: their pinned versions in agents/.
+fn show_agents(root: &std::path::Path) -> Result<(), String> {
+    let read =
+        |path: &str| std::fs::read_to_string(root.join(path)).map_err(|e| format!("{path}: {e}"));
+    let json = |path: &str| -> Result<Value, String> {
+        serde_json::from_str(&read(path)?).map_err(|e| format!("{path}: {e}"))
+    };
+    let image = input::overlay_settings(MountMethod::ImageVolume)?
+        .pointer("/imageVolume/reference")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
+    let java = json("agents/java.json")?;
+    let distro = read("agents/python/requirements.txt")?
+        .lines()
+        .find_map(|line| line.strip_prefix("opentelemetry-distro=="))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string();
+    let node = json("agents/nodejs-community/package-lock.json")?;
+    let node_version = node
+        .pointer("/packages/node_modules~1@opentelemetry~1auto-instrumentations-node/version")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    println!("\n==================== the agents ====================");
+    println!(
+        "{image} (the init-container and image-volume overlays' image) carries, at /instrumentations:"
+    );
+    println!(
+        "    java/              {} {}  (Maven Central, SHA-256 pinned in agents/java.json; Java 8+)",
+        java.get("name").and_then(Value::as_str).unwrap_or("?"),
+        java.get("version").and_then(Value::as_str).unwrap_or("?")
+    );
+    println!(
+        "    python/            opentelemetry-distro {distro}  (PyPI, agents/python/requirements.txt; Python 3.9-3.13)"
+    );
+    println!(
+        "    nodejs-community/  @opentelemetry/auto-instrumentations-node {node_version}  (npm, agents/nodejs-community/package-lock.json; Node.js 18.19+, 20.6+, 22)"
+    );
+    println!("    manifest.json      each agent's name, version, source and SHA-256");
+    Ok(())
 }
 
 /// Activation: the activated example pod's env before and after, and as the kubelet resolves it.

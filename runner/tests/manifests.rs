@@ -40,7 +40,7 @@ const NAMESPACE: &str = "agent-mount";
 const NODE_IMAGE: &str = "ghcr.io/agent-mount/agent-mount-node";
 /// Where node/Dockerfile puts the binary: exec probes call it there.
 const NODE_BINARY: &str = "/agent-mount-node";
-/// The agents image (the tree and the node binary); its tag is the node image's.
+/// The agents image (agents/Dockerfile: the tree and the node binary), named by the image methods and the installer; its tag is the node image's.
 const AGENTS_IMAGE: &str = "ghcr.io/agent-mount/agents";
 /// The DaemonSet that installs the agents and collects old versions (DESIGN §3c).
 const AGENTS_DAEMONSET: &str = "agent-mount-agents";
@@ -267,6 +267,18 @@ fn check_overlay(overlay: &str, documents: &[Value], version: &str) -> Result<()
             "spec.module is {}, expected {module} (policy.yaml's version)",
             policy["spec"]["module"]
         ));
+    }
+    // The image methods mount the project's agents image of this release (agents/Dockerfile).
+    let agents_image = format!("{AGENTS_IMAGE}:v{version}");
+    for key in ["/initContainer/image", "/imageVolume/reference"] {
+        if let Some(image) = policy["spec"]["settings"].pointer(key)
+            && image != agents_image.as_str()
+        {
+            return Err(format!(
+                "spec.settings{} is {image}, expected {agents_image} (the release's agents image)",
+                key.replace('/', ".")
+            ));
+        }
     }
     if policy["spec"]["objectSelector"] != json!({"matchLabels": {INJECT_LABEL.0: INJECT_LABEL.1}})
     {

@@ -180,7 +180,7 @@ impl CsiPlugin {
         let mut command = Command::new(program);
         command
             .args(args)
-            .arg(env!("CARGO_BIN_EXE_agent-mount-node"))
+            .arg(crate::support::node_binary())
             .arg("csi");
         // The node's kubelet directory, unless `extra` spells it another way.
         if !extra.contains(&"--kubelet-dir") {

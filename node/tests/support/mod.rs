@@ -267,6 +267,15 @@ impl Node {
     }
 }
 
+/// The node binary under test: cargo builds it for node's own test crates, and for e2e/'s
+/// as its `agent-mount-node-e2e` target (the same `main.rs`: cargo builds binaries only for
+/// their own package's tests).
+pub fn node_binary() -> &'static str {
+    option_env!("CARGO_BIN_EXE_agent-mount-node")
+        .or(option_env!("CARGO_BIN_EXE_agent-mount-node-e2e"))
+        .expect("a test crate of node/ or e2e/")
+}
+
 /// A node binary run as a child process (either plugin, under any launcher); it is sent
 /// SIGTERM when dropped, and its output is printed when the test failed.
 pub struct Plugin {
@@ -283,7 +292,7 @@ impl Plugin {
 
     /// As [`Plugin::command`], with another `--host-path`.
     pub fn command_with(node: &Node, host_path: &Path, extra: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_agent-mount-node"));
+        let mut command = Command::new(node_binary());
         command
             .arg("device-plugin")
             .arg("--plugin-dir")
