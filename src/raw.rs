@@ -119,9 +119,10 @@ fn set<'a>(layout: &mut Vec<(String, Part<'a>)>, key: String, part: Part<'a>) {
 
 /// `metadata` read: every field but `managedFields` into a `Value`; a metadata that is not
 /// an object is read whole.
+// `from_slice`, as for the request: one instance of serde_json's parser in the module.
 fn read_metadata(raw: &RawValue) -> Result<(Value, Part<'_>), serde_json::Error> {
-    let Ok(Entries(entries)) = serde_json::from_str::<Entries<'_>>(raw.get()) else {
-        return Ok((serde_json::from_str(raw.get())?, Part::Read));
+    let Ok(Entries(entries)) = serde_json::from_slice::<Entries<'_>>(raw.get().as_bytes()) else {
+        return Ok((serde_json::from_slice(raw.get().as_bytes())?, Part::Read));
     };
     let mut read = Map::new();
     let mut layout = Vec::with_capacity(entries.len());
@@ -129,7 +130,7 @@ fn read_metadata(raw: &RawValue) -> Result<(Value, Part<'_>), serde_json::Error>
         if key == MANAGED_FIELDS {
             set(&mut layout, key, Part::Raw(raw));
         } else {
-            read.insert(key.clone(), serde_json::from_str(raw.get())?);
+            read.insert(key.clone(), serde_json::from_slice(raw.get().as_bytes())?);
             set(&mut layout, key, Part::Read);
         }
     }

@@ -91,7 +91,7 @@ fn read_settings(given: Option<&RawValue>) -> Rc<ReadSettings> {
             .take()
             .filter(|last| *last.given == *given)
             .unwrap_or_else(|| {
-                let parsed = match serde_json::from_str(given) {
+                let parsed = match serde_json::from_slice(given.as_bytes()) {
                     Ok(Value::Null) => Ok(Settings::default()),
                     Ok(value) => settings::parse(value),
                     // Not reached: the payload they came in parsed, so they are JSON.
