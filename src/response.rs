@@ -10,9 +10,9 @@
 
 use crate::activation::{self, annotation};
 use crate::message::listing;
+use crate::raw::Pod;
 use crate::settings::Settings;
 use crate::settings::errors::SettingsError;
-use crate::raw::Pod;
 use crate::{mutate, select, settings};
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
@@ -243,15 +243,16 @@ pub fn answer(payload: &[u8]) -> Answer {
         );
     }
     let method = settings.method.kind().as_str();
-    let outcome = mutate::mutate(&mut pod.value, &selection.containers, settings).and_then(|mounted| {
-        let Some(activation) = &settings.activation else {
-            return Ok(mounted);
-        };
-        // After mounting: the merge is all or nothing with the mounts.
-        let done = activation::activate(&mut pod.value, &activated.containers, activation)?;
-        warnings.extend(done.warnings);
-        Ok(mounted | done.changed)
-    });
+    let outcome =
+        mutate::mutate(&mut pod.value, &selection.containers, settings).and_then(|mounted| {
+            let Some(activation) = &settings.activation else {
+                return Ok(mounted);
+            };
+            // After mounting: the merge is all or nothing with the mounts.
+            let done = activation::activate(&mut pod.value, &activated.containers, activation)?;
+            warnings.extend(done.warnings);
+            Ok(mounted | done.changed)
+        });
     match outcome {
         Ok(true) => match pod.write() {
             Ok(object) => accept(

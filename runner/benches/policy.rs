@@ -151,7 +151,12 @@ fn best_alternating(
 /// `validate` in the wasm host as a ratio to the roundtrip floor module (floor/: the
 /// request read into a `Value`, its object returned), on the same payloads: the typical
 /// pod with activation off and, annotated, on; the large pod.
-fn floor_section(policy: &PolicyHost, floor: &PolicyHost, typical: &Value, large: &Value) -> String {
+fn floor_section(
+    policy: &PolicyHost,
+    floor: &PolicyHost,
+    typical: &Value,
+    large: &Value,
+) -> String {
     let mut annotated = typical.clone();
     annotated["object"]["metadata"]["annotations"]["agent-mount.io/agents"] =
         json!(ACTIVATION_ANNOTATION);
@@ -200,7 +205,10 @@ fn publish_floor_section(policy: &PolicyHost, typical: &Value, large: &Value) {
         .call("validate", &payload(typical, &json!({})))
         .unwrap();
     let answer: Value = serde_json::from_slice(&answer).unwrap();
-    assert_eq!(answer["mutated_object"], typical["object"], "the floor's answer");
+    assert_eq!(
+        answer["mutated_object"], typical["object"],
+        "the floor's answer"
+    );
     let size = std::fs::metadata(&path).unwrap().len();
     publish(
         "policy-floor",

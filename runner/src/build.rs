@@ -109,7 +109,5 @@ pub fn build_module(package: &str) -> Result<PathBuf, String> {
 /// Builds the policy once per process (cargo skips the work when it is up to date) and returns its path.
 pub fn ensure_built() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build_module(POLICY_PACKAGE))
-        .clone()
+    BUILT.get_or_init(|| build_module(POLICY_PACKAGE)).clone()
 }
