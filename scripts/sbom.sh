@@ -16,7 +16,7 @@ fi
 # --manifest-path says: write them under a name of our own, keep the one we want, and
 # remove the others.
 name="agent-mount-sbom-$$"
-members=(. common node runner)
+members=(. common floor node runner)
 # Reproducible output: the timestamp is the commit's, not the clock's.
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)
 export SOURCE_DATE_EPOCH

@@ -7,6 +7,7 @@ pub mod activation;
 pub mod init_container;
 pub mod message;
 pub mod mutate;
+pub mod raw;
 pub mod response;
 pub mod select;
 pub mod settings;
@@ -23,7 +24,7 @@ pub extern "C" fn wapc_init() {
 }
 
 fn validate(payload: &[u8]) -> CallResult {
-    Ok(serde_json::to_vec(&response::validate(payload))?)
+    Ok(response::answer(payload).to_json()?)
 }
 
 // Our own entry point, not the SDK's generic one: a deserialisation error becomes

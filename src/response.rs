@@ -3,16 +3,22 @@
 //! Only an object that cannot be read as a pod is rejected (code 400). Every other
 //! problem, a conflict included, accepts the pod unchanged with a warning, so that
 //! the policy never blocks workloads.
+//!
+//! The request is read borrowing from the payload: the settings as raw JSON, the pod as a
+//! [`Pod`]. An unchanged pod is never written; a changed one is written once,
+//! its untouched parts byte for byte.
 
 use crate::activation::{self, annotation};
 use crate::message::listing;
+use crate::raw::Pod;
 use crate::settings::Settings;
 use crate::settings::errors::SettingsError;
 use crate::{mutate, select, settings};
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -23,18 +29,20 @@ const BAD_REQUEST: u16 = 400;
 /// whose warnings nobody reads.
 pub const AUDIT_KEY: &str = "mutation";
 
-/// The `validate` payload: the policy settings and the AdmissionRequest.
+/// The `validate` payload: the policy settings (absent and `null` are both `None`) and
+/// the AdmissionRequest.
 #[derive(Deserialize)]
-struct Payload {
-    #[serde(default)]
-    settings: Value,
-    request: AdmissionRequest,
+struct Payload<'a> {
+    #[serde(default, borrow)]
+    settings: Option<&'a RawValue>,
+    #[serde(borrow)]
+    request: AdmissionRequest<'a>,
 }
 
 /// The fields of the AdmissionRequest the policy reads; serde skips the rest
 /// (userInfo, oldObject, options…) without building them.
 #[derive(Deserialize)]
-struct AdmissionRequest {
+struct AdmissionRequest<'a> {
     #[serde(default)]
     kind: GroupVersionKind,
     #[serde(default)]
@@ -42,8 +50,9 @@ struct AdmissionRequest {
     /// The pod's namespace (its `metadata.namespace` may be unset at admission).
     #[serde(default)]
     namespace: String,
-    #[serde(default)]
-    object: Value,
+    /// `null` or absent is `None`, rejected as not a JSON object.
+    #[serde(default, borrow)]
+    object: Option<Pod<'a>>,
 }
 
 /// The kind of the object under admission.
@@ -64,9 +73,9 @@ impl GroupVersionKind {
     }
 }
 
-/// Settings as the policy server sent them, and what they parse to.
+/// Settings as the policy server sent them (their JSON text), and what they parse to.
 struct ReadSettings {
-    given: Value,
+    given: Box<str>,
     parsed: Result<Settings, SettingsError>,
 }
 
@@ -76,18 +85,25 @@ thread_local! {
     static LAST_SETTINGS: Cell<Option<Rc<ReadSettings>>> = const { Cell::new(None) };
 }
 
-/// `given` read: from [`LAST_SETTINGS`] when they are the same settings, else parsed anew.
-fn read_settings(given: Value) -> Rc<ReadSettings> {
+/// `given` read: from [`LAST_SETTINGS`] when they are the same text, else parsed anew.
+fn read_settings(given: Option<&RawValue>) -> Rc<ReadSettings> {
+    // The policy server sends `null` when spec.settings is omitted: the defaults.
+    let given = given.map_or("null", RawValue::get);
     LAST_SETTINGS.with(|last| {
         let read = last
             .take()
-            .filter(|last| last.given == given)
+            .filter(|last| *last.given == *given)
             .unwrap_or_else(|| {
-                let parsed = match &given {
-                    Value::Null => Ok(Settings::default()),
-                    value => settings::parse(value.clone()),
+                let parsed = match serde_json::from_slice(given.as_bytes()) {
+                    Ok(Value::Null) => Ok(Settings::default()),
+                    Ok(value) => settings::parse(value),
+                    // Not reached: the payload they came in parsed, so they are JSON.
+                    Err(_) => Err(SettingsError::NotAMapping(given.to_string())),
                 };
-                Rc::new(ReadSettings { given, parsed })
+                Rc::new(ReadSettings {
+                    given: given.into(),
+                    parsed,
+                })
             });
         last.set(Some(Rc::clone(&read)));
         read
@@ -110,8 +126,56 @@ pub fn validate_settings(payload: &[u8]) -> SettingsValidationResponse {
     }
 }
 
-/// Answers a `validate` call: accept, accept with the mutated pod, or reject an unreadable pod.
+/// The answer to a `validate` call, as the SDK's [`ValidationResponse`] reads on the wire,
+/// with the mutated pod as [`Pod::write`] wrote it.
+#[derive(Serialize)]
+pub struct Answer {
+    accepted: bool,
+    message: Option<String>,
+    code: Option<u16>,
+    audit_annotations: Option<HashMap<String, String>>,
+    warnings: Option<Vec<String>>,
+    /// Written by [`Answer::to_json`], not serde: it is JSON already.
+    #[serde(skip)]
+    mutated_object: Option<Vec<u8>>,
+}
+
+impl Answer {
+    /// The answer's JSON, the pod spliced in as written, never parsed again.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = serde_json::to_vec(self)?;
+        // serde_json writes a struct as one object: `{…}` becomes `{…,"mutated_object":…}`.
+        out.pop();
+        out.extend_from_slice(br#","mutated_object":"#);
+        out.extend_from_slice(self.mutated_object.as_deref().unwrap_or(b"null"));
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
+impl From<Answer> for ValidationResponse {
+    /// The SDK's type, for tests that read the answer: the pod parsed into a `Value`.
+    fn from(answer: Answer) -> Self {
+        ValidationResponse {
+            accepted: answer.accepted,
+            message: answer.message,
+            code: answer.code,
+            mutated_object: answer
+                .mutated_object
+                .and_then(|object| serde_json::from_slice(&object).ok()),
+            audit_annotations: answer.audit_annotations,
+            warnings: answer.warnings,
+        }
+    }
+}
+
+/// Answers a `validate` call as the SDK's type: [`answer`], the pod parsed.
 pub fn validate(payload: &[u8]) -> ValidationResponse {
+    answer(payload).into()
+}
+
+/// Answers a `validate` call: accept, accept with the mutated pod, or reject an unreadable pod.
+pub fn answer(payload: &[u8]) -> Answer {
     let payload: Payload = match serde_json::from_slice(payload) {
         Ok(payload) => payload,
         Err(e) => {
@@ -138,10 +202,10 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
             );
         }
     };
-    let mut pod = request.object;
-    let (selection, names, activated, activation_note) = match select::container_names(&pod) {
+    let mut pod = request.object.unwrap_or_else(Pod::not_an_object);
+    let (selection, names, activated, activation_note) = match select::container_names(&pod.value) {
         Ok(names) => {
-            let selection = select::instrumented_containers(&pod, &names, settings);
+            let selection = select::instrumented_containers(&pod.value, &names, settings);
             let chosen: Vec<&str> = selection
                 .containers
                 .iter()
@@ -151,7 +215,7 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
             let activated = settings
                 .activation
                 .as_ref()
-                .map(|a| annotation::choose(&pod, &names, &selection.containers, a))
+                .map(|a| annotation::choose(&pod.value, &names, &selection.containers, a))
                 .unwrap_or_default();
             let pairs: Vec<String> = activated
                 .containers
@@ -182,28 +246,41 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
         );
     }
     let method = settings.method.kind().as_str();
-    let outcome = mutate::mutate(&mut pod, &selection.containers, settings).and_then(|mounted| {
-        let Some(activation) = &settings.activation else {
-            return Ok(mounted);
-        };
-        // After mounting: the merge is all or nothing with the mounts.
-        let done = activation::activate(
-            &mut pod,
-            &activated.containers,
-            activation,
-            &request.namespace,
-        )?;
-        warnings.extend(done.warnings);
-        Ok(mounted | done.changed)
-    });
+    let outcome =
+        mutate::mutate(&mut pod.value, &selection.containers, settings).and_then(|mounted| {
+            let Some(activation) = &settings.activation else {
+                return Ok(mounted);
+            };
+            // After mounting: the merge is all or nothing with the mounts.
+            let done = activation::activate(
+                &mut pod.value,
+                &activated.containers,
+                activation,
+                &request.namespace,
+            )?;
+            warnings.extend(done.warnings);
+            Ok(mounted | done.changed)
+        });
     match outcome {
-        Ok(true) => accept(
-            Some(pod),
-            warnings,
-            Some(format!(
-                "{method}: added the agents to containers {names}{activation_note}"
-            )),
-        ),
+        Ok(true) => match pod.write() {
+            Ok(object) => accept(
+                Some(object),
+                warnings,
+                Some(format!(
+                    "{method}: added the agents to containers {names}{activation_note}"
+                )),
+            ),
+            Err(e) => {
+                warnings.push(format!(
+                    "agent-mount: pod left unchanged: cannot write the mutated pod: {e}"
+                ));
+                accept(
+                    None,
+                    warnings,
+                    Some("unchanged: cannot write the mutated pod".into()),
+                )
+            }
+        },
         Ok(false) => accept(
             None,
             warnings,
@@ -220,11 +297,11 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
 }
 
 fn accept(
-    mutated_object: Option<Value>,
+    mutated_object: Option<Vec<u8>>,
     warnings: Vec<String>,
     decision: Option<String>,
-) -> ValidationResponse {
-    ValidationResponse {
+) -> Answer {
+    Answer {
         accepted: true,
         message: None,
         code: None,
@@ -234,8 +311,8 @@ fn accept(
     }
 }
 
-fn reject(message: String) -> ValidationResponse {
-    ValidationResponse {
+fn reject(message: String) -> Answer {
+    Answer {
         accepted: false,
         message: Some(message),
         code: Some(BAD_REQUEST),

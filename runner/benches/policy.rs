@@ -20,7 +20,7 @@ use agent_mount::settings::raw::MAX_AGENT_DIRECTORIES;
 use agent_mount::settings::{Settings, parse};
 use agent_mount_common::MountMethod;
 use report::{measured_by, publish};
-use runner::build::ensure_built;
+use runner::build::{FLOOR_PACKAGE, build_module, ensure_built};
 use runner::host::PolicyHost;
 use runner::input::overlay_settings;
 use serde_json::{Value, json};
@@ -174,6 +174,109 @@ fn activation_section(host: &PolicyHost, typical: &Value) -> String {
     out
 }
 
+/// Rounds of the floor comparison, policy and floor alternating.
+const FLOOR_ROUNDS: usize = 3;
+/// The goals of issue 24, as ratios to the roundtrip floor: the typical pod, the large pod.
+const FLOOR_GOALS: (f64, f64) = (0.7, 0.8);
+
+/// The settings with `activation` on: the exporter in `activation.env`, as in the activation case.
+fn with_activation(settings: &Value) -> Value {
+    let mut on = settings.clone();
+    on["activation"] = json!({"env": [
+        {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}
+    ]});
+    on
+}
+
+/// The best means of `policy` and `floor` over alternating rounds: the machine is shared,
+/// and load that comes and goes must not land on one side only.
+fn best_alternating(
+    policy: &PolicyHost,
+    floor: &PolicyHost,
+    payload: &[u8],
+) -> (Duration, Duration) {
+    let time = |host: &PolicyHost| {
+        mean_time(BUDGET, 20, || {
+            std::hint::black_box(host.call("validate", payload).unwrap());
+        })
+    };
+    (0..FLOOR_ROUNDS).fold((Duration::MAX, Duration::MAX), |(p, f), _| {
+        (p.min(time(policy)), f.min(time(floor)))
+    })
+}
+
+/// `validate` in the wasm host as a ratio to the roundtrip floor module (floor/: the
+/// request read into a `Value`, its object returned), on the same payloads: the typical
+/// pod with activation off and, annotated, on; the large pod.
+fn floor_section(
+    policy: &PolicyHost,
+    floor: &PolicyHost,
+    typical: &Value,
+    large: &Value,
+) -> String {
+    let mut annotated = typical.clone();
+    annotated["object"]["metadata"]["annotations"]["agent-mount.io/agents"] =
+        json!(ACTIVATION_ANNOTATION);
+    let mut out = measured_by(
+        "cargo bench -p runner --bench policy",
+        &format!(
+            ", each method with its overlay's settings, the policy and the roundtrip floor module (floor/, built with the same target and profile) on the same payloads in the same host, the best mean of {FLOOR_ROUNDS} alternating rounds (the machine is shared),"
+        ),
+    );
+    let (typical_goal, large_goal) = FLOOR_GOALS;
+    writeln!(
+        out,
+        "| method | pod | activation | policy `validate` | floor `validate` | policy/floor (goal ≤ {typical_goal}×, large ≤ {large_goal}×) |\n|---|---|---|---:|---:|---:|"
+    )
+    .unwrap();
+    for method in MountMethod::ALL {
+        let off = overlay_settings(method).unwrap();
+        let on = with_activation(&off);
+        for (pod, activation, request, settings) in [
+            ("typical", "off", typical, &off),
+            ("typical, annotated", "off", &annotated, &off),
+            ("typical, annotated", "on", &annotated, &on),
+            ("large", "off", large, &off),
+        ] {
+            let (wasm, floor_time) = best_alternating(policy, floor, &payload(request, settings));
+            writeln!(
+                out,
+                "| {} | {pod} | {activation} | {} | {} | {:.2}× |",
+                method.as_str(),
+                micros(wasm),
+                micros(floor_time),
+                wasm.as_secs_f64() / floor_time.as_secs_f64()
+            )
+            .unwrap();
+        }
+    }
+    out
+}
+
+/// Builds and loads the floor module, checks that it answers with the request's object,
+/// and publishes [`floor_section`] with the two modules' sizes.
+fn publish_floor_section(policy: &PolicyHost, typical: &Value, large: &Value) {
+    let path = build_module(FLOOR_PACKAGE).expect("build the floor module");
+    let floor = PolicyHost::load(&path).expect("load the floor module");
+    let answer = floor
+        .call("validate", &payload(typical, &json!({})))
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(
+        answer["mutated_object"], typical["object"],
+        "the floor's answer"
+    );
+    let size = std::fs::metadata(&path).unwrap().len();
+    publish(
+        "policy-floor",
+        &format!(
+            "{}\nFloor module: `{size}` bytes.\n",
+            floor_section(policy, &floor, typical, large)
+        ),
+    );
+}
+
 /// `n` agent directory names.
 fn directories(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("agent-{i}")).collect()
@@ -253,6 +356,11 @@ fn main() {
     let small = fixture("pod_small.json");
     let typical = fixture("pod_typical.json");
     let large = large(&typical);
+    // `cargo bench -p runner --bench policy -- floor` measures the floor comparison only.
+    publish_floor_section(&host, &typical, &large);
+    if std::env::args().any(|a| a == "floor") {
+        return;
+    }
     publish("policy-activation", &activation_section(&host, &typical));
     // `cargo bench -p runner --bench policy -- activation` measures activation only.
     if std::env::args().any(|a| a == "activation") {
@@ -280,9 +388,9 @@ fn main() {
             let wasm = mean_time(BUDGET, 20, || {
                 std::hint::black_box(host.call("validate", &payload).unwrap());
             });
-            // The same function as the wasm export: response::validate, serialised.
+            // The same function as the wasm export: response::answer, written.
             let native = mean_time(BUDGET, 20, || {
-                std::hint::black_box(serde_json::to_vec(&response::validate(&payload)).unwrap());
+                std::hint::black_box(response::answer(&payload).to_json().unwrap());
             });
             // The floor of any policy: parse the request, serialise the object back.
             let json_floor = mean_time(BUDGET, 20, || {

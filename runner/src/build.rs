@@ -1,4 +1,5 @@
-//! Builds the policy `.wasm` when it is missing or stale, installing the wasm target if needed.
+//! Builds the policy `.wasm` (and the bench's floor module) when missing or stale,
+//! installing the wasm target if needed.
 //!
 //! Cargo's own fingerprints decide staleness: a no-op build takes a fraction of a second.
 
@@ -10,8 +11,10 @@ use std::sync::OnceLock;
 pub const WASM_TARGET: &str = "wasm32-wasip1";
 /// The cargo profile with the size settings.
 pub const WASM_PROFILE: &str = "policy";
-/// The file cargo writes for the policy crate.
-const WASM_FILE: &str = "agent_mount.wasm";
+/// The policy crate.
+const POLICY_PACKAGE: &str = "agent-mount";
+/// The bench's roundtrip floor module (floor/), built like the policy.
+pub const FLOOR_PACKAGE: &str = "agent-mount-floor";
 
 /// The workspace root (the policy crate), the parent of runner/.
 pub fn workspace_root() -> PathBuf {
@@ -28,10 +31,15 @@ pub fn target_dir() -> PathBuf {
 
 /// Where `cargo build --profile policy --target wasm32-wasip1` puts the policy.
 pub fn wasm_path() -> PathBuf {
+    package_wasm_path(POLICY_PACKAGE)
+}
+
+/// Where that build puts a package's module: cargo writes `-` in the name as `_`.
+fn package_wasm_path(package: &str) -> PathBuf {
     target_dir()
         .join(WASM_TARGET)
         .join(WASM_PROFILE)
-        .join(WASM_FILE)
+        .join(format!("{}.wasm", package.replace('-', "_")))
 }
 
 fn cargo() -> Command {
@@ -78,15 +86,16 @@ fn ensure_target_installed() -> Result<(), String> {
     run(rustup, "rustup target add")
 }
 
-fn build() -> Result<PathBuf, String> {
+/// Builds a workspace package's `.wasm` with the policy's target and profile.
+pub fn build_module(package: &str) -> Result<PathBuf, String> {
     ensure_target_installed()?;
     let mut command = cargo();
     command
-        .args(["build", "--locked", "--quiet", "-p", "agent-mount"])
+        .args(["build", "--locked", "--quiet", "-p", package])
         .args(["--profile", WASM_PROFILE, "--target", WASM_TARGET])
         .current_dir(workspace_root());
-    run(command, "building the policy .wasm")?;
-    let path = wasm_path();
+    run(command, &format!("building the {package} .wasm"))?;
+    let path = package_wasm_path(package);
     if path.is_file() {
         Ok(path)
     } else {
@@ -100,5 +109,5 @@ fn build() -> Result<PathBuf, String> {
 /// Builds the policy once per process (cargo skips the work when it is up to date) and returns its path.
 pub fn ensure_built() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT.get_or_init(build).clone()
+    BUILT.get_or_init(|| build_module(POLICY_PACKAGE)).clone()
 }

@@ -1,0 +1,34 @@
+//! The roundtrip floor of the policy bench (issue 24): a module built like the policy
+//! (`wasm32-wasip1`, the `policy` profile) that reads the whole request into a
+//! `serde_json::Value` and accepts it, returning the object as `mutated_object`.
+//!
+//! Any mutating policy that builds the pod as a `Value` pays at least this much, so the
+//! bench reports the policy's `validate` as a ratio to it.
+
+use kubewarden_policy_sdk::response::ValidationResponse;
+use kubewarden_policy_sdk::wapc_guest::prelude::{CallResult, register_function};
+use serde_json::Value;
+
+/// Registers `validate`, the only function the bench calls.
+#[unsafe(no_mangle)]
+pub extern "C" fn wapc_init() {
+    register_function("validate", validate);
+}
+
+/// Parses the payload and answers "accepted", the request's object as the mutated object.
+fn validate(payload: &[u8]) -> CallResult {
+    let mut payload: Value = serde_json::from_slice(payload)?;
+    let object = payload
+        .pointer_mut("/request/object")
+        .map(Value::take)
+        .unwrap_or_default();
+    let response = ValidationResponse {
+        accepted: true,
+        message: None,
+        code: None,
+        mutated_object: Some(object),
+        audit_annotations: None,
+        warnings: None,
+    };
+    Ok(serde_json::to_vec(&response)?)
+}
