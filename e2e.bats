@@ -72,8 +72,8 @@ mounted_read_only() {
 }
 
 @test "init container: the copy container first, an emptyDir and read-only mounts, idempotently" {
-  mutate '{"mountMethod": "k8s-init-container", "initContainer": {"image": "ghcr.io/agent-mount/agents:1.0.0"}}'
-  pod '.spec.initContainers[0].name == "odigos-agent-init" and .spec.initContainers[0].image == "ghcr.io/agent-mount/agents:1.0.0"'
+  mutate '{"mountMethod": "k8s-init-container", "initContainer": {"image": "ghcr.io/agent-mount/agents:v0.1.0"}}'
+  pod '.spec.initContainers[0].name == "odigos-agent-init" and .spec.initContainers[0].image == "ghcr.io/agent-mount/agents:v0.1.0"'
   pod '.spec.initContainers[1].name == "istio-init"'
   pod '.spec.initContainers[0].securityContext | .runAsNonRoot == true and .allowPrivilegeEscalation == false'
   pod '[.spec.volumes[] | select(.name == "odigos-agent") | has("emptyDir")] == [true]'
@@ -89,10 +89,10 @@ mounted_read_only() {
 }
 
 @test "image volume: the agents image as a volume and read-only mounts of its instrumentations/, idempotently" {
-  mutate '{"mountMethod": "k8s-image-volume", "imageVolume": {"reference": "ghcr.io/agent-mount/agents:1.0.0", "pullPolicy": "IfNotPresent"}}'
+  mutate '{"mountMethod": "k8s-image-volume", "imageVolume": {"reference": "ghcr.io/agent-mount/agents:v0.1.0", "pullPolicy": "IfNotPresent"}}'
   only_adds
   pod '[.spec.volumes[] | select(.name == "odigos-agent")]
-       == [{"name": "odigos-agent", "image": {"reference": "ghcr.io/agent-mount/agents:1.0.0", "pullPolicy": "IfNotPresent"}}]'
+       == [{"name": "odigos-agent", "image": {"reference": "ghcr.io/agent-mount/agents:v0.1.0", "pullPolicy": "IfNotPresent"}}]'
   mounted_read_only '"instrumentations"'
 }
 
