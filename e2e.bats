@@ -96,14 +96,19 @@ mounted_read_only() {
   mounted_read_only '"instrumentations"'
 }
 
-@test "activation: the JVM option joined after the app's own, the one replace, idempotently" {
+@test "activation: the JVM option joined after the app's own, the one replace, the service named, idempotently" {
   POD=test_data/pod_activation_join_append.json mutate '{"activation": {"env": [{"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}, {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}]}}'
   jq -e '[.[] | select(.op != "add")] == [{"op": "replace", "path": "/spec/containers/0/env/0/value",
          "value": "-Xmx1g -Dfile.encoding=UTF-8 -javaagent:/var/odigos/java/javaagent.jar"}]' "$BATS_TEST_TMPDIR/patch.json"
   pod '.spec.containers[0].env == [
          {"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx1g -Dfile.encoding=UTF-8 -javaagent:/var/odigos/java/javaagent.jar"},
          {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
-         {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}]'
+         {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"},
+         {"name": "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+         {"name": "OTEL_RESOURCE_ATTRIBUTES_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+         {"name": "OTEL_RESOURCE_ATTRIBUTES_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+         {"name": "OTEL_SERVICE_NAME", "value": "shop-app"},
+         {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "k8s.container.name=app,k8s.namespace.name=shop,k8s.node.name=$(OTEL_RESOURCE_ATTRIBUTES_NODE_NAME),k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME),k8s.pod.uid=$(OTEL_RESOURCE_ATTRIBUTES_POD_UID)"}]'
   pod '.spec.containers[0].resources.limits["instrumentation.odigos.io/generic"] == "1"'
 }
 
