@@ -290,7 +290,11 @@ impl<'c, 'e> Plan<'c, 'e> {
             }
             // The app's options first, ours after.
             (None, Some(Value::String(app))) => {
-                let joined = format!("{app}{separator}{value}");
+                // Sized once: the app's value can be large, and `format!` grows by doubling.
+                let mut joined = String::with_capacity(app.len() + separator.len() + value.len());
+                joined.push_str(app);
+                joined.push_str(separator);
+                joined.push_str(value);
                 if spans(&joined, app.len()) {
                     return Err(EnvConflict::Unclosed {
                         container: self.container.clone(),
@@ -549,12 +553,21 @@ fn ordered(news: &[New]) -> Vec<usize> {
 /// Linear in the lengths of both.
 pub fn holds(value: &str, ours: &str, separator: &str) -> bool {
     if separator.trim().is_empty() {
-        contains_run(text_items(value), &text_items(ours).collect::<Vec<_>>())
+        let pattern: Vec<&str> = text_items(ours).collect();
+        // An item as read is a part of the text: a substring search for our first and
+        // last items (fast) rules out most values before the item-by-item pass.
+        let missing = [pattern.first(), pattern.last()]
+            .into_iter()
+            .flatten()
+            .any(|item| !value.contains(item));
+        !missing && contains_run(text_items(value), &pattern)
     } else {
-        contains_run(
-            value.split(separator),
-            &ours.split(separator).collect::<Vec<_>>(),
-        )
+        // Our items consecutive among the value's are our whole value in its text.
+        value.contains(ours)
+            && contains_run(
+                value.split(separator),
+                &ours.split(separator).collect::<Vec<_>>(),
+            )
     }
 }
 
