@@ -152,7 +152,8 @@ pub fn merge<'e>(
         changes,
         ..
     } = plan;
-    let mut seen = std::collections::HashSet::new();
+    // A few dozen names at most: a B-tree set needs no hashing and no growing table.
+    let mut seen = std::collections::BTreeSet::new();
     ours.retain(|name| seen.insert(*name));
     let ours: Vec<String> = ours.into_iter().map(str::to_string).collect();
     let changed = !news.is_empty() || !changes.is_empty();
@@ -194,12 +195,13 @@ struct Plan<'c, 'e> {
     /// The last index of each name in `env` (the entry that wins at run time).
     last: HashMap<&'c str, usize>,
     /// Our entries by name, the first of each name: later ones of that name are dropped.
-    ours_by_name: HashMap<&'e str, &'e EnvEntry>,
+    /// (At most a few dozen: a B-tree needs no hashing and no growing table.)
+    ours_by_name: BTreeMap<&'e str, &'e EnvEntry>,
     /// The variables that hold our value: added, appended to, or already ours.
     ours: Vec<&'e str>,
     /// The entries to add, and their index by name.
     news: Vec<New<'e>>,
-    new_index: HashMap<&'e str, usize>,
+    new_index: BTreeMap<&'e str, usize>,
     /// What happens to app entries, by index.
     changes: BTreeMap<usize, Change>,
     /// The values written into app entries: index, variable, the part that is ours.
@@ -227,10 +229,10 @@ impl<'c, 'e> Plan<'c, 'e> {
             container,
             env,
             last,
-            ours_by_name: HashMap::new(),
+            ours_by_name: BTreeMap::new(),
             ours: Vec::new(),
             news: Vec::new(),
-            new_index: HashMap::new(),
+            new_index: BTreeMap::new(),
             changes: BTreeMap::new(),
             written: Vec::new(),
         })
@@ -638,12 +640,19 @@ fn is_exactly(var: &Value, entry: &EnvEntry) -> bool {
 
 /// The env entry the pod gets.
 pub fn as_json(entry: &EnvEntry) -> Value {
+    // Built directly: `json!` with a non-literal goes through `to_value`, a serializer
+    // pass over the whole source at every admission.
+    let mut out = Map::new();
+    out.insert("name".into(), Value::String(entry.name().to_string()));
     match entry {
-        EnvEntry::Join { name, value, .. } | EnvEntry::Value { name, value } => {
-            json!({"name": name, "value": value})
+        EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } => {
+            out.insert("value".into(), Value::String(value.clone()));
         }
-        EnvEntry::ValueFrom { name, source } => json!({"name": name, "valueFrom": source}),
+        EnvEntry::ValueFrom { source, .. } => {
+            out.insert("valueFrom".into(), source.clone());
+        }
     }
+    Value::Object(out)
 }
 
 #[cfg(test)]
