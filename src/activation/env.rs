@@ -141,7 +141,8 @@ pub fn merge<'e>(
         Some(Value::Array(env)) => env,
         Some(other) => return Err(wrong_type(&name, "env".into(), other, "a list")),
     };
-    let mut plan = Plan::new(name, env)?;
+    let entries = entries.into_iter();
+    let mut plan = Plan::new(name, env, entries.size_hint().0)?;
     for entry in entries {
         plan.decide(entry)?;
     }
@@ -209,8 +210,9 @@ struct Plan<'c, 'e> {
 }
 
 impl<'c, 'e> Plan<'c, 'e> {
-    /// Reads `env`: every entry an object with a string name.
-    fn new(container: String, env: &'c [Value]) -> Result<Self, EnvConflict> {
+    /// Reads `env`: every entry an object with a string name; `entries` sizes the lists
+    /// of ours up front (no reallocation as they fill).
+    fn new(container: String, env: &'c [Value], entries: usize) -> Result<Self, EnvConflict> {
         // A linear pass, then one lookup per entry.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(env.len());
         for (i, var) in env.iter().enumerate() {
@@ -230,8 +232,8 @@ impl<'c, 'e> Plan<'c, 'e> {
             env,
             last,
             ours_by_name: BTreeMap::new(),
-            ours: Vec::new(),
-            news: Vec::new(),
+            ours: Vec::with_capacity(entries),
+            news: Vec::with_capacity(entries),
             new_index: BTreeMap::new(),
             changes: BTreeMap::new(),
             written: Vec::new(),

@@ -172,7 +172,9 @@ fn workload(kind: &str, name: &str, hash: &str) -> Workload {
 pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntry> {
     let name = container.get("name").and_then(Value::as_str).unwrap_or("");
     let app = app_attributes(container);
-    let mut attributes: Vec<(&str, String)> = Vec::new();
+    // Sized up front: every push past a Vec's capacity is a reallocation.
+    let mut attributes: Vec<(&str, String)> =
+        Vec::with_capacity(1 + pod.attributes.len() + DOWNWARD.len());
     attributes.push(("k8s.container.name", percent_encoded(name)));
     attributes.extend(
         pod.attributes
@@ -206,7 +208,8 @@ pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntr
     }
     if !attributes.is_empty() {
         // One string written in place, no string per item.
-        let mut value = String::new();
+        let len = attributes.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let mut value = String::with_capacity(len);
         for (key, item) in &attributes {
             if !value.is_empty() {
                 value.push(',');
@@ -262,7 +265,8 @@ fn percent_encoded(value: &str) -> String {
             out.push(char::from(byte));
         } else {
             // `%XX` without a `format!` per byte.
-            let hex = |nibble: u8| char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'));
+            let hex =
+                |nibble: u8| char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'));
             out.push('%');
             out.push(hex(byte >> 4));
             out.push(hex(byte & 0xF));
