@@ -141,7 +141,8 @@ pub fn merge<'e>(
         Some(Value::Array(env)) => env,
         Some(other) => return Err(wrong_type(&name, "env".into(), other, "a list")),
     };
-    let mut plan = Plan::new(name, env)?;
+    let entries = entries.into_iter();
+    let mut plan = Plan::new(name, env, entries.size_hint().0)?;
     for entry in entries {
         plan.decide(entry)?;
     }
@@ -152,7 +153,8 @@ pub fn merge<'e>(
         changes,
         ..
     } = plan;
-    let mut seen = std::collections::HashSet::new();
+    // A few dozen names at most: a B-tree set needs no hashing and no growing table.
+    let mut seen = std::collections::BTreeSet::new();
     ours.retain(|name| seen.insert(*name));
     let ours: Vec<String> = ours.into_iter().map(str::to_string).collect();
     let changed = !news.is_empty() || !changes.is_empty();
@@ -194,12 +196,13 @@ struct Plan<'c, 'e> {
     /// The last index of each name in `env` (the entry that wins at run time).
     last: HashMap<&'c str, usize>,
     /// Our entries by name, the first of each name: later ones of that name are dropped.
-    ours_by_name: HashMap<&'e str, &'e EnvEntry>,
+    /// (At most a few dozen: a B-tree needs no hashing and no growing table.)
+    ours_by_name: BTreeMap<&'e str, &'e EnvEntry>,
     /// The variables that hold our value: added, appended to, or already ours.
     ours: Vec<&'e str>,
     /// The entries to add, and their index by name.
     news: Vec<New<'e>>,
-    new_index: HashMap<&'e str, usize>,
+    new_index: BTreeMap<&'e str, usize>,
     /// What happens to app entries, by index.
     changes: BTreeMap<usize, Change>,
     /// The values written into app entries: index, variable, the part that is ours.
@@ -207,8 +210,9 @@ struct Plan<'c, 'e> {
 }
 
 impl<'c, 'e> Plan<'c, 'e> {
-    /// Reads `env`: every entry an object with a string name.
-    fn new(container: String, env: &'c [Value]) -> Result<Self, EnvConflict> {
+    /// Reads `env`: every entry an object with a string name; `entries` sizes the lists
+    /// of ours up front (no reallocation as they fill).
+    fn new(container: String, env: &'c [Value], entries: usize) -> Result<Self, EnvConflict> {
         // A linear pass, then one lookup per entry.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(env.len());
         for (i, var) in env.iter().enumerate() {
@@ -227,10 +231,10 @@ impl<'c, 'e> Plan<'c, 'e> {
             container,
             env,
             last,
-            ours_by_name: HashMap::new(),
-            ours: Vec::new(),
-            news: Vec::new(),
-            new_index: HashMap::new(),
+            ours_by_name: BTreeMap::new(),
+            ours: Vec::with_capacity(entries),
+            news: Vec::with_capacity(entries),
+            new_index: BTreeMap::new(),
             changes: BTreeMap::new(),
             written: Vec::new(),
         })
@@ -290,7 +294,11 @@ impl<'c, 'e> Plan<'c, 'e> {
             }
             // The app's options first, ours after.
             (None, Some(Value::String(app))) => {
-                let joined = format!("{app}{separator}{value}");
+                // Sized once: the app's value can be large, and `format!` grows by doubling.
+                let mut joined = String::with_capacity(app.len() + separator.len() + value.len());
+                joined.push_str(app);
+                joined.push_str(separator);
+                joined.push_str(value);
                 if spans(&joined, app.len()) {
                     return Err(EnvConflict::Unclosed {
                         container: self.container.clone(),
@@ -549,12 +557,21 @@ fn ordered(news: &[New]) -> Vec<usize> {
 /// Linear in the lengths of both.
 pub fn holds(value: &str, ours: &str, separator: &str) -> bool {
     if separator.trim().is_empty() {
-        contains_run(text_items(value), &text_items(ours).collect::<Vec<_>>())
+        let pattern: Vec<&str> = text_items(ours).collect();
+        // An item as read is a part of the text: a substring search for our first and
+        // last items (fast) rules out most values before the item-by-item pass.
+        let missing = [pattern.first(), pattern.last()]
+            .into_iter()
+            .flatten()
+            .any(|item| !value.contains(item));
+        !missing && contains_run(text_items(value), &pattern)
     } else {
-        contains_run(
-            value.split(separator),
-            &ours.split(separator).collect::<Vec<_>>(),
-        )
+        // Our items consecutive among the value's are our whole value in its text.
+        value.contains(ours)
+            && contains_run(
+                value.split(separator),
+                &ours.split(separator).collect::<Vec<_>>(),
+            )
     }
 }
 
@@ -625,12 +642,19 @@ fn is_exactly(var: &Value, entry: &EnvEntry) -> bool {
 
 /// The env entry the pod gets.
 pub fn as_json(entry: &EnvEntry) -> Value {
+    // Built directly: `json!` with a non-literal goes through `to_value`, a serializer
+    // pass over the whole source at every admission.
+    let mut out = Map::new();
+    out.insert("name".into(), Value::String(entry.name().to_string()));
     match entry {
-        EnvEntry::Join { name, value, .. } | EnvEntry::Value { name, value } => {
-            json!({"name": name, "value": value})
+        EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } => {
+            out.insert("value".into(), Value::String(value.clone()));
         }
-        EnvEntry::ValueFrom { name, source } => json!({"name": name, "valueFrom": source}),
+        EnvEntry::ValueFrom { source, .. } => {
+            out.insert("valueFrom".into(), source.clone());
+        }
     }
+    Value::Object(out)
 }
 
 #[cfg(test)]

@@ -19,11 +19,13 @@ struct Token<'a> {
 /// The `$` constructs of `value`, in order, in one linear pass.
 fn tokens(value: &str) -> impl Iterator<Item = Token<'_>> {
     let bytes = value.as_bytes();
+    // `str`'s search for one ASCII character is a word-at-a-time scan, not byte by byte.
+    let mut dollars = value.match_indices('$').map(|(i, _)| i);
     let mut at = 0;
     // Once a search for `)` failed, every later one does: no rescans (linear).
     let mut closer_left = true;
     std::iter::from_fn(move || {
-        let start = at + bytes.get(at..)?.iter().position(|&b| b == b'$')?;
+        let start = dollars.by_ref().find(|&i| i >= at)?;
         // A `$` at the very end stays as written.
         let next = *bytes.get(start + 1)?;
         let token = match next {
@@ -35,9 +37,7 @@ fn tokens(value: &str) -> impl Iterator<Item = Token<'_>> {
             },
             b'(' => {
                 let close = if closer_left {
-                    bytes
-                        .get(start + 2..)
-                        .and_then(|rest| rest.iter().position(|&b| b == b')'))
+                    value.get(start + 2..).and_then(|rest| rest.find(')'))
                 } else {
                     None
                 };

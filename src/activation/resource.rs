@@ -172,7 +172,9 @@ fn workload(kind: &str, name: &str, hash: &str) -> Workload {
 pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntry> {
     let name = container.get("name").and_then(Value::as_str).unwrap_or("");
     let app = app_attributes(container);
-    let mut attributes: Vec<(&str, String)> = Vec::new();
+    // Sized up front: every push past a Vec's capacity is a reallocation.
+    let mut attributes: Vec<(&str, String)> =
+        Vec::with_capacity(1 + pod.attributes.len() + DOWNWARD.len());
     attributes.push(("k8s.container.name", percent_encoded(name)));
     attributes.extend(
         pod.attributes
@@ -182,7 +184,7 @@ pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntr
     attributes.extend(
         DOWNWARD
             .iter()
-            .map(|(variable, _, key)| (*key, format!("$({variable})"))),
+            .map(|(variable, _, key)| (*key, ["$(", variable, ")"].concat())),
     );
     // The app's own key wins. One it sets to our very value stays ours: that is how a
     // second run finds its own output (and the value already holds ours).
@@ -205,13 +207,20 @@ pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntr
         });
     }
     if !attributes.is_empty() {
-        let items: Vec<String> = attributes
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
+        // One string written in place, no string per item.
+        let len = attributes.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let mut value = String::with_capacity(len);
+        for (key, item) in &attributes {
+            if !value.is_empty() {
+                value.push(',');
+            }
+            value.push_str(key);
+            value.push('=');
+            value.push_str(item);
+        }
         out.push(EnvEntry::Join {
             name: RESOURCE_ATTRIBUTES.into(),
-            value: items.join(","),
+            value,
             separator: ",".into(),
         });
     }
@@ -243,18 +252,27 @@ fn app_attributes(container: &Map<String, Value>) -> Vec<(&str, &str)> {
 /// outside the W3C Baggage value octets percent-encoded (and `%` itself, so that decoding
 /// gives the value back), and the kubelet then reads every `$` as written.
 fn percent_encoded(value: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         // baggage-octet: %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
         let plain = matches!(byte, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
             && byte != b'%';
-        if plain {
+        if byte == b'$' {
+            // Written `$$` here, as `literal` would: one pass and one string per value.
+            out.push_str("$$");
+        } else if plain {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            // `%XX` without a `format!` per byte.
+            let hex =
+                |nibble: u8| char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'));
+            out.push('%');
+            out.push(hex(byte >> 4));
+            out.push(hex(byte & 0xF));
         }
     }
-    literal(&out)
+    out
 }
 
 #[cfg(test)]
