@@ -69,21 +69,50 @@ struct View {
 }
 
 impl View {
+    /// The directory behind `mount`, as seen from this process.
+    fn dir(&self, mount: &ViewMount) -> PathBuf {
+        match self.namespace {
+            Some(pid) => PathBuf::from(format!("/proc/{pid}/root"))
+                .join(mount.source.strip_prefix("/").unwrap()),
+            None => mount.source.clone(),
+        }
+    }
+
+    /// Asserts that every mount is read-only and shows the installed `version`'s directory at
+    /// the same place below MOUNT_PATH: the very directory (device and inode), not a copy,
+    /// so `<root>/current` was resolved to `versions/<digest>`.
+    fn assert_mounts_version(&self, version: &Path, label: &str) {
+        use std::os::unix::fs::MetadataExt;
+        let identity = |dir: &Path| {
+            let meta = std::fs::metadata(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            (meta.dev(), meta.ino())
+        };
+        for (name, mounts) in &self.mounts {
+            for mount in mounts {
+                let below = mount.container_path.strip_prefix(MOUNT_PATH).unwrap();
+                let installed = version.join(below.trim_start_matches('/'));
+                assert!(mount.read_only, "{label}: {name}: {mount:?}");
+                assert_eq!(
+                    identity(&self.dir(mount)),
+                    identity(&installed),
+                    "{label}: {name} sees {} at {}, not {}",
+                    self.dir(mount).display(),
+                    mount.container_path,
+                    installed.display()
+                );
+            }
+        }
+    }
+
     /// What each container sees below MOUNT_PATH, file by file.
     fn files(&self) -> BTreeMap<String, Files> {
-        let prefix = self
-            .namespace
-            .map(|pid| PathBuf::from(format!("/proc/{pid}/root")));
         self.mounts
             .iter()
             .map(|(name, mounts)| {
                 let files = mounts
                     .iter()
                     .flat_map(|m| {
-                        let dir = match &prefix {
-                            Some(root) => root.join(m.source.strip_prefix("/").unwrap()),
-                            None => m.source.clone(),
-                        };
+                        let dir = self.dir(m);
                         files_below(&dir)
                             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
                             .into_iter()
@@ -515,12 +544,11 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
         let mut seen = Vec::new();
         for method in MountMethod::ALL {
             for (variant, view) in views(method, &setup, &request, dirs).await {
-                assert_eq!(
-                    view.files(),
-                    expected,
-                    "{}{variant}, agentDirectories {dirs:?}",
-                    method.as_str()
-                );
+                let label = format!("{}{variant}, agentDirectories {dirs:?}", method.as_str());
+                assert_eq!(view.files(), expected, "{label}");
+                if NODE_METHODS.contains(&method) {
+                    view.assert_mounts_version(&version, &label);
+                }
                 seen.push(method);
             }
         }
@@ -579,12 +607,16 @@ async fn a_view_made_before_an_upgrade_keeps_its_version_and_a_new_view_gets_the
     );
 
     for (label, view) in &before {
-        assert_eq!(view.files(), old_view, "{label}, made before the upgrade");
+        let label = format!("{label}, made before the upgrade");
+        assert_eq!(view.files(), old_view, "{label}");
+        view.assert_mounts_version(&old, &label);
     }
     let after = node_views(&setup, &request).await;
     assert_eq!(after.len(), NODE_METHODS.len());
     for (label, view) in &after {
-        assert_eq!(view.files(), new_view, "{label}, made after the upgrade");
+        let label = format!("{label}, made after the upgrade");
+        assert_eq!(view.files(), new_view, "{label}");
+        view.assert_mounts_version(&new, &label);
     }
 }
 
@@ -772,6 +804,7 @@ async fn real_agents_export_spans_with_the_pods_identity_under_every_method() {
         assert!(status.success());
     })
     .await;
+    let version = fixture.version();
     // The containers' mount point; each process mounts its own tmpfs over it, in its own namespace.
     std::fs::create_dir_all(MOUNT_PATH).unwrap();
     let apps = tempfile::tempdir().unwrap();
@@ -837,6 +870,9 @@ async fn real_agents_export_spans_with_the_pods_identity_under_every_method() {
                     "{}{variant}, {annotation:?}, agentDirectories {dirs:?}",
                     method.as_str()
                 );
+                if NODE_METHODS.contains(&method) {
+                    view.assert_mounts_version(&version, &label);
+                }
                 let containers = view.pod["spec"]["containers"].as_array().unwrap();
                 let activated: Vec<(&str, &str)> = annotation
                     .split(',')
