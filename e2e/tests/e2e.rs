@@ -2,6 +2,11 @@
 //! policy under every method (`MountMethod::ALL`), resolved to the files each container
 //! would see, which must be the same for every method.
 //!
+//! The node methods take the agents as the deploy overlays configure them: the real
+//! `agent-mount-node agents install` fills an installer root from the agents tree, and the
+//! device plugin's `--host-path`, the CSI plugin's `--agent-dir` and the policy's `hostPath`
+//! are all `<root>/current` (DESIGN §3c), resolved to `versions/<digest>` when a view is made.
+//!
 //! virtual-device: the real plugin binary's `Allocate` answer, as the kubelet applies it;
 //! host-path: the added volume and volumeMounts; init-container: the init container's
 //! own command run with `sh` into a temp directory standing in for the emptyDir;
@@ -40,7 +45,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use support::{FakeKubelet, Node, Plugin, registered_plugin};
+use support::{FakeKubelet, Node, Plugin};
 
 /// CSI publishes so far: each gets its own pod UID.
 static CSI_PODS: AtomicUsize = AtomicUsize::new(0);
@@ -64,21 +69,50 @@ struct View {
 }
 
 impl View {
+    /// The directory behind `mount`, as seen from this process.
+    fn dir(&self, mount: &ViewMount) -> PathBuf {
+        match self.namespace {
+            Some(pid) => PathBuf::from(format!("/proc/{pid}/root"))
+                .join(mount.source.strip_prefix("/").unwrap()),
+            None => mount.source.clone(),
+        }
+    }
+
+    /// Asserts that every mount is read-only and shows the installed `version`'s directory at
+    /// the same place below MOUNT_PATH: the very directory (device and inode), not a copy,
+    /// so `<root>/current` was resolved to `versions/<digest>`.
+    fn assert_mounts_version(&self, version: &Path, label: &str) {
+        use std::os::unix::fs::MetadataExt;
+        let identity = |dir: &Path| {
+            let meta = std::fs::metadata(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            (meta.dev(), meta.ino())
+        };
+        for (name, mounts) in &self.mounts {
+            for mount in mounts {
+                let below = mount.container_path.strip_prefix(MOUNT_PATH).unwrap();
+                let installed = version.join(below.trim_start_matches('/'));
+                assert!(mount.read_only, "{label}: {name}: {mount:?}");
+                assert_eq!(
+                    identity(&self.dir(mount)),
+                    identity(&installed),
+                    "{label}: {name} sees {} at {}, not {}",
+                    self.dir(mount).display(),
+                    mount.container_path,
+                    installed.display()
+                );
+            }
+        }
+    }
+
     /// What each container sees below MOUNT_PATH, file by file.
     fn files(&self) -> BTreeMap<String, Files> {
-        let prefix = self
-            .namespace
-            .map(|pid| PathBuf::from(format!("/proc/{pid}/root")));
         self.mounts
             .iter()
             .map(|(name, mounts)| {
                 let files = mounts
                     .iter()
                     .flat_map(|m| {
-                        let dir = match &prefix {
-                            Some(root) => root.join(m.source.strip_prefix("/").unwrap()),
-                            None => m.source.clone(),
-                        };
+                        let dir = self.dir(m);
                         files_below(&dir)
                             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
                             .into_iter()
@@ -121,13 +155,14 @@ fn resolved_mounts(
     }
 }
 
-/// `host:<path>` → the path.
+/// `host:<path>` → the directory the kubelet binds: the path with its symlinks resolved
+/// (`<root>/current` → `<root>/versions/<digest>`), as a bind mount resolves them when the
+/// container starts; a later switch of `current` leaves the container's view alone.
 fn host_source(source: &str) -> PathBuf {
-    PathBuf::from(
-        source
-            .strip_prefix("host:")
-            .unwrap_or_else(|| panic!("not a host mount: {source}")),
-    )
+    let path = source
+        .strip_prefix("host:")
+        .unwrap_or_else(|| panic!("not a host mount: {source}"));
+    std::fs::canonicalize(path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// The node IP the test's kubelet resolves `status.hostIP` to.
@@ -143,52 +178,114 @@ fn activation_settings(port: u16, extra: &[Value]) -> Value {
     json!({ "env": env })
 }
 
-/// What every view needs: the policy, the node with both plugins, and the `activation`
-/// settings for pods that name agents in `agent-mount.io/agents`.
+/// What every view needs: the policy, the node with both plugins, its installer root's
+/// `current`, and the `activation` settings for pods that name agents in `agent-mount.io/agents`.
 struct Setup<'a> {
     host: &'a PolicyHost,
     node: &'a Node,
+    current: PathBuf,
     csi_node: &'a CsiNode,
     csi_plugin: &'a CsiPlugin,
     activation: Value,
 }
 
-/// The built policy, and a node whose agent directory `fill` wrote, with the device plugin
-/// (registered with a fake kubelet) and the CSI node plugin (in its own mount namespace) serving it.
+/// The built policy, and a node whose agents tree (`node.agents()`, standing for the agents
+/// image's `/instrumentations`) `fill` wrote and `agents install` put under an installer
+/// root, with the device plugin (registered with a fake kubelet) and the CSI node plugin (in
+/// its own mount namespace) serving the root's `current`, as the deploy overlays run them.
 struct Fixture {
     host: PolicyHost,
     node: Node,
+    /// The installer's root (`--root`), on the node.
+    agents_root: PathBuf,
     _kubelet: FakeKubelet,
     _device_plugin: Plugin,
     csi_node: CsiNode,
     csi_plugin: CsiPlugin,
+    /// Holds the installer's root; dropped last, after the plugins that mount it.
+    _agents_dir: tempfile::TempDir,
 }
 
 impl Fixture {
     async fn start(fill: impl FnOnce(&Path)) -> Fixture {
-        let (node, kubelet, device_plugin) = registered_plugin(&[]).await;
+        let node = Node::new();
         fill(&node.agents());
+        // On tmpfs, as node/tests/agents.rs installs: the installed copy of the real tree
+        // (59 MB, 7,279 files) then costs no disk writes, nor discards when it is removed.
+        let agents_dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let agents_root = agents_dir.path().join("agent-mount-agents");
+        install_agents(&node.agents(), &agents_root);
+        let current = agents_root.join("current");
+        let mut kubelet = FakeKubelet::start(&node.plugin_dir());
+        // deploy/virtual-device: AGENT_MOUNT_HOST_PATH `<root>/current`, container path /var/odigos.
+        let device_plugin = Plugin::spawn(Plugin::command_with(&node, &current, &[]));
+        kubelet.registered(Duration::from_secs(10)).await;
+        // deploy/csi-driver: AGENT_MOUNT_AGENT_DIR `<root>/current`.
         let csi_node = CsiNode::new();
-        let csi_plugin = CsiPlugin::start_with(&csi_node, &node.agents(), &[]).await;
+        let csi_plugin = CsiPlugin::start_with(&csi_node, &current, &[]).await;
         Fixture {
             host: PolicyHost::load(&ensure_built().unwrap()).unwrap(),
             node,
+            agents_root,
             _kubelet: kubelet,
             _device_plugin: device_plugin,
             csi_node,
             csi_plugin,
+            _agents_dir: agents_dir,
         }
+    }
+
+    /// The version directory `<root>/current` resolves to now.
+    fn version(&self) -> PathBuf {
+        std::fs::canonicalize(self.agents_root.join("current")).unwrap()
+    }
+
+    /// Installs the node's agents tree again (as a rolled agents DaemonSet does); returns
+    /// the version directory `current` now points at.
+    fn install(&self) -> PathBuf {
+        install_agents(&self.node.agents(), &self.agents_root)
     }
 
     fn setup(&self, activation: Value) -> Setup<'_> {
         Setup {
             host: &self.host,
             node: &self.node,
+            current: self.agents_root.join("current"),
             csi_node: &self.csi_node,
             csi_plugin: &self.csi_plugin,
             activation,
         }
     }
+}
+
+/// Runs the real `agent-mount-node agents install --from <tree> --root <root>` with the
+/// deploy overlay's other settings (the default grace); returns the version directory that
+/// `<root>/current` now resolves to, which must be one of `<root>/versions/`.
+fn install_agents(tree: &Path, root: &Path) -> PathBuf {
+    let output = std::process::Command::new(support::node_binary())
+        .args(["agents", "install", "--from"])
+        .arg(tree)
+        .arg("--root")
+        .arg(root)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "agents install: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let version = std::fs::canonicalize(root.join("current")).unwrap();
+    assert_eq!(
+        version.parent(),
+        Some(
+            std::fs::canonicalize(root.join("versions"))
+                .unwrap()
+                .as_path()
+        ),
+        "current resolves to a version"
+    );
+    version
 }
 
 /// Writes each `(file, content)` below `agents`.
@@ -267,7 +364,7 @@ async fn virtual_device_view(setup: &Setup<'_>, request: &Value) -> View {
 }
 
 fn host_path_view(setup: &Setup<'_>, request: &Value, dirs: &[&str]) -> View {
-    let settings = json!({"mountMethod": "k8s-host-path", "hostPath": setup.node.agents(), "mountPath": MOUNT_PATH, "agentDirectories": dirs});
+    let settings = json!({"mountMethod": "k8s-host-path", "hostPath": setup.current, "mountPath": MOUNT_PATH, "agentDirectories": dirs});
     let pod = mutate(setup, request, settings);
     resolved_mounts(pod, &mut |_| Vec::new(), &|source| host_source(source))
 }
@@ -404,10 +501,10 @@ async fn views(
     }
 }
 
-/// What each container of the typical pod should see: the instrumented ones the agents
-/// (all, or the listed directories), read-only; the sidecar and the init container nothing.
-fn expected_view(node: &Node, dirs: &[&str]) -> BTreeMap<String, Files> {
-    let agents: Files = files_below(&node.agents())
+/// What each container of the typical pod should see: the instrumented ones the agents in
+/// `agents` (all, or the listed directories), read-only; the sidecar and the init container nothing.
+fn expected_view(agents: &Path, dirs: &[&str]) -> BTreeMap<String, Files> {
+    let agents: Files = files_below(agents)
         .unwrap()
         .into_iter()
         .filter(|f| dirs.is_empty() || dirs.iter().any(|d| f.starts_with(&format!("{d}/"))))
@@ -436,22 +533,28 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
         )
     })
     .await;
-    let (node, setup) = (&fixture.node, fixture.setup(activation_settings(4318, &[])));
+    let setup = fixture.setup(activation_settings(4318, &[]));
     let request = read_request(&workspace_root().join("test_data/pod_typical.json")).unwrap();
+    // The installed version holds the tree as it is (the node methods' views must equal it,
+    // the other methods' views come from the tree itself).
+    let version = fixture.version();
+    assert_eq!(
+        files_below(&version).unwrap(),
+        files_below(&fixture.node.agents()).unwrap()
+    );
 
     // The whole directory, then agentDirectories (every method but virtual-device).
     for (dirs, files) in [(&[][..], 3), (&["java", "python"][..], 2)] {
-        let expected = expected_view(node, dirs);
+        let expected = expected_view(&version, dirs);
         assert_eq!(expected["checkout"].len(), files, "the agent tree");
         let mut seen = Vec::new();
         for method in MountMethod::ALL {
             for (variant, view) in views(method, &setup, &request, dirs).await {
-                assert_eq!(
-                    view.files(),
-                    expected,
-                    "{}{variant}, agentDirectories {dirs:?}",
-                    method.as_str()
-                );
+                let label = format!("{}{variant}, agentDirectories {dirs:?}", method.as_str());
+                assert_eq!(view.files(), expected, "{label}");
+                if NODE_METHODS.contains(&method) {
+                    view.assert_mounts_version(&version, &label);
+                }
                 seen.push(method);
             }
         }
@@ -461,6 +564,65 @@ async fn every_method_gives_each_container_the_same_read_only_view() {
                 "{seen:?}"
             );
         }
+    }
+}
+
+/// The methods that mount the node's installed agents.
+const NODE_METHODS: [MountMethod; 3] = [
+    MountMethod::VirtualDevice,
+    MountMethod::HostPath,
+    MountMethod::CsiDriver,
+];
+
+/// Each node method's views of the whole agent directory, labelled.
+async fn node_views(setup: &Setup<'_>, request: &Value) -> Vec<(String, View)> {
+    let mut all = Vec::new();
+    for method in NODE_METHODS {
+        for (variant, view) in views(method, setup, request, &[]).await {
+            all.push((format!("{}{variant}", method.as_str()), view));
+        }
+    }
+    all
+}
+
+/// An upgrade as the README tells it (DESIGN §3c): after a second install of a changed tree
+/// (a file added), a view made before still shows the version it was made from, and a new
+/// view the new version, under every node method (the CSI publish a real bind mount, the
+/// host path and the device plugin's mount resolved as the kubelet binds them).
+#[tokio::test]
+async fn a_view_made_before_an_upgrade_keeps_its_version_and_a_new_view_gets_the_new_one() {
+    let fixture =
+        Fixture::start(|agents| write_files(agents, [("python/opentelemetry/__init__.py", "py")]))
+            .await;
+    let setup = fixture.setup(activation_settings(4318, &[]));
+    let request = read_request(&workspace_root().join("test_data/pod_typical.json")).unwrap();
+    let old = fixture.version();
+    let before = node_views(&setup, &request).await;
+
+    write_files(
+        &fixture.node.agents(),
+        [("nodejs-community/index.js", "js")],
+    );
+    let new = fixture.install();
+    assert_ne!(old, new, "a changed tree is a new version");
+    let (old_view, new_view) = (expected_view(&old, &[]), expected_view(&new, &[]));
+    assert_eq!(
+        new_view["checkout"].len(),
+        old_view["checkout"].len() + 1,
+        "the new version has the added file"
+    );
+
+    for (label, view) in &before {
+        let label = format!("{label}, made before the upgrade");
+        assert_eq!(view.files(), old_view, "{label}");
+        view.assert_mounts_version(&old, &label);
+    }
+    let after = node_views(&setup, &request).await;
+    assert_eq!(after.len(), NODE_METHODS.len());
+    for (label, view) in &after {
+        let label = format!("{label}, made after the upgrade");
+        assert_eq!(view.files(), new_view, "{label}");
+        view.assert_mounts_version(&new, &label);
     }
 }
 
@@ -635,8 +797,8 @@ fn expected_resource(container: &str, uid: &str) -> BTreeMap<&'static str, Strin
 async fn real_agents_export_spans_with_the_pods_identity_under_every_method() {
     let tree = agents_tree().unwrap_or_else(|e| panic!("the agents tree: {e}"));
     let receiver = Receiver::start().unwrap();
-    // The node's agent directory holds the built tree (the support's placeholder jar goes),
-    // hard-linked from the cache: every mount of it is read-only.
+    // The agents tree holds the built one (the support's placeholder jar goes), hard-linked
+    // from the cache; the installer copies it into its root, which the node methods mount.
     let fixture = Fixture::start(|agents| {
         std::fs::remove_dir_all(agents.join("java")).unwrap();
         let status = std::process::Command::new("cp")
@@ -648,6 +810,7 @@ async fn real_agents_export_spans_with_the_pods_identity_under_every_method() {
         assert!(status.success());
     })
     .await;
+    let version = fixture.version();
     // The containers' mount point; each process mounts its own tmpfs over it, in its own namespace.
     std::fs::create_dir_all(MOUNT_PATH).unwrap();
     let apps = tempfile::tempdir().unwrap();
@@ -713,6 +876,9 @@ async fn real_agents_export_spans_with_the_pods_identity_under_every_method() {
                     "{}{variant}, {annotation:?}, agentDirectories {dirs:?}",
                     method.as_str()
                 );
+                if NODE_METHODS.contains(&method) {
+                    view.assert_mounts_version(&version, &label);
+                }
                 let containers = view.pod["spec"]["containers"].as_array().unwrap();
                 let activated: Vec<(&str, &str)> = annotation
                     .split(',')
