@@ -697,13 +697,18 @@ fn two_installs_at_once_wait_for_each_other() {
         .map(|i| {
             let from = if i % 2 == 0 { &one } else { &two };
             install_command(from, &node.root(), &[])
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    for mut run in runs {
-        assert!(run.wait().unwrap().success());
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let seen = listing(&node.current().join(""));
     assert!(seen == installed_form(&listing(&one)) || seen == installed_form(&listing(&two)));

@@ -118,8 +118,7 @@ pub fn install(
         .digest()
         .doing(|| format!("read the tree {}", from.display()))?;
     let store = Store::open(root).doing(|| format!("open the root {}", root.display()))?;
-    // Read once before locking, so that a root with someone else's files gets not even a lock file.
-    read_layout(&store)?;
+    check_before_locking(&store)?;
     let _lock = store.lock().doing(|| format!("lock {}", root.display()))?;
     let layout = read_layout(&store)?;
     let plan = layout::plan(&layout, &digest);
@@ -161,13 +160,29 @@ pub fn install(
 /// crashes left.
 pub fn collect_garbage(root: &Path, grace: Duration) -> Result<Collection, InstallError> {
     let store = Store::open(root).doing(|| format!("open the root {}", root.display()))?;
-    read_layout(&store)?;
+    check_before_locking(&store)?;
     let _lock = store.lock().doing(|| format!("lock {}", root.display()))?;
     let layout = read_layout(&store)?;
     let leftovers = remove_leftovers(&store, &layout.leftovers)?;
     let mut collection = collect(&store, &layout, grace)?;
     collection.leftovers = leftovers;
     Ok(collection)
+}
+
+/// Reads the root once before locking, so that a root with someone else's files gets not
+/// even a lock file. Unlocked, the listing races with a run that holds the lock and renames
+/// its temporary entries away (an entry gone between `readdir` and `statat`): such a root
+/// is being changed by one of ours, so the run goes on to wait for the lock, and the read
+/// under the lock decides.
+fn check_before_locking(store: &Store) -> Result<(), InstallError> {
+    match store.listings() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        listed => {
+            let (top, versions) = listed.doing(|| format!("list {}", store.path.display()))?;
+            layout::read(&store.path, &top, &versions)?;
+            Ok(())
+        }
+    }
 }
 
 fn read_layout(store: &Store) -> Result<Layout, InstallError> {
