@@ -51,6 +51,19 @@ fn endpoint() -> Value {
     json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"})
 }
 
+/// Idempotent: the policy's own output, sent again, is left alone.
+fn assert_left_alone_on_its_own_output(
+    request: &Value,
+    mutated: Value,
+    settings: &Value,
+    method: MountMethod,
+) {
+    let mut again = request.clone();
+    again["object"] = mutated;
+    let second = validate(&payload(&again, settings));
+    assert!(second.mutated_object.is_none(), "{method:?}");
+}
+
 fn var(name: &str, value: &str) -> Value {
     json!({"name": name, "value": value})
 }
@@ -141,11 +154,7 @@ fn merge_rules_under_every_method(
                 "{found:?} should contain {wanted:?}"
             );
         }
-        // Idempotent: the policy's own output is left alone.
-        let mut again = request.clone();
-        again["object"] = mutated;
-        let second = validate(&payload(&again, &settings));
-        assert!(second.mutated_object.is_none(), "{method:?}");
+        assert_left_alone_on_its_own_output(&request, mutated, &settings, method);
     }
 }
 
@@ -295,13 +304,7 @@ fn a_custom_recipe_refers_to_its_own_entry() {
             value_of(&env, "JAVA_TOOL_OPTIONS"),
             Some(format!("-Xmx1g {JAVA}").as_str())
         );
-        let mut again = request.clone();
-        again["object"] = mutated;
-        assert!(
-            validate(&payload(&again, &settings))
-                .mutated_object
-                .is_none()
-        );
+        assert_left_alone_on_its_own_output(&request, mutated, &settings, method);
     }
 }
 
@@ -361,13 +364,7 @@ fn a_deployments_pod_gets_its_service_name_and_attributes() {
                 field("metadata.uid")
             )
         );
-        let mut again = request.clone();
-        again["object"] = mutated;
-        assert!(
-            validate(&payload(&again, &settings))
-                .mutated_object
-                .is_none()
-        );
+        assert_left_alone_on_its_own_output(&request, mutated, &settings, method);
     }
 }
 
