@@ -1,4 +1,5 @@
-//! Packaging: policy.yaml, artifacthub-pkg.yml and questions-ui.yml agree with each other and the code.
+//! Packaging: policy.yaml, artifacthub-pkg.yml and questions-ui.yml agree with each other and the code;
+//! the README documents every setting and keeps its two commands; every relative link in the docs resolves.
 // Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +14,8 @@ use agent_mount_common::MountMethod;
 use runner::build::workspace_root;
 use runner::input::read_document;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 fn document(name: &str) -> Value {
     read_document(&workspace_root().join(name)).unwrap()
@@ -231,4 +234,243 @@ fn questions_ui_covers_every_setting() {
             );
         }
     }
+}
+
+/// The README opens with the brief's two commands, as `.ci/run` runs them.
+#[test]
+fn readme_opens_with_the_two_commands() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let block = readme
+        .split("```console\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md has a console block");
+    let commands: Vec<&str> = block
+        .lines()
+        .map(|line| line.split('#').next().unwrap().trim())
+        .collect();
+    assert_eq!(commands, ["cargo run -p runner -- demo", "./test.sh"]);
+    let first_section = readme.find("\n## ").unwrap();
+    assert!(
+        readme.find(block).unwrap() < first_section,
+        "the two commands come before the first section"
+    );
+}
+
+/// The Markdown files whose relative links must resolve: the manuals, the developer notes,
+/// the benchmarks and everything under docs/.
+fn markdown_files() -> Vec<PathBuf> {
+    let root = workspace_root();
+    let mut files: Vec<PathBuf> = [
+        "README.md",
+        "CONTRIBUTING.md",
+        "BENCHMARKS.md",
+        "node/README.md",
+        "agents/README.md",
+    ]
+    .iter()
+    .map(|name| root.join(name))
+    .collect();
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .collect();
+    docs.sort();
+    assert!(!docs.is_empty(), "docs/ holds no Markdown file");
+    files.extend(docs);
+    files
+}
+
+/// The Markdown text outside fenced blocks and code spans, line by line, where links and
+/// headings are read (a `](` or `#` inside code is an example, not a link).
+fn prose_lines(markdown: &str) -> Vec<String> {
+    let mut prose = String::new();
+    let mut fence: Option<&str> = None;
+    for line in markdown.lines() {
+        let opener = ["```", "~~~"]
+            .into_iter()
+            .find(|f| line.trim_start().starts_with(f));
+        match (fence, opener) {
+            (None, Some(f)) => fence = Some(f),
+            (Some(open), Some(f)) if open == f => fence = None,
+            (None, None) => {
+                prose.push_str(line);
+                prose.push('\n');
+            }
+            _ => {}
+        }
+    }
+    without_code_spans(&prose)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Removes code spans: a run of n backticks up to the next run of exactly n (CommonMark);
+/// a run with no closing run stays as text.
+fn without_code_spans(text: &str) -> String {
+    let run_at = |i: usize| text[i..].chars().take_while(|&c| c == '`').count();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(offset) = text[i..].find('`') {
+        let start = i + offset;
+        let n = run_at(start);
+        out.push_str(&text[i..start]);
+        let mut search = start + n;
+        let close = loop {
+            match text[search..].find('`') {
+                None => break None,
+                Some(o) => {
+                    let at = search + o;
+                    let m = run_at(at);
+                    if m == n {
+                        break Some(at + m);
+                    }
+                    search = at + m;
+                }
+            }
+        };
+        match close {
+            Some(end) => i = end,
+            None => {
+                out.push_str(&text[start..start + n]);
+                i = start + n;
+            }
+        }
+    }
+    out.push_str(&text[i..]);
+    out
+}
+
+/// A heading's anchor as GitHub makes it: lower case, spaces to `-`, punctuation other
+/// than `-` and `_` dropped.
+fn github_slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors a Markdown file offers: its headings' slugs (repeats numbered `-1`, `-2`…,
+/// as GitHub does) and its `<a id="…">` elements. Headings are read with their code spans,
+/// which give their text to the slug.
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut fence: Option<&str> = None;
+    for line in markdown.lines() {
+        let opener = ["```", "~~~"]
+            .into_iter()
+            .find(|f| line.trim_start().starts_with(f));
+        match (fence, opener) {
+            (None, Some(f)) => fence = Some(f),
+            (Some(open), Some(f)) if open == f => fence = None,
+            (None, None) if line.starts_with('#') => {
+                let slug = github_slug(line.trim_start_matches('#'));
+                let mut unique = slug.clone();
+                let mut n = 0;
+                while found.contains(&unique) {
+                    n += 1;
+                    unique = format!("{slug}-{n}");
+                }
+                found.insert(unique);
+            }
+            _ => {}
+        }
+    }
+    for part in markdown.split("<a id=\"").skip(1) {
+        found.insert(part.split('"').next().unwrap().to_string());
+    }
+    found
+}
+
+/// The targets of the inline links `[text](target)` in a file's prose.
+fn link_targets(markdown: &str) -> Vec<String> {
+    prose_lines(markdown)
+        .iter()
+        .flat_map(|line| {
+            line.split("](")
+                .skip(1)
+                .map(|rest| rest.split([')', ' ']).next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Why a relative link from `file` does not resolve, if it does not: a missing file, or an
+/// anchor that the target Markdown file does not have.
+fn broken(file: &Path, target: &str) -> Option<String> {
+    let (path, anchor) = match target.split_once('#') {
+        Some((path, anchor)) => (path, Some(anchor)),
+        None => (target, None),
+    };
+    let resolved = if path.is_empty() {
+        file.to_path_buf()
+    } else {
+        file.parent().unwrap().join(path)
+    };
+    if !resolved.exists() {
+        return Some(format!("{} does not exist", resolved.display()));
+    }
+    let anchor = anchor?;
+    if resolved.extension().is_none_or(|ext| ext != "md") {
+        return None;
+    }
+    let offered = anchors(&std::fs::read_to_string(&resolved).unwrap());
+    (!offered.contains(anchor)).then(|| format!("{} has no anchor #{anchor}", resolved.display()))
+}
+
+#[test]
+fn every_relative_link_in_the_docs_resolves() {
+    let root = workspace_root();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for file in markdown_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for target in link_targets(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            if let Some(why) = broken(&file, &target) {
+                let name = file.strip_prefix(&root).unwrap().display();
+                failures.push(format!("{name}: ({target}): {why}"));
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} relative links found");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_link_reader_follows_github() {
+    assert_eq!(
+        github_slug(" `agent-mount-node device-plugin`"),
+        "agent-mount-node-device-plugin"
+    );
+    assert_eq!(
+        github_slug(" The agents: tree and image"),
+        "the-agents-tree-and-image"
+    );
+    assert_eq!(
+        github_slug(" The installer's DaemonSet"),
+        "the-installers-daemonset"
+    );
+    let doc = "# A\n\n## A\n\n```sh\n# not a heading [x](nowhere.md)\n```\n<a id=\"x-y\"></a>\n";
+    assert_eq!(
+        anchors(doc),
+        BTreeSet::from(["a".into(), "a-1".into(), "x-y".into()])
+    );
+    assert_eq!(
+        link_targets(
+            "see [b](b.md#c) and `[code](not.md)`, ``a ` [d](e.md) ``, [f](g.md \"title\")"
+        ),
+        ["b.md#c", "g.md"]
+    );
 }
