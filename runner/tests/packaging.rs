@@ -108,6 +108,37 @@ fn artifacthub_agrees_with_policy_metadata() {
     }
 }
 
+/// The README's relative links do not resolve where the policy's README is shown (Artifact
+/// Hub, `kwctl inspect`), so artifacthub-pkg.yml links the other manuals: each at the
+/// release's tag, to a file that exists.
+#[test]
+fn artifacthub_links_the_manuals_of_its_version() {
+    let hub = document("artifacthub-pkg.yml");
+    let blob = format!(
+        "{}/blob/v{}/",
+        hub["homeURL"].as_str().unwrap(),
+        hub["version"].as_str().unwrap()
+    );
+    let mut linked = Vec::new();
+    for link in hub["links"].as_array().unwrap() {
+        let url = link["url"].as_str().unwrap();
+        if url.contains("/blob/") {
+            let path = url
+                .strip_prefix(&blob)
+                .unwrap_or_else(|| panic!("{url} should start with {blob}"));
+            assert!(
+                workspace_root().join(path).is_file(),
+                "{url}: no file {path}"
+            );
+            linked.push(path);
+        }
+    }
+    assert_eq!(
+        linked,
+        ["node/README.md", "agents/README.md", "docs/guarantees.md"]
+    );
+}
+
 /// Every settings key path, nested keys dotted, from settings with every key set.
 fn settings_keys() -> Vec<String> {
     let mut keys = Vec::new();
