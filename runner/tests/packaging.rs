@@ -313,10 +313,9 @@ fn markdown_files() -> Vec<PathBuf> {
     files
 }
 
-/// The Markdown text outside fenced blocks and code spans, line by line, where links and
-/// headings are read (a `](` or `#` inside code is an example, not a link).
-fn prose_lines(markdown: &str) -> Vec<String> {
-    let mut prose = String::new();
+/// The lines of a Markdown file outside its fenced code blocks.
+fn outside_fences(markdown: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
     let mut fence: Option<&str> = None;
     for line in markdown.lines() {
         let opener = ["```", "~~~"]
@@ -325,14 +324,17 @@ fn prose_lines(markdown: &str) -> Vec<String> {
         match (fence, opener) {
             (None, Some(f)) => fence = Some(f),
             (Some(open), Some(f)) if open == f => fence = None,
-            (None, None) => {
-                prose.push_str(line);
-                prose.push('\n');
-            }
+            (None, None) => lines.push(line),
             _ => {}
         }
     }
-    without_code_spans(&prose)
+    lines
+}
+
+/// The Markdown text outside fenced blocks and code spans, line by line, where links are
+/// read (a `](` inside code is an example, not a link).
+fn prose_lines(markdown: &str) -> Vec<String> {
+    without_code_spans(&outside_fences(markdown).join("\n"))
         .lines()
         .map(str::to_string)
         .collect()
@@ -394,25 +396,16 @@ fn github_slug(heading: &str) -> String {
 /// which give their text to the slug.
 fn anchors(markdown: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    let mut fence: Option<&str> = None;
-    for line in markdown.lines() {
-        let opener = ["```", "~~~"]
-            .into_iter()
-            .find(|f| line.trim_start().starts_with(f));
-        match (fence, opener) {
-            (None, Some(f)) => fence = Some(f),
-            (Some(open), Some(f)) if open == f => fence = None,
-            (None, None) if line.starts_with('#') => {
-                let slug = github_slug(line.trim_start_matches('#'));
-                let mut unique = slug.clone();
-                let mut n = 0;
-                while found.contains(&unique) {
-                    n += 1;
-                    unique = format!("{slug}-{n}");
-                }
-                found.insert(unique);
+    for line in outside_fences(markdown) {
+        if let Some(heading) = line.strip_prefix('#') {
+            let slug = github_slug(heading.trim_start_matches('#'));
+            let mut unique = slug.clone();
+            let mut n = 0;
+            while found.contains(&unique) {
+                n += 1;
+                unique = format!("{slug}-{n}");
             }
-            _ => {}
+            found.insert(unique);
         }
     }
     for part in markdown.split("<a id=\"").skip(1) {
