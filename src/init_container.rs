@@ -10,7 +10,7 @@ use crate::settings::raw::{DEFAULT_SOURCE_PATH, RawInitContainer};
 use agent_mount_common::{quantity, syntax};
 use schema::{RESOURCE_REQUIREMENTS, SECURITY_CONTEXT, check_object};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 pub mod schema;
 
@@ -75,10 +75,14 @@ impl CopyContainer {
             "command".into(),
             json!(command(&source_path, agent_directories)),
         );
-        container.insert(
-            "resources".into(),
-            raw.resources.unwrap_or_else(default_resources),
-        );
+        let mut resources = raw.resources.unwrap_or_else(default_resources);
+        if let Value::Object(lists) = &mut resources {
+            // Empty lists go once, here: a pod without a budget then takes a plain copy.
+            leave_out(lists, &[]);
+        }
+        if resources.as_object().is_none_or(|lists| !lists.is_empty()) {
+            container.insert("resources".into(), resources);
+        }
         container.insert("securityContext".into(), security_context);
         container.insert(
             "volumeMounts".into(),
@@ -129,8 +133,12 @@ impl CopyContainer {
     /// The init container for a pod, with no request or limit of its own for the
     /// `budgeted` resources (those the pod names in its pod-level `spec.resources`, whose
     /// budget then covers the copy).
-    pub fn container(&self, budgeted: &BTreeSet<String>) -> Map<String, Value> {
+    pub fn container(&self, budgeted: &[&str]) -> Map<String, Value> {
         let mut container = self.container.clone();
+        if budgeted.is_empty() {
+            // Empty lists were left out at load.
+            return container;
+        }
         if let Some(Value::Object(resources)) = container.get_mut("resources") {
             leave_out(resources, budgeted);
             if resources.is_empty() {
@@ -174,10 +182,10 @@ fn default_resources() -> Value {
 }
 
 /// Removes the `budgeted` resources from requests and limits, and a list left empty.
-fn leave_out(resources: &mut Map<String, Value>, budgeted: &BTreeSet<String>) {
+fn leave_out(resources: &mut Map<String, Value>, budgeted: &[&str]) {
     for field in ["requests", "limits"] {
         if let Some(list) = resources.get_mut(field).and_then(Value::as_object_mut) {
-            list.retain(|name, _| !budgeted.contains(name));
+            list.retain(|name, _| !budgeted.contains(&name.as_str()));
             if list.is_empty() {
                 resources.remove(field);
             }
