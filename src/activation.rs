@@ -339,7 +339,8 @@ pub fn activate(
     let described = (activation.resource_attributes && !chosen.is_empty())
         .then(|| resource::describe(pod, namespace));
     let containers = pod
-        .pointer_mut("/spec/containers")
+        .get_mut("spec")
+        .and_then(|spec| spec.get_mut("containers"))
         .and_then(Value::as_array_mut);
     let Some(containers) = containers else {
         return Ok(out);

@@ -14,7 +14,7 @@ use super::EnvEntry;
 use super::expansion::{references, spans};
 use crate::message::{echo, shorten};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Prefix of the app's renamed entry when a join variable comes from `valueFrom`.
 pub const ORIGINAL: &str = "ORIGINAL_";
@@ -148,15 +148,19 @@ pub fn merge<'e>(
     }
     plan.place()?;
     let Plan {
-        mut ours,
+        ours,
         news,
         changes,
         ..
     } = plan;
-    // A few dozen names at most: a B-tree set needs no hashing and no growing table.
-    let mut seen = std::collections::BTreeSet::new();
-    ours.retain(|name| seen.insert(*name));
-    let ours: Vec<String> = ours.into_iter().map(str::to_string).collect();
+    // A few dozen names at most: a scan of those kept finds a repeat, no set is built.
+    let mut unique: Vec<String> = Vec::with_capacity(ours.len());
+    for name in ours {
+        if !unique.iter().any(|kept| kept == name) {
+            unique.push(name.to_string());
+        }
+    }
+    let ours = unique;
     let changed = !news.is_empty() || !changes.is_empty();
     if changed {
         apply(container, news, changes);
@@ -195,16 +199,15 @@ struct Plan<'c, 'e> {
     env: &'c [Value],
     /// The last index of each name in `env` (the entry that wins at run time).
     last: HashMap<&'c str, usize>,
-    /// Our entries by name, the first of each name: later ones of that name are dropped.
-    /// (At most a few dozen: a B-tree needs no hashing and no growing table.)
-    ours_by_name: BTreeMap<&'e str, &'e EnvEntry>,
+    /// Our entries, the first of each name: later ones of that name are dropped. At most
+    /// a few dozen (MAX_ENV twice, and resource attributes'), so they are scanned, not mapped.
+    ours_by_name: Vec<&'e EnvEntry>,
     /// The variables that hold our value: added, appended to, or already ours.
     ours: Vec<&'e str>,
-    /// The entries to add, and their index by name.
+    /// The entries to add.
     news: Vec<New<'e>>,
-    new_index: BTreeMap<&'e str, usize>,
-    /// What happens to app entries, by index.
-    changes: BTreeMap<usize, Change>,
+    /// What happens to app entries: index, change; one change per index at most.
+    changes: Vec<(usize, Change)>,
     /// The values written into app entries: index, variable, the part that is ours.
     written: Vec<(usize, &'e str, &'e str)>,
 }
@@ -231,11 +234,10 @@ impl<'c, 'e> Plan<'c, 'e> {
             container,
             env,
             last,
-            ours_by_name: BTreeMap::new(),
+            ours_by_name: Vec::with_capacity(entries),
             ours: Vec::with_capacity(entries),
             news: Vec::with_capacity(entries),
-            new_index: BTreeMap::new(),
-            changes: BTreeMap::new(),
+            changes: Vec::new(),
             written: Vec::new(),
         })
     }
@@ -243,20 +245,19 @@ impl<'c, 'e> Plan<'c, 'e> {
     /// Decides what `entry` does to the container: add, set, append, rename, or nothing.
     fn decide(&mut self, entry: &'e EnvEntry) -> Result<(), EnvConflict> {
         let name = entry.name();
-        if let Some(earlier) = self.ours_by_name.get(name) {
+        if let Some(earlier) = self.ours_by_name.iter().find(|e| e.name() == name) {
             if as_json(earlier) == as_json(entry) {
                 self.ours.push(name);
             }
             return Ok(());
         }
-        self.ours_by_name.insert(name, entry);
+        self.ours_by_name.push(entry);
         let existing = self
             .last
             .get(name)
             .and_then(|&i| Some((i, self.env.get(i)?)));
         let (i, var) = match (entry, existing) {
             (_, None) => {
-                self.new_index.insert(name, self.news.len());
                 self.news.push(New {
                     entry,
                     json: as_json(entry),
@@ -316,7 +317,7 @@ impl<'c, 'e> Plan<'c, 'e> {
                 ));
             }
         };
-        self.changes.insert(i, change);
+        self.changes.push((i, change));
         self.written.push((i, name, value));
         self.ours.push(name);
         Ok(())
@@ -363,11 +364,11 @@ impl<'c, 'e> Plan<'c, 'e> {
     ) -> Result<Vec<usize>, EnvConflict> {
         let mut needs = Vec::new();
         for name in references(value) {
-            if let Some(&k) = self.new_index.get(name) {
+            if let Some(k) = self.news.iter().position(|n| n.entry.name() == name) {
                 needs.push(k);
                 continue;
             }
-            let Some(entry) = self.ours_by_name.get(name) else {
+            let Some(entry) = self.ours_by_name.iter().find(|e| e.name() == name) else {
                 continue;
             };
             let app = self
@@ -375,7 +376,9 @@ impl<'c, 'e> Plan<'c, 'e> {
                 .get(name)
                 .and_then(|&j| Some((j, self.env.get(j)?)));
             let resolves_to_ours = app.is_some_and(|(j, var)| {
-                at.is_none_or(|i| j < i) && is_exactly(var, entry) && !self.changes.contains_key(&j)
+                at.is_none_or(|i| j < i)
+                    && is_exactly(var, entry)
+                    && !self.changes.iter().any(|(changed, _)| *changed == j)
             });
             if !resolves_to_ours {
                 return Err(EnvConflict::Defines {
@@ -434,17 +437,18 @@ impl<'c, 'e> Plan<'c, 'e> {
     /// not refer to its name: the insertion would change what they resolve to.
     fn check_inserted(&self) -> Result<(), EnvConflict> {
         // Each inserted name and the first app index that sees it.
-        let mut inserted: HashMap<&str, usize> = self
+        // A few dozen at most: scanned, and the last of a name counts.
+        let mut inserted: Vec<(&str, usize)> = self
             .news
             .iter()
             .filter_map(|n| Some((n.entry.name(), n.before?)))
             .collect();
-        for (&i, change) in &self.changes {
+        for (i, change) in &self.changes {
             if let Change::Rename(original, _) = change {
-                inserted.insert(original, i + 1);
+                inserted.push((original, i + 1));
             }
         }
-        let Some(first) = inserted.values().copied().min() else {
+        let Some(first) = inserted.iter().map(|&(_, at)| at).min() else {
             return Ok(());
         };
         for (j, var) in self.env.iter().enumerate().skip(first) {
@@ -452,7 +456,8 @@ impl<'c, 'e> Plan<'c, 'e> {
                 continue;
             };
             for name in references(value) {
-                if inserted.get(name).is_some_and(|&at| at <= j) {
+                let seen_at = inserted.iter().rev().find(|(n, _)| *n == name);
+                if seen_at.is_some_and(|&(_, at)| at <= j) {
                     return Err(EnvConflict::Inserted {
                         container: self.container.clone(),
                         name: shorten(name),
@@ -480,24 +485,34 @@ fn always_exists(source: &Value) -> bool {
 
 /// Writes the new `env`: the app's entries in their order, each changed as planned, the
 /// new entries before the app entry that needs them or after all, referenced ones first.
-fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: BTreeMap<usize, Change>) {
+fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: Vec<(usize, Change)>) {
     let env = container.entry("env").or_insert(Value::Null);
     let old = match env.take() {
         Value::Array(old) => old,
         _ => Vec::new(),
     };
     let order = ordered(&news);
-    let mut by_slot: BTreeMap<Option<usize>, Vec<Value>> = BTreeMap::new();
     let mut news: Vec<Option<New>> = news.into_iter().map(Some).collect();
-    for k in order {
-        if let Some(n) = news.get_mut(k).and_then(Option::take) {
-            by_slot.entry(n.before).or_default().push(n.json);
-        }
-    }
-    let mut out = Vec::with_capacity(old.len() + news.len() + 1);
+    // The new entries in the order they are written, each with the app entry it precedes.
+    let mut placed: Vec<(Option<usize>, Value)> = order
+        .into_iter()
+        .filter_map(|k| news.get_mut(k).and_then(Option::take))
+        .map(|n| (n.before, n.json))
+        .collect();
+    // Usually none goes before an app entry: then the app's entries are not scanned for it.
+    let any_before = placed.iter().any(|(before, _)| before.is_some());
+    let mut out = Vec::with_capacity(old.len() + placed.len() + 1);
     for (i, mut var) in old.into_iter().enumerate() {
-        out.extend(by_slot.remove(&Some(i)).unwrap_or_default());
-        match changes.remove(&i) {
+        if any_before {
+            for (_, json) in placed.iter_mut().filter(|(before, _)| *before == Some(i)) {
+                out.push(json.take());
+            }
+        }
+        let change = changes
+            .iter()
+            .position(|(changed, _)| *changed == i)
+            .map(|at| changes.swap_remove(at).1);
+        match change {
             Some(Change::Value(value)) => {
                 if let Some(var) = var.as_object_mut() {
                     var.insert("value".into(), Value::String(value));
@@ -514,7 +529,12 @@ fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: BTreeM
             None => out.push(var),
         }
     }
-    out.extend(by_slot.remove(&None).unwrap_or_default());
+    out.extend(
+        placed
+            .into_iter()
+            .filter(|(before, _)| before.is_none())
+            .map(|(_, json)| json),
+    );
     *env = Value::Array(out);
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use rstest::rstest;
+use serde_json::json;
 
 /// A pod with the given metadata.
 fn pod(metadata: Value) -> Value {
