@@ -10,7 +10,6 @@ use crate::settings::raw::{DEFAULT_SOURCE_PATH, RawInitContainer};
 use agent_mount_common::{quantity, syntax};
 use schema::{RESOURCE_REQUIREMENTS, SECURITY_CONTEXT, check_object};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 
 pub mod schema;
 
@@ -253,7 +252,8 @@ fn validate_resources(value: &Value) -> Result<(), SettingsError> {
             .collect()
     };
     let (limits, requests) = (amounts_of("limits"), amounts_of("requests"));
-    let mut parsed: BTreeMap<(&str, &str), i128> = BTreeMap::new();
+    // Six amounts at most (three names, two lists): a list, no map.
+    let mut parsed: Vec<(&str, &str, i128)> = Vec::with_capacity(limits.len() + requests.len());
     for (field, list) in [("limits", &limits), ("requests", &requests)] {
         for (name, amount) in list {
             let entry = format!("{key}.{field}.{name}");
@@ -264,14 +264,17 @@ fn validate_resources(value: &Value) -> Result<(), SettingsError> {
                     format!("expected one of: {}", RESOURCE_NAMES.join(", ")),
                 ));
             }
-            parsed.insert((field, name), non_negative_quantity(&entry, amount)?);
+            parsed.push((field, name, non_negative_quantity(&entry, amount)?));
         }
     }
     for (name, request) in &requests {
-        let (Some(wanted), Some(limit)) = (
-            parsed.get(&("requests", name.as_str())),
-            parsed.get(&("limits", name.as_str())),
-        ) else {
+        let amount = |list: &str| {
+            parsed
+                .iter()
+                .find(|&&(field, n, _)| field == list && n == name.as_str())
+                .map(|&(_, _, nanos)| nanos)
+        };
+        let (Some(wanted), Some(limit)) = (amount("requests"), amount("limits")) else {
             continue;
         };
         if wanted > limit {
