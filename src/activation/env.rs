@@ -98,11 +98,11 @@ pub enum EnvConflict {
 
 /// What the merge did to one container.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Merged {
+pub struct Merged<'e> {
     /// Whether `env` changed.
     pub changed: bool,
     /// The variables that now hold our value: added, appended to, or already ours.
-    pub ours: Vec<String>,
+    pub ours: Vec<&'e str>,
     /// Whether the container has `envFrom`, whose variables ours replace.
     pub env_from: bool,
 }
@@ -130,7 +130,7 @@ struct New<'e> {
 pub fn merge<'e>(
     container: &mut Map<String, Value>,
     entries: impl IntoIterator<Item = &'e EnvEntry>,
-) -> Result<Merged, EnvConflict> {
+) -> Result<Merged<'e>, EnvConflict> {
     let name = container
         .get("name")
         .and_then(Value::as_str)
@@ -153,14 +153,6 @@ pub fn merge<'e>(
         changes,
         ..
     } = plan;
-    // A few dozen names at most: a scan of those kept finds a repeat, no set is built.
-    let mut unique: Vec<String> = Vec::with_capacity(ours.len());
-    for name in ours {
-        if !unique.iter().any(|kept| kept == name) {
-            unique.push(name.to_string());
-        }
-    }
-    let ours = unique;
     let changed = !news.is_empty() || !changes.is_empty();
     if changed {
         apply(container, news, changes);
@@ -202,7 +194,7 @@ struct Plan<'c, 'e> {
     /// Our entries, the first of each name: later ones of that name are dropped. At most
     /// a few dozen (MAX_ENV twice, and resource attributes'), so they are scanned, not mapped.
     ours_by_name: Vec<&'e EnvEntry>,
-    /// The variables that hold our value: added, appended to, or already ours.
+    /// The variables that hold our value: added, appended to, or already ours; each once.
     ours: Vec<&'e str>,
     /// The entries to add.
     news: Vec<New<'e>>,
@@ -242,12 +234,20 @@ impl<'c, 'e> Plan<'c, 'e> {
         })
     }
 
+    /// Counts `name` among the variables that hold our value, once: a few dozen names at
+    /// most, so a scan finds a repeat and no set is built.
+    fn keep(&mut self, name: &'e str) {
+        if !self.ours.contains(&name) {
+            self.ours.push(name);
+        }
+    }
+
     /// Decides what `entry` does to the container: add, set, append, rename, or nothing.
     fn decide(&mut self, entry: &'e EnvEntry) -> Result<(), EnvConflict> {
         let name = entry.name();
         if let Some(earlier) = self.ours_by_name.iter().find(|e| e.name() == name) {
             if as_json(earlier) == as_json(entry) {
-                self.ours.push(name);
+                self.keep(name);
             }
             return Ok(());
         }
@@ -264,14 +264,14 @@ impl<'c, 'e> Plan<'c, 'e> {
                     before: None,
                     needs: Vec::new(),
                 });
-                self.ours.push(name);
+                self.keep(name);
                 return Ok(());
             }
             (EnvEntry::Join { .. }, Some(found)) => found,
             // A plain entry: the app's own setting wins, silently.
             (_, Some((_, var))) => {
                 if is_exactly(var, entry) {
-                    self.ours.push(name);
+                    self.keep(name);
                 }
                 return Ok(());
             }
@@ -290,7 +290,7 @@ impl<'c, 'e> Plan<'c, 'e> {
             (None, None | Some(Value::Null)) => Change::Value(value.clone()),
             (None, Some(Value::String(app))) if app.is_empty() => Change::Value(value.clone()),
             (None, Some(Value::String(app))) if holds(app, value, separator) => {
-                self.ours.push(name);
+                self.keep(name);
                 return Ok(());
             }
             // The app's options first, ours after.
@@ -319,7 +319,7 @@ impl<'c, 'e> Plan<'c, 'e> {
         };
         self.changes.push((i, change));
         self.written.push((i, name, value));
-        self.ours.push(name);
+        self.keep(name);
         Ok(())
     }
 
@@ -492,13 +492,14 @@ fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: Vec<(u
         _ => Vec::new(),
     };
     let order = ordered(&news);
-    let mut news: Vec<Option<New>> = news.into_iter().map(Some).collect();
-    // The new entries in the order they are written, each with the app entry it precedes.
-    let mut placed: Vec<(Option<usize>, Value)> = order
-        .into_iter()
-        .filter_map(|k| news.get_mut(k).and_then(Option::take))
-        .map(|n| (n.before, n.json))
-        .collect();
+    let mut news = news;
+    // The new entries in the order they are written (each index once), each with the app
+    // entry it precedes.
+    let mut placed: Vec<(Option<usize>, Value)> = Vec::with_capacity(news.len());
+    placed.extend(order.into_iter().filter_map(|k| {
+        let n = news.get_mut(k)?;
+        Some((n.before, n.json.take()))
+    }));
     // Usually none goes before an app entry: then the app's entries are not scanned for it.
     let any_before = placed.iter().any(|(before, _)| before.is_some());
     let mut out = Vec::with_capacity(old.len() + placed.len() + 1);
@@ -544,9 +545,10 @@ fn ordered(news: &[New]) -> Vec<usize> {
     // 0: not yet, 1: in progress, 2: done.
     let mut state = vec![0u8; news.len()];
     let mut out = Vec::with_capacity(news.len());
+    // An explicit stack: (entry, whether its needs were pushed); empty after each root.
+    let mut stack = Vec::new();
     for root in 0..news.len() {
-        // An explicit stack: (entry, whether its needs were pushed).
-        let mut stack = vec![(root, false)];
+        stack.push((root, false));
         while let Some((k, expanded)) = stack.pop() {
             match (state.get(k).copied(), expanded) {
                 (Some(0), false) => {

@@ -214,10 +214,43 @@ impl Item<'_> {
     }
 }
 
+/// The downward-API entries, in [`DOWNWARD`]'s order: built once, when the settings
+/// load, and referred to by every container's [`Named`].
+pub fn downward() -> Vec<EnvEntry> {
+    DOWNWARD
+        .iter()
+        .map(|(variable, field, _)| EnvEntry::ValueFrom {
+            name: (*variable).into(),
+            source: field_ref(field),
+        })
+        .collect()
+}
+
+/// The entries resource attributes give one container, in order: the downward-API
+/// entries its attributes refer to, then its service name and attributes.
+#[derive(Debug, Default)]
+pub struct Named<'d> {
+    /// The downward-API entries referred to, from [`downward`].
+    pub downward: Vec<&'d EnvEntry>,
+    /// The service name and the attributes, built for the container.
+    pub own: Vec<EnvEntry>,
+}
+
+impl Named<'_> {
+    /// Every entry, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &EnvEntry> {
+        self.downward.iter().copied().chain(&self.own)
+    }
+}
+
 /// The entries for `container` (after the recipe's and `activation.env`'s): the service
 /// name where the app sets none, the attributes its own `OTEL_RESOURCE_ATTRIBUTES` does
-/// not set otherwise, and the downward-API entries those refer to.
-pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntry> {
+/// not set otherwise, and those of the `downward` entries ([`downward`]) they refer to.
+pub fn entries<'d>(
+    pod: &PodResource,
+    container: &Map<String, Value>,
+    downward: &'d [EnvEntry],
+) -> Named<'d> {
     let name = container.get("name").and_then(Value::as_str).unwrap_or("");
     let app = app_attributes(container);
     let container_name = percent_encoded(name);
@@ -240,16 +273,13 @@ pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntr
     // second run finds its own output (and the value already holds ours).
     attributes.retain(|(key, value)| app.iter().all(|(k, v)| k != key || value.is(v)));
     attributes.sort_by_key(|(key, _)| *key);
-    let mut out: Vec<EnvEntry> = Vec::with_capacity(DOWNWARD.len() + 2);
-    out.extend(
-        DOWNWARD
-            .iter()
-            .filter(|(_, _, key)| attributes.iter().any(|(k, _)| k == key))
-            .map(|(variable, field, _)| EnvEntry::ValueFrom {
-                name: (*variable).into(),
-                source: field_ref(field),
-            }),
-    );
+    let referred = DOWNWARD
+        .iter()
+        .zip(downward)
+        .filter(|((_, _, key), _)| attributes.iter().any(|(k, _)| k == key))
+        .map(|(_, entry)| entry)
+        .collect();
+    let mut out: Vec<EnvEntry> = Vec::with_capacity(2);
     // An app that names its service in its attributes keeps it: OTEL_SERVICE_NAME would win.
     if !app.iter().any(|(key, _)| *key == "service.name") {
         let service = pod.service_name.as_deref().unwrap_or(name);
@@ -276,7 +306,10 @@ pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntr
             separator: ",".into(),
         });
     }
-    out
+    Named {
+        downward: referred,
+        own: out,
+    }
 }
 
 /// The `EnvVarSource` of a pod field: `{"fieldRef": {"fieldPath": <field>}}`, built
