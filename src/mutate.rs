@@ -563,18 +563,17 @@ fn agent_mounts<'a>(method: &Method, mounts: &'a AgentMounts) -> Vec<AgentMount<
 /// `/var/odigos` (DESIGN §2). `..` at the root stays there; a relative path keeps its
 /// leading `..`. A path already in that form (the usual case) is returned as it is.
 fn normalise_path(path: &str) -> Cow<'_, str> {
-    let absolute = path.starts_with('/');
-    let relative_part = if absolute {
-        path.get(1..).unwrap_or_default()
-    } else {
-        path
-    };
-    if relative_part
-        .split('/')
-        .all(|segment| !matches!(segment, "" | "." | ".."))
-    {
+    // Already normal: no empty segment (`//`, a trailing `/`), none starting with `.`
+    // (which covers `.` and `..`; `/.hidden` merely takes the long way).
+    let normal = !path.is_empty()
+        && !path.ends_with('/')
+        && !path.starts_with('.')
+        && !path.contains("//")
+        && !path.contains("/.");
+    if normal {
         return Cow::Borrowed(path);
     }
+    let absolute = path.starts_with('/');
     let mut segments: Vec<&str> = Vec::new();
     for segment in path.split('/') {
         match segment {
@@ -605,22 +604,22 @@ fn add_agent_mounts(
     let mounts = array_at(container, "volumeMounts", &|| format!("container {name:?}"))?;
     // The last existing mount at each of our paths (the one that wins), found in one pass:
     // our mounts are few (at most agentDirectories' limit), so no map is built per container.
-    let mut found: Vec<Option<&Value>> = vec![None; wanted.len()];
-    for existing in mounts.iter() {
+    let mut found: Vec<Option<usize>> = vec![None; wanted.len()];
+    for (i, existing) in mounts.iter().enumerate() {
         let Some(path) = existing.get("mountPath").and_then(Value::as_str) else {
             continue;
         };
         let path = normalise_path(path);
         for (slot, mount) in found.iter_mut().zip(wanted) {
             if mount.normal_path == *path {
-                *slot = Some(existing);
+                *slot = Some(i);
             }
         }
     }
-    let mut missing = Vec::new();
-    for (mount, found) in wanted.iter().zip(found) {
-        match found {
-            None => missing.push(mount.json.clone()),
+    // Every mount found at our paths must be exactly ours before anything is added.
+    for (mount, at) in wanted.iter().zip(&found) {
+        match at.and_then(|i| mounts.get(i)) {
+            None => {}
             Some(found) if is_exactly(found, mount) => {}
             Some(found) => {
                 let sub_path = mount
@@ -639,8 +638,13 @@ fn add_agent_mounts(
             }
         }
     }
-    let changed = !missing.is_empty();
-    mounts.extend(missing);
+    let mut changed = false;
+    for (mount, at) in wanted.iter().zip(found) {
+        if at.is_none() {
+            mounts.push(mount.json.clone());
+            changed = true;
+        }
+    }
     Ok(changed)
 }
 

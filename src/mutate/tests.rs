@@ -336,6 +336,11 @@ fn security_overrides_merge_over_the_hardened_default() {
 #[case("/var/odigos/java/..", "/var/odigos")]
 #[case("/../var/./../odigos", "/odigos")]
 #[case("rel/../../a", "../a")]
+#[case::already_normal("/var/odigos", "/var/odigos")]
+#[case::dot_in_a_name("/var/.agents/java", "/var/.agents/java")]
+#[case::relative_dot_name(".agents/java", ".agents/java")]
+#[case::relative_dot("./rel", "rel")]
+#[case::empty("", "")]
 fn paths_are_compared_normalised(#[case] path: &str, #[case] normal: &str) {
     assert_eq!(normalise_path(path), normal);
 }
