@@ -34,9 +34,11 @@ fn cut(text: &str) -> Cow<'_, str> {
 /// The names joined by ", ", cut after [`MAX_LISTED`] with "and N more", each shortened
 /// and quoted as `{:?}` quotes it.
 pub fn listing(names: &[&str]) -> String {
-    // One string written in place: this runs for every mutated pod, for its audit note.
-    let mut out = String::new();
-    for (i, name) in names.iter().take(MAX_LISTED).enumerate() {
+    // One string written in place, sized once: this runs for every mutated pod, for its
+    // audit note.
+    let shown = names.get(..MAX_LISTED).unwrap_or(names);
+    let mut out = String::with_capacity(shown.iter().map(|n| n.len() + 4).sum());
+    for (i, name) in shown.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }

@@ -131,15 +131,13 @@ pub fn merge<'e>(
     container: &mut Map<String, Value>,
     entries: impl IntoIterator<Item = &'e EnvEntry>,
 ) -> Result<Merged<'e>, EnvConflict> {
-    let name = container
-        .get("name")
-        .and_then(Value::as_str)
-        .map_or_else(|| "?".into(), shorten);
+    // Borrowed: only a conflict's message needs it, shortened there.
+    let name = container.get("name").and_then(Value::as_str).unwrap_or("?");
     let empty = Vec::new();
     let env = match container.get("env") {
         None | Some(Value::Null) => &empty,
         Some(Value::Array(env)) => env,
-        Some(other) => return Err(wrong_type(&name, "env".into(), other, "a list")),
+        Some(other) => return Err(wrong_type(name, "env".into(), other, "a list")),
     };
     let entries = entries.into_iter();
     let mut plan = Plan::new(name, env, entries.size_hint().0)?;
@@ -176,7 +174,7 @@ fn wrong_type(
     expected: &'static str,
 ) -> EnvConflict {
     EnvConflict::WrongType {
-        container: container.to_string(),
+        container: shorten(container),
         field,
         found: echo(found),
         expected,
@@ -185,8 +183,8 @@ fn wrong_type(
 
 /// One container's merge, planned against its `env` before anything is written.
 struct Plan<'c, 'e> {
-    /// The container's name, for messages.
-    container: String,
+    /// The container's name, for messages (shortened there).
+    container: &'c str,
     /// The app's `env`.
     env: &'c [Value],
     /// The last index of each name in `env` (the entry that wins at run time).
@@ -207,14 +205,14 @@ struct Plan<'c, 'e> {
 impl<'c, 'e> Plan<'c, 'e> {
     /// Reads `env`: every entry an object with a string name; `entries` sizes the lists
     /// of ours up front (no reallocation as they fill).
-    fn new(container: String, env: &'c [Value], entries: usize) -> Result<Self, EnvConflict> {
+    fn new(container: &'c str, env: &'c [Value], entries: usize) -> Result<Self, EnvConflict> {
         // A linear pass, then one lookup per entry.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(env.len());
         for (i, var) in env.iter().enumerate() {
             let name = var.get("name").and_then(Value::as_str);
             let Some(name) = name.filter(|_| var.is_object()) else {
                 return Err(wrong_type(
-                    &container,
+                    container,
                     format!("env[{i}]"),
                     var,
                     "an object with a string name",
@@ -302,7 +300,7 @@ impl<'c, 'e> Plan<'c, 'e> {
                 joined.push_str(value);
                 if spans(&joined, app.len()) {
                     return Err(EnvConflict::Unclosed {
-                        container: self.container.clone(),
+                        container: shorten(self.container),
                         name: shorten(name),
                     });
                 }
@@ -310,7 +308,7 @@ impl<'c, 'e> Plan<'c, 'e> {
             }
             (None, Some(other)) => {
                 return Err(wrong_type(
-                    &self.container,
+                    self.container,
                     format!("env[{i}].value"),
                     other,
                     "a string",
@@ -334,7 +332,7 @@ impl<'c, 'e> Plan<'c, 'e> {
     ) -> Result<Change, EnvConflict> {
         if !always_exists(source) {
             return Err(EnvConflict::ValueFrom {
-                container: self.container.clone(),
+                container: shorten(self.container),
                 name: shorten(name),
                 wanted: shorten(value),
             });
@@ -342,7 +340,7 @@ impl<'c, 'e> Plan<'c, 'e> {
         let original = format!("{ORIGINAL}{name}");
         if self.last.contains_key(original.as_str()) {
             return Err(EnvConflict::OriginalTaken {
-                container: self.container.clone(),
+                container: shorten(self.container),
                 name: shorten(name),
             });
         }
@@ -382,7 +380,7 @@ impl<'c, 'e> Plan<'c, 'e> {
             });
             if !resolves_to_ours {
                 return Err(EnvConflict::Defines {
-                    container: self.container.clone(),
+                    container: shorten(self.container),
                     name: shorten(name),
                     by: shorten(by),
                 });
@@ -459,7 +457,7 @@ impl<'c, 'e> Plan<'c, 'e> {
                 let seen_at = inserted.iter().rev().find(|(n, _)| *n == name);
                 if seen_at.is_some_and(|&(_, at)| at <= j) {
                     return Err(EnvConflict::Inserted {
-                        container: self.container.clone(),
+                        container: shorten(self.container),
                         name: shorten(name),
                         by: shorten(var.get("name").and_then(Value::as_str).unwrap_or("")),
                     });
