@@ -223,6 +223,9 @@ pub struct Activation {
     pub env: Vec<EnvEntry>,
     /// Whether activated containers get `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`.
     pub resource_attributes: bool,
+    /// The downward-API entries resource attributes refer to, built once here rather than
+    /// for every container (empty when `resource_attributes` is off).
+    downward: Vec<EnvEntry>,
 }
 
 impl Activation {
@@ -308,6 +311,11 @@ impl Activation {
             agents,
             env,
             resource_attributes,
+            downward: if resource_attributes {
+                resource::downward()
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -339,7 +347,8 @@ pub fn activate(
     let described = (activation.resource_attributes && !chosen.is_empty())
         .then(|| resource::describe(pod, namespace));
     let containers = pod
-        .pointer_mut("/spec/containers")
+        .get_mut("spec")
+        .and_then(|spec| spec.get_mut("containers"))
         .and_then(Value::as_array_mut);
     let Some(containers) = containers else {
         return Ok(out);
@@ -356,9 +365,12 @@ pub fn activate(
         };
         let named = described
             .as_ref()
-            .map(|pod| resource::entries(pod, container))
+            .map(|pod| resource::entries(pod, container, &activation.downward))
             .unwrap_or_default();
-        let merged = env::merge(container, activation.entries(choice.recipe).chain(&named))?;
+        let merged = env::merge(
+            container,
+            activation.entries(choice.recipe).chain(named.iter()),
+        )?;
         out.changed |= merged.changed;
         if merged.env_from {
             env_from.push(
@@ -369,8 +381,8 @@ pub fn activate(
                     .to_string(),
             );
             for name in merged.ours {
-                if !env_from_variables.contains(&name) {
-                    env_from_variables.push(name);
+                if !env_from_variables.iter().any(|known| known == name) {
+                    env_from_variables.push(name.to_string());
                 }
             }
         }

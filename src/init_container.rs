@@ -10,7 +10,6 @@ use crate::settings::raw::{DEFAULT_SOURCE_PATH, RawInitContainer};
 use agent_mount_common::{quantity, syntax};
 use schema::{RESOURCE_REQUIREMENTS, SECURITY_CONTEXT, check_object};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet};
 
 pub mod schema;
 
@@ -75,10 +74,14 @@ impl CopyContainer {
             "command".into(),
             json!(command(&source_path, agent_directories)),
         );
-        container.insert(
-            "resources".into(),
-            raw.resources.unwrap_or_else(default_resources),
-        );
+        let mut resources = raw.resources.unwrap_or_else(default_resources);
+        if let Value::Object(lists) = &mut resources {
+            // Empty lists go once, here: a pod without a budget then takes a plain copy.
+            leave_out(lists, &[]);
+        }
+        if resources.as_object().is_none_or(|lists| !lists.is_empty()) {
+            container.insert("resources".into(), resources);
+        }
         container.insert("securityContext".into(), security_context);
         container.insert(
             "volumeMounts".into(),
@@ -129,8 +132,12 @@ impl CopyContainer {
     /// The init container for a pod, with no request or limit of its own for the
     /// `budgeted` resources (those the pod names in its pod-level `spec.resources`, whose
     /// budget then covers the copy).
-    pub fn container(&self, budgeted: &BTreeSet<String>) -> Map<String, Value> {
+    pub fn container(&self, budgeted: &[&str]) -> Map<String, Value> {
         let mut container = self.container.clone();
+        if budgeted.is_empty() {
+            // Empty lists were left out at load.
+            return container;
+        }
         if let Some(Value::Object(resources)) = container.get_mut("resources") {
             leave_out(resources, budgeted);
             if resources.is_empty() {
@@ -174,10 +181,10 @@ fn default_resources() -> Value {
 }
 
 /// Removes the `budgeted` resources from requests and limits, and a list left empty.
-fn leave_out(resources: &mut Map<String, Value>, budgeted: &BTreeSet<String>) {
+fn leave_out(resources: &mut Map<String, Value>, budgeted: &[&str]) {
     for field in ["requests", "limits"] {
         if let Some(list) = resources.get_mut(field).and_then(Value::as_object_mut) {
-            list.retain(|name, _| !budgeted.contains(name));
+            list.retain(|name, _| !budgeted.contains(&name.as_str()));
             if list.is_empty() {
                 resources.remove(field);
             }
@@ -245,7 +252,8 @@ fn validate_resources(value: &Value) -> Result<(), SettingsError> {
             .collect()
     };
     let (limits, requests) = (amounts_of("limits"), amounts_of("requests"));
-    let mut parsed: BTreeMap<(&str, &str), i128> = BTreeMap::new();
+    // Six amounts at most (three names, two lists): a list, no map.
+    let mut parsed: Vec<(&str, &str, i128)> = Vec::with_capacity(limits.len() + requests.len());
     for (field, list) in [("limits", &limits), ("requests", &requests)] {
         for (name, amount) in list {
             let entry = format!("{key}.{field}.{name}");
@@ -256,14 +264,17 @@ fn validate_resources(value: &Value) -> Result<(), SettingsError> {
                     format!("expected one of: {}", RESOURCE_NAMES.join(", ")),
                 ));
             }
-            parsed.insert((field, name), non_negative_quantity(&entry, amount)?);
+            parsed.push((field, name, non_negative_quantity(&entry, amount)?));
         }
     }
     for (name, request) in &requests {
-        let (Some(wanted), Some(limit)) = (
-            parsed.get(&("requests", name.as_str())),
-            parsed.get(&("limits", name.as_str())),
-        ) else {
+        let amount = |list: &str| {
+            parsed
+                .iter()
+                .find(|&&(field, n, _)| field == list && n == name.as_str())
+                .map(|&(_, _, nanos)| nanos)
+        };
+        let (Some(wanted), Some(limit)) = (amount("requests"), amount("limits")) else {
             continue;
         };
         if wanted > limit {

@@ -13,7 +13,7 @@ use crate::settings::decode::Keyword;
 use crate::settings::method::{AgentMounts, Method};
 use crate::settings::raw::NodeLabel;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::borrow::Cow;
 
 /// The `volumeAttributes` of the CSI volume, so the node plugin knows what it serves.
 const CSI_VOLUME_ATTRIBUTES: [(&str, &str); 1] = [("type", "instrumentation")];
@@ -279,11 +279,15 @@ fn selected<'a>(
 /// The API server requires the pod's requests to cover the aggregate of its containers'
 /// and no container limit above the pod's (validatePodResourceConsistency), so the copy
 /// container takes none of its own for these: the pod's budget covers it.
-fn pod_level_resources(spec: &Object) -> BTreeSet<String> {
+fn pod_level_resources(spec: &Object) -> Vec<&str> {
+    let Some(resources) = spec.get("resources") else {
+        // The usual pod: no budget, and nothing allocated to say so.
+        return Vec::new();
+    };
     ["requests", "limits"]
         .iter()
-        .filter_map(|field| spec.get("resources")?.get(field)?.as_object())
-        .flat_map(|list| list.keys().cloned())
+        .filter_map(|field| resources.get(field)?.as_object())
+        .flat_map(|list| list.keys().map(String::as_str))
         .collect()
 }
 
@@ -500,24 +504,37 @@ fn without_name(volume: &Value) -> Value {
     }
 }
 
-/// One read-only mount of the agent volume that the policy adds.
+/// One read-only mount of the agent volume that the policy adds, built once per pod.
 struct AgentMount<'a> {
     /// The volume's name.
     name: &'a str,
     /// Where the container sees it.
     mount_path: String,
+    /// `mount_path` normalised, as existing mounts are compared with it.
+    normal_path: String,
     /// The directory of the volume it shows, if not the whole volume.
     sub_path: Option<String>,
+    /// The `volumeMounts` entry, copied into each container that lacks it.
+    json: Value,
 }
 
-impl AgentMount<'_> {
-    /// The `volumeMounts` entry.
-    fn to_json(&self) -> Value {
-        let mut mount = json!({"mountPath": self.mount_path, "name": self.name, "readOnly": true});
-        if let (Some(sub_path), Some(mount)) = (&self.sub_path, mount.as_object_mut()) {
-            mount.insert("subPath".into(), json!(sub_path));
+impl<'a> AgentMount<'a> {
+    /// The mount of volume `name` at `mount_path`, showing `sub_path` if any.
+    fn new(name: &'a str, mount_path: String, sub_path: Option<String>) -> Self {
+        let mut json = Map::new();
+        json.insert("mountPath".into(), Value::String(mount_path.clone()));
+        json.insert("name".into(), Value::String(name.to_string()));
+        json.insert("readOnly".into(), Value::Bool(true));
+        if let Some(sub_path) = &sub_path {
+            json.insert("subPath".into(), Value::String(sub_path.clone()));
         }
-        mount
+        AgentMount {
+            name,
+            normal_path: normalise_path(&mount_path).into_owned(),
+            mount_path,
+            sub_path,
+            json: Value::Object(json),
+        }
     }
 }
 
@@ -527,10 +544,8 @@ fn agent_mounts<'a>(method: &Method, mounts: &'a AgentMounts) -> Vec<AgentMount<
         Method::ImageVolume { image, .. } => image.sub_path(dir.map(String::as_str)),
         _ => dir.cloned(),
     };
-    let mount = |mount_path: String, dir: Option<&String>| AgentMount {
-        name: &mounts.volume_name,
-        mount_path,
-        sub_path: sub_path(dir),
+    let mount = |mount_path: String, dir: Option<&String>| {
+        AgentMount::new(&mounts.volume_name, mount_path, sub_path(dir))
     };
     if mounts.agent_directories.is_empty() {
         vec![mount(mounts.mount_path.clone(), None)]
@@ -546,8 +561,18 @@ fn agent_mounts<'a>(method: &Method, mounts: &'a AgentMounts) -> Vec<AgentMount<
 /// A mount path as the container resolves it, for comparison: `//`, `.` segments and a
 /// trailing `/` removed, and `..` resolved lexically, so `/var/x/../odigos` is
 /// `/var/odigos` (DESIGN §2). `..` at the root stays there; a relative path keeps its
-/// leading `..`.
-fn normalise_path(path: &str) -> String {
+/// leading `..`. A path already in that form (the usual case) is returned as it is.
+fn normalise_path(path: &str) -> Cow<'_, str> {
+    // Already normal: no empty segment (`//`, a trailing `/`), none starting with `.`
+    // (which covers `.` and `..`; `/.hidden` merely takes the long way).
+    let normal = !path.is_empty()
+        && !path.ends_with('/')
+        && !path.starts_with('.')
+        && !path.contains("//")
+        && !path.contains("/.");
+    if normal {
+        return Cow::Borrowed(path);
+    }
     let absolute = path.starts_with('/');
     let mut segments: Vec<&str> = Vec::new();
     for segment in path.split('/') {
@@ -561,11 +586,11 @@ fn normalise_path(path: &str) -> String {
         }
     }
     let joined = segments.join("/");
-    if absolute {
+    Cow::Owned(if absolute {
         format!("/{joined}")
     } else {
         joined
-    }
+    })
 }
 
 /// Adds each agent mount unless exactly that mount exists; anything else at its path is a conflict.
@@ -577,18 +602,24 @@ fn add_agent_mounts(
     let name = name_of(container);
     refuse_devices_at(container, wanted, &name, annotation)?;
     let mounts = array_at(container, "volumeMounts", &|| format!("container {name:?}"))?;
-    // One map of the existing mounts by normalised path keeps this linear in mounts + directories.
-    let existing: HashMap<String, &Value> = mounts
-        .iter()
-        .filter_map(|m| {
-            let path = m.get("mountPath").and_then(Value::as_str)?;
-            Some((normalise_path(path), m))
-        })
-        .collect();
-    let mut missing = Vec::new();
-    for mount in wanted {
-        match existing.get(&normalise_path(&mount.mount_path)) {
-            None => missing.push(mount.to_json()),
+    // The last existing mount at each of our paths (the one that wins), found in one pass:
+    // our mounts are few (at most agentDirectories' limit), so no map is built per container.
+    let mut found: Vec<Option<usize>> = vec![None; wanted.len()];
+    for (i, existing) in mounts.iter().enumerate() {
+        let Some(path) = existing.get("mountPath").and_then(Value::as_str) else {
+            continue;
+        };
+        let path = normalise_path(path);
+        for (slot, mount) in found.iter_mut().zip(wanted) {
+            if mount.normal_path == *path {
+                *slot = Some(i);
+            }
+        }
+    }
+    // Every mount found at our paths must be exactly ours before anything is added.
+    for (mount, at) in wanted.iter().zip(&found) {
+        match at.and_then(|i| mounts.get(i)) {
+            None => {}
             Some(found) if is_exactly(found, mount) => {}
             Some(found) => {
                 let sub_path = mount
@@ -607,8 +638,13 @@ fn add_agent_mounts(
             }
         }
     }
-    let changed = !missing.is_empty();
-    mounts.extend(missing);
+    let mut changed = false;
+    for (mount, at) in wanted.iter().zip(found) {
+        if at.is_none() {
+            mounts.push(mount.json.clone());
+            changed = true;
+        }
+    }
     Ok(changed)
 }
 
@@ -620,14 +656,13 @@ fn refuse_devices_at(
     name: &str,
     annotation: &str,
 ) -> Result<(), Conflict> {
-    let ours: HashSet<String> = wanted
-        .iter()
-        .map(|m| normalise_path(&m.mount_path))
-        .collect();
     let devices = container.get("volumeDevices").and_then(Value::as_array);
     let clash = devices.into_iter().flatten().find_map(|device| {
         let path = device.get("devicePath").and_then(Value::as_str)?;
-        ours.contains(&normalise_path(path))
+        let path_normal = normalise_path(path);
+        wanted
+            .iter()
+            .any(|m| m.normal_path == *path_normal)
             .then_some((device, path))
     });
     match clash {

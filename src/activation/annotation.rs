@@ -39,7 +39,8 @@ pub fn choose<'a>(
 ) -> Choice<'a> {
     let key = &activation.annotation;
     let value = pod
-        .pointer("/metadata/annotations")
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
         .and_then(|a| a.get(key));
     let text = match value {
         None => return Choice::default(),

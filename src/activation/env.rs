@@ -14,7 +14,7 @@ use super::EnvEntry;
 use super::expansion::{references, spans};
 use crate::message::{echo, shorten};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Prefix of the app's renamed entry when a join variable comes from `valueFrom`.
 pub const ORIGINAL: &str = "ORIGINAL_";
@@ -98,11 +98,11 @@ pub enum EnvConflict {
 
 /// What the merge did to one container.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Merged {
+pub struct Merged<'e> {
     /// Whether `env` changed.
     pub changed: bool,
     /// The variables that now hold our value: added, appended to, or already ours.
-    pub ours: Vec<String>,
+    pub ours: Vec<&'e str>,
     /// Whether the container has `envFrom`, whose variables ours replace.
     pub env_from: bool,
 }
@@ -130,16 +130,14 @@ struct New<'e> {
 pub fn merge<'e>(
     container: &mut Map<String, Value>,
     entries: impl IntoIterator<Item = &'e EnvEntry>,
-) -> Result<Merged, EnvConflict> {
-    let name = container
-        .get("name")
-        .and_then(Value::as_str)
-        .map_or_else(|| "?".into(), shorten);
+) -> Result<Merged<'e>, EnvConflict> {
+    // Borrowed: only a conflict's message needs it, shortened there.
+    let name = container.get("name").and_then(Value::as_str).unwrap_or("?");
     let empty = Vec::new();
     let env = match container.get("env") {
         None | Some(Value::Null) => &empty,
         Some(Value::Array(env)) => env,
-        Some(other) => return Err(wrong_type(&name, "env".into(), other, "a list")),
+        Some(other) => return Err(wrong_type(name, "env".into(), other, "a list")),
     };
     let entries = entries.into_iter();
     let mut plan = Plan::new(name, env, entries.size_hint().0)?;
@@ -148,15 +146,11 @@ pub fn merge<'e>(
     }
     plan.place()?;
     let Plan {
-        mut ours,
+        ours,
         news,
         changes,
         ..
     } = plan;
-    // A few dozen names at most: a B-tree set needs no hashing and no growing table.
-    let mut seen = std::collections::BTreeSet::new();
-    ours.retain(|name| seen.insert(*name));
-    let ours: Vec<String> = ours.into_iter().map(str::to_string).collect();
     let changed = !news.is_empty() || !changes.is_empty();
     if changed {
         apply(container, news, changes);
@@ -180,7 +174,7 @@ fn wrong_type(
     expected: &'static str,
 ) -> EnvConflict {
     EnvConflict::WrongType {
-        container: container.to_string(),
+        container: shorten(container),
         field,
         found: echo(found),
         expected,
@@ -189,22 +183,21 @@ fn wrong_type(
 
 /// One container's merge, planned against its `env` before anything is written.
 struct Plan<'c, 'e> {
-    /// The container's name, for messages.
-    container: String,
+    /// The container's name, for messages (shortened there).
+    container: &'c str,
     /// The app's `env`.
     env: &'c [Value],
     /// The last index of each name in `env` (the entry that wins at run time).
     last: HashMap<&'c str, usize>,
-    /// Our entries by name, the first of each name: later ones of that name are dropped.
-    /// (At most a few dozen: a B-tree needs no hashing and no growing table.)
-    ours_by_name: BTreeMap<&'e str, &'e EnvEntry>,
-    /// The variables that hold our value: added, appended to, or already ours.
+    /// Our entries, the first of each name: later ones of that name are dropped. At most
+    /// a few dozen (MAX_ENV twice, and resource attributes'), so they are scanned, not mapped.
+    ours_by_name: Vec<&'e EnvEntry>,
+    /// The variables that hold our value: added, appended to, or already ours; each once.
     ours: Vec<&'e str>,
-    /// The entries to add, and their index by name.
+    /// The entries to add.
     news: Vec<New<'e>>,
-    new_index: BTreeMap<&'e str, usize>,
-    /// What happens to app entries, by index.
-    changes: BTreeMap<usize, Change>,
+    /// What happens to app entries: index, change; one change per index at most.
+    changes: Vec<(usize, Change)>,
     /// The values written into app entries: index, variable, the part that is ours.
     written: Vec<(usize, &'e str, &'e str)>,
 }
@@ -212,14 +205,14 @@ struct Plan<'c, 'e> {
 impl<'c, 'e> Plan<'c, 'e> {
     /// Reads `env`: every entry an object with a string name; `entries` sizes the lists
     /// of ours up front (no reallocation as they fill).
-    fn new(container: String, env: &'c [Value], entries: usize) -> Result<Self, EnvConflict> {
+    fn new(container: &'c str, env: &'c [Value], entries: usize) -> Result<Self, EnvConflict> {
         // A linear pass, then one lookup per entry.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(env.len());
         for (i, var) in env.iter().enumerate() {
             let name = var.get("name").and_then(Value::as_str);
             let Some(name) = name.filter(|_| var.is_object()) else {
                 return Err(wrong_type(
-                    &container,
+                    container,
                     format!("env[{i}]"),
                     var,
                     "an object with a string name",
@@ -231,46 +224,52 @@ impl<'c, 'e> Plan<'c, 'e> {
             container,
             env,
             last,
-            ours_by_name: BTreeMap::new(),
+            ours_by_name: Vec::with_capacity(entries),
             ours: Vec::with_capacity(entries),
             news: Vec::with_capacity(entries),
-            new_index: BTreeMap::new(),
-            changes: BTreeMap::new(),
+            changes: Vec::new(),
             written: Vec::new(),
         })
+    }
+
+    /// Counts `name` among the variables that hold our value, once: a few dozen names at
+    /// most, so a scan finds a repeat and no set is built.
+    fn keep(&mut self, name: &'e str) {
+        if !self.ours.contains(&name) {
+            self.ours.push(name);
+        }
     }
 
     /// Decides what `entry` does to the container: add, set, append, rename, or nothing.
     fn decide(&mut self, entry: &'e EnvEntry) -> Result<(), EnvConflict> {
         let name = entry.name();
-        if let Some(earlier) = self.ours_by_name.get(name) {
+        if let Some(earlier) = self.ours_by_name.iter().find(|e| e.name() == name) {
             if as_json(earlier) == as_json(entry) {
-                self.ours.push(name);
+                self.keep(name);
             }
             return Ok(());
         }
-        self.ours_by_name.insert(name, entry);
+        self.ours_by_name.push(entry);
         let existing = self
             .last
             .get(name)
             .and_then(|&i| Some((i, self.env.get(i)?)));
         let (i, var) = match (entry, existing) {
             (_, None) => {
-                self.new_index.insert(name, self.news.len());
                 self.news.push(New {
                     entry,
                     json: as_json(entry),
                     before: None,
                     needs: Vec::new(),
                 });
-                self.ours.push(name);
+                self.keep(name);
                 return Ok(());
             }
             (EnvEntry::Join { .. }, Some(found)) => found,
             // A plain entry: the app's own setting wins, silently.
             (_, Some((_, var))) => {
                 if is_exactly(var, entry) {
-                    self.ours.push(name);
+                    self.keep(name);
                 }
                 return Ok(());
             }
@@ -289,7 +288,7 @@ impl<'c, 'e> Plan<'c, 'e> {
             (None, None | Some(Value::Null)) => Change::Value(value.clone()),
             (None, Some(Value::String(app))) if app.is_empty() => Change::Value(value.clone()),
             (None, Some(Value::String(app))) if holds(app, value, separator) => {
-                self.ours.push(name);
+                self.keep(name);
                 return Ok(());
             }
             // The app's options first, ours after.
@@ -301,7 +300,7 @@ impl<'c, 'e> Plan<'c, 'e> {
                 joined.push_str(value);
                 if spans(&joined, app.len()) {
                     return Err(EnvConflict::Unclosed {
-                        container: self.container.clone(),
+                        container: shorten(self.container),
                         name: shorten(name),
                     });
                 }
@@ -309,16 +308,16 @@ impl<'c, 'e> Plan<'c, 'e> {
             }
             (None, Some(other)) => {
                 return Err(wrong_type(
-                    &self.container,
+                    self.container,
                     format!("env[{i}].value"),
                     other,
                     "a string",
                 ));
             }
         };
-        self.changes.insert(i, change);
+        self.changes.push((i, change));
         self.written.push((i, name, value));
-        self.ours.push(name);
+        self.keep(name);
         Ok(())
     }
 
@@ -333,7 +332,7 @@ impl<'c, 'e> Plan<'c, 'e> {
     ) -> Result<Change, EnvConflict> {
         if !always_exists(source) {
             return Err(EnvConflict::ValueFrom {
-                container: self.container.clone(),
+                container: shorten(self.container),
                 name: shorten(name),
                 wanted: shorten(value),
             });
@@ -341,7 +340,7 @@ impl<'c, 'e> Plan<'c, 'e> {
         let original = format!("{ORIGINAL}{name}");
         if self.last.contains_key(original.as_str()) {
             return Err(EnvConflict::OriginalTaken {
-                container: self.container.clone(),
+                container: shorten(self.container),
                 name: shorten(name),
             });
         }
@@ -363,11 +362,11 @@ impl<'c, 'e> Plan<'c, 'e> {
     ) -> Result<Vec<usize>, EnvConflict> {
         let mut needs = Vec::new();
         for name in references(value) {
-            if let Some(&k) = self.new_index.get(name) {
+            if let Some(k) = self.news.iter().position(|n| n.entry.name() == name) {
                 needs.push(k);
                 continue;
             }
-            let Some(entry) = self.ours_by_name.get(name) else {
+            let Some(entry) = self.ours_by_name.iter().find(|e| e.name() == name) else {
                 continue;
             };
             let app = self
@@ -375,11 +374,13 @@ impl<'c, 'e> Plan<'c, 'e> {
                 .get(name)
                 .and_then(|&j| Some((j, self.env.get(j)?)));
             let resolves_to_ours = app.is_some_and(|(j, var)| {
-                at.is_none_or(|i| j < i) && is_exactly(var, entry) && !self.changes.contains_key(&j)
+                at.is_none_or(|i| j < i)
+                    && is_exactly(var, entry)
+                    && !self.changes.iter().any(|(changed, _)| *changed == j)
             });
             if !resolves_to_ours {
                 return Err(EnvConflict::Defines {
-                    container: self.container.clone(),
+                    container: shorten(self.container),
                     name: shorten(name),
                     by: shorten(by),
                 });
@@ -434,17 +435,18 @@ impl<'c, 'e> Plan<'c, 'e> {
     /// not refer to its name: the insertion would change what they resolve to.
     fn check_inserted(&self) -> Result<(), EnvConflict> {
         // Each inserted name and the first app index that sees it.
-        let mut inserted: HashMap<&str, usize> = self
+        // A few dozen at most: scanned, and the last of a name counts.
+        let mut inserted: Vec<(&str, usize)> = self
             .news
             .iter()
             .filter_map(|n| Some((n.entry.name(), n.before?)))
             .collect();
-        for (&i, change) in &self.changes {
+        for (i, change) in &self.changes {
             if let Change::Rename(original, _) = change {
-                inserted.insert(original, i + 1);
+                inserted.push((original, i + 1));
             }
         }
-        let Some(first) = inserted.values().copied().min() else {
+        let Some(first) = inserted.iter().map(|&(_, at)| at).min() else {
             return Ok(());
         };
         for (j, var) in self.env.iter().enumerate().skip(first) {
@@ -452,9 +454,10 @@ impl<'c, 'e> Plan<'c, 'e> {
                 continue;
             };
             for name in references(value) {
-                if inserted.get(name).is_some_and(|&at| at <= j) {
+                let seen_at = inserted.iter().rev().find(|(n, _)| *n == name);
+                if seen_at.is_some_and(|&(_, at)| at <= j) {
                     return Err(EnvConflict::Inserted {
-                        container: self.container.clone(),
+                        container: shorten(self.container),
                         name: shorten(name),
                         by: shorten(var.get("name").and_then(Value::as_str).unwrap_or("")),
                     });
@@ -480,24 +483,35 @@ fn always_exists(source: &Value) -> bool {
 
 /// Writes the new `env`: the app's entries in their order, each changed as planned, the
 /// new entries before the app entry that needs them or after all, referenced ones first.
-fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: BTreeMap<usize, Change>) {
+fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: Vec<(usize, Change)>) {
     let env = container.entry("env").or_insert(Value::Null);
     let old = match env.take() {
         Value::Array(old) => old,
         _ => Vec::new(),
     };
     let order = ordered(&news);
-    let mut by_slot: BTreeMap<Option<usize>, Vec<Value>> = BTreeMap::new();
-    let mut news: Vec<Option<New>> = news.into_iter().map(Some).collect();
-    for k in order {
-        if let Some(n) = news.get_mut(k).and_then(Option::take) {
-            by_slot.entry(n.before).or_default().push(n.json);
-        }
-    }
-    let mut out = Vec::with_capacity(old.len() + news.len() + 1);
+    let mut news = news;
+    // The new entries in the order they are written (each index once), each with the app
+    // entry it precedes.
+    let mut placed: Vec<(Option<usize>, Value)> = Vec::with_capacity(news.len());
+    placed.extend(order.into_iter().filter_map(|k| {
+        let n = news.get_mut(k)?;
+        Some((n.before, n.json.take()))
+    }));
+    // Usually none goes before an app entry: then the app's entries are not scanned for it.
+    let any_before = placed.iter().any(|(before, _)| before.is_some());
+    let mut out = Vec::with_capacity(old.len() + placed.len() + 1);
     for (i, mut var) in old.into_iter().enumerate() {
-        out.extend(by_slot.remove(&Some(i)).unwrap_or_default());
-        match changes.remove(&i) {
+        if any_before {
+            for (_, json) in placed.iter_mut().filter(|(before, _)| *before == Some(i)) {
+                out.push(json.take());
+            }
+        }
+        let change = changes
+            .iter()
+            .position(|(changed, _)| *changed == i)
+            .map(|at| changes.swap_remove(at).1);
+        match change {
             Some(Change::Value(value)) => {
                 if let Some(var) = var.as_object_mut() {
                     var.insert("value".into(), Value::String(value));
@@ -514,7 +528,12 @@ fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: BTreeM
             None => out.push(var),
         }
     }
-    out.extend(by_slot.remove(&None).unwrap_or_default());
+    out.extend(
+        placed
+            .into_iter()
+            .filter(|(before, _)| before.is_none())
+            .map(|(_, json)| json),
+    );
     *env = Value::Array(out);
 }
 
@@ -524,9 +543,10 @@ fn ordered(news: &[New]) -> Vec<usize> {
     // 0: not yet, 1: in progress, 2: done.
     let mut state = vec![0u8; news.len()];
     let mut out = Vec::with_capacity(news.len());
+    // An explicit stack: (entry, whether its needs were pushed); empty after each root.
+    let mut stack = Vec::new();
     for root in 0..news.len() {
-        // An explicit stack: (entry, whether its needs were pushed).
-        let mut stack = vec![(root, false)];
+        stack.push((root, false));
         while let Some((k, expanded)) = stack.pop() {
             match (state.get(k).copied(), expanded) {
                 (Some(0), false) => {

@@ -8,7 +8,8 @@
 
 use super::EnvEntry;
 use super::expansion::literal;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// The variable the OpenTelemetry SDKs read the service name from.
 pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
@@ -54,16 +55,18 @@ pub struct PodResource {
     /// The service name from the pod (annotation, label, workload, generateName, name);
     /// `None`: each container's name.
     pub service_name: Option<String>,
-    /// The pod's attributes (namespace, workloads), values as given.
+    /// The pod's attributes (namespace, workloads), values percent-encoded once for
+    /// all its containers ([`percent_encoded`]).
     pub attributes: Vec<(&'static str, String)>,
 }
 
 /// Reads `pod`'s service name and attributes; `namespace` is the request's.
 pub fn describe(pod: &Value, namespace: &str) -> PodResource {
     let metadata = pod.get("metadata");
-    let text = |path: &str| {
+    // `get`, not `pointer`: a JSON pointer is parsed, and copied per segment, at each call.
+    let text = |key: &str| {
         metadata
-            .and_then(|m| m.pointer(path))
+            .and_then(|m| m.get(key))
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
     };
@@ -76,7 +79,7 @@ pub fn describe(pod: &Value, namespace: &str) -> PodResource {
     };
     let namespace = Some(namespace)
         .filter(|n| !n.is_empty())
-        .or_else(|| text("/namespace"));
+        .or_else(|| text("namespace"));
     let workload = owner(pod).map(|(kind, name)| {
         workload(
             kind,
@@ -85,21 +88,26 @@ pub fn describe(pod: &Value, namespace: &str) -> PodResource {
         )
     });
     let mut attributes: Vec<(&'static str, String)> = Vec::new();
-    attributes.extend(namespace.map(|n| ("k8s.namespace.name", n.to_string())));
+    attributes.extend(namespace.map(|n| ("k8s.namespace.name", percent_encoded(n).into_owned())));
     if let Some(workload) = &workload {
-        attributes.extend(workload.attributes.iter().cloned());
+        attributes.extend(
+            workload
+                .attributes
+                .iter()
+                .map(|(key, value)| (*key, percent_encoded(value).into_owned())),
+        );
     }
     let service_name = map_value("annotations", SERVICE_NAME_ANNOTATION)
         .or_else(|| map_value("labels", NAME_LABEL))
         .map(str::to_string)
         .or_else(|| workload.map(|w| w.service))
         .or_else(|| {
-            text("/generateName")
+            text("generateName")
                 .map(|g| g.trim_end_matches('-'))
                 .filter(|g| !g.is_empty())
                 .map(str::to_string)
         })
-        .or_else(|| text("/name").map(str::to_string));
+        .or_else(|| text("name").map(str::to_string));
     PodResource {
         service_name,
         attributes,
@@ -114,7 +122,7 @@ struct Workload {
 
 /// The pod's controller owner (`controller: true`, else the first owner): kind and name.
 fn owner(pod: &Value) -> Option<(&str, &str)> {
-    let owners = pod.pointer("/metadata/ownerReferences")?.as_array()?;
+    let owners = pod.get("metadata")?.get("ownerReferences")?.as_array()?;
     let owner = owners
         .iter()
         .find(|o| o.get("controller") == Some(&Value::Bool(true)))
@@ -166,38 +174,112 @@ fn workload(kind: &str, name: &str, hash: &str) -> Workload {
     }
 }
 
+/// An attribute's value as written: percent-encoded text, or a reference to the
+/// downward-API entry of this variable, written `$(<variable>)`.
+#[derive(Clone, Copy)]
+enum Item<'a> {
+    Text(&'a str),
+    Reference(&'static str),
+}
+
+impl Item<'_> {
+    /// Whether the app's own value of the attribute is this one.
+    fn is(self, app: &str) -> bool {
+        match self {
+            Item::Text(text) => text == app,
+            Item::Reference(variable) => {
+                app.strip_prefix("$(").and_then(|r| r.strip_suffix(')')) == Some(variable)
+            }
+        }
+    }
+
+    /// Its length as written.
+    fn len(self) -> usize {
+        match self {
+            Item::Text(text) => text.len(),
+            Item::Reference(variable) => variable.len() + 3,
+        }
+    }
+
+    /// Appends it to `out` as written.
+    fn write_to(self, out: &mut String) {
+        match self {
+            Item::Text(text) => out.push_str(text),
+            Item::Reference(variable) => {
+                out.push_str("$(");
+                out.push_str(variable);
+                out.push(')');
+            }
+        }
+    }
+}
+
+/// The downward-API entries, in [`DOWNWARD`]'s order: built once, when the settings
+/// load, and referred to by every container's [`Named`].
+pub fn downward() -> Vec<EnvEntry> {
+    DOWNWARD
+        .iter()
+        .map(|(variable, field, _)| EnvEntry::ValueFrom {
+            name: (*variable).into(),
+            source: field_ref(field),
+        })
+        .collect()
+}
+
+/// The entries resource attributes give one container, in order: the downward-API
+/// entries its attributes refer to, then its service name and attributes.
+#[derive(Debug, Default)]
+pub struct Named<'d> {
+    /// The downward-API entries referred to, from [`downward`].
+    pub downward: Vec<&'d EnvEntry>,
+    /// The service name and the attributes, built for the container.
+    pub own: Vec<EnvEntry>,
+}
+
+impl Named<'_> {
+    /// Every entry, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &EnvEntry> {
+        self.downward.iter().copied().chain(&self.own)
+    }
+}
+
 /// The entries for `container` (after the recipe's and `activation.env`'s): the service
 /// name where the app sets none, the attributes its own `OTEL_RESOURCE_ATTRIBUTES` does
-/// not set otherwise, and the downward-API entries those refer to.
-pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntry> {
+/// not set otherwise, and those of the `downward` entries ([`downward`]) they refer to.
+pub fn entries<'d>(
+    pod: &PodResource,
+    container: &Map<String, Value>,
+    downward: &'d [EnvEntry],
+) -> Named<'d> {
     let name = container.get("name").and_then(Value::as_str).unwrap_or("");
     let app = app_attributes(container);
-    // Sized up front: every push past a Vec's capacity is a reallocation.
-    let mut attributes: Vec<(&str, String)> =
+    let container_name = percent_encoded(name);
+    // Sized up front: every push past a Vec's capacity is a reallocation. Values are
+    // borrowed: the one string written below is the only copy.
+    let mut attributes: Vec<(&str, Item)> =
         Vec::with_capacity(1 + pod.attributes.len() + DOWNWARD.len());
-    attributes.push(("k8s.container.name", percent_encoded(name)));
+    attributes.push(("k8s.container.name", Item::Text(&container_name)));
     attributes.extend(
         pod.attributes
             .iter()
-            .map(|(key, value)| (*key, percent_encoded(value))),
+            .map(|(key, value)| (*key, Item::Text(value))),
     );
     attributes.extend(
         DOWNWARD
             .iter()
-            .map(|(variable, _, key)| (*key, ["$(", variable, ")"].concat())),
+            .map(|(variable, _, key)| (*key, Item::Reference(variable))),
     );
     // The app's own key wins. One it sets to our very value stays ours: that is how a
     // second run finds its own output (and the value already holds ours).
-    attributes.retain(|(key, value)| app.iter().all(|(k, v)| k != key || v == value));
+    attributes.retain(|(key, value)| app.iter().all(|(k, v)| k != key || value.is(v)));
     attributes.sort_by_key(|(key, _)| *key);
-    let mut out: Vec<EnvEntry> = DOWNWARD
+    let referred = DOWNWARD
         .iter()
-        .filter(|(_, _, key)| attributes.iter().any(|(k, _)| k == key))
-        .map(|(variable, field, _)| EnvEntry::ValueFrom {
-            name: (*variable).into(),
-            source: json!({"fieldRef": {"fieldPath": field}}),
-        })
+        .zip(downward)
+        .filter(|((_, _, key), _)| attributes.iter().any(|(k, _)| k == key))
+        .map(|(_, entry)| entry)
         .collect();
+    let mut out: Vec<EnvEntry> = Vec::with_capacity(2);
     // An app that names its service in its attributes keeps it: OTEL_SERVICE_NAME would win.
     if !app.iter().any(|(key, _)| *key == "service.name") {
         let service = pod.service_name.as_deref().unwrap_or(name);
@@ -216,7 +298,7 @@ pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntr
             }
             value.push_str(key);
             value.push('=');
-            value.push_str(item);
+            item.write_to(&mut value);
         }
         out.push(EnvEntry::Join {
             name: RESOURCE_ATTRIBUTES.into(),
@@ -224,7 +306,20 @@ pub fn entries(pod: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntr
             separator: ",".into(),
         });
     }
-    out
+    Named {
+        downward: referred,
+        own: out,
+    }
+}
+
+/// The `EnvVarSource` of a pod field: `{"fieldRef": {"fieldPath": <field>}}`, built
+/// directly (`json!` would run a serializer over `field`).
+fn field_ref(field: &str) -> Value {
+    let mut path = Map::new();
+    path.insert("fieldPath".into(), Value::String(field.to_string()));
+    let mut source = Map::new();
+    source.insert("fieldRef".into(), Value::Object(path));
+    Value::Object(source)
 }
 
 /// The `key=value` items of the app's own `OTEL_RESOURCE_ATTRIBUTES` (its last entry,
@@ -250,18 +345,25 @@ fn app_attributes(container: &Map<String, Value>) -> Vec<(&str, &str)> {
 
 /// `value` as an `OTEL_RESOURCE_ATTRIBUTES` value: the OpenTelemetry spec has every byte
 /// outside the W3C Baggage value octets percent-encoded (and `%` itself, so that decoding
-/// gives the value back), and the kubelet then reads every `$` as written.
-fn percent_encoded(value: &str) -> String {
+/// gives the value back), and the kubelet then reads every `$` as written. A value
+/// that needs none of this (the usual name) is returned as it is.
+fn percent_encoded(value: &str) -> Cow<'_, str> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // baggage-octet: %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E; `%` and `$` are escaped.
+    let plain = |byte: u8| {
+        matches!(byte, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+            && byte != b'%'
+            && byte != b'$'
+    };
+    if value.bytes().all(plain) {
+        return Cow::Borrowed(value);
+    }
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
-        // baggage-octet: %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
-        let plain = matches!(byte, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
-            && byte != b'%';
         if byte == b'$' {
             // Written `$$` here, as `literal` would: one pass and one string per value.
             out.push_str("$$");
-        } else if plain {
+        } else if plain(byte) {
             out.push(char::from(byte));
         } else {
             // `%XX` without a `format!` per byte.
@@ -272,7 +374,7 @@ fn percent_encoded(value: &str) -> String {
             out.push(hex(byte & 0xF));
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 use super::*;
 use crate::settings;
 use rstest::rstest;
-use std::collections::BTreeSet;
 
 fn settings(value: Value) -> Settings {
     settings::parse(value).unwrap()
@@ -316,7 +315,7 @@ fn security_overrides_merge_over_the_hardened_default() {
     let Method::InitContainer { copy, .. } = &s.method else {
         panic!("not init-container");
     };
-    let container = copy.container(&BTreeSet::new());
+    let container = copy.container(&[]);
     let security = &container["securityContext"];
     assert_eq!(security["runAsUser"], 1000);
     assert_eq!(security["runAsNonRoot"], true);
@@ -337,6 +336,11 @@ fn security_overrides_merge_over_the_hardened_default() {
 #[case("/var/odigos/java/..", "/var/odigos")]
 #[case("/../var/./../odigos", "/odigos")]
 #[case("rel/../../a", "../a")]
+#[case::already_normal("/var/odigos", "/var/odigos")]
+#[case::dot_in_a_name("/var/.agents/java", "/var/.agents/java")]
+#[case::relative_dot_name(".agents/java", ".agents/java")]
+#[case::relative_dot("./rel", "rel")]
+#[case::empty("", "")]
 fn paths_are_compared_normalised(#[case] path: &str, #[case] normal: &str) {
     assert_eq!(normalise_path(path), normal);
 }

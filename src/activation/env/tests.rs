@@ -224,11 +224,12 @@ fn env_from_activates_and_says_so() {
         json!([{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://c:4317"}]),
     ));
     c.insert("envFrom".into(), json!([{"configMapRef": {"name": "app"}}]));
-    let merged = merge(&mut c, &java_recipe()).unwrap();
+    let recipe = java_recipe();
+    let merged = merge(&mut c, &recipe).unwrap();
     assert!(merged.changed && merged.env_from);
     assert_eq!(merged.ours, ["JAVA_TOOL_OPTIONS", "HOST_IP"]);
     // The same on the already activated container: runs agree.
-    let again = merge(&mut c, &java_recipe()).unwrap();
+    let again = merge(&mut c, &recipe).unwrap();
     assert!(!again.changed && again.env_from);
     assert_eq!(again.ours, merged.ours);
     // `envFrom: null` is absent.
@@ -424,7 +425,8 @@ fn a_dollar_that_ours_would_escape_is_a_conflict() {
 fn value_from_that_always_exists_is_renamed(#[case] source: Value) {
     let mut c = container(Some(json!([{"name": "A", "value": "1"},
         {"name": "JAVA_TOOL_OPTIONS", "valueFrom": source}, {"name": "Z", "value": "$(JAVA_TOOL_OPTIONS)"}])));
-    let merged = merge(&mut c, &[join("JAVA_TOOL_OPTIONS", JAVA, " ")]).unwrap();
+    let recipe = [join("JAVA_TOOL_OPTIONS", JAVA, " ")];
+    let merged = merge(&mut c, &recipe).unwrap();
     assert!(merged.changed);
     assert_eq!(
         c["env"],

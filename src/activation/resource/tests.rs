@@ -1,5 +1,6 @@
 use super::*;
 use rstest::rstest;
+use serde_json::json;
 
 /// A pod with the given metadata.
 fn pod(metadata: Value) -> Value {
@@ -69,6 +70,14 @@ fn container(env: Value) -> Map<String, Value> {
         .unwrap()
 }
 
+/// Every entry [`entries`] gives the container, the downward ones built as at load.
+fn entries_of(described: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntry> {
+    entries(described, container, &downward())
+        .iter()
+        .cloned()
+        .collect()
+}
+
 fn names(entries: &[EnvEntry]) -> Vec<&str> {
     entries.iter().map(EnvEntry::name).collect()
 }
@@ -81,7 +90,7 @@ fn a_container_gets_its_name_and_every_attribute() {
         ),
         "shop",
     );
-    let entries = entries(&described, &container(json!([])));
+    let entries = entries_of(&described, &container(json!([])));
     assert_eq!(
         names(&entries),
         [
@@ -121,7 +130,7 @@ fn the_apps_keys_win() {
     let described = describe(&pod(json!({"name": "p"})), "shop");
     let app = container(json!([{"name": "OTEL_RESOURCE_ATTRIBUTES",
         "value": "service.name=mine, k8s.pod.name=fixed,k8s.node.name=n,k8s.pod.uid=u,team=a"}]));
-    let entries = entries(&described, &app);
+    let entries = entries_of(&described, &app);
     // No downward entry is referenced, and the app's service.name keeps OTEL_SERVICE_NAME out.
     assert_eq!(
         entries,
@@ -133,7 +142,7 @@ fn the_apps_keys_win() {
     );
     let all = container(json!([{"name": "OTEL_RESOURCE_ATTRIBUTES",
         "value": "service.name=mine,k8s.container.name=c,k8s.namespace.name=x,k8s.pod.name=fixed,k8s.node.name=n,k8s.pod.uid=u"}]));
-    assert_eq!(super::entries(&described, &all), []);
+    assert_eq!(entries_of(&described, &all), []);
 }
 
 #[test]
@@ -142,7 +151,7 @@ fn pod_text_is_written_literally() {
         &pod(json!({"annotations": {"resource.opentelemetry.io/service.name": "a$(B)$$c"}})),
         "",
     );
-    let entries = entries(&described, &container(json!([])));
+    let entries = entries_of(&described, &container(json!([])));
     assert!(entries.contains(&EnvEntry::Value {
         name: SERVICE_NAME.into(),
         value: "a$$(B)$$$$c".into()
