@@ -42,7 +42,7 @@ struct BuiltIn {
     join: &'static str,
 }
 
-/// The built-in recipes, in Odigos's agent layout (the README names the source of each).
+/// The built-in recipes, in Odigos's agent layout (docs/activation.md names the source of each).
 const BUILT_IN: [BuiltIn; 4] = [
     BuiltIn {
         name: "java",

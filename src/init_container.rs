@@ -25,7 +25,7 @@ pub const COPY_USER: i64 = 65532;
 /// Default CPU of the copy container, as request and limit.
 pub const DEFAULT_CPU: &str = "100m";
 /// Default memory of the copy container, as request and limit: a 100 MiB, 10,000-file
-/// agent tree needed 144Mi when the copied pages could not be reclaimed (README).
+/// agent tree needed 144Mi when the copied pages could not be reclaimed (docs/init-container.md).
 pub const DEFAULT_MEMORY: &str = "256Mi";
 /// Resources the copy container may set.
 const RESOURCE_NAMES: [&str; 3] = ["cpu", "memory", "ephemeral-storage"];
