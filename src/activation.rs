@@ -13,12 +13,15 @@ pub mod source;
 
 use crate::message::listing;
 use crate::settings::check::check;
-use crate::settings::decode::{Mapping, list, mapping_only, present_list, present_mapping};
+use crate::settings::decode::{
+    OPTIONAL_LIST, fields, flag, list, mapping, missing, required_text, text,
+};
 use crate::settings::errors::SettingsError;
+use crate::settings::raw::object;
 use agent_mount_common::syntax;
 use annotation::Chosen;
 use env::EnvConflict;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -75,13 +78,8 @@ const BUILT_IN: [BuiltIn; 4] = [
 ];
 
 /// The `activation` block as given.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(
-    remote = "Self",
-    default,
-    deny_unknown_fields,
-    rename_all = "camelCase"
-)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RawActivation {
     /// Pod annotation naming the agent(s) (default `agent-mount.io/agents`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,16 +89,10 @@ pub struct RawActivation {
     pub container_path: Option<String>,
     /// Recipes by agent name, replacing the built-in recipe of the same name; `null`
     /// removes the built-in one.
-    #[serde(
-        deserialize_with = "present_mapping",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub agents: Option<RawRecipes>,
     /// Extra variables for every activated container, set only where absent.
-    #[serde(
-        deserialize_with = "present_list",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<RawEnvVar>>,
     /// Whether activated containers get a service name and Kubernetes resource
     /// attributes (default `true`).
@@ -112,55 +104,150 @@ pub struct RawActivation {
 pub type RawRecipes = BTreeMap<String, Option<RawRecipe>>;
 
 /// A recipe as given: the agent's sub-directory and the variables that load it.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(remote = "Self", deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RawRecipe {
     /// The agent's sub-directory of the agents' path, e.g. `java`.
     pub directory: String,
     /// The variables to set or join.
-    #[serde(deserialize_with = "list")]
     pub env: Vec<RawEnvVar>,
 }
 
 /// An env entry as given: `{name, value, join}`, `{name, value}` or `{name, valueFrom}`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RawEnvVar {
     /// The variable's name.
     pub name: String,
     /// Its value; `{dir}` expands to the agents' path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// Recipes only: the separator to append `value` after the app's own value with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub join: Option<String>,
     /// A Kubernetes `EnvVarSource`, set only where the container has no such variable.
-    #[serde(
-        default,
-        deserialize_with = "present_mapping",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value_from: Option<Value>,
 }
 
-mapping_only!(
-    RawActivation,
-    "write `activation: {}` to turn activation on with the defaults, or remove the key"
-);
-mapping_only!(
-    RawRecipe,
-    "write a recipe such as `java: {directory: java, env: [{name: JAVA_TOOL_OPTIONS, value: \"-javaagent:{dir}/java/javaagent.jar\", join: \" \"}]}`, or `java: null` to remove the built-in recipe"
-);
-mapping_only!(
-    RawEnvVar,
-    "write an entry such as `{name: OTEL_EXPORTER_OTLP_ENDPOINT, value: \"http://collector:4318\"}`"
-);
+impl RawActivation {
+    /// The keys, for the unknown-key message.
+    const KEYS: &[&str] = &[
+        "annotation",
+        "containerPath",
+        "agents",
+        "env",
+        "resourceAttributes",
+    ];
 
-/// The recipes by agent name, read only from a mapping.
-impl Mapping for RawRecipes {
-    const WRITE: &'static str = "write recipes by agent name, e.g. `agents: {loader: null}` to remove the built-in loader recipe, or remove the key for the built-in recipes";
-    fn from_fields<'de, D: serde::Deserializer<'de>>(fields: D) -> Result<Self, D::Error> {
-        BTreeMap::deserialize(fields)
+    /// Reads `activation` at `path` strictly: a mapping, every key optional.
+    pub fn read(value: Value, path: &str) -> Result<RawActivation, SettingsError> {
+        let map = mapping(
+            value,
+            path,
+            "write `activation: {}` to turn activation on with the defaults, or remove the key",
+        )?;
+        let mut raw = RawActivation::default();
+        fields(map, path, Self::KEYS, &mut |name, value, at| {
+            match name {
+                "annotation" => raw.annotation = text(value, at)?,
+                "containerPath" => raw.container_path = text(value, at)?,
+                "agents" => raw.agents = Some(recipes(value, at)?),
+                "env" => raw.env = Some(env_vars(value, at, OPTIONAL_LIST)?),
+                "resourceAttributes" => raw.resource_attributes = flag(value, at)?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(raw)
+    }
+}
+
+/// Reads an `activation` block from any serde format, as [`RawActivation::read`] does.
+impl<'de> Deserialize<'de> for RawActivation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawActivation::read(Value::deserialize(d)?, "").map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads `activation.agents` at `path`: recipes by agent name, `null` for none.
+fn recipes(value: Value, path: &str) -> Result<RawRecipes, SettingsError> {
+    let map = mapping(
+        value,
+        path,
+        "write recipes by agent name, e.g. `agents: {loader: null}` to remove the built-in loader recipe, or remove the key for the built-in recipes",
+    )?;
+    map.into_iter()
+        .map(|(name, recipe)| {
+            let recipe = match recipe {
+                Value::Null => None,
+                given => Some(RawRecipe::read(given, &format!("{path}.{name}"))?),
+            };
+            Ok((name, recipe))
+        })
+        .collect()
+}
+
+/// Reads a list of env entries at `path`; `hint` completes the message for another shape.
+fn env_vars(value: Value, path: &str, hint: &str) -> Result<Vec<RawEnvVar>, SettingsError> {
+    list(value, path, hint)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| RawEnvVar::read(entry, &format!("{path}[{i}]")))
+        .collect()
+}
+
+impl RawRecipe {
+    /// The keys, for the unknown-key message.
+    const KEYS: &[&str] = &["directory", "env"];
+
+    /// Reads a recipe at `path`: a mapping with both keys.
+    fn read(value: Value, path: &str) -> Result<RawRecipe, SettingsError> {
+        let map = mapping(
+            value,
+            path,
+            "write a recipe such as `java: {directory: java, env: [{name: JAVA_TOOL_OPTIONS, value: \"-javaagent:{dir}/java/javaagent.jar\", join: \" \"}]}`, or `java: null` to remove the built-in recipe",
+        )?;
+        let (mut directory, mut env) = (None, None);
+        fields(map, path, Self::KEYS, &mut |name, value, at| {
+            match name {
+                "directory" => directory = Some(required_text(value, at)?),
+                "env" => env = Some(env_vars(value, at, "")?),
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(RawRecipe {
+            directory: directory.ok_or_else(|| missing(path, "directory"))?,
+            env: env.ok_or_else(|| missing(path, "env"))?,
+        })
+    }
+}
+
+impl RawEnvVar {
+    /// The keys, for the unknown-key message.
+    const KEYS: &[&str] = &["name", "value", "join", "valueFrom"];
+
+    /// Reads an env entry at `path`: a mapping with a `name`.
+    fn read(value: Value, path: &str) -> Result<RawEnvVar, SettingsError> {
+        let map = mapping(
+            value,
+            path,
+            "write an entry such as `{name: OTEL_EXPORTER_OTLP_ENDPOINT, value: \"http://collector:4318\"}`",
+        )?;
+        let mut name_given = None;
+        let mut raw = RawEnvVar::default();
+        fields(map, path, Self::KEYS, &mut |name, value, at| {
+            match name {
+                "name" => name_given = Some(required_text(value, at)?),
+                "value" => raw.value = text(value, at)?,
+                "join" => raw.join = text(value, at)?,
+                "valueFrom" => raw.value_from = Some(object(value, at)?),
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        raw.name = name_given.ok_or_else(|| missing(path, "name"))?;
+        Ok(raw)
     }
 }
 
