@@ -14,10 +14,9 @@ pub mod source;
 use crate::message::listing;
 use crate::settings::check::check;
 use crate::settings::decode::{
-    OPTIONAL_LIST, fields, flag, list, mapping, missing, required_text, text,
+    OPTIONAL_LIST, fields, flag, list, mapping, missing, object, required_text, text,
 };
 use crate::settings::errors::SettingsError;
-use crate::settings::raw::object;
 use agent_mount_common::syntax;
 use annotation::Chosen;
 use env::EnvConflict;

@@ -150,3 +150,39 @@ pub fn ensure_built() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT.get_or_init(|| build_module(POLICY_PACKAGE)).clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn modified(path: &Path) -> SystemTime {
+        std::fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    /// The module a build returns is wasm-opt's, smaller than cargo's; it is kept while
+    /// up to date and remade once cargo's module is newer.
+    #[test]
+    fn the_optimised_module_is_remade_only_when_cargos_is_newer() {
+        let optimized = build_module(FLOOR_PACKAGE).unwrap();
+        let raw = package_wasm_path(FLOOR_PACKAGE);
+        assert_eq!(optimized, optimized_path(&raw));
+        let size = |path: &Path| std::fs::metadata(path).unwrap().len();
+        assert!(
+            size(&optimized) < size(&raw),
+            "{optimized:?} is not smaller"
+        );
+        let made = modified(&optimized);
+        build_module(FLOOR_PACKAGE).unwrap();
+        assert_eq!(modified(&optimized), made, "remade while up to date");
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&optimized)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        build_module(FLOOR_PACKAGE).unwrap();
+        assert!(modified(&optimized) > old, "not remade when stale");
+    }
+}

@@ -23,7 +23,7 @@ pub trait Keyword: Copy + 'static {
 pub const OPTIONAL_LIST: &str = ": write `[]` for an empty list, or remove the key for the default";
 
 /// What to write instead of a nested Kubernetes object of the wrong shape.
-pub const OBJECT: &str = "write the object's fields, or remove the key";
+const OBJECT: &str = "write the object's fields, or remove the key";
 
 /// The key path of `key` inside the object at `path` (`""`: the settings themselves).
 pub fn child(path: &str, key: &str) -> String {
@@ -138,6 +138,12 @@ pub fn mapping(value: Value, path: &str, write: &str) -> Result<Map<String, Valu
             path,
         )),
     }
+}
+
+/// Reads a nested Kubernetes object (`initContainer.resources`, `valueFrom`), kept as
+/// JSON: a mapping only.
+pub fn object(value: Value, path: &str) -> Result<Value, SettingsError> {
+    mapping(value, path, OBJECT).map(Value::Object)
 }
 
 /// Reads a list only; `hint` completes the message for `null` or another shape.

@@ -4,7 +4,7 @@
 //! writes the keys that are set, for the documentation checks.
 
 use super::decode::{
-    Keyword, OBJECT, OPTIONAL_LIST, fields, keyword, mapping, missing, required_text, text, texts,
+    Keyword, OPTIONAL_LIST, fields, keyword, mapping, missing, object, required_text, text, texts,
 };
 use super::errors::SettingsError;
 use crate::activation::RawActivation;
@@ -168,12 +168,6 @@ impl RawInitContainer {
         })?;
         Ok(raw)
     }
-}
-
-/// A nested Kubernetes object (`initContainer.resources`, `valueFrom`), kept as JSON:
-/// a mapping only.
-pub fn object(value: Value, path: &str) -> Result<Value, SettingsError> {
-    mapping(value, path, OBJECT).map(Value::Object)
 }
 
 /// The `imageVolume` block as given.
