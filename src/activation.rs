@@ -20,7 +20,7 @@ use crate::settings::errors::SettingsError;
 use agent_mount_common::syntax;
 use annotation::Chosen;
 use env::EnvConflict;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -88,7 +88,10 @@ pub struct RawActivation {
     pub container_path: Option<String>,
     /// Recipes by agent name, replacing the built-in recipe of the same name; `null`
     /// removes the built-in one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        serialize_with = "recipes_as_map",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agents: Option<RawRecipes>,
     /// Extra variables for every activated container, set only where absent.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,8 +102,23 @@ pub struct RawActivation {
     pub resource_attributes: Option<bool>,
 }
 
-/// Recipes by agent name as given; `None` (`null`) removes the built-in recipe.
-pub type RawRecipes = BTreeMap<String, Option<RawRecipe>>;
+/// Recipes by agent name as given, in the mapping's order, each name once; `None` (`null`)
+/// removes the built-in recipe. A list, not a map: read once, looked up a few times, and a
+/// map type of its own would compile its own copy of the B-tree code into the .wasm.
+pub type RawRecipes = Vec<(String, Option<RawRecipe>)>;
+
+/// Writes the recipes as the mapping they were given as (`Serialize`).
+fn recipes_as_map<S: Serializer>(
+    recipes: &Option<RawRecipes>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match recipes {
+        Some(recipes) => {
+            serializer.collect_map(recipes.iter().map(|(name, recipe)| (name, recipe)))
+        }
+        None => serializer.serialize_none(),
+    }
+}
 
 /// A recipe as given: the agent's sub-directory and the variables that load it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -343,7 +361,7 @@ impl Activation {
         // checks and no raw copies at every admission.
         let mut agents: BTreeMap<String, Recipe> = BUILT_IN
             .iter()
-            .filter(|b| !given.contains_key(b.name) && is_mounted(b.directory))
+            .filter(|b| !given.iter().any(|(name, _)| name == b.name) && is_mounted(b.directory))
             .map(|b| (b.name.to_string(), b.recipe(agents_path)))
             .collect();
         for (name, recipe) in given {
