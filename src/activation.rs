@@ -359,11 +359,15 @@ impl Activation {
         let is_mounted = |dir: &str| mounted.is_empty() || mounted.iter().any(|m| m == dir);
         // Built-ins are constants (a test runs them through the checks below): no
         // checks and no raw copies at every admission.
-        let mut agents: BTreeMap<String, Recipe> = BUILT_IN
+        // Inserted one by one, not collected: `collect` into a B-tree sorts first, and that
+        // sort would be a copy of its own in the .wasm for four entries.
+        let mut agents: BTreeMap<String, Recipe> = BTreeMap::new();
+        for built_in in BUILT_IN
             .iter()
             .filter(|b| !given.iter().any(|(name, _)| name == b.name) && is_mounted(b.directory))
-            .map(|b| (b.name.to_string(), b.recipe(agents_path)))
-            .collect();
+        {
+            agents.insert(built_in.name.to_string(), built_in.recipe(agents_path));
+        }
         for (name, recipe) in given {
             let Some(recipe) = recipe else {
                 // `null`: the built-in recipe of this name is removed (skipped above).
