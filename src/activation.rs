@@ -14,7 +14,7 @@ pub mod source;
 use crate::message::listing;
 use crate::settings::check::check;
 use crate::settings::decode::{
-    OPTIONAL_LIST, fields, flag, list, mapping, missing, object, required_text, text,
+    OPTIONAL_LIST, flag, list, mapping, mapping_fields, missing, object, required_text, text,
 };
 use crate::settings::errors::SettingsError;
 use agent_mount_common::syntax;
@@ -158,23 +158,24 @@ impl RawActivation {
 
     /// Reads `activation` at `path` strictly: a mapping, every key optional.
     pub fn read(value: Value, path: &str) -> Result<RawActivation, SettingsError> {
-        let map = mapping(
+        let mut raw = RawActivation::default();
+        mapping_fields(
             value,
             path,
             "write `activation: {}` to turn activation on with the defaults, or remove the key",
+            Self::KEYS,
+            &mut |name, value, at| {
+                match name {
+                    "annotation" => raw.annotation = text(value, at)?,
+                    "containerPath" => raw.container_path = text(value, at)?,
+                    "agents" => raw.agents = Some(recipes(value, at)?),
+                    "env" => raw.env = Some(env_vars(value, at, OPTIONAL_LIST)?),
+                    "resourceAttributes" => raw.resource_attributes = flag(value, at)?,
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            },
         )?;
-        let mut raw = RawActivation::default();
-        fields(map, path, Self::KEYS, &mut |name, value, at| {
-            match name {
-                "annotation" => raw.annotation = text(value, at)?,
-                "containerPath" => raw.container_path = text(value, at)?,
-                "agents" => raw.agents = Some(recipes(value, at)?),
-                "env" => raw.env = Some(env_vars(value, at, OPTIONAL_LIST)?),
-                "resourceAttributes" => raw.resource_attributes = flag(value, at)?,
-                _ => return Ok(false),
-            }
-            Ok(true)
-        })?;
         Ok(raw)
     }
 }
@@ -219,20 +220,21 @@ impl RawRecipe {
 
     /// Reads a recipe at `path`: a mapping with both keys.
     fn read(value: Value, path: &str) -> Result<RawRecipe, SettingsError> {
-        let map = mapping(
+        let (mut directory, mut env) = (None, None);
+        mapping_fields(
             value,
             path,
             "write a recipe such as `java: {directory: java, env: [{name: JAVA_TOOL_OPTIONS, value: \"-javaagent:{dir}/java/javaagent.jar\", join: \" \"}]}`, or `java: null` to remove the built-in recipe",
+            Self::KEYS,
+            &mut |name, value, at| {
+                match name {
+                    "directory" => directory = Some(required_text(value, at)?),
+                    "env" => env = Some(env_vars(value, at, "")?),
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            },
         )?;
-        let (mut directory, mut env) = (None, None);
-        fields(map, path, Self::KEYS, &mut |name, value, at| {
-            match name {
-                "directory" => directory = Some(required_text(value, at)?),
-                "env" => env = Some(env_vars(value, at, "")?),
-                _ => return Ok(false),
-            }
-            Ok(true)
-        })?;
         Ok(RawRecipe {
             directory: directory.ok_or_else(|| missing(path, "directory"))?,
             env: env.ok_or_else(|| missing(path, "env"))?,
@@ -246,23 +248,24 @@ impl RawEnvVar {
 
     /// Reads an env entry at `path`: a mapping with a `name`.
     fn read(value: Value, path: &str) -> Result<RawEnvVar, SettingsError> {
-        let map = mapping(
+        let mut name_given = None;
+        let mut raw = RawEnvVar::default();
+        mapping_fields(
             value,
             path,
             "write an entry such as `{name: OTEL_EXPORTER_OTLP_ENDPOINT, value: \"http://collector:4318\"}`",
+            Self::KEYS,
+            &mut |name, value, at| {
+                match name {
+                    "name" => name_given = Some(required_text(value, at)?),
+                    "value" => raw.value = text(value, at)?,
+                    "join" => raw.join = text(value, at)?,
+                    "valueFrom" => raw.value_from = Some(object(value, at)?),
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            },
         )?;
-        let mut name_given = None;
-        let mut raw = RawEnvVar::default();
-        fields(map, path, Self::KEYS, &mut |name, value, at| {
-            match name {
-                "name" => name_given = Some(required_text(value, at)?),
-                "value" => raw.value = text(value, at)?,
-                "join" => raw.join = text(value, at)?,
-                "valueFrom" => raw.value_from = Some(object(value, at)?),
-                _ => return Ok(false),
-            }
-            Ok(true)
-        })?;
         raw.name = name_given.ok_or_else(|| missing(path, "name"))?;
         Ok(raw)
     }

@@ -163,6 +163,17 @@ pub fn texts(value: Value, path: &str, hint: &str) -> Result<Vec<String>, Settin
         .collect()
 }
 
+/// Reads a mapping's entries (see [`mapping`] for `write`, [`fields`] for `field`).
+pub fn mapping_fields(
+    value: Value,
+    path: &str,
+    write: &str,
+    keys: &'static [&'static str],
+    field: &mut dyn FnMut(&str, Value, &str) -> Result<bool, SettingsError>,
+) -> Result<(), SettingsError> {
+    fields(mapping(value, path, write)?, path, keys, field)
+}
+
 /// Reads an object's entries in order: each known key goes to `field` with its value and
 /// key path; the first unknown key is refused with the list of `keys`, as serde's derive
 /// refused it. `field` answers whether it knew the key.

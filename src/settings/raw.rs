@@ -4,7 +4,8 @@
 //! writes the keys that are set, for the documentation checks.
 
 use super::decode::{
-    Keyword, OPTIONAL_LIST, fields, keyword, mapping, missing, object, required_text, text, texts,
+    Keyword, OPTIONAL_LIST, fields, keyword, mapping_fields, missing, object, required_text, text,
+    texts,
 };
 use super::errors::SettingsError;
 use crate::activation::RawActivation;
@@ -90,20 +91,21 @@ impl NodeLabel {
 
     /// Reads `requiredNodeLabel` at `path`: a mapping with both keys.
     fn read(value: Value, path: &str) -> Result<NodeLabel, SettingsError> {
-        let map = mapping(
+        let (mut key, mut label_value) = (None, None);
+        mapping_fields(
             value,
             path,
             "write `requiredNodeLabel: {key: odigos.io/agents, value: \"true\"}`, or remove the key",
+            Self::KEYS,
+            &mut |name, value, at| {
+                match name {
+                    "key" => key = Some(required_text(value, at)?),
+                    "value" => label_value = Some(required_text(value, at)?),
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            },
         )?;
-        let (mut key, mut label_value) = (None, None);
-        fields(map, path, Self::KEYS, &mut |name, value, at| {
-            match name {
-                "key" => key = Some(required_text(value, at)?),
-                "value" => label_value = Some(required_text(value, at)?),
-                _ => return Ok(false),
-            }
-            Ok(true)
-        })?;
         Ok(NodeLabel {
             key: key.ok_or_else(|| missing(path, "key"))?,
             value: label_value.ok_or_else(|| missing(path, "value"))?,
@@ -148,24 +150,25 @@ impl RawInitContainer {
 
     /// Reads `initContainer` at `path`: a mapping, every key optional.
     fn read(value: Value, path: &str) -> Result<RawInitContainer, SettingsError> {
-        let map = mapping(
+        let mut raw = RawInitContainer::default();
+        mapping_fields(
             value,
             path,
             "write `initContainer: {image: ghcr.io/example/agents:1.0}`, or remove the key",
+            Self::KEYS,
+            &mut |name, value, at| {
+                match name {
+                    "image" => raw.image = text(value, at)?,
+                    "sourcePath" => raw.source_path = text(value, at)?,
+                    "name" => raw.name = text(value, at)?,
+                    "resources" => raw.resources = Some(object(value, at)?),
+                    "securityContext" => raw.security_context = Some(object(value, at)?),
+                    "sizeLimit" => raw.size_limit = text(value, at)?,
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            },
         )?;
-        let mut raw = RawInitContainer::default();
-        fields(map, path, Self::KEYS, &mut |name, value, at| {
-            match name {
-                "image" => raw.image = text(value, at)?,
-                "sourcePath" => raw.source_path = text(value, at)?,
-                "name" => raw.name = text(value, at)?,
-                "resources" => raw.resources = Some(object(value, at)?),
-                "securityContext" => raw.security_context = Some(object(value, at)?),
-                "sizeLimit" => raw.size_limit = text(value, at)?,
-                _ => return Ok(false),
-            }
-            Ok(true)
-        })?;
         Ok(raw)
     }
 }
@@ -191,21 +194,22 @@ impl RawImageVolume {
 
     /// Reads `imageVolume` at `path`: a mapping, every key optional.
     fn read(value: Value, path: &str) -> Result<RawImageVolume, SettingsError> {
-        let map = mapping(
+        let mut raw = RawImageVolume::default();
+        mapping_fields(
             value,
             path,
             "write `imageVolume: {reference: ghcr.io/example/agents:1.0}`, or remove the key",
+            Self::KEYS,
+            &mut |name, value, at| {
+                match name {
+                    "reference" => raw.reference = text(value, at)?,
+                    "pullPolicy" => raw.pull_policy = keyword(value, at)?,
+                    "sourcePath" => raw.source_path = text(value, at)?,
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            },
         )?;
-        let mut raw = RawImageVolume::default();
-        fields(map, path, Self::KEYS, &mut |name, value, at| {
-            match name {
-                "reference" => raw.reference = text(value, at)?,
-                "pullPolicy" => raw.pull_policy = keyword(value, at)?,
-                "sourcePath" => raw.source_path = text(value, at)?,
-                _ => return Ok(false),
-            }
-            Ok(true)
-        })?;
         Ok(raw)
     }
 }
