@@ -8,15 +8,18 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 registry := "ghcr.io/agent-mount/policies"
 # The release version: policy.yaml is its one source (release.yml checks the tag against it).
 version := `sed -n 's/^ *io\.kubewarden\.policy\.version: *//p' policy.yaml`
-wasm := "target/wasm32-wasip1/policy/agent_mount.wasm"
+# cargo's module, and the one wasm-opt makes of it (scripts/optimize-wasm.sh): what ships.
+raw_wasm := "target/wasm32-wasip1/policy/agent_mount.wasm"
+wasm := "target/wasm32-wasip1/policy/agent_mount.opt.wasm"
 
 # Run every test (the default).
 default: test
 
-# The optimised policy module, copied to ./policy.wasm.
+# The optimised policy module (cargo's, then wasm-opt: needs npm), copied to ./policy.wasm.
 policy-wasm:
     rustup target add wasm32-wasip1
     cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
+    scripts/optimize-wasm.sh {{raw_wasm}} {{wasm}}
     cp {{wasm}} policy.wasm
     ls -l policy.wasm
 
@@ -42,6 +45,7 @@ e2e-tests: annotated-policy-wasm
 e2e-tests-local:
     cargo build --locked -p runner
     cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
+    scripts/optimize-wasm.sh {{raw_wasm}} {{wasm}}
     mkdir -p target/kwctl-stand-in
     ln -sf "$PWD/scripts/kwctl-run-via-runner.py" target/kwctl-stand-in/kwctl
     PATH="$PWD/target/kwctl-stand-in:$PATH" POLICY={{wasm}} bats e2e.bats

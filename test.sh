@@ -75,24 +75,21 @@ check "tests reuse the demo's dependency build" python3 scripts/check_unified_fe
 
 # The policy .wasm, with its size settings; the integration tests would build it too.
 target_dir=${CARGO_TARGET_DIR:-target}
-wasm="$target_dir/wasm32-wasip1/policy/agent_mount.wasm"
+raw_wasm="$target_dir/wasm32-wasip1/policy/agent_mount.wasm"
+wasm="$target_dir/wasm32-wasip1/policy/agent_mount.opt.wasm"
 cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
-ls -l "$wasm"
 
-# Root installs Debian packages directly; anyone else (a GitHub runner) through sudo.
-as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
-apt_install() { # command package
-  if ! command -v "$1" >/dev/null; then
-    echo "test.sh: installing $2"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2"
-  fi
-}
+apt_install() { scripts/apt-install.sh "$@"; } # command package
 
 # The real-agent test (e2e/) builds the agents tree's Python and Node.js parts from PyPI and
 # npm and a stand-in Java agent with javac, then runs python3, node and java with them.
 apt_install npm npm
 apt_install javac default-jdk-headless
+# wasm-opt, as the runner's build does (runner/src/build.rs), from npm (the script
+# installs binaryen into the target directory): e2e.bats, the tests and the
+# release's dist/policy.wasm get the same module.
+scripts/optimize-wasm.sh "$raw_wasm" "$wasm"
+ls -l "$raw_wasm" "$wasm"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

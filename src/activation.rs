@@ -13,12 +13,14 @@ pub mod source;
 
 use crate::message::listing;
 use crate::settings::check::check;
-use crate::settings::decode::{Mapping, list, mapping_only, present_list, present_mapping};
+use crate::settings::decode::{
+    OPTIONAL_LIST, flag, list, mapping, mapping_fields, missing, object, required_text, text,
+};
 use crate::settings::errors::SettingsError;
 use agent_mount_common::syntax;
 use annotation::Chosen;
 use env::EnvConflict;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -75,13 +77,8 @@ const BUILT_IN: [BuiltIn; 4] = [
 ];
 
 /// The `activation` block as given.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(
-    remote = "Self",
-    default,
-    deny_unknown_fields,
-    rename_all = "camelCase"
-)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RawActivation {
     /// Pod annotation naming the agent(s) (default `agent-mount.io/agents`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,15 +89,12 @@ pub struct RawActivation {
     /// Recipes by agent name, replacing the built-in recipe of the same name; `null`
     /// removes the built-in one.
     #[serde(
-        deserialize_with = "present_mapping",
+        serialize_with = "recipes_as_map",
         skip_serializing_if = "Option::is_none"
     )]
     pub agents: Option<RawRecipes>,
     /// Extra variables for every activated container, set only where absent.
-    #[serde(
-        deserialize_with = "present_list",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<RawEnvVar>>,
     /// Whether activated containers get a service name and Kubernetes resource
     /// attributes (default `true`).
@@ -108,59 +102,172 @@ pub struct RawActivation {
     pub resource_attributes: Option<bool>,
 }
 
-/// Recipes by agent name as given; `None` (`null`) removes the built-in recipe.
-pub type RawRecipes = BTreeMap<String, Option<RawRecipe>>;
+/// Recipes by agent name as given, in the mapping's order, each name once; `None` (`null`)
+/// removes the built-in recipe. A list, not a map: read once, looked up a few times, and a
+/// map type of its own would compile its own copy of the B-tree code into the .wasm.
+pub type RawRecipes = Vec<(String, Option<RawRecipe>)>;
+
+/// Writes the recipes as the mapping they were given as (`Serialize`).
+fn recipes_as_map<S: Serializer>(
+    recipes: &Option<RawRecipes>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match recipes {
+        Some(recipes) => {
+            serializer.collect_map(recipes.iter().map(|(name, recipe)| (name, recipe)))
+        }
+        None => serializer.serialize_none(),
+    }
+}
 
 /// A recipe as given: the agent's sub-directory and the variables that load it.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(remote = "Self", deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RawRecipe {
     /// The agent's sub-directory of the agents' path, e.g. `java`.
     pub directory: String,
     /// The variables to set or join.
-    #[serde(deserialize_with = "list")]
     pub env: Vec<RawEnvVar>,
 }
 
 /// An env entry as given: `{name, value, join}`, `{name, value}` or `{name, valueFrom}`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(remote = "Self", deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RawEnvVar {
     /// The variable's name.
     pub name: String,
     /// Its value; `{dir}` expands to the agents' path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// Recipes only: the separator to append `value` after the app's own value with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub join: Option<String>,
     /// A Kubernetes `EnvVarSource`, set only where the container has no such variable.
-    #[serde(
-        default,
-        deserialize_with = "present_mapping",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value_from: Option<Value>,
 }
 
-mapping_only!(
-    RawActivation,
-    "write `activation: {}` to turn activation on with the defaults, or remove the key"
-);
-mapping_only!(
-    RawRecipe,
-    "write a recipe such as `java: {directory: java, env: [{name: JAVA_TOOL_OPTIONS, value: \"-javaagent:{dir}/java/javaagent.jar\", join: \" \"}]}`, or `java: null` to remove the built-in recipe"
-);
-mapping_only!(
-    RawEnvVar,
-    "write an entry such as `{name: OTEL_EXPORTER_OTLP_ENDPOINT, value: \"http://collector:4318\"}`"
-);
+impl RawActivation {
+    /// The keys, for the unknown-key message.
+    const KEYS: &[&str] = &[
+        "annotation",
+        "containerPath",
+        "agents",
+        "env",
+        "resourceAttributes",
+    ];
 
-/// The recipes by agent name, read only from a mapping.
-impl Mapping for RawRecipes {
-    const WRITE: &'static str = "write recipes by agent name, e.g. `agents: {loader: null}` to remove the built-in loader recipe, or remove the key for the built-in recipes";
-    fn from_fields<'de, D: serde::Deserializer<'de>>(fields: D) -> Result<Self, D::Error> {
-        BTreeMap::deserialize(fields)
+    /// Reads `activation` at `path` strictly: a mapping, every key optional.
+    pub fn read(value: Value, path: &str) -> Result<RawActivation, SettingsError> {
+        let mut raw = RawActivation::default();
+        mapping_fields(
+            value,
+            path,
+            "write `activation: {}` to turn activation on with the defaults, or remove the key",
+            Self::KEYS,
+            &mut |name, value, at| {
+                match name {
+                    "annotation" => raw.annotation = text(value, at)?,
+                    "containerPath" => raw.container_path = text(value, at)?,
+                    "agents" => raw.agents = Some(recipes(value, at)?),
+                    "env" => raw.env = Some(env_vars(value, at, OPTIONAL_LIST)?),
+                    "resourceAttributes" => raw.resource_attributes = flag(value, at)?,
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(raw)
+    }
+}
+
+/// Reads an `activation` block from any serde format, as [`RawActivation::read`] does.
+impl<'de> Deserialize<'de> for RawActivation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawActivation::read(Value::deserialize(d)?, "").map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads `activation.agents` at `path`: recipes by agent name, `null` for none.
+fn recipes(value: Value, path: &str) -> Result<RawRecipes, SettingsError> {
+    let map = mapping(
+        value,
+        path,
+        "write recipes by agent name, e.g. `agents: {loader: null}` to remove the built-in loader recipe, or remove the key for the built-in recipes",
+    )?;
+    map.into_iter()
+        .map(|(name, recipe)| {
+            let recipe = match recipe {
+                Value::Null => None,
+                given => Some(RawRecipe::read(given, &format!("{path}.{name}"))?),
+            };
+            Ok((name, recipe))
+        })
+        .collect()
+}
+
+/// Reads a list of env entries at `path`; `hint` completes the message for another shape.
+fn env_vars(value: Value, path: &str, hint: &str) -> Result<Vec<RawEnvVar>, SettingsError> {
+    list(value, path, hint)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| RawEnvVar::read(entry, &format!("{path}[{i}]")))
+        .collect()
+}
+
+impl RawRecipe {
+    /// The keys, for the unknown-key message.
+    const KEYS: &[&str] = &["directory", "env"];
+
+    /// Reads a recipe at `path`: a mapping with both keys.
+    fn read(value: Value, path: &str) -> Result<RawRecipe, SettingsError> {
+        let (mut directory, mut env) = (None, None);
+        mapping_fields(
+            value,
+            path,
+            "write a recipe such as `java: {directory: java, env: [{name: JAVA_TOOL_OPTIONS, value: \"-javaagent:{dir}/java/javaagent.jar\", join: \" \"}]}`, or `java: null` to remove the built-in recipe",
+            Self::KEYS,
+            &mut |name, value, at| {
+                match name {
+                    "directory" => directory = Some(required_text(value, at)?),
+                    "env" => env = Some(env_vars(value, at, "")?),
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(RawRecipe {
+            directory: directory.ok_or_else(|| missing(path, "directory"))?,
+            env: env.ok_or_else(|| missing(path, "env"))?,
+        })
+    }
+}
+
+impl RawEnvVar {
+    /// The keys, for the unknown-key message.
+    const KEYS: &[&str] = &["name", "value", "join", "valueFrom"];
+
+    /// Reads an env entry at `path`: a mapping with a `name`.
+    fn read(value: Value, path: &str) -> Result<RawEnvVar, SettingsError> {
+        let mut name_given = None;
+        let mut raw = RawEnvVar::default();
+        mapping_fields(
+            value,
+            path,
+            "write an entry such as `{name: OTEL_EXPORTER_OTLP_ENDPOINT, value: \"http://collector:4318\"}`",
+            Self::KEYS,
+            &mut |name, value, at| {
+                match name {
+                    "name" => name_given = Some(required_text(value, at)?),
+                    "value" => raw.value = text(value, at)?,
+                    "join" => raw.join = text(value, at)?,
+                    "valueFrom" => raw.value_from = Some(object(value, at)?),
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            },
+        )?;
+        raw.name = name_given.ok_or_else(|| missing(path, "name"))?;
+        Ok(raw)
     }
 }
 
@@ -258,11 +365,15 @@ impl Activation {
         let is_mounted = |dir: &str| mounted.is_empty() || mounted.iter().any(|m| m == dir);
         // Built-ins are constants (a test runs them through the checks below): no
         // checks and no raw copies at every admission.
-        let mut agents: BTreeMap<String, Recipe> = BUILT_IN
+        // Inserted one by one, not collected: `collect` into a B-tree sorts first, and that
+        // sort would be a copy of its own in the .wasm for four entries.
+        let mut agents: BTreeMap<String, Recipe> = BTreeMap::new();
+        for built_in in BUILT_IN
             .iter()
-            .filter(|b| !given.contains_key(b.name) && is_mounted(b.directory))
-            .map(|b| (b.name.to_string(), b.recipe(agents_path)))
-            .collect();
+            .filter(|b| !given.iter().any(|(name, _)| name == b.name) && is_mounted(b.directory))
+        {
+            agents.insert(built_in.name.to_string(), built_in.recipe(agents_path));
+        }
         for (name, recipe) in given {
             let Some(recipe) = recipe else {
                 // `null`: the built-in recipe of this name is removed (skipped above).

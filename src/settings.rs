@@ -1,7 +1,7 @@
 //! Policy settings: the strict parse of `spec.settings` into one typed value per mount method.
 //!
-//! Parsing has three steps. Serde reads the keys into [`raw::RawSettings`], refusing
-//! unknown keys and naming the key path of a type error ([`decode`]). [`Method::take`]
+//! Parsing has three steps. [`raw::RawSettings::read`] reads the keys, refusing unknown
+//! keys and naming the key path of a type error ([`decode`]). [`Method::take`]
 //! then moves the keys the chosen method uses out of the raw settings, so a key left
 //! behind does not apply to that method ([`keys`]). Last, every value is checked
 //! ([`check`]); errors ([`errors`]) name the key, the bad value and what is allowed.
@@ -16,7 +16,6 @@ pub mod raw;
 use crate::activation::Activation;
 use agent_mount_common::{DEFAULT_HOST_PATH, DEFAULT_RESOURCE_NAME, syntax};
 use check::{check, check_list};
-use decode::deserialize_at;
 use errors::SettingsError;
 use method::Method;
 use raw::{
@@ -66,11 +65,13 @@ impl Settings {
         // Out before listing the keys left over, which serialises what remains in `raw`:
         // the activation block is read at every admission, its nested keys by name.
         let raw_activation = raw.activation.take();
+        // The first in alphabetical order, as ever (the keys were read from a sorted map).
         let leftover = raw
             .set_keys()
             .into_iter()
-            .chain(keys::nested_keys(raw_activation.as_ref()))
-            .find(|key| !keys::COMMON_KEYS.contains(&key.as_str()));
+            .filter(|key| !keys::COMMON_KEYS.contains(&key.as_str()))
+            .min()
+            .or_else(|| keys::nested_keys(raw_activation.as_ref()));
         if let Some(key) = leftover {
             return Err(keys::not_for_method(key, kind));
         }
@@ -126,11 +127,10 @@ impl Settings {
 
 /// Parses settings from JSON: the strict read, the method's keys, then every value.
 pub fn parse(value: Value) -> Result<Settings, SettingsError> {
-    // Serde would also read a struct from a JSON array; settings are always a mapping.
-    if !value.is_object() {
-        return Err(SettingsError::NotAMapping(value.to_string()));
+    match value {
+        Value::Object(map) => Settings::from_raw(RawSettings::read(map)?),
+        other => Err(SettingsError::NotAMapping(other.to_string())),
     }
-    Settings::from_raw(deserialize_at(value, "")?)
 }
 
 #[cfg(test)]

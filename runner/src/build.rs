@@ -1,7 +1,10 @@
 //! Builds the policy `.wasm` (and the bench's floor module) when missing or stale,
-//! installing the wasm target if needed.
+//! installing the wasm target if needed, and shrinks it with wasm-opt
+//! (`scripts/optimize-wasm.sh`, which the release's build calls too): the tests, demo and
+//! bench load the module the release ships.
 //!
-//! Cargo's own fingerprints decide staleness: a no-op build takes a fraction of a second.
+//! Cargo's own fingerprints decide whether to rebuild (a no-op build takes a fraction of
+//! a second); the optimised module is remade when older than cargo's or than the script.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,17 +32,26 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// Where `cargo build --profile policy --target wasm32-wasip1` puts the policy.
+/// The script that shrinks a module, run after cargo's build.
+const OPTIMIZE_SCRIPT: &str = "scripts/optimize-wasm.sh";
+
+/// Where [`ensure_built`] puts the optimised policy: what the release ships.
 pub fn wasm_path() -> PathBuf {
-    package_wasm_path(POLICY_PACKAGE)
+    optimized_path(&package_wasm_path(POLICY_PACKAGE))
 }
 
-/// Where that build puts a package's module: cargo writes `-` in the name as `_`.
+/// Where `cargo build --profile policy --target wasm32-wasip1` puts a package's module:
+/// cargo writes `-` in the name as `_`.
 fn package_wasm_path(package: &str) -> PathBuf {
     target_dir()
         .join(WASM_TARGET)
         .join(WASM_PROFILE)
         .join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// The optimised module beside cargo's: `agent_mount.wasm` -> `agent_mount.opt.wasm`.
+fn optimized_path(raw: &Path) -> PathBuf {
+    raw.with_extension("opt.wasm")
 }
 
 fn cargo() -> Command {
@@ -86,7 +98,34 @@ fn ensure_target_installed() -> Result<(), String> {
     run(rustup, "rustup target add")
 }
 
-/// Builds a workspace package's `.wasm` with the policy's target and profile.
+/// Whether `output` exists and is at least as new as each of `inputs`.
+fn up_to_date(output: &Path, inputs: &[&Path]) -> bool {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    match modified(output) {
+        Some(made) => inputs
+            .iter()
+            .all(|input| modified(input).is_some_and(|t| t <= made)),
+        None => false,
+    }
+}
+
+/// Shrinks `raw` with the optimisation script unless its output is up to date.
+fn optimize(raw: &Path) -> Result<PathBuf, String> {
+    let optimized = optimized_path(raw);
+    let script = workspace_root().join(OPTIMIZE_SCRIPT);
+    if !up_to_date(&optimized, &[raw, &script]) {
+        let mut command = Command::new("bash");
+        command
+            .arg(&script)
+            .args([raw, &optimized])
+            .current_dir(workspace_root());
+        run(command, &format!("optimising {}", raw.display()))?;
+    }
+    Ok(optimized)
+}
+
+/// Builds a workspace package's `.wasm` with the policy's target and profile, optimised
+/// as the release's is.
 pub fn build_module(package: &str) -> Result<PathBuf, String> {
     ensure_target_installed()?;
     let mut command = cargo();
@@ -97,7 +136,7 @@ pub fn build_module(package: &str) -> Result<PathBuf, String> {
     run(command, &format!("building the {package} .wasm"))?;
     let path = package_wasm_path(package);
     if path.is_file() {
-        Ok(path)
+        optimize(&path)
     } else {
         Err(format!(
             "the build succeeded but {} is missing",
@@ -110,4 +149,40 @@ pub fn build_module(package: &str) -> Result<PathBuf, String> {
 pub fn ensure_built() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT.get_or_init(|| build_module(POLICY_PACKAGE)).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn modified(path: &Path) -> SystemTime {
+        std::fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    /// The module a build returns is wasm-opt's, smaller than cargo's; it is kept while
+    /// up to date and remade once cargo's module is newer.
+    #[test]
+    fn the_optimised_module_is_remade_only_when_cargos_is_newer() {
+        let optimized = build_module(FLOOR_PACKAGE).unwrap();
+        let raw = package_wasm_path(FLOOR_PACKAGE);
+        assert_eq!(optimized, optimized_path(&raw));
+        let size = |path: &Path| std::fs::metadata(path).unwrap().len();
+        assert!(
+            size(&optimized) < size(&raw),
+            "{optimized:?} is not smaller"
+        );
+        let made = modified(&optimized);
+        build_module(FLOOR_PACKAGE).unwrap();
+        assert_eq!(modified(&optimized), made, "remade while up to date");
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&optimized)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        build_module(FLOOR_PACKAGE).unwrap();
+        assert!(modified(&optimized) > old, "not remade when stale");
+    }
 }

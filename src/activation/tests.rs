@@ -4,7 +4,7 @@ use serde_json::json;
 
 /// Parses an `activation` block as the settings would, with the agents at /var/odigos.
 fn parse(value: Value, mounted: &[&str]) -> Result<Activation, SettingsError> {
-    let raw: RawActivation = crate::settings::decode::deserialize_at(value, "activation")?;
+    let raw = RawActivation::read(value, "activation")?;
     let mounted: Vec<String> = mounted.iter().map(|d| d.to_string()).collect();
     Activation::from_raw(raw, "/var/odigos", &mounted)
 }

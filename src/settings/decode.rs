@@ -1,14 +1,15 @@
-//! Strict decoding of settings values: keyword enums refused with the allowed list, serde
-//! errors named by their key path, nested objects and lists read only from their own
-//! shape, and unknown keys of nested Kubernetes objects found.
+//! Strict reading of settings values from their JSON: keyword enums refused with the
+//! allowed list, nested objects and lists read only from their own shape, unknown keys
+//! refused, every error named by its key path.
+//!
+//! A plain walk over the `Value`, not serde's derive: settings are read once per settings
+//! text, and the derive's generic readers (with `serde_path_to_error` for the key path)
+//! were about 90 KB of the .wasm (BENCHMARKS.md, issue 24). The messages are serde_json's
+//! own, made by its error constructors, so they read as they did.
 
 use super::errors::SettingsError;
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{DeserializeOwned, Error, MapAccess, SeqAccess, Unexpected, Visitor};
-use serde::{Deserialize, Deserializer};
-use serde_json::Value;
-use std::fmt;
-use std::marker::PhantomData;
+use serde::de::{Error, Unexpected};
+use serde_json::{Map, Value};
 
 /// An enum written in the settings by its Kubernetes-style spelling.
 pub trait Keyword: Copy + 'static {
@@ -18,181 +19,175 @@ pub trait Keyword: Copy + 'static {
     fn as_str(self) -> &'static str;
 }
 
-/// The spellings of every value of `K`, joined by ", ", for messages.
-fn spellings<K: Keyword>() -> String {
-    K::ALL
-        .iter()
-        .map(|k| k.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+/// What to write instead of `null` in an optional list (`present_list` before).
+pub const OPTIONAL_LIST: &str = ": write `[]` for an empty list, or remove the key for the default";
 
-/// Serde for an optional keyword field (`#[serde(with = "keyword")]`): an unknown value
-/// is refused with the list of allowed values, generated from `ALL`.
-pub mod keyword {
-    use super::{Keyword, spellings};
-    use serde::{Deserialize, Deserializer, Serializer};
+/// What to write instead of a nested Kubernetes object of the wrong shape.
+const OBJECT: &str = "write the object's fields, or remove the key";
 
-    /// Writes the keyword's spelling.
-    pub fn serialize<S: Serializer, K: Keyword>(
-        value: &Option<K>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(keyword) => serializer.serialize_str(keyword.as_str()),
-            None => serializer.serialize_none(),
-        }
-    }
-
-    /// Reads a spelling, refusing one that is not in `K::ALL`.
-    pub fn deserialize<'de, D: Deserializer<'de>, K: Keyword>(
-        deserializer: D,
-    ) -> Result<Option<K>, D::Error> {
-        let Some(value) = Option::<String>::deserialize(deserializer)? else {
-            return Ok(None);
-        };
-        K::ALL
-            .iter()
-            .copied()
-            .find(|k| k.as_str() == value)
-            .map(Some)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "unknown value {value:?}, expected one of: {}",
-                    spellings::<K>()
-                ))
-            })
+/// The key path of `key` inside the object at `path` (`""`: the settings themselves).
+pub fn child(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
     }
 }
 
-/// A settings object read only from a mapping. Serde's derive also reads a struct from a
-/// list, field by field in order (`activation: ["example.com/agents", "/opt"]` would set
-/// `annotation` and `containerPath`), and an `Option` from `null` as absent (YAML
-/// `activation:` with nothing after it would silently turn activation off).
-pub trait Mapping: Sized {
-    /// What to write instead, for the message: e.g. "write `activation: {}` to …".
-    const WRITE: &'static str;
-    /// Reads the fields from a mapping, as serde's derive does.
-    fn from_fields<'de, D: Deserializer<'de>>(fields: D) -> Result<Self, D::Error>;
+/// A [`SettingsError::Malformed`] at `path`, with serde_json's message; the root is `settings`.
+fn malformed(path: &str, error: serde_json::Error) -> SettingsError {
+    SettingsError::Malformed {
+        key: if path.is_empty() { "settings" } else { path }.to_string(),
+        message: error.to_string(),
+    }
 }
 
-/// Implements `Deserialize` for a settings struct derived with `#[serde(remote = "Self")]`
-/// so that only a mapping is read ([`Mapping`]), and `Serialize` as derived.
-macro_rules! mapping_only {
-    ($type:ty, $write:expr) => {
-        impl $crate::settings::decode::Mapping for $type {
-            const WRITE: &'static str = $write;
-            fn from_fields<'de, D: serde::Deserializer<'de>>(fields: D) -> Result<Self, D::Error> {
-                // The inherent function `remote = "Self"` generates: the derived reader.
-                <$type>::deserialize(fields)
-            }
-        }
-        impl<'de> serde::Deserialize<'de> for $type {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                $crate::settings::decode::mapping(d)
-            }
-        }
-        impl serde::Serialize for $type {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                <$type>::serialize(self, s)
-            }
-        }
+/// Serde's "invalid type" error for `value` at `path`. `shape` is for a mapping or list
+/// check, which calls a list `list`; a string or boolean read calls it `sequence`.
+fn wrong_type(value: &Value, shape: bool, expected: &str, path: &str) -> SettingsError {
+    let found = match value {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Unexpected::Unsigned(u),
+            (None, Some(i)) => Unexpected::Signed(i),
+            (None, None) => Unexpected::Float(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) if shape => Unexpected::Other("list"),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
     };
+    malformed(path, serde_json::Error::invalid_type(found, &expected))
 }
-pub(crate) use mapping_only;
 
-/// Nested Kubernetes objects (`initContainer.resources`, `valueFrom`), kept as JSON.
-impl Mapping for Value {
-    const WRITE: &'static str = "write the object's fields, or remove the key";
-    fn from_fields<'de, D: Deserializer<'de>>(fields: D) -> Result<Self, D::Error> {
-        Value::deserialize(fields)
+/// The error for a required key absent from the object at `path`.
+pub fn missing(path: &str, key: &'static str) -> SettingsError {
+    malformed(path, serde_json::Error::missing_field(key))
+}
+
+/// Reads an optional string: `null` is absent.
+pub fn text(value: Value, path: &str) -> Result<Option<String>, SettingsError> {
+    match value {
+        Value::Null => Ok(None),
+        other => required_text(other, path).map(Some),
     }
 }
 
-/// Reads a `T` from a mapping only; `null`, a list or a scalar is refused with `T::WRITE`.
-pub fn mapping<'de, D: Deserializer<'de>, T: Mapping>(d: D) -> Result<T, D::Error> {
-    d.deserialize_any(MappingOnly(PhantomData))
-}
-
-/// Serde for an optional mapping field (`deserialize_with`, with `default`): absent is
-/// `None`, `null` is an error, as in [`mapping`].
-pub fn present_mapping<'de, D: Deserializer<'de>, T: Mapping>(d: D) -> Result<Option<T>, D::Error> {
-    mapping(d).map(Some)
-}
-
-/// Serde for a required list field: `null` or a mapping is refused.
-pub fn list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    d.deserialize_any(ListOnly(PhantomData, ""))
-}
-
-/// Serde for an optional list field (`deserialize_with`, with `default`): absent is
-/// `None`, `null` is an error that says how to write an empty list.
-pub fn present_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Vec<T>>, D::Error> {
-    d.deserialize_any(ListOnly(
-        PhantomData,
-        ": write `[]` for an empty list, or remove the key for the default",
-    ))
-    .map(Some)
-}
-
-/// Visits a mapping only (see [`Mapping`]).
-struct MappingOnly<T>(PhantomData<T>);
-
-impl<'de, T: Mapping> Visitor<'de> for MappingOnly<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a mapping: {}", T::WRITE)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-        T::from_fields(MapAccessDeserializer::new(map))
-    }
-
-    fn visit_unit<E: Error>(self) -> Result<T, E> {
-        Err(E::invalid_type(Unexpected::Other("null"), &self))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<T, A::Error> {
-        Err(A::Error::invalid_type(Unexpected::Other("list"), &self))
+/// Reads a string; `null` too is refused.
+pub fn required_text(value: Value, path: &str) -> Result<String, SettingsError> {
+    match value {
+        Value::String(text) => Ok(text),
+        other => Err(wrong_type(&other, false, "a string", path)),
     }
 }
 
-/// Visits a list only; the text completes the message for `null` or another shape.
-struct ListOnly<T>(PhantomData<T>, &'static str);
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for ListOnly<T> {
-    type Value = Vec<T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a list{}", self.1)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<T>, A::Error> {
-        Vec::deserialize(SeqAccessDeserializer::new(seq))
-    }
-
-    fn visit_unit<E: Error>(self) -> Result<Vec<T>, E> {
-        Err(E::invalid_type(Unexpected::Other("null"), &self))
+/// Reads an optional boolean: `null` is absent.
+pub fn flag(value: Value, path: &str) -> Result<Option<bool>, SettingsError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Bool(flag) => Ok(Some(flag)),
+        other => Err(wrong_type(&other, false, "a boolean", path)),
     }
 }
 
-/// Deserialises `value` as `T`, naming the key path below `prefix` in errors.
-pub fn deserialize_at<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, SettingsError> {
-    // Deserialising from a `Value` (not text) keeps "at line 1 column 20" out of the message.
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        let key = match (prefix.is_empty(), path == ".") {
-            (true, true) => "settings".to_string(),
-            (true, false) => path,
-            (false, true) => prefix.to_string(),
-            (false, false) => format!("{prefix}.{path}"),
-        };
-        SettingsError::Malformed {
-            key,
-            message: err.into_inner().to_string(),
+/// Reads an optional keyword: `null` is absent, an unknown spelling is refused with the
+/// list of allowed values, generated from `ALL`.
+pub fn keyword<K: Keyword>(value: Value, path: &str) -> Result<Option<K>, SettingsError> {
+    let Some(text) = text(value, path)? else {
+        return Ok(None);
+    };
+    match K::ALL.iter().copied().find(|k| k.as_str() == text) {
+        Some(keyword) => Ok(Some(keyword)),
+        None => Err(unknown_keyword(
+            &text,
+            K::ALL.iter().map(|k| k.as_str()),
+            path,
+        )),
+    }
+}
+
+/// The error for an unknown keyword spelling (kept out of the generic [`keyword`]).
+fn unknown_keyword<'a>(
+    text: &str,
+    allowed: impl Iterator<Item = &'a str>,
+    path: &str,
+) -> SettingsError {
+    let allowed: Vec<&str> = allowed.collect();
+    malformed(
+        path,
+        serde_json::Error::custom(format!(
+            "unknown value {text:?}, expected one of: {}",
+            allowed.join(", ")
+        )),
+    )
+}
+
+/// Reads a mapping only. Serde's derive would also read a struct from a list, field by
+/// field in order (`activation: ["example.com/agents", "/opt"]` would set `annotation`
+/// and `containerPath`), and an optional one from `null` as absent (YAML `activation:`
+/// with nothing after it would silently turn activation off); both are refused, with
+/// `write` saying what to write instead.
+pub fn mapping(value: Value, path: &str, write: &str) -> Result<Map<String, Value>, SettingsError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(wrong_type(
+            &other,
+            true,
+            &format!("a mapping: {write}"),
+            path,
+        )),
+    }
+}
+
+/// Reads a nested Kubernetes object (`initContainer.resources`, `valueFrom`), kept as
+/// JSON: a mapping only.
+pub fn object(value: Value, path: &str) -> Result<Value, SettingsError> {
+    mapping(value, path, OBJECT).map(Value::Object)
+}
+
+/// Reads a list only; `hint` completes the message for `null` or another shape.
+pub fn list(value: Value, path: &str, hint: &str) -> Result<Vec<Value>, SettingsError> {
+    match value {
+        Value::Array(items) => Ok(items),
+        other => Err(wrong_type(&other, true, &format!("a list{hint}"), path)),
+    }
+}
+
+/// Reads a list of strings, each named by its index in errors.
+pub fn texts(value: Value, path: &str, hint: &str) -> Result<Vec<String>, SettingsError> {
+    list(value, path, hint)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| required_text(item, &format!("{path}[{i}]")))
+        .collect()
+}
+
+/// Reads a mapping's entries (see [`mapping`] for `write`, [`fields`] for `field`).
+pub fn mapping_fields(
+    value: Value,
+    path: &str,
+    write: &str,
+    keys: &'static [&'static str],
+    field: &mut dyn FnMut(&str, Value, &str) -> Result<bool, SettingsError>,
+) -> Result<(), SettingsError> {
+    fields(mapping(value, path, write)?, path, keys, field)
+}
+
+/// Reads an object's entries in order: each known key goes to `field` with its value and
+/// key path; the first unknown key is refused with the list of `keys`, as serde's derive
+/// refused it. `field` answers whether it knew the key.
+pub fn fields(
+    map: Map<String, Value>,
+    path: &str,
+    keys: &'static [&'static str],
+    field: &mut dyn FnMut(&str, Value, &str) -> Result<bool, SettingsError>,
+) -> Result<(), SettingsError> {
+    for (key, value) in map {
+        let at = child(path, &key);
+        if !field(&key, value, &at)? {
+            return Err(malformed(&at, serde_json::Error::unknown_field(&key, keys)));
         }
-    })
+    }
+    Ok(())
 }

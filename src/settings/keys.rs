@@ -63,12 +63,29 @@ impl RawSettings {
 
     /// The top-level keys that are set, in camelCase, and `activation.containerPath`.
     pub(super) fn set_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = match serde_json::to_value(self) {
-            Ok(Value::Object(map)) => map.keys().cloned().collect(),
-            _ => Vec::new(),
-        };
-        keys.extend(nested_keys(self.activation.as_ref()));
-        keys
+        // In the order of `KEYS`; a test reads every key back to its field.
+        let set = [
+            self.mount_method.is_some(),
+            self.resource_name.is_some(),
+            self.host_path.is_some(),
+            self.mount_path.is_some(),
+            self.volume_name.is_some(),
+            self.agent_directories.is_some(),
+            self.required_node_label.is_some(),
+            self.init_container.is_some(),
+            self.csi_driver.is_some(),
+            self.image_volume.is_some(),
+            self.ignored_containers.is_some(),
+            self.containers_annotation.is_some(),
+            self.activation.is_some(),
+        ];
+        RawSettings::KEYS
+            .iter()
+            .zip(set)
+            .filter(|&(_, set)| set)
+            .map(|(key, _)| key.to_string())
+            .chain(nested_keys(self.activation.as_ref()))
+            .collect()
     }
 }
 

@@ -351,6 +351,61 @@ fn nested_objects_and_lists_given_as_null_or_the_wrong_shape_are_errors(
     );
 }
 
+/// The reader's messages whole, as serde's derive (with serde_path_to_error for the key
+/// path) wrote them before the plain walk replaced it: every kind of value in every shape
+/// of key, unknown and missing keys, indices and agent names in the path.
+#[rstest]
+#[case(json!({"mountMethod": "k8s-host-path", "agentDirectories": [1]}), "agentDirectories[0]: invalid type: integer `1`, expected a string")]
+#[case(json!({"mountMethod": "k8s-host-path", "agentDirectories": [null]}), "agentDirectories[0]: invalid type: null, expected a string")]
+#[case(json!({"mountMethod": "k8s-host-path", "agentDirectories": [["java"]]}), "agentDirectories[0]: invalid type: sequence, expected a string")]
+#[case(json!({"mountMethod": "k8s-host-path", "agentDirectories": true}), "agentDirectories: invalid type: boolean `true`, expected a list: write `[]` for an empty list, or remove the key for the default")]
+#[case(json!({"hostPath": {}}), "hostPath: invalid type: map, expected a string")]
+#[case(json!({"hostPath": 0.0}), "hostPath: invalid type: floating point `0.0`, expected a string")]
+#[case(json!({"hostPath": 1e20}), "hostPath: invalid type: floating point `1e+20`, expected a string")]
+#[case(json!({"hostPath": -5}), "hostPath: invalid type: integer `-5`, expected a string")]
+#[case(json!({"mountMethod": 5}), "mountMethod: invalid type: integer `5`, expected a string")]
+#[case(json!({"activation": -5}), "activation: invalid type: integer `-5`, expected a mapping: write `activation: {}` to turn activation on with the defaults, or remove the key")]
+#[case(json!({"activation": {"resourceAttributes": 1.5}}), "activation.resourceAttributes: invalid type: floating point `1.5`, expected a boolean")]
+#[case(json!({"activation": {"resourceAttributes": {}}}), "activation.resourceAttributes: invalid type: map, expected a boolean")]
+#[case(json!({"activation": {"zzz": 1}}), "activation.zzz: unknown field `zzz`, expected one of `annotation`, `containerPath`, `agents`, `env`, `resourceAttributes`")]
+#[case(json!({"activation": {"agents": {"java": {"directory": "java"}}}}), "activation.agents.java: missing field `env`")]
+#[case(json!({"activation": {"agents": {"java": {"env": []}}}}), "activation.agents.java: missing field `directory`")]
+#[case(json!({"activation": {"agents": {"java": {"directory": "java", "env": [], "zzz": 1}}}}), "activation.agents.java.zzz: unknown field `zzz`, expected `directory` or `env`")]
+#[case(json!({"activation": {"agents": {"java": {"directory": "java", "env": null}}}}), "activation.agents.java.env: invalid type: null, expected a list")]
+#[case(json!({"activation": {"agents": {"java": {"directory": "java", "env": [{"value": "x"}]}}}}), "activation.agents.java.env[0]: missing field `name`")]
+#[case(json!({"activation": {"env": [{"name": "A", "valueFrom": "x"}]}}), "activation.env[0].valueFrom: invalid type: string \"x\", expected a mapping: write the object's fields, or remove the key")]
+#[case(json!({"activation": {"env": [{"name": "A", "zzz": 1}]}}), "activation.env[0].zzz: unknown field `zzz`, expected one of `name`, `value`, `join`, `valueFrom`")]
+#[case(json!({"mountMethod": "k8s-host-path", "requiredNodeLabel": {"key": "k"}}), "requiredNodeLabel: missing field `value`")]
+#[case(json!({"zzz": 1}), "zzz: unknown field `zzz`, expected one of `mountMethod`, `resourceName`, `hostPath`, `mountPath`, `volumeName`, `agentDirectories`, `requiredNodeLabel`, `initContainer`, `csiDriver`, `imageVolume`, `ignoredContainers`, `containersAnnotation`, `activation`")]
+// Keys are read in the map's (alphabetical) order: the first bad one is reported.
+#[case(json!({"hostPath": 5, "zzz": 1}), "hostPath: invalid type: integer `5`, expected a string")]
+#[case(json!({"aaa": 1, "hostPath": 5}), "aaa: unknown field `aaa`, expected one of `mountMethod`, `resourceName`, `hostPath`, `mountPath`, `volumeName`, `agentDirectories`, `requiredNodeLabel`, `initContainer`, `csiDriver`, `imageVolume`, `ignoredContainers`, `containersAnnotation`, `activation`")]
+// Of the keys left for another method, the first in alphabetical order is named.
+#[case(json!({"mountPath": "/m", "agentDirectories": []}), "agentDirectories: not allowed with mountMethod \"k8s-virtual-device\": it applies only to k8s-host-path, k8s-init-container, k8s-csi-driver, k8s-image-volume; the device plugin always mounts the whole directory")]
+fn reader_messages_are_serdes_byte_for_byte(#[case] settings: Value, #[case] expected: &str) {
+    assert_eq!(parse(settings).unwrap_err().to_string(), expected);
+}
+
+/// Every key `Serialize` writes is read back into its own field: the reader's keys, its
+/// field matching and `set_keys`' order agree.
+#[test]
+fn every_key_reads_back_into_its_own_field() {
+    let every = RawSettings::every_key();
+    let Value::Object(map) = serde_json::to_value(&every).unwrap() else {
+        panic!("not a mapping");
+    };
+    for (key, value) in map {
+        let alone = RawSettings::read([(key.clone(), value)].into_iter().collect()).unwrap();
+        let mut keys = alone.set_keys();
+        keys.retain(|k| !k.contains('.'));
+        assert_eq!(keys, std::slice::from_ref(&key), "{key}");
+    }
+    let Value::Object(map) = serde_json::to_value(&every).unwrap() else {
+        panic!("not a mapping");
+    };
+    assert_eq!(RawSettings::read(map).unwrap(), every);
+}
+
 #[test]
 fn an_agent_given_as_null_removes_the_built_in_recipe() {
     let settings = parse(json!({"activation": {"agents": {"loader": null}}})).unwrap();
