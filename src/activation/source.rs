@@ -99,7 +99,7 @@ pub fn value_from(given: &Value, key: &str) -> Result<Value, SettingsError> {
         }
         set.push(name);
     }
-    set.sort_unstable();
+    // No sort for the message: a `Map` (no `preserve_order`) gives its keys sorted already.
     let [kind] = set.as_slice() else {
         return Err(SettingsError::invalid(
             key,
@@ -114,10 +114,9 @@ pub fn value_from(given: &Value, key: &str) -> Result<Value, SettingsError> {
         "resourceFieldRef" => resource_field_ref(given, &source_key)?,
         _ => key_ref(given, &source_key)?,
     };
-    Ok(Value::Object(Map::from_iter([(
-        kind.to_string(),
-        Value::Object(fields),
-    )])))
+    let mut source = Map::new();
+    source.insert(kind.to_string(), Value::Object(fields));
+    Ok(Value::Object(source))
 }
 
 /// The message for a `valueFrom` without exactly one source.
