@@ -3,24 +3,121 @@
 //!
 //! A pod request is mostly `metadata.managedFields`, `status` and fields the policy never
 //! looks at. Building them into a `Value` and serialising them again was most of the cost
-//! of `validate` (issue 24). [`Pod`] reads the object once: `spec` and the `metadata`
-//! fields (all but `managedFields`) into [`Pod::value`], every other entry as a
-//! [`RawValue`] borrowed from the request. [`Pod::write`] puts the two back together in
-//! the object's own order. `mutate` and `select` keep working on a `Value` of the pod.
+//! of `validate` (issue 24). [`Pod`] reads the object once: `metadata` and `spec` into
+//! [`Pod::value`] but the keys of [`METADATA_NEVER_READ`] and [`SPEC_NEVER_READ`], and in
+//! each entry of the three container lists all but [`CONTAINER_NEVER_READ`]; every other
+//! top-level entry, and each never-read key, stays a [`RawValue`] borrowed from the
+//! request. [`Pod::write`] puts them back together in the object's own order. `mutate`
+//! and `select` keep working on a `Value` of the pod.
+//!
+//! A container's raw keys travel with the container itself, not with its place in its
+//! list (the init-container method inserts its copy container first): each split
+//! container carries a [`MARKER`] entry, the number of its layout in [`Pod`]. The reader
+//! never takes the marker from the request: a `spec` that already holds one in a
+//! container, or anything it cannot split (a container that is not an object, a list
+//! that is not an array), is read whole into the `Value`, as before issue 24.
+//!
+//! The never-read lists are deny-lists, from an audit of every read in `select`,
+//! `mutate`, `init_container` and `activation` (issue 24): a key not listed, a newer
+//! Kubernetes field included, is read into the `Value` and so can never be lost or
+//! stale. None of those modules iterates over a spec's or a container's keys, compares
+//! whole containers, or copies one; `tests/never_read.rs` fails if a listed key changes
+//! what the policy does.
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::marker::PhantomData;
 
-/// The top-level entry the policy reads and changes whole.
+/// The top-level entry whose fields the policy reads and changes, split to keep
+/// [`SPEC_NEVER_READ`] and the containers' [`CONTAINER_NEVER_READ`] raw.
 const SPEC: &str = "spec";
-/// The top-level entry whose fields the policy reads (annotations, and whatever else a
-/// method may come to read), split once more to keep `managedFields` raw.
+/// The top-level entry whose fields the policy reads (annotations, labels, name,
+/// namespace, ownerReferences), split to keep [`METADATA_NEVER_READ`] raw.
 const METADATA: &str = "metadata";
-/// The metadata field the policy never reads: often half of a pod request.
-const MANAGED_FIELDS: &str = "managedFields";
+
+/// The metadata fields the policy never reads: `managedFields` is often half of a pod
+/// request.
+pub const METADATA_NEVER_READ: [&str; 1] = ["managedFields"];
+
+/// The `spec` fields the policy never reads. It reads `containers`, `initContainers`,
+/// `ephemeralContainers` (names, images, mounts, env, resources, securityContext),
+/// `volumes`, `affinity` (the node label), `os` (Windows pods), `resources` (pod-level,
+/// for the copy container) and `securityContext` (host-process pods); none of these is
+/// listed. Sorted: looked up by binary search.
+pub const SPEC_NEVER_READ: [&str; 33] = [
+    "activeDeadlineSeconds",
+    "automountServiceAccountToken",
+    "dnsConfig",
+    "dnsPolicy",
+    "enableServiceLinks",
+    "hostAliases",
+    "hostIPC",
+    "hostNetwork",
+    "hostPID",
+    "hostUsers",
+    "hostname",
+    "hostnameOverride",
+    "imagePullSecrets",
+    "nodeName",
+    "nodeSelector",
+    "overhead",
+    "preemptionPolicy",
+    "priority",
+    "priorityClassName",
+    "readinessGates",
+    "resourceClaims",
+    "restartPolicy",
+    "runtimeClassName",
+    "schedulerName",
+    "schedulingGates",
+    "serviceAccount",
+    "serviceAccountName",
+    "setHostnameAsFQDN",
+    "shareProcessNamespace",
+    "subdomain",
+    "terminationGracePeriodSeconds",
+    "tolerations",
+    "topologySpreadConstraints",
+];
+
+/// The fields of a container (of any of the three lists) the policy never reads. It
+/// reads `name`, `image` (the copy init container's), `env`, `envFrom`, `resources`,
+/// `volumeMounts`, `volumeDevices` and `securityContext`; none of these is listed. Sorted.
+pub const CONTAINER_NEVER_READ: [&str; 18] = [
+    "args",
+    "command",
+    "imagePullPolicy",
+    "lifecycle",
+    "livenessProbe",
+    "ports",
+    "readinessProbe",
+    "resizePolicy",
+    "restartPolicy",
+    "restartPolicyRules",
+    "startupProbe",
+    "stdin",
+    "stdinOnce",
+    "targetContainerName",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "tty",
+    "workingDir",
+];
+
+/// The `spec` lists whose entries are containers, split by [`CONTAINER_NEVER_READ`].
+const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+
+/// The entry a split container carries in [`Pod::value`]: the number of its layout. Not a
+/// field name Kubernetes could give (it has a space); the reader refuses a request that
+/// holds it (the container's `spec` is then read whole), so only the reader puts it there.
+pub const MARKER: &str = "agent-mount raw parts";
+
+/// An object's entries in their order, each raw or read.
+type Layout<'a> = Vec<(String, Part<'a>)>;
 
 /// Where one entry of an object went.
 enum Part<'a> {
@@ -29,16 +126,21 @@ enum Part<'a> {
     /// Read into the `Value`; written from it (or left out if the policy removed it).
     Read,
     /// An object split again: its entries, each raw or read.
-    Split(Vec<(String, Part<'a>)>),
+    Split(Layout<'a>),
+    /// A container list, read: each entry that carries a [`MARKER`] is written from its
+    /// own layout, the others (the policy's own) from the `Value`.
+    Containers,
 }
 
 /// A pod object read for the policy: [`Pod::value`] to read and change, the rest raw.
 pub struct Pod<'a> {
-    /// `spec` and the metadata fields but `managedFields`, for the policy to read and
-    /// change; `Value::Null` when the object is not a JSON object.
+    /// `metadata` and `spec` but their never-read keys, for the policy to read and change;
+    /// `Value::Null` when the object is not a JSON object.
     pub value: Value,
     /// Every entry of the object in its order, raw or read; empty when it is not an object.
-    layout: Vec<(String, Part<'a>)>,
+    layout: Layout<'a>,
+    /// The split containers' layouts, by the number of their [`MARKER`].
+    containers: Vec<Layout<'a>>,
 }
 
 impl Pod<'_> {
@@ -48,6 +150,7 @@ impl Pod<'_> {
         Pod {
             value: Value::Null,
             layout: Vec::new(),
+            containers: Vec::new(),
         }
     }
 
@@ -56,107 +159,235 @@ impl Pod<'_> {
     /// added come last.
     pub fn write(&self) -> Result<Vec<u8>, serde_json::Error> {
         let mut out = Vec::new();
-        write_object(&mut out, &self.layout, &self.value)?;
+        self.write_object(&mut out, &self.layout, &self.value)?;
         Ok(out)
     }
-}
 
-/// Writes `layout`'s entries, taking the read ones from `value` (an object).
-fn write_object(
-    out: &mut Vec<u8>,
-    layout: &[(String, Part<'_>)],
-    value: &Value,
-) -> Result<(), serde_json::Error> {
-    let empty = Map::new();
-    let read = value.as_object().unwrap_or(&empty);
-    out.push(b'{');
-    let mut first = true;
-    let mut entry = |out: &mut Vec<u8>, key: &str| -> Result<(), serde_json::Error> {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
+    /// Writes `layout`'s entries, taking the read ones from `value` (an object).
+    fn write_object(
+        &self,
+        out: &mut Vec<u8>,
+        layout: &[(String, Part<'_>)],
+        value: &Value,
+    ) -> Result<(), serde_json::Error> {
+        let empty = Map::new();
+        let read = value.as_object().unwrap_or(&empty);
+        out.push(b'{');
+        let mut first = true;
+        let mut entry = |out: &mut Vec<u8>, key: &str| -> Result<(), serde_json::Error> {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut *out, key)?;
+            out.push(b':');
+            Ok(())
+        };
+        for (key, part) in layout {
+            match (part, read.get(key)) {
+                // A raw entry the policy did not set (it never sets one: this keeps a write safe).
+                (Part::Raw(raw), None) => {
+                    entry(out, key)?;
+                    out.extend_from_slice(raw.get().as_bytes());
+                }
+                (Part::Split(inner), Some(object @ Value::Object(_))) => {
+                    entry(out, key)?;
+                    self.write_object(out, inner, object)?;
+                }
+                (Part::Containers, Some(Value::Array(list))) => {
+                    entry(out, key)?;
+                    self.write_containers(out, list)?;
+                }
+                (_, Some(value)) => {
+                    entry(out, key)?;
+                    serde_json::to_writer(&mut *out, value)?;
+                }
+                // Read, and removed by the policy.
+                (Part::Read | Part::Split(_) | Part::Containers, None) => {}
+            }
         }
-        serde_json::to_writer(&mut *out, key)?;
-        out.push(b':');
-        Ok(())
-    };
-    for (key, part) in layout {
-        match (part, read.get(key)) {
-            // A raw entry the policy did not set (it never sets one: this keeps a write safe).
-            (Part::Raw(raw), None) => {
-                entry(out, key)?;
-                out.extend_from_slice(raw.get().as_bytes());
-            }
-            (Part::Split(inner), Some(object @ Value::Object(_))) => {
-                entry(out, key)?;
-                write_object(out, inner, object)?;
-            }
-            (_, Some(value)) => {
+        for (key, value) in read {
+            // Only the reader puts a marker in an object it split (see [`MARKER`]).
+            if key != MARKER && !layout.iter().any(|(known, _)| known == key) {
                 entry(out, key)?;
                 serde_json::to_writer(&mut *out, value)?;
             }
-            // Read, and removed by the policy.
-            (Part::Read | Part::Split(_), None) => {}
         }
+        out.push(b'}');
+        Ok(())
     }
-    for (key, value) in read {
-        if !layout.iter().any(|(known, _)| known == key) {
-            entry(out, key)?;
-            serde_json::to_writer(&mut *out, value)?;
+
+    /// Writes a container list: a container the reader split from its layout, the others
+    /// (the policy's own) as they are.
+    fn write_containers(&self, out: &mut Vec<u8>, list: &[Value]) -> Result<(), serde_json::Error> {
+        out.push(b'[');
+        for (i, container) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let layout = container
+                .get(MARKER)
+                .and_then(Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok())
+                .and_then(|n| self.containers.get(n));
+            match layout {
+                Some(layout) => self.write_object(out, layout, container)?,
+                None => serde_json::to_writer(&mut *out, container)?,
+            }
         }
+        out.push(b']');
+        Ok(())
     }
-    out.push(b'}');
-    Ok(())
 }
 
 /// Records `key`'s part; a repeated key keeps its first place and its last value, as
 /// `serde_json::Value` does.
-fn set<'a>(layout: &mut Vec<(String, Part<'a>)>, key: String, part: Part<'a>) {
+fn set<'a>(layout: &mut Layout<'a>, key: String, part: Part<'a>) {
     match layout.iter_mut().find(|(known, _)| *known == key) {
         Some((_, old)) => *old = part,
         None => layout.push((key, part)),
     }
 }
 
-/// `metadata` read: every field but `managedFields` into a `Value`; a metadata that is not
-/// an object is read whole.
+/// `raw` (`metadata` or `spec`) split by [`Split`] into its `Value` and layout, and the
+/// layouts of its containers; read whole when it cannot be split (not an object, a
+/// container that is not an object or already holds a [`MARKER`]).
 // `from_slice`, as for the request: one instance of serde_json's parser in the module.
-fn read_metadata(raw: &RawValue) -> Result<(Value, Part<'_>), serde_json::Error> {
-    let Ok(Entries(entries)) = serde_json::from_slice::<Entries<'_>>(raw.get().as_bytes()) else {
-        return Ok((serde_json::from_slice(raw.get().as_bytes())?, Part::Read));
+fn read_split(raw: &RawValue, kind: Kind) -> Result<Read<'_>, serde_json::Error> {
+    let bytes = raw.get().as_bytes();
+    let mut containers = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let seed = Split {
+        kind,
+        containers: &mut containers,
     };
-    let mut read = Map::new();
-    let mut layout = Vec::with_capacity(entries.len());
-    for (key, raw) in entries {
-        if key == MANAGED_FIELDS {
-            set(&mut layout, key, Part::Raw(raw));
-        } else {
-            read.insert(key.clone(), serde_json::from_slice(raw.get().as_bytes())?);
-            set(&mut layout, key, Part::Read);
-        }
+    match seed.deserialize(&mut deserializer) {
+        Ok((value, layout)) => Ok(Read {
+            value: Value::Object(value),
+            part: Part::Split(layout),
+            containers,
+        }),
+        Err(_) => Ok(Read {
+            value: serde_json::from_slice(bytes)?,
+            part: Part::Read,
+            containers: Vec::new(),
+        }),
     }
-    Ok((Value::Object(read), Part::Split(layout)))
 }
 
-/// An object's entries as raw JSON, in order; fails on anything but an object.
-struct Entries<'a>(Vec<(String, &'a RawValue)>);
+/// A top-level entry read by [`read_split`].
+struct Read<'a> {
+    /// What the policy reads.
+    value: Value,
+    /// How to write it back.
+    part: Part<'a>,
+    /// The layouts of its containers, by the number of their [`MARKER`].
+    containers: Vec<Layout<'a>>,
+}
 
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    entries.push((key, map.next_value()?));
-                }
-                Ok(Entries(entries))
-            }
+/// The objects [`Split`] reads, each with its never-read keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The pod's `metadata`.
+    Metadata,
+    /// The pod's `spec`, whose container lists are split too.
+    Spec,
+    /// An entry of a container list.
+    Container,
+}
+
+impl Kind {
+    /// The keys kept raw.
+    fn never_read(self) -> &'static [&'static str] {
+        match self {
+            Kind::Metadata => &METADATA_NEVER_READ,
+            Kind::Spec => &SPEC_NEVER_READ,
+            Kind::Container => &CONTAINER_NEVER_READ,
         }
-        deserializer.deserialize_map(EntriesVisitor)
+    }
+}
+
+/// Reads an object in one pass: its never-read keys raw, the rest into a `Value` (a
+/// spec's container lists by [`ContainerList`]); fails on anything but an object and on
+/// a [`MARKER`] key.
+struct Split<'t, 'a> {
+    /// Which object, so which keys stay raw.
+    kind: Kind,
+    /// Where a spec's containers' layouts go.
+    containers: &'t mut Vec<Layout<'a>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Split<'_, 'de> {
+    type Value = (Map<String, Value>, Layout<'de>);
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Split<'_, 'de> {
+    type Value = (Map<String, Value>, Layout<'de>);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a JSON object without the key {MARKER:?}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut read = Map::new();
+        let mut layout = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let part = if key == MARKER {
+                return Err(de::Error::custom("the request holds the marker key"));
+            } else if self.kind.never_read().binary_search(&key.as_str()).is_ok() {
+                Part::Raw(map.next_value()?)
+            } else if self.kind == Kind::Spec && CONTAINER_LISTS.contains(&key.as_str()) {
+                let list = map.next_value_seed(ContainerList {
+                    containers: &mut *self.containers,
+                })?;
+                read.insert(key.clone(), list);
+                Part::Containers
+            } else {
+                read.insert(key.clone(), map.next_value()?);
+                Part::Read
+            };
+            set(&mut layout, key, part);
+        }
+        Ok((read, layout))
+    }
+}
+
+/// Reads a container list, each entry by [`Split`], marked with its layout's number;
+/// fails on anything but an array of objects.
+struct ContainerList<'t, 'a> {
+    /// Where the containers' layouts go.
+    containers: &'t mut Vec<Layout<'a>>,
+}
+
+impl<'de> DeserializeSeed<'de> for ContainerList<'_, 'de> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContainerList<'_, 'de> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut list = Vec::new();
+        while let Some((mut container, layout)) = seq.next_element_seed(Split {
+            kind: Kind::Container,
+            containers: &mut *self.containers,
+        })? {
+            container.insert(MARKER.into(), Value::from(self.containers.len()));
+            self.containers.push(layout);
+            list.push(Value::Object(container));
+        }
+        Ok(Value::Array(list))
     }
 }
 
@@ -179,27 +410,32 @@ impl<'de: 'a, 'a> Visitor<'de> for PodVisitor<'a> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut read = Map::new();
+        let mut value = Map::new();
         let mut layout = Vec::new();
+        let mut containers = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            let part = match key.as_str() {
-                SPEC => {
-                    read.insert(key.clone(), map.next_value()?);
-                    Part::Read
+            let kind = match key.as_str() {
+                SPEC => Kind::Spec,
+                METADATA => Kind::Metadata,
+                _ => {
+                    let part = Part::Raw(map.next_value()?);
+                    set(&mut layout, key, part);
+                    continue;
                 }
-                METADATA => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    let (value, part) = read_metadata(raw).map_err(de::Error::custom)?;
-                    read.insert(key.clone(), value);
-                    part
-                }
-                _ => Part::Raw(map.next_value()?),
             };
-            set(&mut layout, key, part);
+            let raw: &'de RawValue = map.next_value()?;
+            let read = read_split(raw, kind).map_err(de::Error::custom)?;
+            value.insert(key.clone(), read.value);
+            if kind == Kind::Spec {
+                // A repeated spec: the last one's containers, as its value is the last.
+                containers = read.containers;
+            }
+            set(&mut layout, key, read.part);
         }
         Ok(Pod {
-            value: Value::Object(read),
+            value: Value::Object(value),
             layout,
+            containers,
         })
     }
 
@@ -250,7 +486,7 @@ mod tests {
         assert_eq!(
             pod.value,
             json!({"metadata": {"name": "p", "annotations": {"a": "b"}, "x-unknown": 1.5},
-                   "spec": {"containers": [{"name": "app", "future": {"n": 1}}]}})
+                   "spec": {"containers": [{"name": "app", "future": {"n": 1}, MARKER: 0}]}})
         );
     }
 
@@ -300,5 +536,61 @@ mod tests {
         let pod = read(r#"{"spec":{"a":1},"status":1,"spec":{"b":2},"status":2}"#);
         assert_eq!(pod.value, json!({"spec": {"b": 2}}));
         assert_eq!(pod.write().unwrap(), br#"{"spec":{"b":2},"status":2}"#);
+    }
+    /// A spec with never-read keys at both levels, in three containers of two lists.
+    const SPLIT: &str = r#"{"spec":{"tolerations":[{"t":1.50}],"initContainers":[{"name":"i","args":["x"],"image":"busybox"}],"containers":[{"ports":[{"p":1e3}],"name":"a","env":[]},{"name":"b","command":["c"],"tty":true}],"dnsPolicy":"None"}}"#;
+
+    #[test]
+    fn keeps_the_never_read_keys_of_spec_and_containers_raw() {
+        let pod = read(SPLIT);
+        assert_eq!(
+            pod.value,
+            json!({"spec": {
+                "initContainers": [{"name": "i", "image": "busybox", MARKER: 0}],
+                "containers": [{"name": "a", "env": [], MARKER: 1}, {"name": "b", MARKER: 2}]}})
+        );
+        // 1.50 and 1e3 come back as given: never parsed.
+        assert_eq!(pod.write().unwrap(), SPLIT.as_bytes());
+    }
+
+    #[test]
+    fn a_containers_raw_keys_follow_it_when_the_policy_inserts_before_it() {
+        let mut pod = read(SPLIT);
+        let spec = &mut pod.value["spec"];
+        spec["initContainers"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, json!({"name": "copy", "image": "agents"}));
+        spec["containers"].as_array_mut().unwrap().swap(0, 1);
+        spec["containers"][1]["env"] = json!([{"name": "E", "value": "v"}]);
+        spec["containers"][1]["volumeMounts"] = json!([{"name": "m"}]);
+        let written = String::from_utf8(pod.write().unwrap()).unwrap();
+        assert_eq!(
+            written,
+            r#"{"spec":{"tolerations":[{"t":1.50}],"initContainers":[{"image":"agents","name":"copy"},{"name":"i","args":["x"],"image":"busybox"}],"containers":[{"name":"b","command":["c"],"tty":true},{"ports":[{"p":1e3}],"name":"a","env":[{"name":"E","value":"v"}],"volumeMounts":[{"name":"m"}]}],"dnsPolicy":"None"}}"#
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::marker_in_the_request(r#"{"spec":{"tty":1,"containers":[{"name":"a","ports":1.50,"agent-mount raw parts":0}]}}"#)]
+    #[case::marker_in_an_init_container(r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":[{"agent-mount raw parts":7}]}}"#)]
+    #[case::container_not_an_object(r#"{"spec":{"containers":[{"name":"a","ports":1.50},"b"]}}"#)]
+    #[case::list_not_an_array(r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":{"name":"i"}}}"#)]
+    #[case::spec_not_an_object(r#"{"spec":[{"name":"a","ports":1.50}]}"#)]
+    fn a_spec_that_cannot_be_split_is_read_whole(#[case] object: &str) {
+        let pod = read(object);
+        let whole: Value = serde_json::from_str(object).unwrap();
+        assert_eq!(pod.value, whole);
+        // Written as serde_json writes it (1.50 as 1.5): the user's marker is just a key.
+        let written: Value = serde_json::from_slice(&pod.write().unwrap()).unwrap();
+        assert_eq!(written, whole);
+        assert!(!String::from_utf8(pod.write().unwrap()).unwrap().contains("1.50"));
+    }
+
+    #[test]
+    fn the_never_read_lists_are_sorted_and_without_repeats() {
+        for list in [&SPEC_NEVER_READ[..], &CONTAINER_NEVER_READ, &METADATA_NEVER_READ] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+        }
     }
 }
