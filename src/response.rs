@@ -203,9 +203,55 @@ pub fn answer(payload: &[u8]) -> Answer {
         }
     };
     let mut pod = request.object.unwrap_or_else(Pod::not_an_object);
-    let (selection, names, activated, activation_note) = match select::container_names(&pod.value) {
+    match decide(&mut pod.value, settings, &request.namespace) {
+        Decision::Reject(message) => reject(message),
+        Decision::Accept {
+            changed: true,
+            mut warnings,
+            note,
+        } => match pod.write() {
+            Ok(object) => accept(Some(object), warnings, Some(note)),
+            Err(e) => {
+                warnings.push(format!(
+                    "agent-mount: pod left unchanged: cannot write the mutated pod: {e}"
+                ));
+                accept(
+                    None,
+                    warnings,
+                    Some("unchanged: cannot write the mutated pod".into()),
+                )
+            }
+        },
+        Decision::Accept {
+            changed: false,
+            warnings,
+            note,
+        } => accept(None, warnings, Some(note)),
+    }
+}
+
+/// What the policy decided for a pod it read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The object cannot be read as a pod: the message says why.
+    Reject(String),
+    /// Accepted; `changed` when the policy changed the pod's `Value`.
+    Accept {
+        /// Whether the pod must be written back.
+        changed: bool,
+        /// For the admission response.
+        warnings: Vec<String>,
+        /// The audit annotation's text.
+        note: String,
+    },
+}
+
+/// The policy's work on a pod's `Value` (select, mutate, activate), changed in place;
+/// `namespace` is the request's. Public so that a test can run it on a pod read whole.
+pub fn decide(pod: &mut Value, settings: &Settings, namespace: &str) -> Decision {
+    let (selection, names, activated, activation_note) = match select::container_names(pod) {
         Ok(names) => {
-            let selection = select::instrumented_containers(&pod.value, &names, settings);
+            let selection = select::instrumented_containers(pod, &names, settings);
             let chosen: Vec<&str> = selection
                 .containers
                 .iter()
@@ -215,7 +261,7 @@ pub fn answer(payload: &[u8]) -> Answer {
             let activated = settings
                 .activation
                 .as_ref()
-                .map(|a| annotation::choose(&pod.value, &names, &selection.containers, a))
+                .map(|a| annotation::choose(pod, &names, &selection.containers, a))
                 .unwrap_or_default();
             let pairs: Vec<String> = activated
                 .containers
@@ -231,7 +277,7 @@ pub fn answer(payload: &[u8]) -> Answer {
             (selection, chosen, activated, note)
         }
         Err(e) => {
-            return reject(format!(
+            return Decision::Reject(format!(
                 "agent-mount: the object cannot be read as a pod: {e}"
             ));
         }
@@ -239,59 +285,45 @@ pub fn answer(payload: &[u8]) -> Answer {
     let mut warnings = selection.warnings;
     warnings.extend(activated.warnings);
     if selection.containers.is_empty() {
-        return accept(
-            None,
+        return Decision::Accept {
+            changed: false,
             warnings,
-            Some("unchanged: no container selected".into()),
-        );
+            note: "unchanged: no container selected".into(),
+        };
     }
     let method = settings.method.kind().as_str();
-    let outcome =
-        mutate::mutate(&mut pod.value, &selection.containers, settings).and_then(|mounted| {
-            let Some(activation) = &settings.activation else {
-                return Ok(mounted);
-            };
-            // After mounting: the merge is all or nothing with the mounts.
-            let done = activation::activate(
-                &mut pod.value,
-                &activated.containers,
-                activation,
-                &request.namespace,
-            )?;
-            warnings.extend(done.warnings);
-            Ok(mounted | done.changed)
-        });
+    let outcome = mutate::mutate(pod, &selection.containers, settings).and_then(|mounted| {
+        let Some(activation) = &settings.activation else {
+            return Ok(mounted);
+        };
+        // After mounting: the merge is all or nothing with the mounts.
+        let done = activation::activate(pod, &activated.containers, activation, namespace)?;
+        warnings.extend(done.warnings);
+        Ok(mounted | done.changed)
+    });
     match outcome {
-        Ok(true) => match pod.write() {
-            Ok(object) => accept(
-                Some(object),
-                warnings,
-                Some(format!(
-                    "{method}: added the agents to containers {names}{activation_note}"
-                )),
-            ),
-            Err(e) => {
-                warnings.push(format!(
-                    "agent-mount: pod left unchanged: cannot write the mutated pod: {e}"
-                ));
-                accept(
-                    None,
-                    warnings,
-                    Some("unchanged: cannot write the mutated pod".into()),
+        Ok(changed) => {
+            let note = if changed {
+                format!("{method}: added the agents to containers {names}{activation_note}")
+            } else {
+                format!(
+                    "unchanged: containers {names} already have the agents by {method}{activation_note}"
                 )
+            };
+            Decision::Accept {
+                changed,
+                warnings,
+                note,
             }
-        },
-        Ok(false) => accept(
-            None,
-            warnings,
-            Some(format!(
-                "unchanged: containers {names} already have the agents by {method}{activation_note}"
-            )),
-        ),
+        }
         Err(conflict) => {
             let conflict = conflict.to_string();
             warnings.push(format!("agent-mount: pod left unchanged: {conflict}"));
-            accept(None, warnings, Some(format!("unchanged: {conflict}")))
+            Decision::Accept {
+                changed: false,
+                warnings,
+                note: format!("unchanged: {conflict}"),
+            }
         }
     }
 }
