@@ -572,10 +572,14 @@ mod tests {
     }
 
     #[rstest::rstest]
-    #[case::marker_in_the_request(r#"{"spec":{"tty":1,"containers":[{"name":"a","ports":1.50,"agent-mount raw parts":0}]}}"#)]
+    #[case::marker_in_the_request(
+        r#"{"spec":{"tty":1,"containers":[{"name":"a","ports":1.50,"agent-mount raw parts":0}]}}"#
+    )]
     #[case::marker_in_an_init_container(r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":[{"agent-mount raw parts":7}]}}"#)]
     #[case::container_not_an_object(r#"{"spec":{"containers":[{"name":"a","ports":1.50},"b"]}}"#)]
-    #[case::list_not_an_array(r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":{"name":"i"}}}"#)]
+    #[case::list_not_an_array(
+        r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":{"name":"i"}}}"#
+    )]
     #[case::spec_not_an_object(r#"{"spec":[{"name":"a","ports":1.50}]}"#)]
     fn a_spec_that_cannot_be_split_is_read_whole(#[case] object: &str) {
         let pod = read(object);
@@ -584,12 +588,20 @@ mod tests {
         // Written as serde_json writes it (1.50 as 1.5): the user's marker is just a key.
         let written: Value = serde_json::from_slice(&pod.write().unwrap()).unwrap();
         assert_eq!(written, whole);
-        assert!(!String::from_utf8(pod.write().unwrap()).unwrap().contains("1.50"));
+        assert!(
+            !String::from_utf8(pod.write().unwrap())
+                .unwrap()
+                .contains("1.50")
+        );
     }
 
     #[test]
     fn the_never_read_lists_are_sorted_and_without_repeats() {
-        for list in [&SPEC_NEVER_READ[..], &CONTAINER_NEVER_READ, &METADATA_NEVER_READ] {
+        for list in [
+            &SPEC_NEVER_READ[..],
+            &CONTAINER_NEVER_READ,
+            &METADATA_NEVER_READ,
+        ] {
             assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
         }
     }

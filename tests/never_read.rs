@@ -91,7 +91,10 @@ fn never_read_keys_change_nothing_the_policy_does_and_come_back_byte_for_byte() 
             let settings = settings_of(method, activation);
             let parsed = settings::parse(settings.clone()).unwrap();
             for sentinel in &sentinels {
-                let case = format!("{} activation={activation} sentinel={sentinel}", method.as_str());
+                let case = format!(
+                    "{} activation={activation} sentinel={sentinel}",
+                    method.as_str()
+                );
                 let mut request = typical();
                 let count = set_never_read(&mut request["object"], sentinel);
                 let text = String::from_utf8(payload(&request, &settings))
@@ -101,7 +104,12 @@ fn never_read_keys_change_nothing_the_policy_does_and_come_back_byte_for_byte() 
                 let mut whole: Value = serde_json::from_str(&text).unwrap();
                 let mut pod = whole["request"]["object"].take();
                 let decision = decide(&mut pod, &parsed, "shop");
-                let Decision::Accept { changed, warnings, note } = decision else {
+                let Decision::Accept {
+                    changed,
+                    warnings,
+                    note,
+                } = decision
+                else {
                     panic!("{case}: rejected: {decision:?}");
                 };
                 let answered = answer(text.as_bytes());
