@@ -139,8 +139,8 @@ pub struct Pod<'a> {
     pub value: Value,
     /// Every entry of the object in its order, raw or read; empty when it is not an object.
     layout: Layout<'a>,
-    /// The split containers' layouts, by the number of their [`MARKER`].
-    containers: Vec<Layout<'a>>,
+    /// The split containers, by the number of their [`MARKER`].
+    containers: Vec<Container<'a>>,
 }
 
 impl Pod<'_> {
@@ -228,7 +228,8 @@ impl Pod<'_> {
                 .get(MARKER)
                 .and_then(Value::as_u64)
                 .and_then(|n| usize::try_from(n).ok())
-                .and_then(|n| self.containers.get(n));
+                .and_then(|n| self.containers.get(n))
+                .map(|split| &split.layout);
             match layout {
                 Some(layout) => self.write_object(out, layout, container)?,
                 None => serde_json::to_writer(&mut *out, container)?,
@@ -248,40 +249,23 @@ fn set<'a>(layout: &mut Layout<'a>, key: String, part: Part<'a>) {
     }
 }
 
-/// `raw` (`metadata` or `spec`) split by [`Split`] into its `Value` and layout, and the
-/// layouts of its containers; read whole when it cannot be split (not an object, a
-/// container that is not an object or already holds a [`MARKER`]).
-// `from_slice`, as for the request: one instance of serde_json's parser in the module.
-fn read_split(raw: &RawValue, kind: Kind) -> Result<Read<'_>, serde_json::Error> {
-    let bytes = raw.get().as_bytes();
-    let mut containers = Vec::new();
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let seed = Split {
-        kind,
-        containers: &mut containers,
-    };
-    match seed.deserialize(&mut deserializer) {
-        Ok((value, layout)) => Ok(Read {
-            value: Value::Object(value),
-            part: Part::Split(layout),
-            containers,
-        }),
-        Err(_) => Ok(Read {
-            value: serde_json::from_slice(bytes)?,
-            part: Part::Read,
-            containers: Vec::new(),
-        }),
-    }
+/// A split container: where it is in the `Value` the reader built, and its layout.
+struct Container<'a> {
+    /// Its list (one of [`CONTAINER_LISTS`]) and index there, as read.
+    at: (&'static str, usize),
+    /// Its entries, raw or read.
+    layout: Layout<'a>,
+    /// Whether it carries a [`MARKER`]: not when the request gave it one.
+    marked: bool,
 }
 
-/// A top-level entry read by [`read_split`].
-struct Read<'a> {
-    /// What the policy reads.
-    value: Value,
-    /// How to write it back.
-    part: Part<'a>,
-    /// The layouts of its containers, by the number of their [`MARKER`].
-    containers: Vec<Layout<'a>>,
+/// What the reader of one `spec` keeps beside the `Value`.
+#[derive(Default)]
+struct Containers<'a> {
+    /// The split containers, by the number of their [`MARKER`].
+    split: Vec<Container<'a>>,
+    /// A container of the request holds a [`MARKER`] key: the spec is then read whole.
+    forged: bool,
 }
 
 /// The objects [`Split`] reads, each with its never-read keys.
@@ -306,67 +290,118 @@ impl Kind {
     }
 }
 
+/// Visits for a value that is not the shape the visitor splits: the value read whole,
+/// as `Value`'s own `Deserialize` reads it.
+macro_rules! read_other_values_whole {
+    () => {
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_string()))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+    };
+}
+
 /// Reads an object in one pass: its never-read keys raw, the rest into a `Value` (a
-/// spec's container lists by [`ContainerList`]); fails on anything but an object and on
-/// a [`MARKER`] key.
+/// spec's container lists by [`ContainerList`]), its layout into `layout`; anything but
+/// an object is read whole and leaves `layout` empty.
 struct Split<'t, 'a> {
     /// Which object, so which keys stay raw.
     kind: Kind,
-    /// Where a spec's containers' layouts go.
-    containers: &'t mut Vec<Layout<'a>>,
+    /// Where the object's layout goes when it is one.
+    layout: &'t mut Option<Layout<'a>>,
+    /// Where a spec's split containers go.
+    containers: &'t mut Containers<'a>,
 }
 
 impl<'de> DeserializeSeed<'de> for Split<'_, 'de> {
-    type Value = (Map<String, Value>, Layout<'de>);
+    type Value = Value;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Split<'_, 'de> {
-    type Value = (Map<String, Value>, Layout<'de>);
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a JSON object without the key {MARKER:?}")
+        f.write_str("any JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    read_other_values_whole!();
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut list = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            list.push(item);
+        }
+        Ok(Value::Array(list))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut read = Map::new();
         let mut layout = Vec::new();
+        let never_read = self.kind.never_read();
         while let Some(key) = map.next_key::<String>()? {
-            let part = if key == MARKER {
-                return Err(de::Error::custom("the request holds the marker key"));
-            } else if self.kind.never_read().binary_search(&key.as_str()).is_ok() {
+            let part = if never_read.binary_search(&key.as_str()).is_ok() {
                 Part::Raw(map.next_value()?)
-            } else if self.kind == Kind::Spec && CONTAINER_LISTS.contains(&key.as_str()) {
-                let list = map.next_value_seed(ContainerList {
+            } else if let (Kind::Spec, Some(list)) = (
+                self.kind,
+                CONTAINER_LISTS.iter().find(|list| **list == key),
+            ) {
+                let value = map.next_value_seed(ContainerList {
+                    list,
                     containers: &mut *self.containers,
                 })?;
-                read.insert(key.clone(), list);
+                read.insert(key.clone(), value);
                 Part::Containers
             } else {
+                if key == MARKER && self.kind == Kind::Container {
+                    self.containers.forged = true;
+                }
                 read.insert(key.clone(), map.next_value()?);
                 Part::Read
             };
             set(&mut layout, key, part);
         }
-        Ok((read, layout))
+        *self.layout = Some(layout);
+        Ok(Value::Object(read))
     }
 }
 
-/// Reads a container list, each entry by [`Split`], marked with its layout's number;
-/// fails on anything but an array of objects.
+/// Reads a container list in one pass, each entry by [`Split`] and marked with its
+/// number; anything but an array is read whole.
 struct ContainerList<'t, 'a> {
-    /// Where the containers' layouts go.
-    containers: &'t mut Vec<Layout<'a>>,
+    /// The list's name.
+    list: &'static str,
+    /// Where the split containers go.
+    containers: &'t mut Containers<'a>,
 }
 
 impl<'de> DeserializeSeed<'de> for ContainerList<'_, 'de> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_seq(self)
+        deserializer.deserialize_any(self)
     }
 }
 
@@ -374,21 +409,71 @@ impl<'de> Visitor<'de> for ContainerList<'_, 'de> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of objects")
+        f.write_str("any JSON value")
+    }
+
+    read_other_values_whole!();
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut read = Map::new();
+        while let Some((key, value)) = map.next_entry()? {
+            read.insert(key, value);
+        }
+        Ok(Value::Object(read))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut list = Vec::new();
-        while let Some((mut container, layout)) = seq.next_element_seed(Split {
-            kind: Kind::Container,
-            containers: &mut *self.containers,
-        })? {
-            container.insert(MARKER.into(), Value::from(self.containers.len()));
-            self.containers.push(layout);
-            list.push(Value::Object(container));
+        loop {
+            let mut layout = None;
+            let Some(mut container) = seq.next_element_seed(Split {
+                kind: Kind::Container,
+                layout: &mut layout,
+                containers: &mut *self.containers,
+            })?
+            else {
+                break;
+            };
+            if let (Some(layout), Value::Object(container)) = (layout, &mut container) {
+                let marked = !container.contains_key(MARKER);
+                if marked {
+                    container.insert(MARKER.into(), Value::from(self.containers.split.len()));
+                }
+                self.containers.split.push(Container {
+                    at: (self.list, list.len()),
+                    layout,
+                    marked,
+                });
+            }
+            list.push(container);
         }
         Ok(Value::Array(list))
     }
+}
+
+/// A spec whose container forged a [`MARKER`]: every split container read whole (our
+/// marker removed, its raw keys parsed in), so that the writer has no marker to trust.
+// `from_str`: the raw parts are text already checked, as the request is (one parser).
+fn unsplit(spec: &mut Value, containers: Containers<'_>) -> Result<(), serde_json::Error> {
+    for Container {
+        at: (list, i),
+        layout,
+        marked,
+    } in containers.split
+    {
+        let Some(Value::Object(container)) = spec.get_mut(list).and_then(|l| l.get_mut(i)) else {
+            continue;
+        };
+        if marked {
+            container.remove(MARKER);
+        }
+        for (key, part) in layout {
+            if let Part::Raw(raw) = part {
+                container.insert(key, serde_json::from_str(raw.get())?);
+            }
+        }
+    }
+    Ok(())
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Pod<'a> {
@@ -423,14 +508,24 @@ impl<'de: 'a, 'a> Visitor<'de> for PodVisitor<'a> {
                     continue;
                 }
             };
-            let raw: &'de RawValue = map.next_value()?;
-            let read = read_split(raw, kind).map_err(de::Error::custom)?;
-            value.insert(key.clone(), read.value);
+            let mut split = None;
+            let mut spec_containers = Containers::default();
+            let mut read = map.next_value_seed(Split {
+                kind,
+                layout: &mut split,
+                containers: &mut spec_containers,
+            })?;
+            if spec_containers.forged {
+                unsplit(&mut read, std::mem::take(&mut spec_containers))
+                    .map_err(de::Error::custom)?;
+            }
             if kind == Kind::Spec {
                 // A repeated spec: the last one's containers, as its value is the last.
-                containers = read.containers;
+                containers = spec_containers.split;
             }
-            set(&mut layout, key, read.part);
+            let part = split.map_or(Part::Read, Part::Split);
+            value.insert(key.clone(), read);
+            set(&mut layout, key, part);
         }
         Ok(Pod {
             value: Value::Object(value),
@@ -572,27 +667,36 @@ mod tests {
     }
 
     #[rstest::rstest]
-    #[case::marker_in_the_request(
-        r#"{"spec":{"tty":1,"containers":[{"name":"a","ports":1.50,"agent-mount raw parts":0}]}}"#
+    // A request that holds the marker: every container read whole, the user's key kept.
+    #[case::marker_in_a_container(
+        r#"{"spec":{"tty":1,"containers":[{"name":"a","ports":1.50,"agent-mount raw parts":0},{"name":"b","ports":1.50}]}}"#,
+        false
     )]
-    #[case::marker_in_an_init_container(r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":[{"agent-mount raw parts":7}]}}"#)]
-    #[case::container_not_an_object(r#"{"spec":{"containers":[{"name":"a","ports":1.50},"b"]}}"#)]
+    #[case::marker_in_an_init_container(
+        r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":[{"agent-mount raw parts":"x","args":[]}]}}"#,
+        false
+    )]
+    // Not a pod's shape: the odd part read whole, the rest split as usual.
+    #[case::marker_in_spec(r#"{"spec":{"agent-mount raw parts":0,"containers":[{"name":"a","ports":1.50}]}}"#, true)]
+    #[case::container_not_an_object(r#"{"spec":{"containers":[{"name":"a","ports":1.50},"b",null,[{"ports":2}]]}}"#, true)]
     #[case::list_not_an_array(
-        r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":{"name":"i"}}}"#
+        r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":{"name":"i","ports":2}}}"#,
+        true
     )]
-    #[case::spec_not_an_object(r#"{"spec":[{"name":"a","ports":1.50}]}"#)]
-    fn a_spec_that_cannot_be_split_is_read_whole(#[case] object: &str) {
+    #[case::spec_not_an_object(r#"{"spec":[{"name":"a","ports":1.50}]}"#, false)]
+    #[case::metadata_not_an_object(r#"{"metadata":"m","spec":{"containers":[{"name":"a","ports":1.50}]}}"#, true)]
+    fn reads_what_it_cannot_split_whole_and_writes_it_all_back(#[case] object: &str, #[case] raw_kept: bool) {
         let pod = read(object);
         let whole: Value = serde_json::from_str(object).unwrap();
-        assert_eq!(pod.value, whole);
-        // Written as serde_json writes it (1.50 as 1.5): the user's marker is just a key.
-        let written: Value = serde_json::from_slice(&pod.write().unwrap()).unwrap();
-        assert_eq!(written, whole);
-        assert!(
-            !String::from_utf8(pod.write().unwrap())
-                .unwrap()
-                .contains("1.50")
-        );
+        if !raw_kept {
+            // Read whole: the policy sees it all, and no marker of ours.
+            assert_eq!(pod.value, whole);
+        }
+        let written = pod.write().unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&written).unwrap(), whole);
+        // 1.50 is written as given only where it stayed raw.
+        let written = String::from_utf8(written).unwrap();
+        assert_eq!(written.contains("1.50"), raw_kept, "{written}");
     }
 
     #[test]
