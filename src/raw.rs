@@ -29,6 +29,7 @@ use serde::de::{
 };
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -117,7 +118,42 @@ const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralCo
 pub const MARKER: &str = "agent-mount raw parts";
 
 /// An object's entries in their order, each raw or read.
-type Layout<'a> = Vec<(String, Part<'a>)>;
+type Layout<'a> = Vec<(Key<'a>, Part<'a>)>;
+
+/// An object's key as the request spells it: borrowed from the request unless it holds
+/// an escape, so that a raw entry costs no allocation for its key.
+type Key<'a> = Cow<'a, str>;
+
+/// Reads a [`Key`], borrowing when the deserializer can (serde's own `Cow` always copies).
+struct BorrowedKey;
+
+impl<'de> DeserializeSeed<'de> for BorrowedKey {
+    type Value = Key<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key<'de>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BorrowedKey {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+        Ok(Cow::Owned(key.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, key: String) -> Result<Key<'de>, E> {
+        Ok(Cow::Owned(key))
+    }
+}
 
 /// Where one entry of an object went.
 enum Part<'a> {
@@ -167,7 +203,7 @@ impl Pod<'_> {
     fn write_object(
         &self,
         out: &mut Vec<u8>,
-        layout: &[(String, Part<'_>)],
+        layout: &[(Key<'_>, Part<'_>)],
         value: &Value,
     ) -> Result<(), serde_json::Error> {
         let empty = Map::new();
@@ -183,7 +219,7 @@ impl Pod<'_> {
             Ok(())
         };
         for (key, part) in layout {
-            match (part, read.get(key)) {
+            match (part, read.get(&**key)) {
                 // A raw entry the policy did not set (it never sets one: this keeps a write safe).
                 (Part::Raw(raw), None) => {
                     entry(out, key)?;
@@ -207,7 +243,7 @@ impl Pod<'_> {
         }
         for (key, value) in read {
             // Only the reader puts a marker in an object it split (see [`MARKER`]).
-            if key != MARKER && !layout.iter().any(|(known, _)| known == key) {
+            if key != MARKER && !layout.iter().any(|(known, _)| **known == **key) {
                 entry(out, key)?;
                 serde_json::to_writer(&mut *out, value)?;
             }
@@ -242,8 +278,8 @@ impl Pod<'_> {
 
 /// Records `key`'s part; a repeated key keeps its first place and its last value, as
 /// `serde_json::Value` does.
-fn set<'a>(layout: &mut Layout<'a>, key: String, part: Part<'a>) {
-    match layout.iter_mut().find(|(known, _)| *known == key) {
+fn set<'a>(layout: &mut Layout<'a>, key: Key<'a>, part: Part<'a>) {
+    match layout.iter_mut().find(|(known, _)| **known == *key) {
         Some((_, old)) => *old = part,
         None => layout.push((key, part)),
     }
@@ -361,24 +397,24 @@ impl<'de> Visitor<'de> for Split<'_, 'de> {
         let mut read = Map::new();
         let mut layout = Vec::new();
         let never_read = self.kind.never_read();
-        while let Some(key) = map.next_key::<String>()? {
-            let part = if never_read.binary_search(&key.as_str()).is_ok() {
+        while let Some(key) = map.next_key_seed(BorrowedKey)? {
+            let part = if never_read.binary_search(&&*key).is_ok() {
                 Part::Raw(map.next_value()?)
             } else if let (Kind::Spec, Some(list)) = (
                 self.kind,
-                CONTAINER_LISTS.iter().find(|list| **list == key),
+                CONTAINER_LISTS.iter().find(|list| **list == &*key),
             ) {
                 let value = map.next_value_seed(ContainerList {
                     list,
                     containers: &mut *self.containers,
                 })?;
-                read.insert(key.clone(), value);
+                read.insert(key.to_string(), value);
                 Part::Containers
             } else {
-                if key == MARKER && self.kind == Kind::Container {
+                if *key == *MARKER && self.kind == Kind::Container {
                     self.containers.forged = true;
                 }
-                read.insert(key.clone(), map.next_value()?);
+                read.insert(key.to_string(), map.next_value()?);
                 Part::Read
             };
             set(&mut layout, key, part);
@@ -469,7 +505,7 @@ fn unsplit(spec: &mut Value, containers: Containers<'_>) -> Result<(), serde_jso
         }
         for (key, part) in layout {
             if let Part::Raw(raw) = part {
-                container.insert(key, serde_json::from_str(raw.get())?);
+                container.insert(key.into_owned(), serde_json::from_str(raw.get())?);
             }
         }
     }
@@ -498,8 +534,8 @@ impl<'de: 'a, 'a> Visitor<'de> for PodVisitor<'a> {
         let mut value = Map::new();
         let mut layout = Vec::new();
         let mut containers = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let kind = match key.as_str() {
+        while let Some(key) = map.next_key_seed(BorrowedKey)? {
+            let kind = match &*key {
                 SPEC => Kind::Spec,
                 METADATA => Kind::Metadata,
                 _ => {
@@ -524,7 +560,7 @@ impl<'de: 'a, 'a> Visitor<'de> for PodVisitor<'a> {
                 containers = spec_containers.split;
             }
             let part = split.map_or(Part::Read, Part::Split);
-            value.insert(key.clone(), read);
+            value.insert(key.to_string(), read);
             set(&mut layout, key, part);
         }
         Ok(Pod {
@@ -697,6 +733,20 @@ mod tests {
         // 1.50 is written as given only where it stayed raw.
         let written = String::from_utf8(written).unwrap();
         assert_eq!(written.contains("1.50"), raw_kept, "{written}");
+    }
+
+    #[test]
+    fn an_escaped_key_is_the_key_it_spells() {
+        // "\u0070orts" is "ports": never read, so raw, under its own name.
+        let pod = read(r#"{"spec":{"containers":[{"\u0070orts":[1.50],"n\u0061me":"a"}]}}"#);
+        assert_eq!(
+            pod.value,
+            json!({"spec": {"containers": [{"name": "a", MARKER: 0}]}})
+        );
+        assert_eq!(
+            pod.write().unwrap(),
+            br#"{"spec":{"containers":[{"ports":[1.50],"name":"a"}]}}"#
+        );
     }
 
     #[test]
