@@ -713,15 +713,27 @@ mod tests {
         false
     )]
     // Not a pod's shape: the odd part read whole, the rest split as usual.
-    #[case::marker_in_spec(r#"{"spec":{"agent-mount raw parts":0,"containers":[{"name":"a","ports":1.50}]}}"#, true)]
-    #[case::container_not_an_object(r#"{"spec":{"containers":[{"name":"a","ports":1.50},"b",null,[{"ports":2}]]}}"#, true)]
+    #[case::marker_in_spec(
+        r#"{"spec":{"agent-mount raw parts":0,"containers":[{"name":"a","ports":1.50}]}}"#,
+        true
+    )]
+    #[case::container_not_an_object(
+        r#"{"spec":{"containers":[{"name":"a","ports":1.50},"b",null,[{"ports":2}]]}}"#,
+        true
+    )]
     #[case::list_not_an_array(
         r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":{"name":"i","ports":2}}}"#,
         true
     )]
     #[case::spec_not_an_object(r#"{"spec":[{"name":"a","ports":1.50}]}"#, false)]
-    #[case::metadata_not_an_object(r#"{"metadata":"m","spec":{"containers":[{"name":"a","ports":1.50}]}}"#, true)]
-    fn reads_what_it_cannot_split_whole_and_writes_it_all_back(#[case] object: &str, #[case] raw_kept: bool) {
+    #[case::metadata_not_an_object(
+        r#"{"metadata":"m","spec":{"containers":[{"name":"a","ports":1.50}]}}"#,
+        true
+    )]
+    fn reads_what_it_cannot_split_whole_and_writes_it_all_back(
+        #[case] object: &str,
+        #[case] raw_kept: bool,
+    ) {
         let pod = read(object);
         let whole: Value = serde_json::from_str(object).unwrap();
         if !raw_kept {
