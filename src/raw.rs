@@ -7,15 +7,18 @@
 //! [`Pod::value`] but the keys of [`METADATA_NEVER_READ`] and [`SPEC_NEVER_READ`], and in
 //! each entry of the three container lists all but [`CONTAINER_NEVER_READ`]; every other
 //! top-level entry, and each never-read key, stays a [`RawValue`] borrowed from the
-//! request. [`Pod::write`] puts them back together in the object's own order. `mutate`
-//! and `select` keep working on a `Value` of the pod.
+//! request. All of it in the request's one pass, keys borrowed from it. [`Pod::write`]
+//! puts them back together in the object's own order. `mutate` and `select` keep working
+//! on a `Value` of the pod.
 //!
 //! A container's raw keys travel with the container itself, not with its place in its
 //! list (the init-container method inserts its copy container first): each split
-//! container carries a [`MARKER`] entry, the number of its layout in [`Pod`]. The reader
-//! never takes the marker from the request: a `spec` that already holds one in a
-//! container, or anything it cannot split (a container that is not an object, a list
-//! that is not an array), is read whole into the `Value`, as before issue 24.
+//! container carries a [`MARKER`] entry, the number of its layout in [`Pod`]. The writer
+//! trusts only markers the reader put there: when a container of the request already
+//! holds the marker's key, every container of that `spec` is read whole (markers
+//! removed, raw keys parsed in) and the writer finds no layout to follow. What has not
+//! the shape it splits (a `spec` or container that is not an object, a list that is not
+//! an array) is read whole where it is, as before issue 24.
 //!
 //! The never-read lists are deny-lists, from an audit of every read in `select`,
 //! `mutate`, `init_container` and `activation` (issue 24): a key not listed, a newer
@@ -113,8 +116,8 @@ pub const CONTAINER_NEVER_READ: [&str; 18] = [
 const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
 /// The entry a split container carries in [`Pod::value`]: the number of its layout. Not a
-/// field name Kubernetes could give (it has a space); the reader refuses a request that
-/// holds it (the container's `spec` is then read whole), so only the reader puts it there.
+/// field name Kubernetes could give (it has a space); a request whose container holds it
+/// has that `spec`'s containers read whole, so the writer follows only the reader's.
 pub const MARKER: &str = "agent-mount raw parts";
 
 /// An object's entries in their order, each raw or read.
@@ -287,8 +290,9 @@ fn set<'a>(layout: &mut Layout<'a>, key: Key<'a>, part: Part<'a>) {
 
 /// A split container: where it is in the `Value` the reader built, and its layout.
 struct Container<'a> {
-    /// Its list (one of [`CONTAINER_LISTS`]) and index there, as read.
-    at: (&'static str, usize),
+    /// Its list (one of [`CONTAINER_LISTS`]) and index there, as read; `None` once a
+    /// repeated list replaced its own in the `Value`.
+    at: Option<(&'static str, usize)>,
     /// Its entries, raw or read.
     layout: Layout<'a>,
     /// Whether it carries a [`MARKER`]: not when the request gave it one.
@@ -404,6 +408,12 @@ impl<'de> Visitor<'de> for Split<'_, 'de> {
                 self.kind,
                 CONTAINER_LISTS.iter().find(|list| **list == &*key),
             ) {
+                // A repeated list: the earlier one's containers leave the `Value`.
+                for earlier in &mut self.containers.split {
+                    if earlier.at.is_some_and(|(at, _)| at == *list) {
+                        earlier.at = None;
+                    }
+                }
                 let value = map.next_value_seed(ContainerList {
                     list,
                     containers: &mut *self.containers,
@@ -476,7 +486,7 @@ impl<'de> Visitor<'de> for ContainerList<'_, 'de> {
                     container.insert(MARKER.into(), Value::from(self.containers.split.len()));
                 }
                 self.containers.split.push(Container {
-                    at: (self.list, list.len()),
+                    at: Some((self.list, list.len())),
                     layout,
                     marked,
                 });
@@ -491,13 +501,10 @@ impl<'de> Visitor<'de> for ContainerList<'_, 'de> {
 /// marker removed, its raw keys parsed in), so that the writer has no marker to trust.
 // `from_str`: the raw parts are text already checked, as the request is (one parser).
 fn unsplit(spec: &mut Value, containers: Containers<'_>) -> Result<(), serde_json::Error> {
-    for Container {
-        at: (list, i),
-        layout,
-        marked,
-    } in containers.split
-    {
-        let Some(Value::Object(container)) = spec.get_mut(list).and_then(|l| l.get_mut(i)) else {
+    for Container { at, layout, marked } in containers.split {
+        let Some(Value::Object(container)) =
+            at.and_then(|(list, i)| spec.get_mut(list)?.get_mut(i))
+        else {
             continue;
         };
         if marked {
@@ -724,6 +731,10 @@ mod tests {
     #[case::list_not_an_array(
         r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":{"name":"i","ports":2}}}"#,
         true
+    )]
+    #[case::marker_and_a_repeated_list(
+        r#"{"spec":{"containers":[{"name":"x","ports":1.50},{"name":"y"}],"containers":[{"name":"a","tty":3,"agent-mount raw parts":0},{"name":"b","args":[1]}]}}"#,
+        false
     )]
     #[case::spec_not_an_object(r#"{"spec":[{"name":"a","ports":1.50}]}"#, false)]
     #[case::metadata_not_an_object(
