@@ -44,8 +44,19 @@ const SPEC: &str = "spec";
 const METADATA: &str = "metadata";
 
 /// The metadata fields the policy never reads: `managedFields` is often half of a pod
-/// request.
-pub const METADATA_NEVER_READ: [&str; 1] = ["managedFields"];
+/// request. It reads `name`, `generateName`, `namespace`, `labels`, `annotations` and
+/// `ownerReferences` (selection, activation's service name and attributes); none of these
+/// is listed. Sorted.
+pub const METADATA_NEVER_READ: [&str; 8] = [
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generation",
+    "managedFields",
+    "resourceVersion",
+    "uid",
+];
 
 /// The `spec` fields the policy never reads. It reads `containers`, `initContainers`,
 /// `ephemeralContainers` (names, images, mounts, env, resources, securityContext),
