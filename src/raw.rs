@@ -3,24 +3,171 @@
 //!
 //! A pod request is mostly `metadata.managedFields`, `status` and fields the policy never
 //! looks at. Building them into a `Value` and serialising them again was most of the cost
-//! of `validate` (issue 24). [`Pod`] reads the object once: `spec` and the `metadata`
-//! fields (all but `managedFields`) into [`Pod::value`], every other entry as a
-//! [`RawValue`] borrowed from the request. [`Pod::write`] puts the two back together in
-//! the object's own order. `mutate` and `select` keep working on a `Value` of the pod.
+//! of `validate` (issue 24). [`Pod`] reads the object once: `metadata` and `spec` into
+//! [`Pod::value`] but the keys of [`METADATA_NEVER_READ`] and [`SPEC_NEVER_READ`], and in
+//! each entry of the three container lists all but [`CONTAINER_NEVER_READ`]; every other
+//! top-level entry, and each never-read key, stays a [`RawValue`] borrowed from the
+//! request. All of it in the request's one pass, keys borrowed from it. [`Pod::write`]
+//! puts them back together in the object's own order. `mutate` and `select` keep working
+//! on a `Value` of the pod.
+//!
+//! A container's raw keys travel with the container itself, not with its place in its
+//! list (the init-container method inserts its copy container first): each split
+//! container carries a [`MARKER`] entry, the number of its layout in [`Pod`]. The writer
+//! trusts only markers the reader put there: when a container of the request already
+//! holds the marker's key, every container of that `spec` is read whole (markers
+//! removed, raw keys parsed in) and the writer finds no layout to follow. What has not
+//! the shape it splits (a `spec` or container that is not an object, a list that is not
+//! an array) is read whole where it is, as before issue 24.
+//!
+//! The never-read lists are deny-lists, from an audit of every read in `select`,
+//! `mutate`, `init_container` and `activation` (issue 24): a key not listed, a newer
+//! Kubernetes field included, is read into the `Value` and so can never be lost or
+//! stale. None of those modules iterates over a spec's or a container's keys, compares
+//! whole containers, or copies one; `tests/never_read.rs` fails if a listed key changes
+//! what the policy does.
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-/// The top-level entry the policy reads and changes whole.
+/// The top-level entry whose fields the policy reads and changes, split to keep
+/// [`SPEC_NEVER_READ`] and the containers' [`CONTAINER_NEVER_READ`] raw.
 const SPEC: &str = "spec";
-/// The top-level entry whose fields the policy reads (annotations, and whatever else a
-/// method may come to read), split once more to keep `managedFields` raw.
+/// The top-level entry whose fields the policy reads (annotations, labels, name,
+/// namespace, ownerReferences), split to keep [`METADATA_NEVER_READ`] raw.
 const METADATA: &str = "metadata";
-/// The metadata field the policy never reads: often half of a pod request.
-const MANAGED_FIELDS: &str = "managedFields";
+
+/// The metadata fields the policy never reads: `managedFields` is often half of a pod
+/// request. It reads `name`, `generateName`, `namespace`, `labels`, `annotations` and
+/// `ownerReferences` (selection, activation's service name and attributes); none of these
+/// is listed. Sorted.
+pub const METADATA_NEVER_READ: [&str; 8] = [
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generation",
+    "managedFields",
+    "resourceVersion",
+    "uid",
+];
+
+/// The `spec` fields the policy never reads. It reads `containers`, `initContainers`,
+/// `ephemeralContainers` (names, images, mounts, env, resources, securityContext),
+/// `volumes`, `affinity` (the node label), `os` (Windows pods), `resources` (pod-level,
+/// for the copy container) and `securityContext` (host-process pods); none of these is
+/// listed. Sorted: looked up by binary search.
+pub const SPEC_NEVER_READ: [&str; 33] = [
+    "activeDeadlineSeconds",
+    "automountServiceAccountToken",
+    "dnsConfig",
+    "dnsPolicy",
+    "enableServiceLinks",
+    "hostAliases",
+    "hostIPC",
+    "hostNetwork",
+    "hostPID",
+    "hostUsers",
+    "hostname",
+    "hostnameOverride",
+    "imagePullSecrets",
+    "nodeName",
+    "nodeSelector",
+    "overhead",
+    "preemptionPolicy",
+    "priority",
+    "priorityClassName",
+    "readinessGates",
+    "resourceClaims",
+    "restartPolicy",
+    "runtimeClassName",
+    "schedulerName",
+    "schedulingGates",
+    "serviceAccount",
+    "serviceAccountName",
+    "setHostnameAsFQDN",
+    "shareProcessNamespace",
+    "subdomain",
+    "terminationGracePeriodSeconds",
+    "tolerations",
+    "topologySpreadConstraints",
+];
+
+/// The fields of a container (of any of the three lists) the policy never reads. It
+/// reads `name`, `image` (the copy init container's), `env`, `envFrom`, `resources`,
+/// `volumeMounts`, `volumeDevices` and `securityContext`; none of these is listed. Sorted.
+pub const CONTAINER_NEVER_READ: [&str; 18] = [
+    "args",
+    "command",
+    "imagePullPolicy",
+    "lifecycle",
+    "livenessProbe",
+    "ports",
+    "readinessProbe",
+    "resizePolicy",
+    "restartPolicy",
+    "restartPolicyRules",
+    "startupProbe",
+    "stdin",
+    "stdinOnce",
+    "targetContainerName",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "tty",
+    "workingDir",
+];
+
+/// The `spec` lists whose entries are containers, split by [`CONTAINER_NEVER_READ`].
+const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+
+/// The entry a split container carries in [`Pod::value`]: the number of its layout. Not a
+/// field name Kubernetes could give (it has a space); a request whose container holds it
+/// has that `spec`'s containers read whole, so the writer follows only the reader's.
+pub const MARKER: &str = "agent-mount raw parts";
+
+/// An object's entries in their order, each raw or read.
+type Layout<'a> = Vec<(Key<'a>, Part<'a>)>;
+
+/// An object's key as the request spells it: borrowed from the request unless it holds
+/// an escape, so that a raw entry costs no allocation for its key.
+type Key<'a> = Cow<'a, str>;
+
+/// Reads a [`Key`], borrowing when the deserializer can (serde's own `Cow` always copies).
+struct BorrowedKey;
+
+impl<'de> DeserializeSeed<'de> for BorrowedKey {
+    type Value = Key<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key<'de>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BorrowedKey {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+        Ok(Cow::Owned(key.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, key: String) -> Result<Key<'de>, E> {
+        Ok(Cow::Owned(key))
+    }
+}
 
 /// Where one entry of an object went.
 enum Part<'a> {
@@ -29,16 +176,21 @@ enum Part<'a> {
     /// Read into the `Value`; written from it (or left out if the policy removed it).
     Read,
     /// An object split again: its entries, each raw or read.
-    Split(Vec<(String, Part<'a>)>),
+    Split(Layout<'a>),
+    /// A container list, read: each entry that carries a [`MARKER`] is written from its
+    /// own layout, the others (the policy's own) from the `Value`.
+    Containers,
 }
 
 /// A pod object read for the policy: [`Pod::value`] to read and change, the rest raw.
 pub struct Pod<'a> {
-    /// `spec` and the metadata fields but `managedFields`, for the policy to read and
-    /// change; `Value::Null` when the object is not a JSON object.
+    /// `metadata` and `spec` but their never-read keys, for the policy to read and change;
+    /// `Value::Null` when the object is not a JSON object.
     pub value: Value,
     /// Every entry of the object in its order, raw or read; empty when it is not an object.
-    layout: Vec<(String, Part<'a>)>,
+    layout: Layout<'a>,
+    /// The split containers, by the number of their [`MARKER`].
+    containers: Vec<Container<'a>>,
 }
 
 impl Pod<'_> {
@@ -48,6 +200,7 @@ impl Pod<'_> {
         Pod {
             value: Value::Null,
             layout: Vec::new(),
+            containers: Vec::new(),
         }
     }
 
@@ -56,108 +209,325 @@ impl Pod<'_> {
     /// added come last.
     pub fn write(&self) -> Result<Vec<u8>, serde_json::Error> {
         let mut out = Vec::new();
-        write_object(&mut out, &self.layout, &self.value)?;
+        self.write_object(&mut out, &self.layout, &self.value)?;
         Ok(out)
     }
-}
 
-/// Writes `layout`'s entries, taking the read ones from `value` (an object).
-fn write_object(
-    out: &mut Vec<u8>,
-    layout: &[(String, Part<'_>)],
-    value: &Value,
-) -> Result<(), serde_json::Error> {
-    let empty = Map::new();
-    let read = value.as_object().unwrap_or(&empty);
-    out.push(b'{');
-    let mut first = true;
-    let mut entry = |out: &mut Vec<u8>, key: &str| -> Result<(), serde_json::Error> {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
+    /// Writes `layout`'s entries, taking the read ones from `value` (an object).
+    fn write_object(
+        &self,
+        out: &mut Vec<u8>,
+        layout: &[(Key<'_>, Part<'_>)],
+        value: &Value,
+    ) -> Result<(), serde_json::Error> {
+        let empty = Map::new();
+        let read = value.as_object().unwrap_or(&empty);
+        out.push(b'{');
+        let mut first = true;
+        let mut entry = |out: &mut Vec<u8>, key: &str| -> Result<(), serde_json::Error> {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut *out, key)?;
+            out.push(b':');
+            Ok(())
+        };
+        for (key, part) in layout {
+            match (part, read.get(&**key)) {
+                // A raw entry the policy did not set (it never sets one: this keeps a write safe).
+                (Part::Raw(raw), None) => {
+                    entry(out, key)?;
+                    out.extend_from_slice(raw.get().as_bytes());
+                }
+                (Part::Split(inner), Some(object @ Value::Object(_))) => {
+                    entry(out, key)?;
+                    self.write_object(out, inner, object)?;
+                }
+                (Part::Containers, Some(Value::Array(list))) => {
+                    entry(out, key)?;
+                    self.write_containers(out, list)?;
+                }
+                (_, Some(value)) => {
+                    entry(out, key)?;
+                    serde_json::to_writer(&mut *out, value)?;
+                }
+                // Read, and removed by the policy.
+                (Part::Read | Part::Split(_) | Part::Containers, None) => {}
+            }
         }
-        serde_json::to_writer(&mut *out, key)?;
-        out.push(b':');
-        Ok(())
-    };
-    for (key, part) in layout {
-        match (part, read.get(key)) {
-            // A raw entry the policy did not set (it never sets one: this keeps a write safe).
-            (Part::Raw(raw), None) => {
-                entry(out, key)?;
-                out.extend_from_slice(raw.get().as_bytes());
-            }
-            (Part::Split(inner), Some(object @ Value::Object(_))) => {
-                entry(out, key)?;
-                write_object(out, inner, object)?;
-            }
-            (_, Some(value)) => {
+        for (key, value) in read {
+            // Only the reader puts a marker in an object it split (see [`MARKER`]).
+            if key != MARKER && !layout.iter().any(|(known, _)| **known == **key) {
                 entry(out, key)?;
                 serde_json::to_writer(&mut *out, value)?;
             }
-            // Read, and removed by the policy.
-            (Part::Read | Part::Split(_), None) => {}
         }
+        out.push(b'}');
+        Ok(())
     }
-    for (key, value) in read {
-        if !layout.iter().any(|(known, _)| known == key) {
-            entry(out, key)?;
-            serde_json::to_writer(&mut *out, value)?;
+
+    /// Writes a container list: a container the reader split from its layout, the others
+    /// (the policy's own) as they are.
+    fn write_containers(&self, out: &mut Vec<u8>, list: &[Value]) -> Result<(), serde_json::Error> {
+        out.push(b'[');
+        for (i, container) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let layout = container
+                .get(MARKER)
+                .and_then(Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok())
+                .and_then(|n| self.containers.get(n))
+                .map(|split| &split.layout);
+            match layout {
+                Some(layout) => self.write_object(out, layout, container)?,
+                None => serde_json::to_writer(&mut *out, container)?,
+            }
         }
+        out.push(b']');
+        Ok(())
     }
-    out.push(b'}');
-    Ok(())
 }
 
 /// Records `key`'s part; a repeated key keeps its first place and its last value, as
 /// `serde_json::Value` does.
-fn set<'a>(layout: &mut Vec<(String, Part<'a>)>, key: String, part: Part<'a>) {
-    match layout.iter_mut().find(|(known, _)| *known == key) {
+fn set<'a>(layout: &mut Layout<'a>, key: Key<'a>, part: Part<'a>) {
+    match layout.iter_mut().find(|(known, _)| **known == *key) {
         Some((_, old)) => *old = part,
         None => layout.push((key, part)),
     }
 }
 
-/// `metadata` read: every field but `managedFields` into a `Value`; a metadata that is not
-/// an object is read whole.
-// `from_slice`, as for the request: one instance of serde_json's parser in the module.
-fn read_metadata(raw: &RawValue) -> Result<(Value, Part<'_>), serde_json::Error> {
-    let Ok(Entries(entries)) = serde_json::from_slice::<Entries<'_>>(raw.get().as_bytes()) else {
-        return Ok((serde_json::from_slice(raw.get().as_bytes())?, Part::Read));
-    };
-    let mut read = Map::new();
-    let mut layout = Vec::with_capacity(entries.len());
-    for (key, raw) in entries {
-        if key == MANAGED_FIELDS {
-            set(&mut layout, key, Part::Raw(raw));
-        } else {
-            read.insert(key.clone(), serde_json::from_slice(raw.get().as_bytes())?);
-            set(&mut layout, key, Part::Read);
-        }
-    }
-    Ok((Value::Object(read), Part::Split(layout)))
+/// A split container: where it is in the `Value` the reader built, and its layout.
+struct Container<'a> {
+    /// Its list (one of [`CONTAINER_LISTS`]) and index there, as read; `None` once a
+    /// repeated list replaced its own in the `Value`.
+    at: Option<(&'static str, usize)>,
+    /// Its entries, raw or read.
+    layout: Layout<'a>,
+    /// Whether it carries a [`MARKER`]: not when the request gave it one.
+    marked: bool,
 }
 
-/// An object's entries as raw JSON, in order; fails on anything but an object.
-struct Entries<'a>(Vec<(String, &'a RawValue)>);
+/// What the reader of one `spec` keeps beside the `Value`.
+#[derive(Default)]
+struct Containers<'a> {
+    /// The split containers, by the number of their [`MARKER`].
+    split: Vec<Container<'a>>,
+    /// A container of the request holds a [`MARKER`] key: the spec is then read whole.
+    forged: bool,
+}
 
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    entries.push((key, map.next_value()?));
+/// The objects [`Split`] reads, each with its never-read keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The pod's `metadata`.
+    Metadata,
+    /// The pod's `spec`, whose container lists are split too.
+    Spec,
+    /// An entry of a container list.
+    Container,
+}
+
+impl Kind {
+    /// The keys kept raw.
+    fn never_read(self) -> &'static [&'static str] {
+        match self {
+            Kind::Metadata => &METADATA_NEVER_READ,
+            Kind::Spec => &SPEC_NEVER_READ,
+            Kind::Container => &CONTAINER_NEVER_READ,
+        }
+    }
+}
+
+/// Visits for a value that is not the shape the visitor splits: the value read whole,
+/// as `Value`'s own `Deserialize` reads it.
+macro_rules! read_other_values_whole {
+    () => {
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_string()))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+    };
+}
+
+/// Reads an object in one pass: its never-read keys raw, the rest into a `Value` (a
+/// spec's container lists by [`ContainerList`]), its layout into `layout`; anything but
+/// an object is read whole and leaves `layout` empty.
+struct Split<'t, 'a> {
+    /// Which object, so which keys stay raw.
+    kind: Kind,
+    /// Where the object's layout goes when it is one.
+    layout: &'t mut Option<Layout<'a>>,
+    /// Where a spec's split containers go.
+    containers: &'t mut Containers<'a>,
+}
+
+impl<'de> DeserializeSeed<'de> for Split<'_, 'de> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Split<'_, 'de> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    read_other_values_whole!();
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut list = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            list.push(item);
+        }
+        Ok(Value::Array(list))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut read = Map::new();
+        let mut layout = Vec::new();
+        let never_read = self.kind.never_read();
+        while let Some(key) = map.next_key_seed(BorrowedKey)? {
+            let part = if never_read.binary_search(&&*key).is_ok() {
+                Part::Raw(map.next_value()?)
+            } else if let (Kind::Spec, Some(list)) = (
+                self.kind,
+                CONTAINER_LISTS.iter().find(|list| **list == &*key),
+            ) {
+                // A repeated list: the earlier one's containers leave the `Value`.
+                for earlier in &mut self.containers.split {
+                    if earlier.at.is_some_and(|(at, _)| at == *list) {
+                        earlier.at = None;
+                    }
                 }
-                Ok(Entries(entries))
+                let value = map.next_value_seed(ContainerList {
+                    list,
+                    containers: &mut *self.containers,
+                })?;
+                read.insert(key.to_string(), value);
+                Part::Containers
+            } else {
+                if *key == *MARKER && self.kind == Kind::Container {
+                    self.containers.forged = true;
+                }
+                read.insert(key.to_string(), map.next_value()?);
+                Part::Read
+            };
+            set(&mut layout, key, part);
+        }
+        *self.layout = Some(layout);
+        Ok(Value::Object(read))
+    }
+}
+
+/// Reads a container list in one pass, each entry by [`Split`] and marked with its
+/// number; anything but an array is read whole.
+struct ContainerList<'t, 'a> {
+    /// The list's name.
+    list: &'static str,
+    /// Where the split containers go.
+    containers: &'t mut Containers<'a>,
+}
+
+impl<'de> DeserializeSeed<'de> for ContainerList<'_, 'de> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContainerList<'_, 'de> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    read_other_values_whole!();
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut read = Map::new();
+        while let Some((key, value)) = map.next_entry()? {
+            read.insert(key, value);
+        }
+        Ok(Value::Object(read))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut list = Vec::new();
+        loop {
+            let mut layout = None;
+            let Some(mut container) = seq.next_element_seed(Split {
+                kind: Kind::Container,
+                layout: &mut layout,
+                containers: &mut *self.containers,
+            })?
+            else {
+                break;
+            };
+            if let (Some(layout), Value::Object(container)) = (layout, &mut container) {
+                let marked = !container.contains_key(MARKER);
+                if marked {
+                    container.insert(MARKER.into(), Value::from(self.containers.split.len()));
+                }
+                self.containers.split.push(Container {
+                    at: Some((self.list, list.len())),
+                    layout,
+                    marked,
+                });
+            }
+            list.push(container);
+        }
+        Ok(Value::Array(list))
+    }
+}
+
+/// A spec whose container forged a [`MARKER`]: every split container read whole (our
+/// marker removed, its raw keys parsed in), so that the writer has no marker to trust.
+// `from_str`: the raw parts are text already checked, as the request is (one parser).
+fn unsplit(spec: &mut Value, containers: Containers<'_>) -> Result<(), serde_json::Error> {
+    for Container { at, layout, marked } in containers.split {
+        let Some(Value::Object(container)) =
+            at.and_then(|(list, i)| spec.get_mut(list)?.get_mut(i))
+        else {
+            continue;
+        };
+        if marked {
+            container.remove(MARKER);
+        }
+        for (key, part) in layout {
+            if let Part::Raw(raw) = part {
+                container.insert(key.into_owned(), serde_json::from_str(raw.get())?);
             }
         }
-        deserializer.deserialize_map(EntriesVisitor)
     }
+    Ok(())
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Pod<'a> {
@@ -179,27 +549,42 @@ impl<'de: 'a, 'a> Visitor<'de> for PodVisitor<'a> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut read = Map::new();
+        let mut value = Map::new();
         let mut layout = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let part = match key.as_str() {
-                SPEC => {
-                    read.insert(key.clone(), map.next_value()?);
-                    Part::Read
+        let mut containers = Vec::new();
+        while let Some(key) = map.next_key_seed(BorrowedKey)? {
+            let kind = match &*key {
+                SPEC => Kind::Spec,
+                METADATA => Kind::Metadata,
+                _ => {
+                    let part = Part::Raw(map.next_value()?);
+                    set(&mut layout, key, part);
+                    continue;
                 }
-                METADATA => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    let (value, part) = read_metadata(raw).map_err(de::Error::custom)?;
-                    read.insert(key.clone(), value);
-                    part
-                }
-                _ => Part::Raw(map.next_value()?),
             };
+            let mut split = None;
+            let mut spec_containers = Containers::default();
+            let mut read = map.next_value_seed(Split {
+                kind,
+                layout: &mut split,
+                containers: &mut spec_containers,
+            })?;
+            if spec_containers.forged {
+                unsplit(&mut read, std::mem::take(&mut spec_containers))
+                    .map_err(de::Error::custom)?;
+            }
+            if kind == Kind::Spec {
+                // A repeated spec: the last one's containers, as its value is the last.
+                containers = spec_containers.split;
+            }
+            let part = split.map_or(Part::Read, Part::Split);
+            value.insert(key.to_string(), read);
             set(&mut layout, key, part);
         }
         Ok(Pod {
-            value: Value::Object(read),
+            value: Value::Object(value),
             layout,
+            containers,
         })
     }
 
@@ -250,7 +635,7 @@ mod tests {
         assert_eq!(
             pod.value,
             json!({"metadata": {"name": "p", "annotations": {"a": "b"}, "x-unknown": 1.5},
-                   "spec": {"containers": [{"name": "app", "future": {"n": 1}}]}})
+                   "spec": {"containers": [{"name": "app", "future": {"n": 1}, MARKER: 0}]}})
         );
     }
 
@@ -300,5 +685,112 @@ mod tests {
         let pod = read(r#"{"spec":{"a":1},"status":1,"spec":{"b":2},"status":2}"#);
         assert_eq!(pod.value, json!({"spec": {"b": 2}}));
         assert_eq!(pod.write().unwrap(), br#"{"spec":{"b":2},"status":2}"#);
+    }
+    /// A spec with never-read keys at both levels, in three containers of two lists.
+    const SPLIT: &str = r#"{"spec":{"tolerations":[{"t":1.50}],"initContainers":[{"name":"i","args":["x"],"image":"busybox"}],"containers":[{"ports":[{"p":1e3}],"name":"a","env":[]},{"name":"b","command":["c"],"tty":true}],"dnsPolicy":"None"}}"#;
+
+    #[test]
+    fn keeps_the_never_read_keys_of_spec_and_containers_raw() {
+        let pod = read(SPLIT);
+        assert_eq!(
+            pod.value,
+            json!({"spec": {
+                "initContainers": [{"name": "i", "image": "busybox", MARKER: 0}],
+                "containers": [{"name": "a", "env": [], MARKER: 1}, {"name": "b", MARKER: 2}]}})
+        );
+        // 1.50 and 1e3 come back as given: never parsed.
+        assert_eq!(pod.write().unwrap(), SPLIT.as_bytes());
+    }
+
+    #[test]
+    fn a_containers_raw_keys_follow_it_when_the_policy_inserts_before_it() {
+        let mut pod = read(SPLIT);
+        let spec = &mut pod.value["spec"];
+        spec["initContainers"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, json!({"name": "copy", "image": "agents"}));
+        spec["containers"].as_array_mut().unwrap().swap(0, 1);
+        spec["containers"][1]["env"] = json!([{"name": "E", "value": "v"}]);
+        spec["containers"][1]["volumeMounts"] = json!([{"name": "m"}]);
+        let written = String::from_utf8(pod.write().unwrap()).unwrap();
+        assert_eq!(
+            written,
+            r#"{"spec":{"tolerations":[{"t":1.50}],"initContainers":[{"image":"agents","name":"copy"},{"name":"i","args":["x"],"image":"busybox"}],"containers":[{"name":"b","command":["c"],"tty":true},{"ports":[{"p":1e3}],"name":"a","env":[{"name":"E","value":"v"}],"volumeMounts":[{"name":"m"}]}],"dnsPolicy":"None"}}"#
+        );
+    }
+
+    #[rstest::rstest]
+    // A request that holds the marker: every container read whole, the user's key kept.
+    #[case::marker_in_a_container(
+        r#"{"spec":{"tty":1,"containers":[{"name":"a","ports":1.50,"agent-mount raw parts":0},{"name":"b","ports":1.50}]}}"#,
+        false
+    )]
+    #[case::marker_in_an_init_container(
+        r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":[{"agent-mount raw parts":"x","args":[]}]}}"#,
+        false
+    )]
+    // Not a pod's shape: the odd part read whole, the rest split as usual.
+    #[case::marker_in_spec(
+        r#"{"spec":{"agent-mount raw parts":0,"containers":[{"name":"a","ports":1.50}]}}"#,
+        true
+    )]
+    #[case::container_not_an_object(
+        r#"{"spec":{"containers":[{"name":"a","ports":1.50},"b",null,[{"ports":2}]]}}"#,
+        true
+    )]
+    #[case::list_not_an_array(
+        r#"{"spec":{"containers":[{"name":"a","ports":1.50}],"initContainers":{"name":"i","ports":2}}}"#,
+        true
+    )]
+    #[case::marker_and_a_repeated_list(
+        r#"{"spec":{"containers":[{"name":"x","ports":1.50},{"name":"y"}],"containers":[{"name":"a","tty":3,"agent-mount raw parts":0},{"name":"b","args":[1]}]}}"#,
+        false
+    )]
+    #[case::spec_not_an_object(r#"{"spec":[{"name":"a","ports":1.50}]}"#, false)]
+    #[case::metadata_not_an_object(
+        r#"{"metadata":"m","spec":{"containers":[{"name":"a","ports":1.50}]}}"#,
+        true
+    )]
+    fn reads_what_it_cannot_split_whole_and_writes_it_all_back(
+        #[case] object: &str,
+        #[case] raw_kept: bool,
+    ) {
+        let pod = read(object);
+        let whole: Value = serde_json::from_str(object).unwrap();
+        if !raw_kept {
+            // Read whole: the policy sees it all, and no marker of ours.
+            assert_eq!(pod.value, whole);
+        }
+        let written = pod.write().unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&written).unwrap(), whole);
+        // 1.50 is written as given only where it stayed raw.
+        let written = String::from_utf8(written).unwrap();
+        assert_eq!(written.contains("1.50"), raw_kept, "{written}");
+    }
+
+    #[test]
+    fn an_escaped_key_is_the_key_it_spells() {
+        // "\u0070orts" is "ports": never read, so raw, under its own name.
+        let pod = read(r#"{"spec":{"containers":[{"\u0070orts":[1.50],"n\u0061me":"a"}]}}"#);
+        assert_eq!(
+            pod.value,
+            json!({"spec": {"containers": [{"name": "a", MARKER: 0}]}})
+        );
+        assert_eq!(
+            pod.write().unwrap(),
+            br#"{"spec":{"containers":[{"ports":[1.50],"name":"a"}]}}"#
+        );
+    }
+
+    #[test]
+    fn the_never_read_lists_are_sorted_and_without_repeats() {
+        for list in [
+            &SPEC_NEVER_READ[..],
+            &CONTAINER_NEVER_READ,
+            &METADATA_NEVER_READ,
+        ] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+        }
     }
 }

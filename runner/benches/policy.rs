@@ -189,21 +189,47 @@ fn with_activation(settings: &Value) -> Value {
     on
 }
 
-/// The best means of `policy` and `floor` over alternating rounds: the machine is shared,
-/// and load that comes and goes must not land on one side only.
+/// The best means of `policy` and `floor` (each a module and the function to call) over
+/// alternating rounds: the machine is shared, and load that comes and goes must not land
+/// on one side only.
 fn best_alternating(
-    policy: &PolicyHost,
-    floor: &PolicyHost,
+    policy: (&PolicyHost, &str),
+    floor: (&PolicyHost, &str),
     payload: &[u8],
 ) -> (Duration, Duration) {
-    let time = |host: &PolicyHost| {
+    let time = |(host, function): (&PolicyHost, &str)| {
         mean_time(BUDGET, 20, || {
-            std::hint::black_box(host.call("validate", payload).unwrap());
+            std::hint::black_box(host.call(function, payload).unwrap());
         })
     };
     (0..FLOOR_ROUNDS).fold((Duration::MAX, Duration::MAX), |(p, f), _| {
         (p.min(time(policy)), f.min(time(floor)))
     })
+}
+
+/// The floor module's `noop` (the waPC call alone: the payload in, a fixed answer out)
+/// against its `validate`, on the typical and the large pod: what no policy can save.
+fn noop_lines(floor: &PolicyHost, typical: &Value, large: &Value) -> String {
+    let settings = json!({});
+    let mut out = String::from(
+        "\nThe waPC call alone (the floor module's `noop`, which answers without reading the payload):\n\n| pod | `noop` | floor `validate` | noop/floor |\n|---|---:|---:|---:|\n",
+    );
+    for (pod, request) in [("typical", typical), ("large", large)] {
+        let (noop, floor_time) = best_alternating(
+            (floor, "noop"),
+            (floor, "validate"),
+            &payload(request, &settings),
+        );
+        writeln!(
+            out,
+            "| {pod} | {} | {} | {:.2}× |",
+            micros(noop),
+            micros(floor_time),
+            noop.as_secs_f64() / floor_time.as_secs_f64()
+        )
+        .unwrap();
+    }
+    out
 }
 
 /// `validate` in the wasm host as a ratio to the roundtrip floor module (floor/: the
@@ -239,7 +265,11 @@ fn floor_section(
             ("typical, annotated", "on", &annotated, &on),
             ("large", "off", large, &off),
         ] {
-            let (wasm, floor_time) = best_alternating(policy, floor, &payload(request, settings));
+            let (wasm, floor_time) = best_alternating(
+                (policy, "validate"),
+                (floor, "validate"),
+                &payload(request, settings),
+            );
             writeln!(
                 out,
                 "| {} | {pod} | {activation} | {} | {} | {:.2}× |",
@@ -267,12 +297,15 @@ fn publish_floor_section(policy: &PolicyHost, typical: &Value, large: &Value) {
         answer["mutated_object"], typical["object"],
         "the floor's answer"
     );
+    let noop = floor.call("noop", &payload(typical, &json!({}))).unwrap();
+    assert_eq!(noop, br#"{"accepted":true}"#, "the floor's noop answer");
     let size = std::fs::metadata(&path).unwrap().len();
     publish(
         "policy-floor",
         &format!(
-            "{}\nFloor module: `{size}` bytes.\n",
-            floor_section(policy, &floor, typical, large)
+            "{}{}\nFloor module: `{size}` bytes.\n",
+            floor_section(policy, &floor, typical, large),
+            noop_lines(&floor, typical, large)
         ),
     );
 }
