@@ -20,7 +20,7 @@ use crate::settings::errors::SettingsError;
 use agent_mount_common::syntax;
 use annotation::Chosen;
 use env::EnvConflict;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -177,13 +177,6 @@ impl RawActivation {
             },
         )?;
         Ok(raw)
-    }
-}
-
-/// Reads an `activation` block from any serde format, as [`RawActivation::read`] does.
-impl<'de> Deserialize<'de> for RawActivation {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        RawActivation::read(Value::deserialize(d)?, "").map_err(serde::de::Error::custom)
     }
 }
 

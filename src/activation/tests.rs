@@ -68,11 +68,11 @@ fn the_built_in_recipes_are_odigos_layout() {
 
 #[test]
 fn dir_expands_to_the_agents_path_in_recipes_and_env() {
-    let raw: RawActivation = serde_json::from_value(json!({
+    let raw = RawActivation::read(json!({
         "agents": {"java": {"directory": "java", "env": [
             {"name": "JAVA_TOOL_OPTIONS", "value": "-javaagent:{dir}/java/agent.jar -Dx={dir}", "join": " "}]}},
         "env": [{"name": "AGENTS", "value": "{dir}"}]
-    }))
+    }), "activation")
     .unwrap();
     let activation = Activation::from_raw(raw, "/opt/agents", &[]).unwrap();
     assert_eq!(
@@ -249,11 +249,11 @@ fn without_activation_the_agents_path_may_hold_any_character() {
 
 #[test]
 fn a_dollar_in_the_agents_path_is_written_twice_wherever_dir_expands() {
-    let raw: RawActivation = serde_json::from_value(json!({
+    let raw = RawActivation::read(json!({
         "agents": {"java": {"directory": "java", "env": [
             {"name": "JAVA_TOOL_OPTIONS", "value": "-javaagent:{dir}/java/agent.jar", "join": " "}]}},
         "env": [{"name": "AGENTS", "value": "{dir}"}]
-    }))
+    }), "activation")
     .unwrap();
     let activation = Activation::from_raw(raw, "/opt/$(HOME)/a$b", &[]).unwrap();
     assert_eq!(
@@ -304,7 +304,7 @@ fn each_value_is_at_most_4_kib_once_dir_expands(#[case] len: usize, #[case] ok: 
             json!({"env": [{"name": "A", "value": value_of(len, path)}]}),
         ),
     ] {
-        let raw: RawActivation = serde_json::from_value(settings).unwrap();
+        let raw = RawActivation::read(settings, "activation").unwrap();
         match Activation::from_raw(raw, path, &[]) {
             Ok(_) => assert!(ok, "{key}: {len} bytes accepted"),
             Err(err) => {

@@ -177,7 +177,7 @@ fn attribute_values_are_percent_encoded(#[case] value: &str, #[case] expected: &
 #[case::a_downward_entry(json!({"env": [{"name": "OTEL_RESOURCE_ATTRIBUTES_POD_UID", "value": "x"}]}), "activation.env[0].name")]
 fn settings_may_not_set_what_resource_attributes_writes(#[case] raw: Value, #[case] key: &str) {
     use crate::activation::{Activation, RawActivation};
-    let parsed: RawActivation = serde_json::from_value(raw.clone()).unwrap();
+    let parsed = RawActivation::read(raw.clone(), "activation").unwrap();
     let err = Activation::from_raw(parsed, "/var/odigos", &[])
         .unwrap_err()
         .to_string();
@@ -188,6 +188,6 @@ fn settings_may_not_set_what_resource_attributes_writes(#[case] raw: Value, #[ca
     );
     let mut off = raw;
     off["resourceAttributes"] = json!(false);
-    let parsed: RawActivation = serde_json::from_value(off).unwrap();
+    let parsed = RawActivation::read(off, "activation").unwrap();
     assert!(Activation::from_raw(parsed, "/var/odigos", &[]).is_ok());
 }
