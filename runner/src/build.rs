@@ -4,7 +4,8 @@
 //! bench load the module the release ships.
 //!
 //! Cargo's own fingerprints decide whether to rebuild (a no-op build takes a fraction of
-//! a second); the optimised module is remade when older than cargo's or than the script.
+//! a second); the script remakes the optimised module only when it is older than cargo's
+//! or than the script itself.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,29 +99,16 @@ fn ensure_target_installed() -> Result<(), String> {
     run(rustup, "rustup target add")
 }
 
-/// Whether `output` exists and is at least as new as each of `inputs`.
-fn up_to_date(output: &Path, inputs: &[&Path]) -> bool {
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    match modified(output) {
-        Some(made) => inputs
-            .iter()
-            .all(|input| modified(input).is_some_and(|t| t <= made)),
-        None => false,
-    }
-}
-
-/// Shrinks `raw` with the optimisation script unless its output is up to date.
+/// Shrinks `raw` with the optimisation script, which does nothing when its output is
+/// up to date.
 fn optimize(raw: &Path) -> Result<PathBuf, String> {
     let optimized = optimized_path(raw);
-    let script = workspace_root().join(OPTIMIZE_SCRIPT);
-    if !up_to_date(&optimized, &[raw, &script]) {
-        let mut command = Command::new("bash");
-        command
-            .arg(&script)
-            .args([raw, &optimized])
-            .current_dir(workspace_root());
-        run(command, &format!("optimising {}", raw.display()))?;
-    }
+    let mut command = Command::new("bash");
+    command
+        .arg(workspace_root().join(OPTIMIZE_SCRIPT))
+        .args([raw, &optimized])
+        .current_dir(workspace_root());
+    run(command, &format!("optimising {}", raw.display()))?;
     Ok(optimized)
 }
 
