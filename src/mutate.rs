@@ -8,6 +8,7 @@
 use crate::activation::env::EnvConflict;
 use crate::init_container::CopyContainer;
 use crate::message::{echo, shorten};
+use crate::raw::CONTAINER_LISTS;
 use crate::settings::Settings;
 use crate::settings::decode::Keyword;
 use crate::settings::method::{AgentMounts, Method};
@@ -19,8 +20,6 @@ use std::borrow::Cow;
 const CSI_VOLUME_ATTRIBUTES: [(&str, &str); 1] = [("type", "instrumentation")];
 /// `spec.os.name` of a Windows pod.
 const WINDOWS: &str = "windows";
-/// The three container lists of a pod spec.
-const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
 type Object = Map<String, Value>;
 

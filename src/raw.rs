@@ -123,8 +123,9 @@ pub const CONTAINER_NEVER_READ: [&str; 18] = [
     "workingDir",
 ];
 
-/// The `spec` lists whose entries are containers, split by [`CONTAINER_NEVER_READ`].
-const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+/// The three container lists of a pod spec; the reader splits their entries by
+/// [`CONTAINER_NEVER_READ`].
+pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
 /// The entry a split container carries in [`Pod::value`]: the number of its layout. Not a
 /// field name Kubernetes could give (it has a space); a request whose container holds it

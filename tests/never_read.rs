@@ -13,7 +13,9 @@
 
 mod support;
 
-use agent_mount::raw::{CONTAINER_NEVER_READ, METADATA_NEVER_READ, SPEC_NEVER_READ};
+use agent_mount::raw::{
+    CONTAINER_LISTS, CONTAINER_NEVER_READ, METADATA_NEVER_READ, SPEC_NEVER_READ,
+};
 use agent_mount::response::{AUDIT_KEY, Decision, answer, decide};
 use agent_mount::settings;
 use agent_mount_common::MountMethod;
@@ -26,9 +28,6 @@ use support::{fixture, method_settings, payload};
 const RAW_NUMBER: &str = "1.50";
 /// Replaced by [`RAW_NUMBER`] in the payload's text.
 const PLACEHOLDER: &str = "never-read sentinel";
-
-/// The container lists of a spec.
-const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
 /// Sets every never-read key of `object` to `sentinel`; returns how many it set.
 fn set_never_read(object: &mut Value, sentinel: &Value) -> usize {
