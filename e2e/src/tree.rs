@@ -24,6 +24,9 @@ const INPUTS: [&str; 10] = [
     "e2e/java/MANIFEST.MF",
 ];
 
+/// How to get the JDK's tools.
+const JDK: &str = "install a JDK 11 or newer (Debian: apt-get install default-jdk-headless)";
+
 /// The tools the build runs, and how to get each.
 const TOOLS: [(&str, &str); 5] = [
     (
@@ -34,18 +37,9 @@ const TOOLS: [(&str, &str); 5] = [
         "npm",
         "install Node.js 18 or newer with npm (Debian: apt-get install nodejs npm)",
     ),
-    (
-        "javac",
-        "install a JDK 11 or newer (Debian: apt-get install default-jdk-headless)",
-    ),
-    (
-        "jar",
-        "install a JDK 11 or newer (Debian: apt-get install default-jdk-headless)",
-    ),
-    (
-        "java",
-        "install a JDK 11 or newer (Debian: apt-get install default-jdk-headless)",
-    ),
+    ("javac", JDK),
+    ("jar", JDK),
+    ("java", JDK),
 ];
 
 /// A built tree, and the Java app that the stand-in agent is loaded into.
