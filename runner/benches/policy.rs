@@ -111,9 +111,21 @@ fn large_value_section(host: &PolicyHost, typical: &Value) -> String {
     )
 }
 
+/// The best of `rounds` alternating runs of `first` and `second` (each timing one
+/// side): the machine is shared, and load that comes and goes must not land on one side
+/// only.
+fn best_of_alternating(
+    rounds: usize,
+    mut first: impl FnMut() -> Duration,
+    mut second: impl FnMut() -> Duration,
+) -> (Duration, Duration) {
+    (0..rounds).fold((Duration::MAX, Duration::MAX), |(a, b), _| {
+        (a.min(first()), b.min(second()))
+    })
+}
+
 /// The best mean time of `validate` on `request` with settings `off` and `on`, over
-/// [`ROUNDS`] alternating rounds: the machine is shared, and load that comes and goes
-/// must not land on one side only.
+/// [`ROUNDS`] alternating rounds.
 fn alternating(
     host: &PolicyHost,
     request: &Value,
@@ -127,20 +139,21 @@ fn alternating(
             std::hint::black_box(host.call("validate", &payload).unwrap());
         })
     };
-    let (mut best_off, mut best_on) = (Duration::MAX, Duration::MAX);
-    for _ in 0..ROUNDS {
-        best_off = best_off.min(time(off));
-        best_on = best_on.min(time(on));
-    }
-    (best_off, best_on)
+    best_of_alternating(ROUNDS, || time(off), || time(on))
+}
+
+/// `request` with the pod annotated to activate [`ACTIVATION_ANNOTATION`]'s containers.
+fn annotated(request: &Value) -> Value {
+    let mut annotated = request.clone();
+    annotated["object"]["metadata"]["annotations"]["agent-mount.io/agents"] =
+        json!(ACTIVATION_ANNOTATION);
+    annotated
 }
 
 /// `validate` in the wasm host on the typical pod that asks for activation, with the
 /// setting `activation` on (the exporter in `activation.env`) and off, under every method.
 fn activation_section(host: &PolicyHost, typical: &Value) -> String {
-    let mut request = typical.clone();
-    request["object"]["metadata"]["annotations"]["agent-mount.io/agents"] =
-        json!(ACTIVATION_ANNOTATION);
+    let request = annotated(typical);
     let mut out = measured_by(
         "cargo bench -p runner --bench policy",
         &format!(
@@ -190,8 +203,7 @@ fn with_activation(settings: &Value) -> Value {
 }
 
 /// The best means of `policy` and `floor` (each a module and the function to call) over
-/// alternating rounds: the machine is shared, and load that comes and goes must not land
-/// on one side only.
+/// [`FLOOR_ROUNDS`] alternating rounds.
 fn best_alternating(
     policy: (&PolicyHost, &str),
     floor: (&PolicyHost, &str),
@@ -202,9 +214,7 @@ fn best_alternating(
             std::hint::black_box(host.call(function, payload).unwrap());
         })
     };
-    (0..FLOOR_ROUNDS).fold((Duration::MAX, Duration::MAX), |(p, f), _| {
-        (p.min(time(policy)), f.min(time(floor)))
-    })
+    best_of_alternating(FLOOR_ROUNDS, || time(policy), || time(floor))
 }
 
 /// The floor module's `noop` (the waPC call alone: the payload in, a fixed answer out)
@@ -241,9 +251,7 @@ fn floor_section(
     typical: &Value,
     large: &Value,
 ) -> String {
-    let mut annotated = typical.clone();
-    annotated["object"]["metadata"]["annotations"]["agent-mount.io/agents"] =
-        json!(ACTIVATION_ANNOTATION);
+    let annotated = annotated(typical);
     let mut out = measured_by(
         "cargo bench -p runner --bench policy",
         &format!(
