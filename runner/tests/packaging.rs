@@ -135,7 +135,14 @@ fn artifacthub_links_the_manuals_of_its_version() {
     }
     assert_eq!(
         linked,
-        ["node/README.md", "agents/README.md", "docs/guarantees.md"]
+        [
+            "node/README.md",
+            "agents/README.md",
+            "docs/guarantees.md",
+            "docs/methods.md",
+            "docs/installing.md",
+            "docs/activation.md"
+        ]
     );
 }
 
