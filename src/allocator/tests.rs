@@ -207,8 +207,9 @@ fn a_listed_block_not_aligned_enough_is_not_handed_out() {
 
 #[rstest]
 #[case::smallest(8, 1)]
-#[case::small(24, 32)]
-#[case::odd(100, 65)]
+#[case::small(24, 17)]
+#[case::odd(100, 97)]
+#[case::largest_small(512, 505)]
 #[case::pages(5000, 8192)]
 #[case::above_a_page(70_000, 131_072)]
 fn a_freed_block_serves_the_next_request_of_its_class(#[case] freed: usize, #[case] next: usize) {
@@ -265,6 +266,7 @@ fn impossible_requests_are_null(#[case] size: usize, #[case] align: usize) {
 #[case::zero(0)]
 #[case::largest_layout(isize::MAX as usize)]
 #[case::past_a_layout(isize::MAX as usize + 1)]
+#[case::past_the_largest_power_of_two(isize::MAX as usize + 2)]
 #[case::largest(usize::MAX)]
 fn impossible_reallocs_are_null_and_keep_the_block(#[case] new_size: usize) {
     let mut heap = Checked::new(2 * MIB, 0);
@@ -354,4 +356,16 @@ proptest! {
         run(&mut heap, &steps);
         prop_assert_eq!(heap.grown(), grown);
     }
+}
+
+#[rstest]
+#[case::grain(8, 8)]
+#[case::small(24, 24)]
+#[case::rounded_to_the_grain(100, 104)]
+#[case::largest_small(512, 512)]
+#[case::above_small_a_power_of_two(520, 1024)]
+fn new_blocks_take_their_class_size(#[case] size: usize, #[case] step: usize) {
+    let mut heap = Checked::new(8 * MIB, 0);
+    let first = heap.alloc(size, 8).unwrap();
+    assert_eq!(heap.alloc(size, 8), Some(first + step));
 }
