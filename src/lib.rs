@@ -4,6 +4,7 @@
 //! and delegates each to a pure function of [`response`].
 
 pub mod activation;
+pub mod allocator;
 pub mod init_container;
 pub mod message;
 pub mod mutate;

@@ -358,3 +358,58 @@ fn api_server_rules_through_wasm() {
         }
     }
 }
+
+/// A host of the built policy whose memory may not grow past `pages` wasm pages of 64 KiB
+/// (an error when the module's initial memory is larger).
+fn host_within(wasm: &[u8], pages: usize) -> Result<wapc::WapcHost, wapc::errors::Error> {
+    let limits = wasmtime_provider::ResourceLimits {
+        max_memory_size: Some(pages * 64 * 1024),
+        max_table_elements: None,
+    };
+    let engine = wasmtime_provider::WasmtimeEngineProviderBuilder::new()
+        .module_bytes(wasm)
+        .wasi_params(wapc::WasiParams::default())
+        .enable_cache(Some(&runner::build::target_dir().join("wasmtime-cache")))
+        .enable_resource_limits(limits)
+        .build()?;
+    wapc::WapcHost::new(Box::new(engine), None)
+}
+
+/// The policy's heap reuses what each call frees: 200 admissions of a 200-container pod
+/// run in the memory the first one needed (a wasm memory never shrinks, so a heap that
+/// did not reuse would grow with every admission until the policy server's limit).
+#[test]
+fn repeated_calls_need_no_more_memory_than_the_first() {
+    let wasm = std::fs::read(runner::build::ensure_built().unwrap()).unwrap();
+    let mut request = fixture("pod_typical.json");
+    let app = request["object"]["spec"]["containers"][0].clone();
+    request["object"]["spec"]["containers"] = (0..200)
+        .map(|i| {
+            let mut container = app.clone();
+            container["name"] = json!(format!("app-{i}"));
+            container
+        })
+        .collect();
+    let body = payload(&request, &settings(MountMethod::VirtualDevice));
+    let answers = |pages: usize, calls: usize| -> Result<Vec<Vec<u8>>, String> {
+        let host = host_within(&wasm, pages).map_err(|e| e.to_string())?;
+        (0..calls)
+            .map(|_| host.call("validate", &body).map_err(|e| e.to_string()))
+            .collect()
+    };
+    // The fewest pages one call needs: one call fits in 1,024 pages (64 MiB), not in 1.
+    let (mut fails, mut fits) = (1, 1024);
+    assert!(answers(fits, 1).is_ok() && answers(fails, 1).is_err());
+    while fits - fails > 1 {
+        let middle = (fails + fits) / 2;
+        if answers(middle, 1).is_ok() {
+            fits = middle;
+        } else {
+            fails = middle;
+        }
+    }
+    let repeated = answers(fits, 200).unwrap_or_else(|e| panic!("within {fits} pages: {e}"));
+    let first = &repeated[0];
+    assert!(String::from_utf8_lossy(first).contains("\"accepted\":true"));
+    assert!(repeated.iter().all(|answer| answer == first));
+}
