@@ -14,7 +14,6 @@ use super::EnvEntry;
 use super::expansion::{references, spans};
 use crate::message::{echo, shorten};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 
 /// Prefix of the app's renamed entry when a join variable comes from `valueFrom`.
 pub const ORIGINAL: &str = "ORIGINAL_";
@@ -185,10 +184,8 @@ fn wrong_type(
 struct Plan<'c, 'e> {
     /// The container's name, for messages (shortened there).
     container: &'c str,
-    /// The app's `env`.
+    /// The app's `env`, every entry an object with a string name.
     env: &'c [Value],
-    /// The last index of each name in `env` (the entry that wins at run time).
-    last: HashMap<&'c str, usize>,
     /// Our entries, the first of each name: later ones of that name are dropped. At most
     /// a few dozen (MAX_ENV twice, and resource attributes'), so they are scanned, not mapped.
     ours_by_name: Vec<&'e EnvEntry>,
@@ -206,30 +203,31 @@ impl<'c, 'e> Plan<'c, 'e> {
     /// Reads `env`: every entry an object with a string name; `entries` sizes the lists
     /// of ours up front (no reallocation as they fill).
     fn new(container: &'c str, env: &'c [Value], entries: usize) -> Result<Self, EnvConflict> {
-        // A linear pass, then one lookup per entry.
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(env.len());
-        for (i, var) in env.iter().enumerate() {
-            let name = var.get("name").and_then(Value::as_str);
-            let Some(name) = name.filter(|_| var.is_object()) else {
-                return Err(wrong_type(
-                    container,
-                    format!("env[{i}]"),
-                    var,
-                    "an object with a string name",
-                ));
-            };
-            last.insert(name, i);
+        if let Some(i) = env.iter().position(|var| name_of(var).is_none()) {
+            return Err(wrong_type(
+                container,
+                format!("env[{i}]"),
+                env.get(i).unwrap_or(&Value::Null),
+                "an object with a string name",
+            ));
         }
         Ok(Plan {
             container,
             env,
-            last,
             ours_by_name: Vec::with_capacity(entries),
             ours: Vec::with_capacity(entries),
             news: Vec::with_capacity(entries),
             changes: Vec::new(),
             written: Vec::new(),
         })
+    }
+
+    /// The app's last entry of `name` (the one that wins at run time) and its index. A scan
+    /// from the end, no map: a container's env is short, our entries are bounded (MAX_ENV
+    /// twice, and resource attributes'), and hashing every name cost more than scanning.
+    fn last(&self, name: &str) -> Option<(usize, &'c Value)> {
+        let i = self.env.iter().rposition(|var| name_of(var) == Some(name))?;
+        Some((i, self.env.get(i)?))
     }
 
     /// Counts `name` among the variables that hold our value, once: a few dozen names at
@@ -244,16 +242,13 @@ impl<'c, 'e> Plan<'c, 'e> {
     fn decide(&mut self, entry: &'e EnvEntry) -> Result<(), EnvConflict> {
         let name = entry.name();
         if let Some(earlier) = self.ours_by_name.iter().find(|e| e.name() == name) {
-            if as_json(earlier) == as_json(entry) {
+            if setting(earlier) == setting(entry) {
                 self.keep(name);
             }
             return Ok(());
         }
         self.ours_by_name.push(entry);
-        let existing = self
-            .last
-            .get(name)
-            .and_then(|&i| Some((i, self.env.get(i)?)));
+        let existing = self.last(name);
         let (i, var) = match (entry, existing) {
             (_, None) => {
                 self.news.push(New {
@@ -338,7 +333,7 @@ impl<'c, 'e> Plan<'c, 'e> {
             });
         }
         let original = format!("{ORIGINAL}{name}");
-        if self.last.contains_key(original.as_str()) {
+        if self.last(&original).is_some() {
             return Err(EnvConflict::OriginalTaken {
                 container: shorten(self.container),
                 name: shorten(name),
@@ -369,10 +364,7 @@ impl<'c, 'e> Plan<'c, 'e> {
             let Some(entry) = self.ours_by_name.iter().find(|e| e.name() == name) else {
                 continue;
             };
-            let app = self
-                .last
-                .get(name)
-                .and_then(|&j| Some((j, self.env.get(j)?)));
+            let app = self.last(name);
             let resolves_to_ours = app.is_some_and(|(j, var)| {
                 at.is_none_or(|i| j < i)
                     && is_exactly(var, entry)
@@ -657,6 +649,20 @@ fn is_exactly(var: &Value, entry: &EnvEntry) -> bool {
         }
         EnvEntry::ValueFrom { source, .. } => var.get("valueFrom") == Some(source),
         EnvEntry::Join { .. } => false,
+    }
+}
+
+/// An env entry's name, where it is an object with a string name.
+fn name_of(var: &Value) -> Option<&str> {
+    var.as_object()?.get("name")?.as_str()
+}
+
+/// What an entry sets, as the pod gets it: its value or its source (the same JSON as
+/// [`as_json`] gives, compared without building it).
+fn setting(entry: &EnvEntry) -> (Option<&str>, Option<&Value>) {
+    match entry {
+        EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } => (Some(value), None),
+        EnvEntry::ValueFrom { source, .. } => (None, Some(source)),
     }
 }
 

@@ -87,37 +87,38 @@ pub fn describe(pod: &Value, namespace: &str) -> PodResource {
             map_value("labels", "pod-template-hash").unwrap_or(""),
         )
     });
-    let mut attributes: Vec<(&'static str, String)> = Vec::new();
-    attributes.extend(namespace.map(|n| ("k8s.namespace.name", percent_encoded(n).into_owned())));
-    if let Some(workload) = &workload {
-        attributes.extend(
-            workload
-                .attributes
-                .iter()
-                .map(|(key, value)| (*key, percent_encoded(value).into_owned())),
-        );
+    // Sized once: the namespace and a workload's two names at most.
+    let mut attributes: Vec<(&'static str, String)> = Vec::with_capacity(3);
+    let workload_attributes = workload.iter().flat_map(|w| w.attributes.iter().flatten());
+    for (key, value) in namespace
+        .map(|n| ("k8s.namespace.name", n))
+        .iter()
+        .chain(workload_attributes)
+    {
+        attributes.push((key, percent_encoded(value).into_owned()));
     }
     let service_name = map_value("annotations", SERVICE_NAME_ANNOTATION)
         .or_else(|| map_value("labels", NAME_LABEL))
-        .map(str::to_string)
         .or_else(|| workload.map(|w| w.service))
         .or_else(|| {
             text("generateName")
                 .map(|g| g.trim_end_matches('-'))
                 .filter(|g| !g.is_empty())
-                .map(str::to_string)
         })
-        .or_else(|| text("name").map(str::to_string));
+        .or_else(|| text("name"))
+        .map(str::to_string);
     PodResource {
         service_name,
         attributes,
     }
 }
 
-/// The workload that owns the pod: the service it names and its attributes.
-struct Workload {
-    service: String,
-    attributes: Vec<(&'static str, String)>,
+/// The workload that owns the pod: the service it names and its attributes (at most
+/// two), borrowed from the pod: only the encoded attributes are copied.
+#[derive(Clone, Copy)]
+struct Workload<'a> {
+    service: &'a str,
+    attributes: [Option<(&'static str, &'a str)>; 2],
 }
 
 /// The pod's controller owner (`controller: true`, else the first owner): kind and name.
@@ -134,15 +135,15 @@ fn owner(pod: &Value) -> Option<(&str, &str)> {
 
 /// The workload behind an owner of `kind` and `name`; `hash` is the pod's
 /// `pod-template-hash` label, which a Deployment's ReplicaSet appends to its name.
-fn workload(kind: &str, name: &str, hash: &str) -> Workload {
+fn workload<'a>(kind: &str, name: &'a str, hash: &str) -> Workload<'a> {
     let own = |key: &'static str| Workload {
-        service: name.to_string(),
-        attributes: vec![(key, name.to_string())],
+        service: name,
+        attributes: [Some((key, name)), None],
     };
     // Both names, the workload's first: a Deployment's pod is also its ReplicaSet's.
-    let parent = |key: &'static str, parent: &str, child_key: &'static str| Workload {
-        service: parent.to_string(),
-        attributes: vec![(key, parent.to_string()), (child_key, name.to_string())],
+    let parent = |key: &'static str, parent: &'a str, child_key: &'static str| Workload {
+        service: parent,
+        attributes: [Some((key, parent)), Some((child_key, name))],
     };
     match kind {
         "ReplicaSet" => match name
@@ -163,13 +164,11 @@ fn workload(kind: &str, name: &str, hash: &str) -> Workload {
             Some((cronjob, _)) => parent("k8s.cronjob.name", cronjob, "k8s.job.name"),
             None => own("k8s.job.name"),
         },
-        other => Workload {
-            service: name.to_string(),
-            attributes: match other {
-                "Deployment" => vec![("k8s.deployment.name", name.to_string())],
-                "CronJob" => vec![("k8s.cronjob.name", name.to_string())],
-                _ => Vec::new(),
-            },
+        "Deployment" => own("k8s.deployment.name"),
+        "CronJob" => own("k8s.cronjob.name"),
+        _ => Workload {
+            service: name,
+            attributes: [None, None],
         },
     }
 }
@@ -230,8 +229,9 @@ pub fn downward() -> Vec<EnvEntry> {
 /// entries its attributes refer to, then its service name and attributes.
 #[derive(Debug, Default)]
 pub struct Named<'d> {
-    /// The downward-API entries referred to, from [`downward`].
-    pub downward: Vec<&'d EnvEntry>,
+    /// The downward-API entries referred to, from [`downward`], in its order (no list
+    /// built per container).
+    pub downward: [Option<&'d EnvEntry>; DOWNWARD.len()],
     /// The service name and the attributes, built for the container.
     pub own: Vec<EnvEntry>,
 }
@@ -239,7 +239,7 @@ pub struct Named<'d> {
 impl Named<'_> {
     /// Every entry, in order.
     pub fn iter(&self) -> impl Iterator<Item = &EnvEntry> {
-        self.downward.iter().copied().chain(&self.own)
+        self.downward.iter().flatten().copied().chain(&self.own)
     }
 }
 
@@ -273,12 +273,12 @@ pub fn entries<'d>(
     // second run finds its own output (and the value already holds ours).
     attributes.retain(|(key, value)| app.iter().all(|(k, v)| k != key || value.is(v)));
     attributes.sort_by_key(|(key, _)| *key);
-    let referred = DOWNWARD
-        .iter()
-        .zip(downward)
-        .filter(|((_, _, key), _)| attributes.iter().any(|(k, _)| k == key))
-        .map(|(_, entry)| entry)
-        .collect();
+    let mut referred = [None; DOWNWARD.len()];
+    for ((slot, (_, _, key)), entry) in referred.iter_mut().zip(&DOWNWARD).zip(downward) {
+        if attributes.iter().any(|(k, _)| k == key) {
+            *slot = Some(entry);
+        }
+    }
     let mut out: Vec<EnvEntry> = Vec::with_capacity(2);
     // An app that names its service in its attributes keeps it: OTEL_SERVICE_NAME would win.
     if !app.iter().any(|(key, _)| *key == "service.name") {
