@@ -139,7 +139,9 @@ pub fn merge<'e>(
         Some(other) => return Err(wrong_type(name, "env".into(), other, "a list")),
     };
     let entries = entries.into_iter();
-    let mut plan = Plan::new(name, env, entries.size_hint().0)?;
+    // The upper bound where known: resource attributes' entries are counted only there.
+    let (least, most) = entries.size_hint();
+    let mut plan = Plan::new(name, env, most.unwrap_or(least))?;
     for entry in entries {
         plan.decide(entry)?;
     }
@@ -186,6 +188,8 @@ struct Plan<'c, 'e> {
     container: &'c str,
     /// The app's `env`, every entry an object with a string name.
     env: &'c [Value],
+    /// The names of `env`'s entries, read once: every lookup scans these.
+    names: Vec<&'c str>,
     /// Our entries, the first of each name: later ones of that name are dropped. At most
     /// a few dozen (MAX_ENV twice, and resource attributes'), so they are scanned, not mapped.
     ours_by_name: Vec<&'e EnvEntry>,
@@ -203,17 +207,22 @@ impl<'c, 'e> Plan<'c, 'e> {
     /// Reads `env`: every entry an object with a string name; `entries` sizes the lists
     /// of ours up front (no reallocation as they fill).
     fn new(container: &'c str, env: &'c [Value], entries: usize) -> Result<Self, EnvConflict> {
-        if let Some(i) = env.iter().position(|var| name_of(var).is_none()) {
-            return Err(wrong_type(
-                container,
-                format!("env[{i}]"),
-                env.get(i).unwrap_or(&Value::Null),
-                "an object with a string name",
-            ));
+        let mut names = Vec::with_capacity(env.len());
+        for (i, var) in env.iter().enumerate() {
+            let Some(name) = var.as_object().and_then(|v| v.get("name")?.as_str()) else {
+                return Err(wrong_type(
+                    container,
+                    format!("env[{i}]"),
+                    var,
+                    "an object with a string name",
+                ));
+            };
+            names.push(name);
         }
         Ok(Plan {
             container,
             env,
+            names,
             ours_by_name: Vec::with_capacity(entries),
             ours: Vec::with_capacity(entries),
             news: Vec::with_capacity(entries),
@@ -226,7 +235,7 @@ impl<'c, 'e> Plan<'c, 'e> {
     /// from the end, no map: a container's env is short, our entries are bounded (MAX_ENV
     /// twice, and resource attributes'), and hashing every name cost more than scanning.
     fn last(&self, name: &str) -> Option<(usize, &'c Value)> {
-        let i = self.env.iter().rposition(|var| name_of(var) == Some(name))?;
+        let i = self.names.iter().rposition(|known| *known == name)?;
         Some((i, self.env.get(i)?))
     }
 
@@ -572,7 +581,9 @@ pub fn holds(value: &str, ours: &str, separator: &str) -> bool {
         let pattern: Vec<&str> = text_items(ours).collect();
         // An item as read is a part of the text: a substring search for our first and
         // last items (fast) rules out most values before the item-by-item pass.
-        let missing = [pattern.first(), pattern.last()]
+        let first = pattern.first();
+        let last = pattern.last().filter(|_| pattern.len() > 1);
+        let missing = [first, last]
             .into_iter()
             .flatten()
             .any(|item| !value.contains(item));
@@ -650,11 +661,6 @@ fn is_exactly(var: &Value, entry: &EnvEntry) -> bool {
         EnvEntry::ValueFrom { source, .. } => var.get("valueFrom") == Some(source),
         EnvEntry::Join { .. } => false,
     }
-}
-
-/// An env entry's name, where it is an object with a string name.
-fn name_of(var: &Value) -> Option<&str> {
-    var.as_object()?.get("name")?.as_str()
 }
 
 /// What an entry sets, as the pod gets it: its value or its source (the same JSON as

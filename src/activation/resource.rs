@@ -239,7 +239,8 @@ pub struct Named<'d> {
 impl Named<'_> {
     /// Every entry, in order.
     pub fn iter(&self) -> impl Iterator<Item = &EnvEntry> {
-        self.downward.iter().flatten().copied().chain(&self.own)
+        // `filter_map`, not `flatten`: it keeps an upper bound, which sizes the merge's lists.
+        self.downward.iter().filter_map(|entry| *entry).chain(&self.own)
     }
 }
 
