@@ -137,11 +137,16 @@ fn pairs<'a>(text: &str, instrumented: &[(usize, &str)], activation: &'a Activat
             continue;
         };
         match activation.agents.get_key_value(agent) {
-            Some((agent, recipe)) => chosen.push(Chosen {
-                index,
-                agent,
-                recipe,
-            }),
+            // In pod order as they come: each container once (the `seen` check), and no
+            // sort, whose code would be a copy of its own in the .wasm.
+            Some((agent, recipe)) => chosen.insert(
+                chosen.partition_point(|c| c.index < index),
+                Chosen {
+                    index,
+                    agent,
+                    recipe,
+                },
+            ),
             None => unknown.push(item),
         }
     }
@@ -174,8 +179,6 @@ fn pairs<'a>(text: &str, instrumented: &[(usize, &str)], activation: &'a Activat
             available(activation)
         ));
     }
-    // Each container once (the `seen` check), so sorting gives pod order.
-    chosen.sort_by_key(|c| c.index);
     Choice {
         containers: chosen,
         warnings,

@@ -320,7 +320,9 @@ impl<'c, 'e> Plan<'c, 'e> {
             }
         };
         self.changes.push((i, change));
-        self.written.push((i, name, value));
+        // Kept in index order as they come (a sort would be a sort's code of its own).
+        let at = self.written.partition_point(|&(known, _, _)| known <= i);
+        self.written.insert(at, (i, name, value));
         self.keep(name);
         Ok(())
     }
@@ -406,7 +408,6 @@ impl<'c, 'e> Plan<'c, 'e> {
                 n.needs = needs;
             }
         }
-        self.written.sort_by_key(|&(i, _, _)| i);
         for w in 0..self.written.len() {
             let Some(&(i, by, value)) = self.written.get(w) else {
                 continue;

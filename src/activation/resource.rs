@@ -240,7 +240,10 @@ impl Named<'_> {
     /// Every entry, in order.
     pub fn iter(&self) -> impl Iterator<Item = &EnvEntry> {
         // `filter_map`, not `flatten`: it keeps an upper bound, which sizes the merge's lists.
-        self.downward.iter().filter_map(|entry| *entry).chain(&self.own)
+        self.downward
+            .iter()
+            .filter_map(|entry| *entry)
+            .chain(&self.own)
     }
 }
 
@@ -259,21 +262,27 @@ pub fn entries<'d>(
     // borrowed: the one string written below is the only copy.
     let mut attributes: Vec<(&str, Item)> =
         Vec::with_capacity(1 + pod.attributes.len() + DOWNWARD.len());
-    attributes.push(("k8s.container.name", Item::Text(&container_name)));
-    attributes.extend(
-        pod.attributes
-            .iter()
-            .map(|(key, value)| (*key, Item::Text(value))),
-    );
-    attributes.extend(
-        DOWNWARD
-            .iter()
-            .map(|(variable, _, key)| (*key, Item::Reference(variable))),
-    );
-    // The app's own key wins. One it sets to our very value stays ours: that is how a
-    // second run finds its own output (and the value already holds ours).
-    attributes.retain(|(key, value)| app.iter().all(|(k, v)| k != key || value.is(v)));
-    attributes.sort_by_key(|(key, _)| *key);
+    let given = pod
+        .attributes
+        .iter()
+        .map(|(key, value)| (*key, Item::Text(value)))
+        .chain(
+            DOWNWARD
+                .iter()
+                .map(|(variable, _, key)| (*key, Item::Reference(variable))),
+        );
+    for (key, value) in
+        std::iter::once(("k8s.container.name", Item::Text(&container_name))).chain(given)
+    {
+        // The app's own key wins. One it sets to our very value stays ours: that is how a
+        // second run finds its own output (and the value already holds ours).
+        if app.iter().all(|(k, v)| *k != key || value.is(v)) {
+            // Kept in key order as they come: a handful of items, and a sort would be a
+            // copy of the sort code of its own in the .wasm.
+            let at = attributes.partition_point(|(known, _)| *known <= key);
+            attributes.insert(at, (key, value));
+        }
+    }
     let mut referred = [None; DOWNWARD.len()];
     for ((slot, (_, _, key)), entry) in referred.iter_mut().zip(&DOWNWARD).zip(downward) {
         if attributes.iter().any(|(k, _)| k == key) {
