@@ -7,7 +7,7 @@
 use super::{Activation, Recipe};
 use crate::message::{echo, listing, shorten};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// One container to activate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +114,10 @@ fn one_agent<'a>(
 
 /// `checkout=java,worker=python`: an agent per named container.
 fn pairs<'a>(text: &str, instrumented: &[(usize, &str)], activation: &'a Activation) -> Choice<'a> {
-    let by_name: HashMap<&str, usize> = instrumented.iter().map(|&(i, n)| (n, i)).collect();
+    // A set of names, the type `select` builds too (a map would be hash-map code of its own
+    // in the .wasm); a named container's index is then found by a scan of the instrumented
+    // ones, at most once per container (`seen` is asked first).
+    let instrumented_names: HashSet<&str> = instrumented.iter().map(|&(_, n)| n).collect();
     let mut chosen: Vec<Chosen<'a>> = Vec::new();
     let mut seen = HashSet::new();
     let (mut malformed, mut twice, mut not_instrumented, mut unknown) =
@@ -132,7 +135,11 @@ fn pairs<'a>(text: &str, instrumented: &[(usize, &str)], activation: &'a Activat
             twice.push(container);
             continue;
         }
-        let Some(&index) = by_name.get(container) else {
+        let found = instrumented_names
+            .contains(container)
+            .then(|| instrumented.iter().find(|&&(_, name)| name == container))
+            .flatten();
+        let Some(&(index, _)) = found else {
             not_instrumented.push(container);
             continue;
         };

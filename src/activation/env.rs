@@ -588,12 +588,12 @@ pub fn holds(value: &str, ours: &str, separator: &str) -> bool {
             .into_iter()
             .flatten()
             .any(|item| !value.contains(item));
-        !missing && contains_run(text_items(value), &pattern)
+        !missing && contains_run(&mut text_items(value), &pattern)
     } else {
         // Our items consecutive among the value's are our whole value in its text.
         value.contains(ours)
             && contains_run(
-                value.split(separator),
+                &mut value.split(separator),
                 &ours.split(separator).collect::<Vec<_>>(),
             )
     }
@@ -618,8 +618,9 @@ fn text_items(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Whether `pattern` occurs as consecutive items of `items` (Knuth–Morris–Pratt: each
-/// item is compared a bounded number of times, so the cost is linear).
-fn contains_run<'a>(items: impl Iterator<Item = &'a str>, pattern: &[&str]) -> bool {
+/// item is compared a bounded number of times, so the cost is linear). `items` is `dyn`:
+/// one copy of this code for both kinds of items, not one per iterator type.
+fn contains_run<'a>(items: &mut dyn Iterator<Item = &'a str>, pattern: &[&str]) -> bool {
     if pattern.is_empty() {
         return true;
     }
