@@ -542,6 +542,15 @@ fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: Vec<(u
 /// The new entries' indices, each after the new entries it refers to, else in the given
 /// order (a cycle, which no order resolves, keeps the given order).
 fn ordered(news: &[New]) -> Vec<usize> {
+    // Usually each refers only to entries before it (the downward-API entries come before
+    // the attributes that refer to them): then the given order is that order, no search.
+    if news
+        .iter()
+        .enumerate()
+        .all(|(k, n)| n.needs.iter().all(|&d| d < k))
+    {
+        return (0..news.len()).collect();
+    }
     // 0: not yet, 1: in progress, 2: done.
     let mut state = vec![0u8; news.len()];
     let mut out = Vec::with_capacity(news.len());

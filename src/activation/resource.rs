@@ -61,32 +61,22 @@ pub struct PodResource {
 }
 
 /// Reads `pod`'s service name and attributes; `namespace` is the request's.
-pub fn describe(pod: &Value, namespace: &str) -> PodResource {
-    let metadata = pod.get("metadata");
+pub fn describe<'a>(pod: &'a Value, namespace: &'a str) -> PodResource {
     // `get`, not `pointer`: a JSON pointer is parsed, and copied per segment, at each call.
-    let text = |key: &str| {
-        metadata
-            .and_then(|m| m.get(key))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
-    let map_value = |map: &str, key: &str| {
-        metadata
-            .and_then(|m| m.get(map))
-            .and_then(|m| m.get(key))
+    // Each map looked up once.
+    let metadata = pod.get("metadata");
+    let labels = metadata.and_then(|m| m.get("labels"));
+    let text = |map: Option<&'a Value>, key: &str| {
+        map.and_then(|m| m.get(key))
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
     };
     let namespace = Some(namespace)
         .filter(|n| !n.is_empty())
-        .or_else(|| text("namespace"));
-    let workload = owner(pod).map(|(kind, name)| {
-        workload(
-            kind,
-            name,
-            map_value("labels", "pod-template-hash").unwrap_or(""),
-        )
-    });
+        .or_else(|| text(metadata, "namespace"));
+    let workload = metadata
+        .and_then(owner)
+        .map(|(kind, name)| workload(kind, name, text(labels, "pod-template-hash").unwrap_or("")));
     // Sized once: the namespace and a workload's two names at most.
     let mut attributes: Vec<(&'static str, String)> = Vec::with_capacity(3);
     let workload_attributes = workload.iter().flat_map(|w| w.attributes.iter().flatten());
@@ -97,15 +87,16 @@ pub fn describe(pod: &Value, namespace: &str) -> PodResource {
     {
         attributes.push((key, percent_encoded(value).into_owned()));
     }
-    let service_name = map_value("annotations", SERVICE_NAME_ANNOTATION)
-        .or_else(|| map_value("labels", NAME_LABEL))
+    let annotations = metadata.and_then(|m| m.get("annotations"));
+    let service_name = text(annotations, SERVICE_NAME_ANNOTATION)
+        .or_else(|| text(labels, NAME_LABEL))
         .or_else(|| workload.map(|w| w.service))
         .or_else(|| {
-            text("generateName")
+            text(metadata, "generateName")
                 .map(|g| g.trim_end_matches('-'))
                 .filter(|g| !g.is_empty())
         })
-        .or_else(|| text("name"))
+        .or_else(|| text(metadata, "name"))
         .map(str::to_string);
     PodResource {
         service_name,
@@ -122,8 +113,8 @@ struct Workload<'a> {
 }
 
 /// The pod's controller owner (`controller: true`, else the first owner): kind and name.
-fn owner(pod: &Value) -> Option<(&str, &str)> {
-    let owners = pod.get("metadata")?.get("ownerReferences")?.as_array()?;
+fn owner(metadata: &Value) -> Option<(&str, &str)> {
+    let owners = metadata.get("ownerReferences")?.as_array()?;
     let owner = owners
         .iter()
         .find(|o| o.get("controller") == Some(&Value::Bool(true)))
