@@ -58,6 +58,10 @@ pub struct PodResource {
     /// The pod's attributes (namespace, workloads), values percent-encoded once for
     /// all its containers ([`percent_encoded`]).
     pub attributes: Vec<(&'static str, String)>,
+    /// Every attribute but the container's own, downward references included, as written
+    /// in key order: the tail of the value of each container whose app sets no attributes
+    /// (`k8s.container.name` sorts first), written once for all of them.
+    tail: String,
 }
 
 /// Reads `pod`'s service name and attributes; `namespace` is the request's.
@@ -98,9 +102,11 @@ pub fn describe<'a>(pod: &'a Value, namespace: &'a str) -> PodResource {
         })
         .or_else(|| text(metadata, "name"))
         .map(str::to_string);
+    let tail = written(&in_key_order(&attributes, None, &[]));
     PodResource {
         service_name,
         attributes,
+        tail,
     }
 }
 
@@ -191,8 +197,10 @@ impl Item<'_> {
         }
     }
 
-    /// Appends it to `out` as written.
-    fn write_to(self, out: &mut String) {
+    /// Appends `key=` and it to `out`, as written.
+    fn write_to(self, out: &mut String, key: &str) {
+        out.push_str(key);
+        out.push('=');
         match self {
             Item::Text(text) => out.push_str(text),
             Item::Reference(variable) => {
@@ -249,37 +257,28 @@ pub fn entries<'d>(
     let name = container.get("name").and_then(Value::as_str).unwrap_or("");
     let app = app_attributes(container);
     let container_name = percent_encoded(name);
-    // Sized up front: every push past a Vec's capacity is a reallocation. Values are
-    // borrowed: the one string written below is the only copy.
-    let mut attributes: Vec<(&str, Item)> =
-        Vec::with_capacity(1 + pod.attributes.len() + DOWNWARD.len());
-    let given = pod
-        .attributes
-        .iter()
-        .map(|(key, value)| (*key, Item::Text(value)))
-        .chain(
-            DOWNWARD
-                .iter()
-                .map(|(variable, _, key)| (*key, Item::Reference(variable))),
-        );
-    for (key, value) in
-        std::iter::once(("k8s.container.name", Item::Text(&container_name))).chain(given)
-    {
-        // The app's own key wins. One it sets to our very value stays ours: that is how a
-        // second run finds its own output (and the value already holds ours).
-        if app.iter().all(|(k, v)| *k != key || value.is(v)) {
-            // Kept in key order as they come: a handful of items, and a sort would be a
-            // copy of the sort code of its own in the .wasm.
-            let at = attributes.partition_point(|(known, _)| *known <= key);
-            attributes.insert(at, (key, value));
-        }
-    }
     let mut referred = [None; DOWNWARD.len()];
-    for ((slot, (_, _, key)), entry) in referred.iter_mut().zip(&DOWNWARD).zip(downward) {
-        if attributes.iter().any(|(k, _)| k == key) {
+    let value = if app.is_empty() {
+        // The usual container: every attribute, the pod's written once in `tail`.
+        for (slot, entry) in referred.iter_mut().zip(downward) {
             *slot = Some(entry);
         }
-    }
+        let mut value =
+            String::with_capacity(CONTAINER.len() + container_name.len() + 2 + pod.tail.len());
+        Item::Text(&container_name).write_to(&mut value, CONTAINER);
+        value.push(',');
+        value.push_str(&pod.tail);
+        value
+    } else {
+        let own = Item::Text(&container_name);
+        let attributes = in_key_order(&pod.attributes, Some(own), &app);
+        for ((slot, (_, _, key)), entry) in referred.iter_mut().zip(&DOWNWARD).zip(downward) {
+            if attributes.iter().any(|(k, _)| k == key) {
+                *slot = Some(entry);
+            }
+        }
+        written(&attributes)
+    };
     let mut out: Vec<EnvEntry> = Vec::with_capacity(2);
     // An app that names its service in its attributes keeps it: OTEL_SERVICE_NAME would win.
     if !app.iter().any(|(key, _)| *key == "service.name") {
@@ -289,18 +288,7 @@ pub fn entries<'d>(
             value: literal(service),
         });
     }
-    if !attributes.is_empty() {
-        // One string written in place, no string per item.
-        let len = attributes.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-        let mut value = String::with_capacity(len);
-        for (key, item) in &attributes {
-            if !value.is_empty() {
-                value.push(',');
-            }
-            value.push_str(key);
-            value.push('=');
-            item.write_to(&mut value);
-        }
+    if !value.is_empty() {
         out.push(EnvEntry::Join {
             name: RESOURCE_ATTRIBUTES.into(),
             value,
@@ -311,6 +299,54 @@ pub fn entries<'d>(
         downward: referred,
         own: out,
     }
+}
+
+/// The key of the container's own attribute, first in key order.
+const CONTAINER: &str = "k8s.container.name";
+
+/// The attributes in key order: the container's own (`own`, when given), the pod's, and the
+/// downward references, less each whose key the app sets (`app`) to another value. The app's
+/// own key wins; one it sets to our very value stays ours: that is how a second run finds
+/// its own output (and the value already holds ours).
+fn in_key_order<'a>(
+    pod: &'a [(&'static str, String)],
+    own: Option<Item<'a>>,
+    app: &[(&str, &str)],
+) -> Vec<(&'static str, Item<'a>)> {
+    // Sized up front: every push past a Vec's capacity is a reallocation. Values are
+    // borrowed: the one string written from them is the only copy.
+    let mut attributes = Vec::with_capacity(1 + pod.len() + DOWNWARD.len());
+    let given = pod
+        .iter()
+        .map(|(key, value)| (*key, Item::Text(value)))
+        .chain(
+            DOWNWARD
+                .iter()
+                .map(|(variable, _, key)| (*key, Item::Reference(variable))),
+        );
+    for (key, value) in own.map(|own| (CONTAINER, own)).into_iter().chain(given) {
+        if app.iter().all(|(k, v)| *k != key || value.is(v)) {
+            // Kept in key order as they come: a handful of items, and a sort would be a
+            // copy of the sort code of its own in the .wasm.
+            let at = attributes.partition_point(|(known, _)| *known <= key);
+            attributes.insert(at, (key, value));
+        }
+    }
+    attributes
+}
+
+/// The attributes as the variable's value: `key=value` items joined by `,`, one string
+/// written in place, no string per item.
+fn written(attributes: &[(&str, Item)]) -> String {
+    let len = attributes.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut value = String::with_capacity(len);
+    for (key, item) in attributes {
+        if !value.is_empty() {
+            value.push(',');
+        }
+        item.write_to(&mut value, key);
+    }
+    value
 }
 
 /// The `EnvVarSource` of a pod field: `{"fieldRef": {"fieldPath": <field>}}`, built
