@@ -629,7 +629,7 @@ fn text_items(text: &str) -> impl Iterator<Item = &str> {
 /// Whether `pattern` occurs as consecutive items of `items` (Knuth–Morris–Pratt: each
 /// item is compared a bounded number of times, so the cost is linear). `items` is `dyn`:
 /// one copy of this code for both kinds of items, not one per iterator type.
-fn contains_run<'a>(items: &mut dyn Iterator<Item = &'a str>, pattern: &[&str]) -> bool {
+fn contains_run(items: &mut dyn Iterator<Item = &str>, pattern: &[&str]) -> bool {
     if pattern.is_empty() {
         return true;
     }
