@@ -226,6 +226,7 @@ mod tests {
     #[case::spaces_ignored(json!("  python "), &[(0, "python"), (2, "python")], &[])]
     #[case::pairs(json!("app=java, worker = nodejs"), &[(0, "java"), (2, "nodejs-community")], &[])]
     #[case::pair_for_one(json!("worker=loader"), &[(2, "loader")], &[])]
+    #[case::pairs_in_pod_order(json!("worker=nodejs, app=java"), &[(0, "java"), (2, "nodejs-community")], &[])]
     #[case::empty(json!(""), &[], &[])]
     #[case::unknown_agent(json!("ruby"), &[], &["names agent \"ruby\", which is not available (available: java, loader, nodejs, python); containers \"app\", \"worker\" are mounted but not activated"])]
     #[case::unknown_agent_in_pair(json!("app=ruby,worker=java"), &[(2, "java")], &["names agents that are not available: \"app=ruby\" (available: java, loader, nodejs, python)"])]
