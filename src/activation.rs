@@ -12,7 +12,7 @@ pub mod resource;
 pub mod source;
 
 use crate::message::listing;
-use crate::settings::check::check;
+use crate::settings::check::{Rule, check};
 use crate::settings::decode::{
     OPTIONAL_LIST, flag, list, mapping, mapping_fields, missing, object, required_text, text,
 };
@@ -374,11 +374,7 @@ impl Activation {
             };
             let key = format!("activation.agents.{name}");
             check(&key, &name, syntax::dns_label)?;
-            check(
-                &format!("{key}.directory"),
-                &recipe.directory,
-                syntax::path_segment,
-            )?;
+            check_field(&key, ".directory", &recipe.directory, syntax::path_segment)?;
             if !is_mounted(&recipe.directory) {
                 // A JVM whose -javaagent jar is missing does not start.
                 return Err(SettingsError::invalid(
@@ -584,46 +580,42 @@ fn entry(
     joins: bool,
     agents_path: &str,
 ) -> Result<EnvEntry, SettingsError> {
-    check(&format!("{key}.name"), &raw.name, syntax::env_var_name)?;
+    check_field(key, ".name", &raw.name, syntax::env_var_name)?;
     if let Some(value) = &raw.value {
         check_length(&format!("{key}.value"), value, agents_path)?;
     }
     let name = raw.name;
     match (raw.value, raw.value_from, raw.join) {
-        (Some(_), Some(_), _) => Err(SettingsError::invalid(
+        (Some(_), Some(_), _) => Err(refused(
             key,
+            "",
             &name,
             "either value or valueFrom, not both",
         )),
-        (None, None, _) => Err(SettingsError::invalid(
+        (None, None, _) => Err(refused(key, "", &name, "a value (or a valueFrom source)")),
+        (_, _, Some(join)) if !joins => Err(refused(
             key,
-            &name,
-            "a value (or a valueFrom source)",
-        )),
-        (_, _, Some(join)) if !joins => Err(SettingsError::invalid(
-            format!("{key}.join"),
+            ".join",
             &join,
             "join only in a recipe's env (activation.agents.<name>.env); activation.env entries are set only where the container has no such variable",
         )),
-        (None, Some(_), Some(join)) => Err(SettingsError::invalid(
-            format!("{key}.join"),
+        (None, Some(_), Some(join)) => Err(refused(
+            key,
+            ".join",
             &join,
             "join only with value: agent-mount cannot read a valueFrom source to join into",
         )),
         (Some(value), None, Some(separator)) => {
             if separator.is_empty() {
-                return Err(SettingsError::invalid(
-                    format!("{key}.join"),
+                return Err(refused(
+                    key,
+                    ".join",
                     "",
                     "a non-empty separator, such as \" \" or \":\"",
                 ));
             }
             if value.is_empty() {
-                return Err(SettingsError::invalid(
-                    format!("{key}.value"),
-                    "",
-                    "a non-empty value to join",
-                ));
+                return Err(refused(key, ".value", "", "a non-empty value to join"));
             }
             Ok(EnvEntry::Join {
                 name,
@@ -640,6 +632,19 @@ fn entry(
             source: source::value_from(&source, &format!("{key}.valueFrom"))?,
         }),
     }
+}
+
+/// The error for `field` of `key` (`field` empty: `key` itself) holding `value`: one copy
+/// of the message's building for every refusal of an entry, out of the checks' way.
+#[cold]
+#[inline(never)]
+fn refused(key: &str, field: &str, value: &str, allowed: &str) -> SettingsError {
+    SettingsError::invalid(format!("{key}{field}"), value, allowed)
+}
+
+/// [`check`] of `field` of `key`: the field's full key is written only for an error.
+fn check_field(key: &str, field: &str, value: &str, rule: Rule) -> Result<(), SettingsError> {
+    rule(value).map_err(|allowed| refused(key, field, value, &allowed))
 }
 
 /// `value` with `{dir}` replaced by the agents' path, each `$` of the path written `$$`:

@@ -7,7 +7,7 @@
 use super::{Activation, Recipe};
 use crate::message::{echo, listing, shorten};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// One container to activate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +114,10 @@ fn one_agent<'a>(
 
 /// `checkout=java,worker=python`: an agent per named container.
 fn pairs<'a>(text: &str, instrumented: &[(usize, &str)], activation: &'a Activation) -> Choice<'a> {
-    let by_name: HashMap<&str, usize> = instrumented.iter().map(|&(i, n)| (n, i)).collect();
+    // A set of names, the type `select` builds too (a map would be hash-map code of its own
+    // in the .wasm); a named container's index is then found by a scan of the instrumented
+    // ones, at most once per container (`seen` is asked first).
+    let instrumented_names: HashSet<&str> = instrumented.iter().map(|&(_, n)| n).collect();
     let mut chosen: Vec<Chosen<'a>> = Vec::new();
     let mut seen = HashSet::new();
     let (mut malformed, mut twice, mut not_instrumented, mut unknown) =
@@ -132,16 +135,25 @@ fn pairs<'a>(text: &str, instrumented: &[(usize, &str)], activation: &'a Activat
             twice.push(container);
             continue;
         }
-        let Some(&index) = by_name.get(container) else {
+        let found = instrumented_names
+            .contains(container)
+            .then(|| instrumented.iter().find(|&&(_, name)| name == container))
+            .flatten();
+        let Some(&(index, _)) = found else {
             not_instrumented.push(container);
             continue;
         };
         match activation.agents.get_key_value(agent) {
-            Some((agent, recipe)) => chosen.push(Chosen {
-                index,
-                agent,
-                recipe,
-            }),
+            // In pod order as they come: each container once (the `seen` check), and no
+            // sort, whose code would be a copy of its own in the .wasm.
+            Some((agent, recipe)) => chosen.insert(
+                chosen.partition_point(|c| c.index < index),
+                Chosen {
+                    index,
+                    agent,
+                    recipe,
+                },
+            ),
             None => unknown.push(item),
         }
     }
@@ -174,8 +186,6 @@ fn pairs<'a>(text: &str, instrumented: &[(usize, &str)], activation: &'a Activat
             available(activation)
         ));
     }
-    // Each container once (the `seen` check), so sorting gives pod order.
-    chosen.sort_by_key(|c| c.index);
     Choice {
         containers: chosen,
         warnings,
@@ -216,6 +226,7 @@ mod tests {
     #[case::spaces_ignored(json!("  python "), &[(0, "python"), (2, "python")], &[])]
     #[case::pairs(json!("app=java, worker = nodejs"), &[(0, "java"), (2, "nodejs-community")], &[])]
     #[case::pair_for_one(json!("worker=loader"), &[(2, "loader")], &[])]
+    #[case::pairs_in_pod_order(json!("worker=nodejs, app=java"), &[(0, "java"), (2, "nodejs-community")], &[])]
     #[case::empty(json!(""), &[], &[])]
     #[case::unknown_agent(json!("ruby"), &[], &["names agent \"ruby\", which is not available (available: java, loader, nodejs, python); containers \"app\", \"worker\" are mounted but not activated"])]
     #[case::unknown_agent_in_pair(json!("app=ruby,worker=java"), &[(2, "java")], &["names agents that are not available: \"app=ruby\" (available: java, loader, nodejs, python)"])]

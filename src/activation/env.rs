@@ -14,7 +14,6 @@ use super::EnvEntry;
 use super::expansion::{references, spans};
 use crate::message::{echo, shorten};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 
 /// Prefix of the app's renamed entry when a join variable comes from `valueFrom`.
 pub const ORIGINAL: &str = "ORIGINAL_";
@@ -140,7 +139,9 @@ pub fn merge<'e>(
         Some(other) => return Err(wrong_type(name, "env".into(), other, "a list")),
     };
     let entries = entries.into_iter();
-    let mut plan = Plan::new(name, env, entries.size_hint().0)?;
+    // The upper bound where known: resource attributes' entries are counted only there.
+    let (least, most) = entries.size_hint();
+    let mut plan = Plan::new(name, env, most.unwrap_or(least))?;
     for entry in entries {
         plan.decide(entry)?;
     }
@@ -185,10 +186,10 @@ fn wrong_type(
 struct Plan<'c, 'e> {
     /// The container's name, for messages (shortened there).
     container: &'c str,
-    /// The app's `env`.
+    /// The app's `env`, every entry an object with a string name.
     env: &'c [Value],
-    /// The last index of each name in `env` (the entry that wins at run time).
-    last: HashMap<&'c str, usize>,
+    /// The names of `env`'s entries, read once: every lookup scans these.
+    names: Vec<&'c str>,
     /// Our entries, the first of each name: later ones of that name are dropped. At most
     /// a few dozen (MAX_ENV twice, and resource attributes'), so they are scanned, not mapped.
     ours_by_name: Vec<&'e EnvEntry>,
@@ -206,11 +207,9 @@ impl<'c, 'e> Plan<'c, 'e> {
     /// Reads `env`: every entry an object with a string name; `entries` sizes the lists
     /// of ours up front (no reallocation as they fill).
     fn new(container: &'c str, env: &'c [Value], entries: usize) -> Result<Self, EnvConflict> {
-        // A linear pass, then one lookup per entry.
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(env.len());
+        let mut names = Vec::with_capacity(env.len());
         for (i, var) in env.iter().enumerate() {
-            let name = var.get("name").and_then(Value::as_str);
-            let Some(name) = name.filter(|_| var.is_object()) else {
+            let Some(name) = var.as_object().and_then(|v| v.get("name")?.as_str()) else {
                 return Err(wrong_type(
                     container,
                     format!("env[{i}]"),
@@ -218,18 +217,26 @@ impl<'c, 'e> Plan<'c, 'e> {
                     "an object with a string name",
                 ));
             };
-            last.insert(name, i);
+            names.push(name);
         }
         Ok(Plan {
             container,
             env,
-            last,
+            names,
             ours_by_name: Vec::with_capacity(entries),
             ours: Vec::with_capacity(entries),
             news: Vec::with_capacity(entries),
             changes: Vec::new(),
             written: Vec::new(),
         })
+    }
+
+    /// The app's last entry of `name` (the one that wins at run time) and its index. A scan
+    /// from the end, no map: a container's env is short, our entries are bounded (MAX_ENV
+    /// twice, and resource attributes'), and hashing every name cost more than scanning.
+    fn last(&self, name: &str) -> Option<(usize, &'c Value)> {
+        let i = self.names.iter().rposition(|known| *known == name)?;
+        Some((i, self.env.get(i)?))
     }
 
     /// Counts `name` among the variables that hold our value, once: a few dozen names at
@@ -244,16 +251,13 @@ impl<'c, 'e> Plan<'c, 'e> {
     fn decide(&mut self, entry: &'e EnvEntry) -> Result<(), EnvConflict> {
         let name = entry.name();
         if let Some(earlier) = self.ours_by_name.iter().find(|e| e.name() == name) {
-            if as_json(earlier) == as_json(entry) {
+            if setting(earlier) == setting(entry) {
                 self.keep(name);
             }
             return Ok(());
         }
         self.ours_by_name.push(entry);
-        let existing = self
-            .last
-            .get(name)
-            .and_then(|&i| Some((i, self.env.get(i)?)));
+        let existing = self.last(name);
         let (i, var) = match (entry, existing) {
             (_, None) => {
                 self.news.push(New {
@@ -316,7 +320,9 @@ impl<'c, 'e> Plan<'c, 'e> {
             }
         };
         self.changes.push((i, change));
-        self.written.push((i, name, value));
+        // Kept in index order as they come (a sort would be a sort's code of its own).
+        let at = self.written.partition_point(|&(known, _, _)| known <= i);
+        self.written.insert(at, (i, name, value));
         self.keep(name);
         Ok(())
     }
@@ -338,7 +344,7 @@ impl<'c, 'e> Plan<'c, 'e> {
             });
         }
         let original = format!("{ORIGINAL}{name}");
-        if self.last.contains_key(original.as_str()) {
+        if self.last(&original).is_some() {
             return Err(EnvConflict::OriginalTaken {
                 container: shorten(self.container),
                 name: shorten(name),
@@ -369,10 +375,7 @@ impl<'c, 'e> Plan<'c, 'e> {
             let Some(entry) = self.ours_by_name.iter().find(|e| e.name() == name) else {
                 continue;
             };
-            let app = self
-                .last
-                .get(name)
-                .and_then(|&j| Some((j, self.env.get(j)?)));
+            let app = self.last(name);
             let resolves_to_ours = app.is_some_and(|(j, var)| {
                 at.is_none_or(|i| j < i)
                     && is_exactly(var, entry)
@@ -405,7 +408,6 @@ impl<'c, 'e> Plan<'c, 'e> {
                 n.needs = needs;
             }
         }
-        self.written.sort_by_key(|&(i, _, _)| i);
         for w in 0..self.written.len() {
             let Some(&(i, by, value)) = self.written.get(w) else {
                 continue;
@@ -540,6 +542,15 @@ fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: Vec<(u
 /// The new entries' indices, each after the new entries it refers to, else in the given
 /// order (a cycle, which no order resolves, keeps the given order).
 fn ordered(news: &[New]) -> Vec<usize> {
+    // Usually each refers only to entries before it (the downward-API entries come before
+    // the attributes that refer to them): then the given order is that order, no search.
+    if news
+        .iter()
+        .enumerate()
+        .all(|(k, n)| n.needs.iter().all(|&d| d < k))
+    {
+        return (0..news.len()).collect();
+    }
     // 0: not yet, 1: in progress, 2: done.
     let mut state = vec![0u8; news.len()];
     let mut out = Vec::with_capacity(news.len());
@@ -580,16 +591,18 @@ pub fn holds(value: &str, ours: &str, separator: &str) -> bool {
         let pattern: Vec<&str> = text_items(ours).collect();
         // An item as read is a part of the text: a substring search for our first and
         // last items (fast) rules out most values before the item-by-item pass.
-        let missing = [pattern.first(), pattern.last()]
+        let first = pattern.first();
+        let last = pattern.last().filter(|_| pattern.len() > 1);
+        let missing = [first, last]
             .into_iter()
             .flatten()
             .any(|item| !value.contains(item));
-        !missing && contains_run(text_items(value), &pattern)
+        !missing && contains_run(&mut text_items(value), &pattern)
     } else {
         // Our items consecutive among the value's are our whole value in its text.
         value.contains(ours)
             && contains_run(
-                value.split(separator),
+                &mut value.split(separator),
                 &ours.split(separator).collect::<Vec<_>>(),
             )
     }
@@ -614,8 +627,9 @@ fn text_items(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Whether `pattern` occurs as consecutive items of `items` (Knuth–Morris–Pratt: each
-/// item is compared a bounded number of times, so the cost is linear).
-fn contains_run<'a>(items: impl Iterator<Item = &'a str>, pattern: &[&str]) -> bool {
+/// item is compared a bounded number of times, so the cost is linear). `items` is `dyn`:
+/// one copy of this code for both kinds of items, not one per iterator type.
+fn contains_run(items: &mut dyn Iterator<Item = &str>, pattern: &[&str]) -> bool {
     if pattern.is_empty() {
         return true;
     }
@@ -657,6 +671,15 @@ fn is_exactly(var: &Value, entry: &EnvEntry) -> bool {
         }
         EnvEntry::ValueFrom { source, .. } => var.get("valueFrom") == Some(source),
         EnvEntry::Join { .. } => false,
+    }
+}
+
+/// What an entry sets, as the pod gets it: its value or its source (the same JSON as
+/// [`as_json`] gives, compared without building it).
+fn setting(entry: &EnvEntry) -> (Option<&str>, Option<&Value>) {
+    match entry {
+        EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } => (Some(value), None),
+        EnvEntry::ValueFrom { source, .. } => (None, Some(source)),
     }
 }
 

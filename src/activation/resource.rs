@@ -58,71 +58,69 @@ pub struct PodResource {
     /// The pod's attributes (namespace, workloads), values percent-encoded once for
     /// all its containers ([`percent_encoded`]).
     pub attributes: Vec<(&'static str, String)>,
+    /// Every attribute but the container's own, downward references included, as written
+    /// in key order: the tail of the value of each container whose app sets no attributes
+    /// (`k8s.container.name` sorts first), written once for all of them.
+    tail: String,
 }
 
 /// Reads `pod`'s service name and attributes; `namespace` is the request's.
-pub fn describe(pod: &Value, namespace: &str) -> PodResource {
-    let metadata = pod.get("metadata");
+pub fn describe<'a>(pod: &'a Value, namespace: &'a str) -> PodResource {
     // `get`, not `pointer`: a JSON pointer is parsed, and copied per segment, at each call.
-    let text = |key: &str| {
-        metadata
-            .and_then(|m| m.get(key))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
-    let map_value = |map: &str, key: &str| {
-        metadata
-            .and_then(|m| m.get(map))
-            .and_then(|m| m.get(key))
+    // Each map looked up once.
+    let metadata = pod.get("metadata");
+    let labels = metadata.and_then(|m| m.get("labels"));
+    let text = |map: Option<&'a Value>, key: &str| {
+        map.and_then(|m| m.get(key))
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
     };
     let namespace = Some(namespace)
         .filter(|n| !n.is_empty())
-        .or_else(|| text("namespace"));
-    let workload = owner(pod).map(|(kind, name)| {
-        workload(
-            kind,
-            name,
-            map_value("labels", "pod-template-hash").unwrap_or(""),
-        )
-    });
-    let mut attributes: Vec<(&'static str, String)> = Vec::new();
-    attributes.extend(namespace.map(|n| ("k8s.namespace.name", percent_encoded(n).into_owned())));
-    if let Some(workload) = &workload {
-        attributes.extend(
-            workload
-                .attributes
-                .iter()
-                .map(|(key, value)| (*key, percent_encoded(value).into_owned())),
-        );
+        .or_else(|| text(metadata, "namespace"));
+    let workload = metadata
+        .and_then(owner)
+        .map(|(kind, name)| workload(kind, name, text(labels, "pod-template-hash").unwrap_or("")));
+    // Sized once: the namespace and a workload's two names at most.
+    let mut attributes: Vec<(&'static str, String)> = Vec::with_capacity(3);
+    let workload_attributes = workload.iter().flat_map(|w| w.attributes.iter().flatten());
+    for (key, value) in namespace
+        .map(|n| ("k8s.namespace.name", n))
+        .iter()
+        .chain(workload_attributes)
+    {
+        attributes.push((key, percent_encoded(value).into_owned()));
     }
-    let service_name = map_value("annotations", SERVICE_NAME_ANNOTATION)
-        .or_else(|| map_value("labels", NAME_LABEL))
-        .map(str::to_string)
+    let annotations = metadata.and_then(|m| m.get("annotations"));
+    let service_name = text(annotations, SERVICE_NAME_ANNOTATION)
+        .or_else(|| text(labels, NAME_LABEL))
         .or_else(|| workload.map(|w| w.service))
         .or_else(|| {
-            text("generateName")
+            text(metadata, "generateName")
                 .map(|g| g.trim_end_matches('-'))
                 .filter(|g| !g.is_empty())
-                .map(str::to_string)
         })
-        .or_else(|| text("name").map(str::to_string));
+        .or_else(|| text(metadata, "name"))
+        .map(str::to_string);
+    let tail = written(&in_key_order(&attributes, None, &[]));
     PodResource {
         service_name,
         attributes,
+        tail,
     }
 }
 
-/// The workload that owns the pod: the service it names and its attributes.
-struct Workload {
-    service: String,
-    attributes: Vec<(&'static str, String)>,
+/// The workload that owns the pod: the service it names and its attributes (at most
+/// two), borrowed from the pod: only the encoded attributes are copied.
+#[derive(Clone, Copy)]
+struct Workload<'a> {
+    service: &'a str,
+    attributes: [Option<(&'static str, &'a str)>; 2],
 }
 
 /// The pod's controller owner (`controller: true`, else the first owner): kind and name.
-fn owner(pod: &Value) -> Option<(&str, &str)> {
-    let owners = pod.get("metadata")?.get("ownerReferences")?.as_array()?;
+fn owner(metadata: &Value) -> Option<(&str, &str)> {
+    let owners = metadata.get("ownerReferences")?.as_array()?;
     let owner = owners
         .iter()
         .find(|o| o.get("controller") == Some(&Value::Bool(true)))
@@ -134,15 +132,15 @@ fn owner(pod: &Value) -> Option<(&str, &str)> {
 
 /// The workload behind an owner of `kind` and `name`; `hash` is the pod's
 /// `pod-template-hash` label, which a Deployment's ReplicaSet appends to its name.
-fn workload(kind: &str, name: &str, hash: &str) -> Workload {
+fn workload<'a>(kind: &str, name: &'a str, hash: &str) -> Workload<'a> {
     let own = |key: &'static str| Workload {
-        service: name.to_string(),
-        attributes: vec![(key, name.to_string())],
+        service: name,
+        attributes: [Some((key, name)), None],
     };
     // Both names, the workload's first: a Deployment's pod is also its ReplicaSet's.
-    let parent = |key: &'static str, parent: &str, child_key: &'static str| Workload {
-        service: parent.to_string(),
-        attributes: vec![(key, parent.to_string()), (child_key, name.to_string())],
+    let parent = |key: &'static str, parent: &'a str, child_key: &'static str| Workload {
+        service: parent,
+        attributes: [Some((key, parent)), Some((child_key, name))],
     };
     match kind {
         "ReplicaSet" => match name
@@ -163,13 +161,11 @@ fn workload(kind: &str, name: &str, hash: &str) -> Workload {
             Some((cronjob, _)) => parent("k8s.cronjob.name", cronjob, "k8s.job.name"),
             None => own("k8s.job.name"),
         },
-        other => Workload {
-            service: name.to_string(),
-            attributes: match other {
-                "Deployment" => vec![("k8s.deployment.name", name.to_string())],
-                "CronJob" => vec![("k8s.cronjob.name", name.to_string())],
-                _ => Vec::new(),
-            },
+        "Deployment" => own("k8s.deployment.name"),
+        "CronJob" => own("k8s.cronjob.name"),
+        _ => Workload {
+            service: name,
+            attributes: [None, None],
         },
     }
 }
@@ -201,8 +197,10 @@ impl Item<'_> {
         }
     }
 
-    /// Appends it to `out` as written.
-    fn write_to(self, out: &mut String) {
+    /// Appends `key=` and it to `out`, as written.
+    fn write_to(self, out: &mut String, key: &str) {
+        out.push_str(key);
+        out.push('=');
         match self {
             Item::Text(text) => out.push_str(text),
             Item::Reference(variable) => {
@@ -230,8 +228,9 @@ pub fn downward() -> Vec<EnvEntry> {
 /// entries its attributes refer to, then its service name and attributes.
 #[derive(Debug, Default)]
 pub struct Named<'d> {
-    /// The downward-API entries referred to, from [`downward`].
-    pub downward: Vec<&'d EnvEntry>,
+    /// The downward-API entries referred to, from [`downward`], in its order (no list
+    /// built per container).
+    pub downward: [Option<&'d EnvEntry>; DOWNWARD.len()],
     /// The service name and the attributes, built for the container.
     pub own: Vec<EnvEntry>,
 }
@@ -239,7 +238,11 @@ pub struct Named<'d> {
 impl Named<'_> {
     /// Every entry, in order.
     pub fn iter(&self) -> impl Iterator<Item = &EnvEntry> {
-        self.downward.iter().copied().chain(&self.own)
+        // `filter_map`, not `flatten`: it keeps an upper bound, which sizes the merge's lists.
+        self.downward
+            .iter()
+            .filter_map(|entry| *entry)
+            .chain(&self.own)
     }
 }
 
@@ -254,31 +257,28 @@ pub fn entries<'d>(
     let name = container.get("name").and_then(Value::as_str).unwrap_or("");
     let app = app_attributes(container);
     let container_name = percent_encoded(name);
-    // Sized up front: every push past a Vec's capacity is a reallocation. Values are
-    // borrowed: the one string written below is the only copy.
-    let mut attributes: Vec<(&str, Item)> =
-        Vec::with_capacity(1 + pod.attributes.len() + DOWNWARD.len());
-    attributes.push(("k8s.container.name", Item::Text(&container_name)));
-    attributes.extend(
-        pod.attributes
-            .iter()
-            .map(|(key, value)| (*key, Item::Text(value))),
-    );
-    attributes.extend(
-        DOWNWARD
-            .iter()
-            .map(|(variable, _, key)| (*key, Item::Reference(variable))),
-    );
-    // The app's own key wins. One it sets to our very value stays ours: that is how a
-    // second run finds its own output (and the value already holds ours).
-    attributes.retain(|(key, value)| app.iter().all(|(k, v)| k != key || value.is(v)));
-    attributes.sort_by_key(|(key, _)| *key);
-    let referred = DOWNWARD
-        .iter()
-        .zip(downward)
-        .filter(|((_, _, key), _)| attributes.iter().any(|(k, _)| k == key))
-        .map(|(_, entry)| entry)
-        .collect();
+    let mut referred = [None; DOWNWARD.len()];
+    let value = if app.is_empty() {
+        // The usual container: every attribute, the pod's written once in `tail`.
+        for (slot, entry) in referred.iter_mut().zip(downward) {
+            *slot = Some(entry);
+        }
+        let mut value =
+            String::with_capacity(CONTAINER.len() + container_name.len() + 2 + pod.tail.len());
+        Item::Text(&container_name).write_to(&mut value, CONTAINER);
+        value.push(',');
+        value.push_str(&pod.tail);
+        value
+    } else {
+        let own = Item::Text(&container_name);
+        let attributes = in_key_order(&pod.attributes, Some(own), &app);
+        for ((slot, (_, _, key)), entry) in referred.iter_mut().zip(&DOWNWARD).zip(downward) {
+            if attributes.iter().any(|(k, _)| k == key) {
+                *slot = Some(entry);
+            }
+        }
+        written(&attributes)
+    };
     let mut out: Vec<EnvEntry> = Vec::with_capacity(2);
     // An app that names its service in its attributes keeps it: OTEL_SERVICE_NAME would win.
     if !app.iter().any(|(key, _)| *key == "service.name") {
@@ -288,18 +288,7 @@ pub fn entries<'d>(
             value: literal(service),
         });
     }
-    if !attributes.is_empty() {
-        // One string written in place, no string per item.
-        let len = attributes.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-        let mut value = String::with_capacity(len);
-        for (key, item) in &attributes {
-            if !value.is_empty() {
-                value.push(',');
-            }
-            value.push_str(key);
-            value.push('=');
-            item.write_to(&mut value);
-        }
+    if !value.is_empty() {
         out.push(EnvEntry::Join {
             name: RESOURCE_ATTRIBUTES.into(),
             value,
@@ -310,6 +299,54 @@ pub fn entries<'d>(
         downward: referred,
         own: out,
     }
+}
+
+/// The key of the container's own attribute, first in key order.
+const CONTAINER: &str = "k8s.container.name";
+
+/// The attributes in key order: the container's own (`own`, when given), the pod's, and the
+/// downward references, less each whose key the app sets (`app`) to another value. The app's
+/// own key wins; one it sets to our very value stays ours: that is how a second run finds
+/// its own output (and the value already holds ours).
+fn in_key_order<'a>(
+    pod: &'a [(&'static str, String)],
+    own: Option<Item<'a>>,
+    app: &[(&str, &str)],
+) -> Vec<(&'static str, Item<'a>)> {
+    // Sized up front: every push past a Vec's capacity is a reallocation. Values are
+    // borrowed: the one string written from them is the only copy.
+    let mut attributes = Vec::with_capacity(1 + pod.len() + DOWNWARD.len());
+    let given = pod
+        .iter()
+        .map(|(key, value)| (*key, Item::Text(value)))
+        .chain(
+            DOWNWARD
+                .iter()
+                .map(|(variable, _, key)| (*key, Item::Reference(variable))),
+        );
+    for (key, value) in own.map(|own| (CONTAINER, own)).into_iter().chain(given) {
+        if app.iter().all(|(k, v)| *k != key || value.is(v)) {
+            // Kept in key order as they come: a handful of items, and a sort would be a
+            // copy of the sort code of its own in the .wasm.
+            let at = attributes.partition_point(|(known, _)| *known <= key);
+            attributes.insert(at, (key, value));
+        }
+    }
+    attributes
+}
+
+/// The attributes as the variable's value: `key=value` items joined by `,`, one string
+/// written in place, no string per item.
+fn written(attributes: &[(&str, Item)]) -> String {
+    let len = attributes.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut value = String::with_capacity(len);
+    for (key, item) in attributes {
+        if !value.is_empty() {
+            value.push(',');
+        }
+        item.write_to(&mut value, key);
+    }
+    value
 }
 
 /// The `EnvVarSource` of a pod field: `{"fieldRef": {"fieldPath": <field>}}`, built

@@ -12,6 +12,7 @@
 //! `syntax::env_var_name` (`ValidateEnv`'s `IsEnvVarName`). No k8s-openapi types: the
 //! typed `EnvVarSource` brought 128 KB into the .wasm.
 
+use super::check_field;
 use crate::settings::check::check;
 use crate::settings::errors::SettingsError;
 use agent_mount_common::{quantity, syntax};
@@ -135,16 +136,8 @@ fn key_ref(given: &Value, key: &str) -> Result<Map<String, Value>, SettingsError
             ("optional", Kind::Flag),
         ],
     )?;
-    check(
-        &format!("{key}.name"),
-        text(&fields, "name"),
-        syntax::subdomain,
-    )?;
-    check(
-        &format!("{key}.key"),
-        text(&fields, "key"),
-        syntax::config_map_key,
-    )?;
+    check_field(key, ".name", text(&fields, "name"), syntax::subdomain)?;
+    check_field(key, ".key", text(&fields, "key"), syntax::config_map_key)?;
     Ok(fields)
 }
 
@@ -163,8 +156,9 @@ fn field_ref(given: &Value, key: &str) -> Result<Map<String, Value>, SettingsErr
             "v1, or unset",
         ));
     }
-    check(
-        &format!("{key}.fieldPath"),
+    check_field(
+        key,
+        ".fieldPath",
         text(&fields, "fieldPath"),
         env_field_path,
     )?;
@@ -219,11 +213,7 @@ fn resource_field_ref(given: &Value, key: &str) -> Result<Map<String, Value>, Se
     // container when no container has that name. Container names are DNS labels.
     let container = text(&fields, "containerName");
     if !container.is_empty() {
-        check(
-            &format!("{key}.containerName"),
-            container,
-            syntax::dns_label,
-        )?;
+        check_field(key, ".containerName", container, syntax::dns_label)?;
     }
     Ok(fields)
 }

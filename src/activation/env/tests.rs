@@ -511,3 +511,21 @@ fn an_inserted_entry_finds_what_it_refers_to_before_it() {
         "-Xmx1g -javaagent:/var/odigos/java/javaagent.jar"
     );
 }
+
+#[test]
+fn joins_given_in_another_order_than_the_apps_entries_find_what_they_refer_to() {
+    // Ours join into B, then A; the app has A before B: the new entry both refer to goes
+    // before A, the first app entry that needs it, not before B.
+    let entries = [
+        join("B", "-Db=$(NEW)", " "),
+        join("A", "-Da=$(NEW)", " "),
+        plain("NEW", "v"),
+    ];
+    let mut c = container(Some(
+        json!([{"name": "A", "value": "a"}, {"name": "B", "value": "b"}]),
+    ));
+    merge(&mut c, &entries).unwrap();
+    let env = resolved(&c["env"]);
+    assert_eq!(value_of(&env, "A"), "a -Da=v");
+    assert_eq!(value_of(&env, "B"), "b -Db=v");
+}
