@@ -103,35 +103,28 @@ pub fn flag(value: Value, path: &str) -> Result<Option<bool>, SettingsError> {
 
 /// Reads an optional keyword: `null` is absent, an unknown spelling is refused with the
 /// list of allowed values, generated from `ALL`.
-#[inline(never)]
 pub fn keyword<K: Keyword>(value: Value, path: &str) -> Result<Option<K>, SettingsError> {
+    // The generic part only lists the spellings: one body reads every kind of keyword.
+    let spellings: Vec<&str> = K::ALL.iter().map(|k| k.as_str()).collect();
+    Ok(spelled(value, path, &spellings)?.and_then(|i| K::ALL.get(i).copied()))
+}
+
+/// The index in `spellings` of the optional string `value`, or the unknown-value error.
+#[inline(never)]
+fn spelled(value: Value, path: &str, spellings: &[&str]) -> Result<Option<usize>, SettingsError> {
     let Some(text) = text(value, path)? else {
         return Ok(None);
     };
-    match K::ALL.iter().copied().find(|k| k.as_str() == text) {
-        Some(keyword) => Ok(Some(keyword)),
-        None => Err(unknown_keyword(
-            &text,
-            K::ALL.iter().map(|k| k.as_str()),
+    match spellings.iter().position(|s| *s == text) {
+        Some(index) => Ok(Some(index)),
+        None => Err(malformed(
             path,
+            serde_json::Error::custom(format!(
+                "unknown value {text:?}, expected one of: {}",
+                spellings.join(", ")
+            )),
         )),
     }
-}
-
-/// The error for an unknown keyword spelling (kept out of the generic [`keyword`]).
-fn unknown_keyword<'a>(
-    text: &str,
-    allowed: impl Iterator<Item = &'a str>,
-    path: &str,
-) -> SettingsError {
-    let allowed: Vec<&str> = allowed.collect();
-    malformed(
-        path,
-        serde_json::Error::custom(format!(
-            "unknown value {text:?}, expected one of: {}",
-            allowed.join(", ")
-        )),
-    )
 }
 
 /// Reads a mapping only. Serde's derive would also read a struct from a list, field by
