@@ -22,6 +22,7 @@ use raw::{
     DEFAULT_CONTAINERS_ANNOTATION, DEFAULT_IGNORED_CONTAINERS, MAX_IGNORED_CONTAINERS, RawSettings,
 };
 use serde_json::Value;
+use std::borrow::Borrow;
 
 /// The parsed policy settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -136,9 +137,14 @@ impl ContainerNames {
         ContainerNames(DEFAULT_IGNORED_CONTAINERS.map(String::from).into())
     }
 
-    /// Whether `name` is one of them.
-    pub fn contains(&self, name: &str) -> bool {
-        self.0.iter().any(|n| n == name)
+    /// Whether `name` is one of them; `BTreeSet::contains`'s signature, so callers read
+    /// as they did.
+    pub fn contains<Q>(&self, name: &Q) -> bool
+    where
+        String: Borrow<Q>,
+        Q: PartialEq + ?Sized,
+    {
+        self.0.iter().any(|n| n.borrow() == name)
     }
 }
 
