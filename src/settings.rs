@@ -22,7 +22,7 @@ use raw::{
     DEFAULT_CONTAINERS_ANNOTATION, DEFAULT_IGNORED_CONTAINERS, MAX_IGNORED_CONTAINERS, RawSettings,
 };
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::borrow::Borrow;
 
 /// The parsed policy settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,7 +30,7 @@ pub struct Settings {
     /// The mount method and its settings.
     pub method: Method,
     /// Containers never instrumented unless the annotation names them.
-    pub ignored_containers: BTreeSet<String>,
+    pub ignored_containers: ContainerNames,
     /// Pod annotation listing exactly the containers to instrument.
     pub containers_annotation: String,
     /// Activation, when the `activation` key is present.
@@ -45,7 +45,7 @@ impl Default for Settings {
                 resource_name: DEFAULT_RESOURCE_NAME.into(),
                 container_path: DEFAULT_HOST_PATH.into(),
             },
-            ignored_containers: DEFAULT_IGNORED_CONTAINERS.map(String::from).into(),
+            ignored_containers: ContainerNames::default_ignored(),
             containers_annotation: DEFAULT_CONTAINERS_ANNOTATION.into(),
             activation: None,
         }
@@ -77,7 +77,7 @@ impl Settings {
         }
         method.validate()?;
         let ignored_containers = match ignored {
-            None => DEFAULT_IGNORED_CONTAINERS.map(String::from).into(),
+            None => ContainerNames::default_ignored(),
             Some(list) => {
                 check_list(
                     "ignoredContainers",
@@ -85,7 +85,7 @@ impl Settings {
                     MAX_IGNORED_CONTAINERS,
                     syntax::dns_label,
                 )?;
-                list.into_iter().collect()
+                ContainerNames(list)
             }
         };
         check(
@@ -122,6 +122,29 @@ impl Settings {
             containers_annotation,
             activation,
         })
+    }
+}
+
+/// Container names, checked free of repeats, looked up by a scan: a few entries (at most
+/// [`MAX_IGNORED_CONTAINERS`]), where a `BTreeSet` brought its own B-tree and sort code
+/// into the .wasm (BENCHMARKS.md, issue 24).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerNames(Vec<String>);
+
+impl ContainerNames {
+    /// [`DEFAULT_IGNORED_CONTAINERS`].
+    fn default_ignored() -> ContainerNames {
+        ContainerNames(DEFAULT_IGNORED_CONTAINERS.map(String::from).into())
+    }
+
+    /// Whether `name` is one of them; `BTreeSet::contains`'s signature, so callers read
+    /// as they did.
+    pub fn contains<Q>(&self, name: &Q) -> bool
+    where
+        String: Borrow<Q>,
+        Q: PartialEq + ?Sized,
+    {
+        self.0.iter().any(|n| n.borrow() == name)
     }
 }
 

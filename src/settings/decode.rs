@@ -6,6 +6,10 @@
 //! text, and the derive's generic readers (with `serde_path_to_error` for the key path)
 //! were about 90 KB of the .wasm (BENCHMARKS.md, issue 24). The messages are serde_json's
 //! own, made by its error constructors, so they read as they did.
+//!
+//! The readers and error builders are `#[inline(never)]`: each is called from many keys'
+//! arms, and inlined into every one of them they were about 1 KB more of the .wasm. Settings
+//! are read once per settings text, so the calls cost nothing that matters.
 
 use super::errors::SettingsError;
 use serde::de::{Error, Unexpected};
@@ -35,6 +39,7 @@ pub fn child(path: &str, key: &str) -> String {
 }
 
 /// A [`SettingsError::Malformed`] at `path`, with serde_json's message; the root is `settings`.
+#[inline(never)]
 fn malformed(path: &str, error: serde_json::Error) -> SettingsError {
     SettingsError::Malformed {
         key: if path.is_empty() { "settings" } else { path }.to_string(),
@@ -44,6 +49,7 @@ fn malformed(path: &str, error: serde_json::Error) -> SettingsError {
 
 /// Serde's "invalid type" error for `value` at `path`. `shape` is for a mapping or list
 /// check, which calls a list `list`; a string or boolean read calls it `sequence`.
+#[inline(never)]
 fn wrong_type(value: &Value, shape: bool, expected: &str, path: &str) -> SettingsError {
     let found = match value {
         Value::Null => Unexpected::Unit,
@@ -62,11 +68,13 @@ fn wrong_type(value: &Value, shape: bool, expected: &str, path: &str) -> Setting
 }
 
 /// The error for a required key absent from the object at `path`.
+#[inline(never)]
 pub fn missing(path: &str, key: &'static str) -> SettingsError {
     malformed(path, serde_json::Error::missing_field(key))
 }
 
 /// Reads an optional string: `null` is absent.
+#[inline(never)]
 pub fn text(value: Value, path: &str) -> Result<Option<String>, SettingsError> {
     match value {
         Value::Null => Ok(None),
@@ -75,6 +83,7 @@ pub fn text(value: Value, path: &str) -> Result<Option<String>, SettingsError> {
 }
 
 /// Reads a string; `null` too is refused.
+#[inline(never)]
 pub fn required_text(value: Value, path: &str) -> Result<String, SettingsError> {
     match value {
         Value::String(text) => Ok(text),
@@ -83,6 +92,7 @@ pub fn required_text(value: Value, path: &str) -> Result<String, SettingsError> 
 }
 
 /// Reads an optional boolean: `null` is absent.
+#[inline(never)]
 pub fn flag(value: Value, path: &str) -> Result<Option<bool>, SettingsError> {
     match value {
         Value::Null => Ok(None),
@@ -94,33 +104,27 @@ pub fn flag(value: Value, path: &str) -> Result<Option<bool>, SettingsError> {
 /// Reads an optional keyword: `null` is absent, an unknown spelling is refused with the
 /// list of allowed values, generated from `ALL`.
 pub fn keyword<K: Keyword>(value: Value, path: &str) -> Result<Option<K>, SettingsError> {
+    // The generic part only lists the spellings: one body reads every kind of keyword.
+    let spellings: Vec<&str> = K::ALL.iter().map(|k| k.as_str()).collect();
+    Ok(spelled(value, path, &spellings)?.and_then(|i| K::ALL.get(i).copied()))
+}
+
+/// The index in `spellings` of the optional string `value`, or the unknown-value error.
+#[inline(never)]
+fn spelled(value: Value, path: &str, spellings: &[&str]) -> Result<Option<usize>, SettingsError> {
     let Some(text) = text(value, path)? else {
         return Ok(None);
     };
-    match K::ALL.iter().copied().find(|k| k.as_str() == text) {
-        Some(keyword) => Ok(Some(keyword)),
-        None => Err(unknown_keyword(
-            &text,
-            K::ALL.iter().map(|k| k.as_str()),
+    match spellings.iter().position(|s| *s == text) {
+        Some(index) => Ok(Some(index)),
+        None => Err(malformed(
             path,
+            serde_json::Error::custom(format!(
+                "unknown value {text:?}, expected one of: {}",
+                spellings.join(", ")
+            )),
         )),
     }
-}
-
-/// The error for an unknown keyword spelling (kept out of the generic [`keyword`]).
-fn unknown_keyword<'a>(
-    text: &str,
-    allowed: impl Iterator<Item = &'a str>,
-    path: &str,
-) -> SettingsError {
-    let allowed: Vec<&str> = allowed.collect();
-    malformed(
-        path,
-        serde_json::Error::custom(format!(
-            "unknown value {text:?}, expected one of: {}",
-            allowed.join(", ")
-        )),
-    )
 }
 
 /// Reads a mapping only. Serde's derive would also read a struct from a list, field by
@@ -128,6 +132,7 @@ fn unknown_keyword<'a>(
 /// and `containerPath`), and an optional one from `null` as absent (YAML `activation:`
 /// with nothing after it would silently turn activation off); both are refused, with
 /// `write` saying what to write instead.
+#[inline(never)]
 pub fn mapping(value: Value, path: &str, write: &str) -> Result<Map<String, Value>, SettingsError> {
     match value {
         Value::Object(map) => Ok(map),
@@ -142,11 +147,13 @@ pub fn mapping(value: Value, path: &str, write: &str) -> Result<Map<String, Valu
 
 /// Reads a nested Kubernetes object (`initContainer.resources`, `valueFrom`), kept as
 /// JSON: a mapping only.
+#[inline(never)]
 pub fn object(value: Value, path: &str) -> Result<Value, SettingsError> {
     mapping(value, path, OBJECT).map(Value::Object)
 }
 
 /// Reads a list only; `hint` completes the message for `null` or another shape.
+#[inline(never)]
 pub fn list(value: Value, path: &str, hint: &str) -> Result<Vec<Value>, SettingsError> {
     match value {
         Value::Array(items) => Ok(items),
@@ -155,6 +162,7 @@ pub fn list(value: Value, path: &str, hint: &str) -> Result<Vec<Value>, Settings
 }
 
 /// Reads a list of strings, each named by its index in errors.
+#[inline(never)]
 pub fn texts(value: Value, path: &str, hint: &str) -> Result<Vec<String>, SettingsError> {
     list(value, path, hint)?
         .into_iter()

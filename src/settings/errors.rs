@@ -80,10 +80,17 @@ pub enum SettingsError {
 impl SettingsError {
     /// An [`SettingsError::Invalid`] from a syntax rule's answer.
     pub fn invalid(key: impl Into<String>, value: &str, allowed: impl Into<String>) -> Self {
+        Self::invalid_owned(key.into(), value, allowed.into())
+    }
+
+    /// The body of [`SettingsError::invalid`], one copy for every kind of key and answer
+    /// (the generic shell is one per pair of argument types).
+    #[inline(never)]
+    fn invalid_owned(key: String, value: &str, allowed: String) -> Self {
         SettingsError::Invalid {
-            key: key.into(),
+            key,
             value: value.to_string(),
-            allowed: allowed.into(),
+            allowed,
         }
     }
 }
