@@ -27,14 +27,13 @@
 //! whole containers, or copies one; `tests/never_read.rs` fails if a listed key changes
 //! what the policy does.
 
-use serde::de::{
-    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use crate::settings::Settings;
+use crate::settings::method::Method;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
-use std::marker::PhantomData;
 
 /// The top-level entry whose fields the policy reads and changes, split to keep
 /// [`SPEC_NEVER_READ`] and the containers' [`CONTAINER_NEVER_READ`] raw.
@@ -125,7 +124,10 @@ pub const CONTAINER_NEVER_READ: [&str; 18] = [
 
 /// The three container lists of a pod spec; the reader splits their entries by
 /// [`CONTAINER_NEVER_READ`].
-pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+pub const CONTAINER_LISTS: [&str; 3] = [APP_CONTAINERS, "initContainers", "ephemeralContainers"];
+
+/// The list of the pod's app containers, the only one the policy instruments.
+const APP_CONTAINERS: &str = "containers";
 
 /// The entry a split container carries in [`Pod::value`]: the number of its layout. Not a
 /// field name Kubernetes could give (it has a space); a request whose container holds it
@@ -137,10 +139,10 @@ type Layout<'a> = Vec<(Key<'a>, Part<'a>)>;
 
 /// An object's key as the request spells it: borrowed from the request unless it holds
 /// an escape, so that a raw entry costs no allocation for its key.
-type Key<'a> = Cow<'a, str>;
+pub(crate) type Key<'a> = Cow<'a, str>;
 
 /// Reads a [`Key`], borrowing when the deserializer can (serde's own `Cow` always copies).
-struct BorrowedKey;
+pub(crate) struct BorrowedKey;
 
 impl<'de> DeserializeSeed<'de> for BorrowedKey {
     type Value = Key<'de>;
@@ -327,17 +329,141 @@ enum Kind {
     Metadata,
     /// The pod's `spec`, whose container lists are split too.
     Spec,
-    /// An entry of a container list.
-    Container,
+    /// An entry of `spec.containers`.
+    AppContainer,
+    /// An entry of `initContainers` or `ephemeralContainers`, which the policy never changes.
+    OtherContainer,
 }
 
-impl Kind {
-    /// The keys kept raw.
-    fn never_read(self) -> &'static [&'static str] {
+/// Who reads a key that only some settings read.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// Activation, when the `activation` setting is present.
+    Activation,
+    /// virtual-device's extended resource.
+    VirtualDevice,
+    /// Every method that adds a volume (its mounts, and the check that no mount of its
+    /// name exists).
+    VolumeMethods,
+    /// init-container (the copy container's checks: host-process pods, its image, the
+    /// pod-level resources).
+    InitContainer,
+    /// `requiredNodeLabel`.
+    NodeLabel,
+    /// No settings: a key the policy reads in another object only.
+    Nobody,
+}
+
+impl Reader {
+    /// Whether the policy under `settings` reads the key.
+    fn reads(self, settings: &Settings) -> bool {
         match self {
-            Kind::Metadata => &METADATA_NEVER_READ,
-            Kind::Spec => &SPEC_NEVER_READ,
-            Kind::Container => &CONTAINER_NEVER_READ,
+            Reader::Activation => settings.activation.is_some(),
+            Reader::VirtualDevice => matches!(settings.method, Method::VirtualDevice { .. }),
+            Reader::VolumeMethods => settings.method.mounts().is_some(),
+            Reader::InitContainer => matches!(settings.method, Method::InitContainer { .. }),
+            Reader::NodeLabel => settings.method.node_label().is_some(),
+            Reader::Nobody => false,
+        }
+    }
+}
+
+/// The metadata fields only activation reads (the service name and resource attributes):
+/// without it, the policy reads `annotations` alone.
+const METADATA_READ_ONLY_BY: [(&str, Reader); 5] = [
+    ("generateName", Reader::Activation),
+    ("labels", Reader::Activation),
+    ("name", Reader::Activation),
+    ("namespace", Reader::Activation),
+    ("ownerReferences", Reader::Activation),
+];
+
+/// The `spec` fields only some settings read.
+const SPEC_READ_ONLY_BY: [(&str, Reader); 4] = [
+    ("affinity", Reader::NodeLabel),
+    ("resources", Reader::InitContainer),
+    ("securityContext", Reader::InitContainer),
+    ("volumes", Reader::VolumeMethods),
+];
+
+/// The fields of an entry of `spec.containers` only some settings read; `name` is always
+/// read (selection).
+const APP_CONTAINER_READ_ONLY_BY: [(&str, Reader); 7] = [
+    ("env", Reader::Activation),
+    ("envFrom", Reader::Activation),
+    ("image", Reader::Nobody),
+    ("resources", Reader::VirtualDevice),
+    ("securityContext", Reader::InitContainer),
+    ("volumeDevices", Reader::VolumeMethods),
+    ("volumeMounts", Reader::VolumeMethods),
+];
+
+/// The fields of an init or ephemeral container only some settings read; `name` is always
+/// read (selection's warnings, the copy container's name check).
+const OTHER_CONTAINER_READ_ONLY_BY: [(&str, Reader); 7] = [
+    ("env", Reader::Nobody),
+    ("envFrom", Reader::Nobody),
+    ("image", Reader::InitContainer),
+    ("resources", Reader::Nobody),
+    ("securityContext", Reader::InitContainer),
+    ("volumeDevices", Reader::Nobody),
+    ("volumeMounts", Reader::VolumeMethods),
+];
+
+/// The keys a pod is read without, for one settings: the fixed never-read lists, plus the
+/// keys that only other settings read (issue 24: virtual-device without activation reads
+/// a container's `name` and `resources`, nothing else). Each list sorted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeverRead {
+    /// Of `metadata`.
+    pub metadata: Vec<&'static str>,
+    /// Of `spec`.
+    pub spec: Vec<&'static str>,
+    /// Of each entry of `spec.containers`.
+    pub app_container: Vec<&'static str>,
+    /// Of each entry of `initContainers` and `ephemeralContainers`.
+    pub other_container: Vec<&'static str>,
+}
+
+impl NeverRead {
+    /// The fixed lists only: what every settings leaves unread.
+    pub fn fixed() -> Self {
+        NeverRead {
+            metadata: METADATA_NEVER_READ.to_vec(),
+            spec: SPEC_NEVER_READ.to_vec(),
+            app_container: CONTAINER_NEVER_READ.to_vec(),
+            other_container: CONTAINER_NEVER_READ.to_vec(),
+        }
+    }
+
+    /// What the policy under `settings` never reads.
+    pub fn of(settings: &Settings) -> Self {
+        let list = |fixed: &[&'static str], only_by: &[(&'static str, Reader)]| {
+            let mut keys = fixed.to_vec();
+            keys.extend(
+                only_by
+                    .iter()
+                    .filter(|(_, reader)| !reader.reads(settings))
+                    .map(|(key, _)| *key),
+            );
+            keys.sort_unstable();
+            keys
+        };
+        NeverRead {
+            metadata: list(&METADATA_NEVER_READ, &METADATA_READ_ONLY_BY),
+            spec: list(&SPEC_NEVER_READ, &SPEC_READ_ONLY_BY),
+            app_container: list(&CONTAINER_NEVER_READ, &APP_CONTAINER_READ_ONLY_BY),
+            other_container: list(&CONTAINER_NEVER_READ, &OTHER_CONTAINER_READ_ONLY_BY),
+        }
+    }
+
+    /// The keys of `kind` kept raw.
+    fn of_kind(&self, kind: Kind) -> &[&'static str] {
+        match kind {
+            Kind::Metadata => &self.metadata,
+            Kind::Spec => &self.spec,
+            Kind::AppContainer => &self.app_container,
+            Kind::OtherContainer => &self.other_container,
         }
     }
 }
@@ -382,6 +508,8 @@ struct Split<'t, 'a> {
     layout: &'t mut Option<Layout<'a>>,
     /// Where a spec's split containers go.
     containers: &'t mut Containers<'a>,
+    /// The keys kept raw.
+    never_read: &'t NeverRead,
 }
 
 impl<'de> DeserializeSeed<'de> for Split<'_, 'de> {
@@ -412,7 +540,7 @@ impl<'de> Visitor<'de> for Split<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut read = Map::new();
         let mut layout = Vec::new();
-        let never_read = self.kind.never_read();
+        let never_read = self.never_read.of_kind(self.kind);
         while let Some(key) = map.next_key_seed(BorrowedKey)? {
             let part = if never_read.binary_search(&&*key).is_ok() {
                 Part::Raw(map.next_value()?)
@@ -429,11 +557,13 @@ impl<'de> Visitor<'de> for Split<'_, 'de> {
                 let value = map.next_value_seed(ContainerList {
                     list,
                     containers: &mut *self.containers,
+                    never_read: self.never_read,
                 })?;
                 read.insert(key.to_string(), value);
                 Part::Containers
             } else {
-                if *key == *MARKER && self.kind == Kind::Container {
+                if *key == *MARKER && matches!(self.kind, Kind::AppContainer | Kind::OtherContainer)
+                {
                     self.containers.forged = true;
                 }
                 read.insert(key.to_string(), map.next_value()?);
@@ -453,6 +583,8 @@ struct ContainerList<'t, 'a> {
     list: &'static str,
     /// Where the split containers go.
     containers: &'t mut Containers<'a>,
+    /// The keys kept raw.
+    never_read: &'t NeverRead,
 }
 
 impl<'de> DeserializeSeed<'de> for ContainerList<'_, 'de> {
@@ -482,12 +614,19 @@ impl<'de> Visitor<'de> for ContainerList<'_, 'de> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut list = Vec::new();
+        // The policy changes only `spec.containers`' entries, and reads less of the others.
+        let kind = if self.list == APP_CONTAINERS {
+            Kind::AppContainer
+        } else {
+            Kind::OtherContainer
+        };
         loop {
             let mut layout = None;
             let Some(mut container) = seq.next_element_seed(Split {
-                kind: Kind::Container,
+                kind,
                 layout: &mut layout,
                 containers: &mut *self.containers,
+                never_read: self.never_read,
             })?
             else {
                 break;
@@ -531,19 +670,21 @@ fn unsplit(spec: &mut Value, containers: Containers<'_>) -> Result<(), serde_jso
     Ok(())
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Pod<'a> {
-    /// Reads the object in one pass; anything but an object gives `Value::Null`, which
-    /// `select::container_names` rejects as not a JSON object.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(PodVisitor(PhantomData))
+/// Reads a [`Pod`] in one pass, keeping its [`NeverRead`] keys raw; anything but an
+/// object gives `Value::Null`, which `select::container_names` rejects as not a JSON
+/// object.
+pub struct ReadPod<'n>(pub &'n NeverRead);
+
+impl<'de> DeserializeSeed<'de> for ReadPod<'_> {
+    type Value = Pod<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Pod<'de>, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-/// Builds a [`Pod`] from the request's `object`, borrowing its raw parts.
-struct PodVisitor<'a>(PhantomData<Pod<'a>>);
-
-impl<'de: 'a, 'a> Visitor<'de> for PodVisitor<'a> {
-    type Value = Pod<'a>;
+impl<'de> Visitor<'de> for ReadPod<'_> {
+    type Value = Pod<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
@@ -569,6 +710,7 @@ impl<'de: 'a, 'a> Visitor<'de> for PodVisitor<'a> {
                 kind,
                 layout: &mut split,
                 containers: &mut spec_containers,
+                never_read: self.0,
             })?;
             if spec_containers.forged {
                 unsplit(&mut read, std::mem::take(&mut spec_containers))
@@ -627,7 +769,8 @@ mod tests {
     const OBJECT: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","managedFields":[{"manager":"kubectl","time":"2024-01-01T00:00:00Z","fieldsV1":{"f:spec":{}}}],"annotations":{"a":"b"},"x-unknown":1.50},"spec":{"containers":[{"future":{"n":1},"name":"app"}]},"status":{"phase":"Pending","n":1e3}}"#;
 
     fn read(object: &str) -> Pod<'_> {
-        serde_json::from_str(object).unwrap()
+        let mut json = serde_json::Deserializer::from_str(object);
+        ReadPod(&NeverRead::fixed()).deserialize(&mut json).unwrap()
     }
 
     #[test]

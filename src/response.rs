@@ -10,17 +10,19 @@
 
 use crate::activation::{self, annotation};
 use crate::message::listing;
-use crate::raw::Pod;
+use crate::raw::{BorrowedKey, NeverRead, Pod, ReadPod};
 use crate::settings::Settings;
 use crate::settings::errors::SettingsError;
 use crate::{mutate, select, settings};
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::fmt;
 use std::rc::Rc;
 
 /// HTTP code of a rejection: the object is not a pod.
@@ -31,28 +33,114 @@ pub const AUDIT_KEY: &str = "mutation";
 
 /// The `validate` payload: the policy settings (absent and `null` are both `None`) and
 /// the AdmissionRequest.
-#[derive(Deserialize)]
 struct Payload<'a> {
-    #[serde(default, borrow)]
     settings: Option<&'a RawValue>,
-    #[serde(borrow)]
     request: AdmissionRequest<'a>,
 }
 
-/// The fields of the AdmissionRequest the policy reads; serde skips the rest
-/// (userInfo, oldObject, options…) without building them.
-#[derive(Deserialize)]
+/// The fields of the AdmissionRequest the policy reads; the rest (userInfo, oldObject,
+/// options…) is skipped without being built.
 struct AdmissionRequest<'a> {
-    #[serde(default)]
     kind: GroupVersionKind,
-    #[serde(default)]
     operation: String,
     /// The pod's namespace (its `metadata.namespace` may be unset at admission).
-    #[serde(default)]
     namespace: String,
-    /// `null` or absent is `None`, rejected as not a JSON object.
-    #[serde(default, borrow)]
-    object: Option<Pod<'a>>,
+    /// `null` or absent reads as not an object, and is rejected.
+    object: Pod<'a>,
+}
+
+/// Reads a [`Payload`], its pod by [`ReadPod`] with these keys kept raw.
+///
+/// By hand, not derived: serde's derive has no way to hand the keys down to the pod.
+/// Like the derived reader it was, it refuses a repeated field and a missing `request`.
+struct ReadPayload<'n>(&'n NeverRead);
+
+impl<'de> DeserializeSeed<'de> for ReadPayload<'_> {
+    type Value = Payload<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Payload<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ReadPayload<'_> {
+    type Value = Payload<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a validate payload: {request, settings}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload<'de>, A::Error> {
+        let (mut settings, mut request) = (None, None);
+        while let Some(key) = map.next_key_seed(BorrowedKey)? {
+            match &*key {
+                "settings" => once(&mut settings, "settings", map.next_value()?)?,
+                "request" => once(
+                    &mut request,
+                    "request",
+                    map.next_value_seed(ReadRequest(self.0))?,
+                )?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Payload {
+            settings: settings.flatten(),
+            request: request.ok_or_else(|| de::Error::missing_field("request"))?,
+        })
+    }
+}
+
+/// Reads an [`AdmissionRequest`], its object by [`ReadPod`] with these keys kept raw.
+struct ReadRequest<'n>(&'n NeverRead);
+
+impl<'de> DeserializeSeed<'de> for ReadRequest<'_> {
+    type Value = AdmissionRequest<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<AdmissionRequest<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ReadRequest<'_> {
+    type Value = AdmissionRequest<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an AdmissionRequest")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AdmissionRequest<'de>, A::Error> {
+        let (mut kind, mut operation, mut namespace, mut object) = (None, None, None, None);
+        while let Some(key) = map.next_key_seed(BorrowedKey)? {
+            match &*key {
+                "kind" => once(&mut kind, "kind", map.next_value()?)?,
+                "operation" => once(&mut operation, "operation", map.next_value()?)?,
+                "namespace" => once(&mut namespace, "namespace", map.next_value()?)?,
+                "object" => once(&mut object, "object", map.next_value_seed(ReadPod(self.0))?)?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(AdmissionRequest {
+            kind: kind.unwrap_or_default(),
+            operation: operation.unwrap_or_default(),
+            namespace: namespace.unwrap_or_default(),
+            object: object.unwrap_or_else(Pod::not_an_object),
+        })
+    }
+}
+
+/// Sets a field read once; a repeated one is an error, as serde's derive makes it.
+fn once<T, E: de::Error>(slot: &mut Option<T>, field: &'static str, value: T) -> Result<(), E> {
+    match slot.replace(value) {
+        Some(_) => Err(E::duplicate_field(field)),
+        None => Ok(()),
+    }
 }
 
 /// The kind of the object under admission.
@@ -73,16 +161,27 @@ impl GroupVersionKind {
     }
 }
 
-/// Settings as the policy server sent them (their JSON text), and what they parse to.
+/// Settings as the policy server sent them (their JSON text), what they parse to, and
+/// the keys of a pod the policy under them never reads.
 struct ReadSettings {
     given: Box<str>,
     parsed: Result<Settings, SettingsError>,
+    never_read: NeverRead,
 }
 
 thread_local! {
     /// The last settings read. The policy server sends the same settings with every
     /// request to a module instance, so they are read once, not at every admission.
     static LAST_SETTINGS: Cell<Option<Rc<ReadSettings>>> = const { Cell::new(None) };
+}
+
+/// The settings of the last call, if any: the policy server's usual next settings.
+fn last_settings() -> Option<Rc<ReadSettings>> {
+    LAST_SETTINGS.with(|last| {
+        let read = last.take();
+        last.set(read.clone());
+        read
+    })
 }
 
 /// `given` read: from [`LAST_SETTINGS`] when they are the same text, else parsed anew.
@@ -100,9 +199,14 @@ fn read_settings(given: Option<&RawValue>) -> Rc<ReadSettings> {
                     // Not reached: the payload they came in parsed, so they are JSON.
                     Err(_) => Err(SettingsError::NotAMapping(given.to_string())),
                 };
+                // Invalid settings leave the pod unread: any keys do.
+                let never_read = parsed
+                    .as_ref()
+                    .map_or_else(|_| NeverRead::fixed(), NeverRead::of);
                 Rc::new(ReadSettings {
                     given: given.into(),
                     parsed,
+                    never_read,
                 })
             });
         last.set(Some(Rc::clone(&read)));
@@ -112,11 +216,20 @@ fn read_settings(given: Option<&RawValue>) -> Rc<ReadSettings> {
 
 /// `payload` read as UTF-8 text, then as JSON. Checked once here, the text lets serde_json
 /// skip checking every string and raw part again (`from_slice` does): 4% of `validate`
-/// in wasm on the typical pod. Every parse of the module goes through here or `from_str`,
-/// so the module holds one instance of serde_json's parser.
+/// in wasm on the typical pod. Every parse of the module goes through here, [`read_payload`]
+/// or `from_str`, so the module holds one instance of serde_json's parser.
 fn from_json_text<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, String> {
     let text = std::str::from_utf8(payload).map_err(|e| e.to_string())?;
     serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// The `validate` payload's text read, its pod without the `never_read` keys.
+fn read_payload<'a>(text: &'a str, never_read: &NeverRead) -> Result<Payload<'a>, String> {
+    let mut json = serde_json::Deserializer::from_str(text);
+    let payload = ReadPayload(never_read)
+        .deserialize(&mut json)
+        .and_then(|payload| json.end().map(|()| payload));
+    payload.map_err(|e| e.to_string())
 }
 
 /// Answers a `validate_settings` call: always a response, never an error.
@@ -184,20 +297,45 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
 }
 
 /// Answers a `validate` call: accept, accept with the mutated pod, or reject an unreadable pod.
+///
+/// The settings come after the pod in the payload, so the pod is read by what the last
+/// call's settings never read, the policy server's usual case; read again when this
+/// call's settings differ.
 pub fn answer(payload: &[u8]) -> Answer {
-    let payload: Payload = match from_json_text(payload) {
-        Ok(payload) => payload,
-        Err(e) => {
-            return reject(format!(
-                "agent-mount: cannot read the admission request: {e}"
-            ));
+    let unreadable = |e: String| {
+        reject(format!(
+            "agent-mount: cannot read the admission request: {e}"
+        ))
+    };
+    let text = match std::str::from_utf8(payload) {
+        Ok(text) => text,
+        Err(e) => return unreadable(e.to_string()),
+    };
+    let guess = last_settings();
+    let fixed;
+    let first = match &guess {
+        Some(guess) => &guess.never_read,
+        None => {
+            fixed = NeverRead::fixed();
+            &fixed
         }
     };
-    let request = payload.request;
-    if request.operation != "CREATE" || !request.kind.is_core_v1_pod() {
+    let payload = match read_payload(text, first) {
+        Ok(payload) => payload,
+        Err(e) => return unreadable(e),
+    };
+    if payload.request.operation != "CREATE" || !payload.request.kind.is_core_v1_pod() {
         return accept(None, Vec::new(), None);
     }
     let read = read_settings(payload.settings);
+    let request = if guess.is_some_and(|guess| Rc::ptr_eq(&guess, &read)) {
+        payload.request
+    } else {
+        match read_payload(text, &read.never_read) {
+            Ok(payload) => payload.request,
+            Err(e) => return unreadable(e),
+        }
+    };
     let settings = match &read.parsed {
         Ok(settings) => settings,
         Err(e) => {
@@ -211,7 +349,7 @@ pub fn answer(payload: &[u8]) -> Answer {
             );
         }
     };
-    let mut pod = request.object.unwrap_or_else(Pod::not_an_object);
+    let mut pod = request.object;
     match decide(&mut pod.value, settings, &request.namespace) {
         Decision::Reject(message) => reject(message),
         Decision::Accept {
