@@ -227,6 +227,9 @@ impl Pod<'_> {
         let read = value.as_object().unwrap_or(&empty);
         out.push(b'{');
         let mut first = true;
+        // The layout's entries found in `read`, but a marker: when they are all of it,
+        // the policy added none, and no entry of `read` needs looking for in the layout.
+        let mut matched = 0;
         let mut entry = |out: &mut Vec<u8>, key: &str| -> Result<(), serde_json::Error> {
             if !std::mem::take(&mut first) {
                 out.push(b',');
@@ -236,7 +239,11 @@ impl Pod<'_> {
             Ok(())
         };
         for (key, part) in layout {
-            match (part, read.get(&**key)) {
+            let value = read.get(&**key);
+            if value.is_some() && **key != *MARKER {
+                matched += 1;
+            }
+            match (part, value) {
                 // A raw entry the policy did not set (it never sets one: this keeps a write safe).
                 (Part::Raw(raw), None) => {
                     entry(out, key)?;
@@ -258,7 +265,8 @@ impl Pod<'_> {
                 (Part::Read | Part::Split(_) | Part::Containers, None) => {}
             }
         }
-        for (key, value) in read {
+        let added = read.len() > matched + usize::from(read.contains_key(MARKER));
+        for (key, value) in read.iter().filter(|_| added) {
             // Only the reader puts a marker in an object it split (see [`MARKER`]).
             if key != MARKER && !layout.iter().any(|(known, _)| **known == **key) {
                 entry(out, key)?;
@@ -911,6 +919,21 @@ mod tests {
         // 1.50 is written as given only where it stayed raw.
         let written = String::from_utf8(written).unwrap();
         assert_eq!(written.contains("1.50"), raw_kept, "{written}");
+    }
+
+    #[test]
+    fn entries_the_policy_adds_are_written_beside_a_marker_the_request_gave() {
+        // The request's marker in `spec` is one of its entries; the policy's `volumes` and
+        // `labels` are not, and come last.
+        let object = r#"{"metadata":{"uid":"u"},"spec":{"agent-mount raw parts":0,"dnsPolicy":1.50,"containers":[{"name":"a","ports":1.50}]}}"#;
+        let mut pod = read(object);
+        pod.value["spec"]["volumes"] = json!([]);
+        pod.value["metadata"]["labels"] = json!({});
+        pod.value["spec"]["containers"][0]["volumeMounts"] = json!([]);
+        assert_eq!(
+            String::from_utf8(pod.write().unwrap()).unwrap(),
+            r#"{"metadata":{"uid":"u","labels":{}},"spec":{"agent-mount raw parts":0,"dnsPolicy":1.50,"containers":[{"name":"a","ports":1.50,"volumeMounts":[]}],"volumes":[]}}"#
+        );
     }
 
     #[test]
