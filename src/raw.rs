@@ -230,13 +230,22 @@ impl Pod<'_> {
         // The layout's entries found in `read`, but a marker: when they are all of it,
         // the policy added none, and no entry of `read` needs looking for in the layout.
         let mut matched = 0;
-        let mut entry = |out: &mut Vec<u8>, key: &str| -> Result<(), serde_json::Error> {
+        // `verbatim`: a key borrowed from the request, spelt there without an escape, so
+        // it holds no `"`, `\` or control character (JSON has none raw), nothing
+        // serde_json would escape: written as it is, without a pass over its bytes.
+        let mut entry = |out: &mut Vec<u8>, key: &str, verbatim: bool| {
             if !std::mem::take(&mut first) {
                 out.push(b',');
             }
-            serde_json::to_writer(&mut *out, key)?;
+            if verbatim {
+                out.push(b'"');
+                out.extend_from_slice(key.as_bytes());
+                out.push(b'"');
+            } else {
+                serde_json::to_writer(&mut *out, key)?;
+            }
             out.push(b':');
-            Ok(())
+            Ok::<(), serde_json::Error>(())
         };
         for (key, part) in layout {
             let value = read.get(&**key);
@@ -246,19 +255,19 @@ impl Pod<'_> {
             match (part, value) {
                 // A raw entry the policy did not set (it never sets one: this keeps a write safe).
                 (Part::Raw(raw), None) => {
-                    entry(out, key)?;
+                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
                     out.extend_from_slice(raw.get().as_bytes());
                 }
                 (Part::Split(inner), Some(object @ Value::Object(_))) => {
-                    entry(out, key)?;
+                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
                     self.write_object(out, inner, object)?;
                 }
                 (Part::Containers, Some(Value::Array(list))) => {
-                    entry(out, key)?;
+                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
                     self.write_containers(out, list)?;
                 }
                 (_, Some(value)) => {
-                    entry(out, key)?;
+                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
                     serde_json::to_writer(&mut *out, value)?;
                 }
                 // Read, and removed by the policy.
@@ -269,7 +278,7 @@ impl Pod<'_> {
         for (key, value) in read.iter().filter(|_| added) {
             // Only the reader puts a marker in an object it split (see [`MARKER`]).
             if key != MARKER && !layout.iter().any(|(known, _)| **known == **key) {
-                entry(out, key)?;
+                entry(out, key, false)?;
                 serde_json::to_writer(&mut *out, value)?;
             }
         }
