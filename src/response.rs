@@ -25,6 +25,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 
+/// Room for an answer's fields but the pod (decision, warnings), usually enough.
+const ANSWER_FIELDS_SIZE: usize = 1024;
+/// The written pod's buffer is the request's length and this fraction of it more: room
+/// for what the policy adds (two mounts a container under init-container's overlay add a
+/// fifth to the large pod).
+const ROOM_FOR_ADDITIONS: usize = 4;
 /// HTTP code of a rejection: the object is not a pod.
 const BAD_REQUEST: u16 = 400;
 /// The audit annotation that records the decision, for pods created by controllers
@@ -265,11 +271,14 @@ pub struct Answer {
 impl Answer {
     /// The answer's JSON, the pod spliced in as written, never parsed again.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut out = serde_json::to_vec(self)?;
+        let object = self.mutated_object.as_deref().unwrap_or(b"null");
+        // Sized for the pod once: growing it step by step copied the pod each time.
+        let mut out = Vec::with_capacity(object.len() + ANSWER_FIELDS_SIZE);
+        serde_json::to_writer(&mut out, self)?;
         // serde_json writes a struct as one object: `{…}` becomes `{…,"mutated_object":…}`.
         out.pop();
         out.extend_from_slice(br#","mutated_object":"#);
-        out.extend_from_slice(self.mutated_object.as_deref().unwrap_or(b"null"));
+        out.extend_from_slice(object);
         out.push(b'}');
         Ok(out)
     }
@@ -356,7 +365,7 @@ pub fn answer(payload: &[u8]) -> Answer {
             changed: true,
             mut warnings,
             note,
-        } => match pod.write() {
+        } => match pod.write(text.len() + text.len() / ROOM_FOR_ADDITIONS) {
             Ok(object) => accept(Some(object), warnings, Some(note)),
             Err(e) => {
                 warnings.push(format!(
