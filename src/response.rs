@@ -10,6 +10,7 @@
 
 use crate::activation::{self, annotation};
 use crate::message::listing;
+use crate::mutate::Additions;
 use crate::raw::{BorrowedKey, NeverRead, Pod, ReadPod};
 use crate::settings::Settings;
 use crate::settings::errors::SettingsError;
@@ -167,11 +168,12 @@ impl GroupVersionKind {
     }
 }
 
-/// Settings as the policy server sent them (their JSON text), what they parse to, and
-/// the keys of a pod the policy under them never reads.
+/// Settings as the policy server sent them (their JSON text), what they parse to with
+/// what their method adds to every pod, and the keys of a pod the policy under them
+/// never reads.
 struct ReadSettings {
     given: Box<str>,
-    parsed: Result<Settings, SettingsError>,
+    parsed: Result<(Settings, Additions), SettingsError>,
     never_read: NeverRead,
 }
 
@@ -211,7 +213,10 @@ fn read_settings(given: Option<&RawValue>) -> Rc<ReadSettings> {
                     .map_or_else(|_| NeverRead::fixed(), NeverRead::of);
                 Rc::new(ReadSettings {
                     given: given.into(),
-                    parsed,
+                    parsed: parsed.map(|settings| {
+                        let additions = Additions::of(&settings.method);
+                        (settings, additions)
+                    }),
                     never_read,
                 })
             });
@@ -345,8 +350,8 @@ pub fn answer(payload: &[u8]) -> Answer {
             Err(e) => return unreadable(e),
         }
     };
-    let settings = match &read.parsed {
-        Ok(settings) => settings,
+    let (settings, additions) = match &read.parsed {
+        Ok((settings, additions)) => (settings, additions),
         Err(e) => {
             let warning = format!(
                 "agent-mount: invalid policy settings, pod left unchanged: {e}; fix the ClusterAdmissionPolicy's spec.settings"
@@ -359,7 +364,7 @@ pub fn answer(payload: &[u8]) -> Answer {
         }
     };
     let mut pod = request.object;
-    match decide(&mut pod.value, settings, &request.namespace) {
+    match decide_by(&mut pod.value, settings, additions, &request.namespace) {
         Decision::Reject(message) => reject(message),
         Decision::Accept {
             changed: true,
@@ -405,6 +410,16 @@ pub enum Decision {
 /// The policy's work on a pod's `Value` (select, mutate, activate), changed in place;
 /// `namespace` is the request's. Public so that a test can run it on a pod read whole.
 pub fn decide(pod: &mut Value, settings: &Settings, namespace: &str) -> Decision {
+    decide_by(pod, settings, &Additions::of(&settings.method), namespace)
+}
+
+/// [`decide`] with the [`Additions`] of `settings`' method built already.
+fn decide_by(
+    pod: &mut Value,
+    settings: &Settings,
+    additions: &Additions,
+    namespace: &str,
+) -> Decision {
     let (selection, names, activated, activation_note) = match select::container_names(pod) {
         Ok(names) => {
             let selection = select::instrumented_containers(pod, &names, settings);
@@ -448,15 +463,16 @@ pub fn decide(pod: &mut Value, settings: &Settings, namespace: &str) -> Decision
         };
     }
     let method = settings.method.kind().as_str();
-    let outcome = mutate::mutate(pod, &selection.containers, settings).and_then(|mounted| {
-        let Some(activation) = &settings.activation else {
-            return Ok(mounted);
-        };
-        // After mounting: the merge is all or nothing with the mounts.
-        let done = activation::activate(pod, &activated.containers, activation, namespace)?;
-        warnings.extend(done.warnings);
-        Ok(mounted | done.changed)
-    });
+    let outcome =
+        mutate::mutate_by(pod, &selection.containers, settings, additions).and_then(|mounted| {
+            let Some(activation) = &settings.activation else {
+                return Ok(mounted);
+            };
+            // After mounting: the merge is all or nothing with the mounts.
+            let done = activation::activate(pod, &activated.containers, activation, namespace)?;
+            warnings.extend(done.warnings);
+            Ok(mounted | done.changed)
+        });
     match outcome {
         Ok(changed) => {
             let note = if changed {
