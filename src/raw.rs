@@ -456,15 +456,21 @@ impl NeverRead {
 
     /// What the policy under `settings` never reads.
     pub fn of(settings: &Settings) -> Self {
+        // Both lists sorted: merged in order (a sort would bring its own code into the module).
         let list = |fixed: &[&'static str], only_by: &[(&'static str, Reader)]| {
-            let mut keys = fixed.to_vec();
-            keys.extend(
-                only_by
-                    .iter()
-                    .filter(|(_, reader)| !reader.reads(settings))
-                    .map(|(key, _)| *key),
-            );
-            keys.sort_unstable();
+            let mut unread = only_by
+                .iter()
+                .filter(|(_, reader)| !reader.reads(settings))
+                .map(|(key, _)| *key)
+                .peekable();
+            let mut keys = Vec::with_capacity(fixed.len() + only_by.len());
+            for key in fixed {
+                while let Some(earlier) = unread.next_if(|unread| unread < key) {
+                    keys.push(earlier);
+                }
+                keys.push(key);
+            }
+            keys.extend(unread);
             keys
         };
         NeverRead {
@@ -962,12 +968,35 @@ mod tests {
 
     #[test]
     fn the_never_read_lists_are_sorted_and_without_repeats() {
+        let only_by = |table: &[(&'static str, Reader)]| -> Vec<&str> {
+            table.iter().map(|(key, _)| *key).collect()
+        };
         for list in [
             &SPEC_NEVER_READ[..],
             &CONTAINER_NEVER_READ,
             &METADATA_NEVER_READ,
+            &only_by(&METADATA_READ_ONLY_BY),
+            &only_by(&SPEC_READ_ONLY_BY),
+            &only_by(&APP_CONTAINER_READ_ONLY_BY),
+            &only_by(&OTHER_CONTAINER_READ_ONLY_BY),
         ] {
             assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+        }
+        // Merged, every settings' lists are sorted and without repeats too: nothing of
+        // the fixed lists is read only by some settings.
+        for settings in [
+            Settings::default(),
+            crate::settings::parse(serde_json::json!({"activation": {}})).unwrap(),
+        ] {
+            let never_read = NeverRead::of(&settings);
+            for list in [
+                &never_read.metadata,
+                &never_read.spec,
+                &never_read.app_container,
+                &never_read.other_container,
+            ] {
+                assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+            }
         }
     }
 }
