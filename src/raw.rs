@@ -134,6 +134,10 @@ const APP_CONTAINERS: &str = "containers";
 /// has that `spec`'s containers read whole, so the writer follows only the reader's.
 pub const MARKER: &str = "agent-mount raw parts";
 
+/// How many keys a split object (a container, `spec`, `metadata`) usually has at most:
+/// its layout's first size, so that it does not grow three times on the way.
+const USUAL_KEYS: usize = 12;
+
 /// An object's entries in their order, each raw or read.
 type Layout<'a> = Vec<(Key<'a>, Part<'a>)>;
 
@@ -563,7 +567,7 @@ impl<'de> Visitor<'de> for Split<'_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut read = Map::new();
-        let mut layout = Vec::new();
+        let mut layout = Vec::with_capacity(USUAL_KEYS);
         let never_read = self.never_read.of_kind(self.kind);
         while let Some(key) = map.next_key_seed(BorrowedKey)? {
             let part = if never_read.binary_search(&&*key).is_ok() {
