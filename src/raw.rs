@@ -33,6 +33,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::fmt;
 
 /// The top-level entry whose fields the policy reads and changes, split to keep
@@ -45,82 +46,89 @@ const METADATA: &str = "metadata";
 /// The metadata fields the policy never reads: `managedFields` is often half of a pod
 /// request. It reads `name`, `generateName`, `namespace`, `labels`, `annotations` and
 /// `ownerReferences` (selection, activation's service name and attributes); none of these
-/// is listed. Sorted.
+/// is listed. In [`key_order`].
 pub const METADATA_NEVER_READ: [&str; 8] = [
-    "creationTimestamp",
-    "deletionGracePeriodSeconds",
-    "deletionTimestamp",
+    "uid",
     "finalizers",
     "generation",
     "managedFields",
     "resourceVersion",
-    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
 ];
 
 /// The `spec` fields the policy never reads. It reads `containers`, `initContainers`,
 /// `ephemeralContainers` (names, images, mounts, env, resources, securityContext),
 /// `volumes`, `affinity` (the node label), `os` (Windows pods), `resources` (pod-level,
 /// for the copy container) and `securityContext` (host-process pods); none of these is
-/// listed. Sorted: looked up by binary search.
+/// listed. In [`key_order`].
 pub const SPEC_NEVER_READ: [&str; 33] = [
-    "activeDeadlineSeconds",
-    "automountServiceAccountToken",
+    "hostIPC",
+    "hostPID",
+    "hostname",
+    "nodeName",
+    "overhead",
+    "priority",
     "dnsConfig",
     "dnsPolicy",
-    "enableServiceLinks",
-    "hostAliases",
-    "hostIPC",
-    "hostNetwork",
-    "hostPID",
     "hostUsers",
-    "hostname",
-    "hostnameOverride",
-    "imagePullSecrets",
-    "nodeName",
+    "subdomain",
+    "hostAliases",
+    "hostNetwork",
+    "tolerations",
     "nodeSelector",
-    "overhead",
-    "preemptionPolicy",
-    "priority",
-    "priorityClassName",
+    "restartPolicy",
+    "schedulerName",
     "readinessGates",
     "resourceClaims",
-    "restartPolicy",
-    "runtimeClassName",
-    "schedulerName",
-    "schedulingGates",
     "serviceAccount",
-    "serviceAccountName",
+    "schedulingGates",
+    "hostnameOverride",
+    "imagePullSecrets",
+    "preemptionPolicy",
+    "runtimeClassName",
+    "priorityClassName",
     "setHostnameAsFQDN",
+    "enableServiceLinks",
+    "serviceAccountName",
+    "activeDeadlineSeconds",
     "shareProcessNamespace",
-    "subdomain",
-    "terminationGracePeriodSeconds",
-    "tolerations",
     "topologySpreadConstraints",
+    "automountServiceAccountToken",
+    "terminationGracePeriodSeconds",
 ];
 
 /// The fields of a container (of any of the three lists) the policy never reads. It
 /// reads `name`, `image` (the copy init container's), `env`, `envFrom`, `resources`,
-/// `volumeMounts`, `volumeDevices` and `securityContext`; none of these is listed. Sorted.
+/// `volumeMounts`, `volumeDevices` and `securityContext`; none of these is listed. In
+/// [`key_order`].
 pub const CONTAINER_NEVER_READ: [&str; 18] = [
+    "tty",
     "args",
-    "command",
-    "imagePullPolicy",
-    "lifecycle",
-    "livenessProbe",
     "ports",
-    "readinessProbe",
-    "resizePolicy",
-    "restartPolicy",
-    "restartPolicyRules",
-    "startupProbe",
     "stdin",
+    "command",
+    "lifecycle",
     "stdinOnce",
+    "workingDir",
+    "resizePolicy",
+    "startupProbe",
+    "livenessProbe",
+    "restartPolicy",
+    "readinessProbe",
+    "imagePullPolicy",
+    "restartPolicyRules",
     "targetContainerName",
     "terminationMessagePath",
     "terminationMessagePolicy",
-    "tty",
-    "workingDir",
 ];
+
+/// The order of the never-read lists, for binary search: by length, then by bytes. Most
+/// keys differ in length, so a lookup compares lengths and seldom the bytes.
+pub fn key_order(a: &str, b: &str) -> Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
 
 /// The three container lists of a pod spec; the reader splits their entries by
 /// [`CONTAINER_NEVER_READ`].
@@ -393,48 +401,48 @@ impl Reader {
 /// The metadata fields only activation reads (the service name and resource attributes):
 /// without it, the policy reads `annotations` alone.
 const METADATA_READ_ONLY_BY: [(&str, Reader); 5] = [
-    ("generateName", Reader::Activation),
-    ("labels", Reader::Activation),
     ("name", Reader::Activation),
+    ("labels", Reader::Activation),
     ("namespace", Reader::Activation),
+    ("generateName", Reader::Activation),
     ("ownerReferences", Reader::Activation),
 ];
 
 /// The `spec` fields only some settings read.
 const SPEC_READ_ONLY_BY: [(&str, Reader); 4] = [
+    ("volumes", Reader::VolumeMethods),
     ("affinity", Reader::NodeLabel),
     ("resources", Reader::InitContainer),
     ("securityContext", Reader::InitContainer),
-    ("volumes", Reader::VolumeMethods),
 ];
 
 /// The fields of an entry of `spec.containers` only some settings read; `name` is always
 /// read (selection).
 const APP_CONTAINER_READ_ONLY_BY: [(&str, Reader); 7] = [
     ("env", Reader::Activation),
-    ("envFrom", Reader::Activation),
     ("image", Reader::Nobody),
+    ("envFrom", Reader::Activation),
     ("resources", Reader::VirtualDevice),
-    ("securityContext", Reader::InitContainer),
-    ("volumeDevices", Reader::VolumeMethods),
     ("volumeMounts", Reader::VolumeMethods),
+    ("volumeDevices", Reader::VolumeMethods),
+    ("securityContext", Reader::InitContainer),
 ];
 
 /// The fields of an init or ephemeral container only some settings read; `name` is always
 /// read (selection's warnings, the copy container's name check).
 const OTHER_CONTAINER_READ_ONLY_BY: [(&str, Reader); 7] = [
     ("env", Reader::Nobody),
-    ("envFrom", Reader::Nobody),
     ("image", Reader::InitContainer),
+    ("envFrom", Reader::Nobody),
     ("resources", Reader::Nobody),
-    ("securityContext", Reader::InitContainer),
-    ("volumeDevices", Reader::Nobody),
     ("volumeMounts", Reader::VolumeMethods),
+    ("volumeDevices", Reader::Nobody),
+    ("securityContext", Reader::InitContainer),
 ];
 
 /// The keys a pod is read without, for one settings: the fixed never-read lists, plus the
 /// keys that only other settings read (issue 24: virtual-device without activation reads
-/// a container's `name` and `resources`, nothing else). Each list sorted.
+/// a container's `name` and `resources`, nothing else). Each list in [`key_order`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NeverRead {
     /// Of `metadata`.
@@ -460,7 +468,8 @@ impl NeverRead {
 
     /// What the policy under `settings` never reads.
     pub fn of(settings: &Settings) -> Self {
-        // Both lists sorted: merged in order (a sort would bring its own code into the module).
+        // Both lists in [`key_order`]: merged in order (a sort would bring its own code
+        // into the module).
         let list = |fixed: &[&'static str], only_by: &[(&'static str, Reader)]| {
             let mut unread = only_by
                 .iter()
@@ -469,7 +478,7 @@ impl NeverRead {
                 .peekable();
             let mut keys = Vec::with_capacity(fixed.len() + only_by.len());
             for key in fixed {
-                while let Some(earlier) = unread.next_if(|unread| unread < key) {
+                while let Some(earlier) = unread.next_if(|unread| key_order(unread, key).is_lt()) {
                     keys.push(earlier);
                 }
                 keys.push(key);
@@ -570,7 +579,10 @@ impl<'de> Visitor<'de> for Split<'_, 'de> {
         let mut layout = Vec::with_capacity(USUAL_KEYS);
         let never_read = self.never_read.of_kind(self.kind);
         while let Some(key) = map.next_key_seed(BorrowedKey)? {
-            let part = if never_read.binary_search(&&*key).is_ok() {
+            let part = if never_read
+                .binary_search_by(|known| key_order(known, &key))
+                .is_ok()
+            {
                 Part::Raw(map.next_value()?)
             } else if let (Kind::Spec, Some(list)) = (
                 self.kind,
@@ -984,7 +996,10 @@ mod tests {
             &only_by(&APP_CONTAINER_READ_ONLY_BY),
             &only_by(&OTHER_CONTAINER_READ_ONLY_BY),
         ] {
-            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+            assert!(
+                list.windows(2).all(|w| key_order(w[0], w[1]).is_lt()),
+                "{list:?}"
+            );
         }
         // Merged, every settings' lists are sorted and without repeats too: nothing of
         // the fixed lists is read only by some settings.
@@ -999,7 +1014,10 @@ mod tests {
                 &never_read.app_container,
                 &never_read.other_container,
             ] {
-                assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+                assert!(
+                    list.windows(2).all(|w| key_order(w[0], w[1]).is_lt()),
+                    "{list:?}"
+                );
             }
         }
     }
