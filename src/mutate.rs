@@ -227,8 +227,10 @@ pub fn mutate_by(
     if let Some(label) = method.node_label() {
         changed |= require_node_label(spec, label)?;
     }
+    // One buffer for every container's look-up of our paths, not one each.
+    let mut found = Vec::with_capacity(additions.mounts.len());
     for container in selected(spec, containers)? {
-        changed |= add_agent_mounts(container, &additions.mounts, annotation)?;
+        changed |= add_agent_mounts(container, &additions.mounts, &mut found, annotation)?;
     }
     Ok(changed)
 }
@@ -627,10 +629,12 @@ fn normalise_path(path: &str) -> Cow<'_, str> {
     })
 }
 
-/// Adds each agent mount unless exactly that mount exists; anything else at its path is a conflict.
+/// Adds each agent mount unless exactly that mount exists; anything else at its path is a
+/// conflict. `found` is scratch space, kept between containers.
 fn add_agent_mounts(
     container: &mut Object,
     wanted: &[AgentMount],
+    found: &mut Vec<Option<usize>>,
     annotation: &str,
 ) -> Result<bool, Conflict> {
     let name = name_of(container);
@@ -638,7 +642,8 @@ fn add_agent_mounts(
     let mounts = array_at(container, "volumeMounts", &|| format!("container {name:?}"))?;
     // The last existing mount at each of our paths (the one that wins), found in one pass:
     // our mounts are few (at most agentDirectories' limit), so no map is built per container.
-    let mut found: Vec<Option<usize>> = vec![None; wanted.len()];
+    found.clear();
+    found.resize(wanted.len(), None);
     for (i, existing) in mounts.iter().enumerate() {
         let Some(path) = existing.get("mountPath").and_then(Value::as_str) else {
             continue;
@@ -651,7 +656,7 @@ fn add_agent_mounts(
         }
     }
     // Every mount found at our paths must be exactly ours before anything is added.
-    for (mount, at) in wanted.iter().zip(&found) {
+    for (mount, at) in wanted.iter().zip(found.iter()) {
         match at.and_then(|i| mounts.get(i)) {
             None => {}
             Some(found) if is_exactly(found, mount) => {}
@@ -673,7 +678,7 @@ fn add_agent_mounts(
         }
     }
     let mut changed = false;
-    for (mount, at) in wanted.iter().zip(found) {
+    for (mount, at) in wanted.iter().zip(found.iter()) {
         if at.is_none() {
             mounts.push(mount.json.clone());
             changed = true;
