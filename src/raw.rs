@@ -578,11 +578,20 @@ impl<'de> Visitor<'de> for Split<'_, 'de> {
         let mut read = Map::new();
         let mut layout = Vec::with_capacity(USUAL_KEYS);
         let never_read = self.never_read.of_kind(self.kind);
+        // The raw keys seen, by their place in `never_read` (one bit each; a place past
+        // 64 counts as maybe seen): a key not seen before is pushed on the layout without
+        // a look at its entries for a repeat, which a valid object never has.
+        let mut raw_seen: u64 = 0;
         while let Some(key) = map.next_key_seed(BorrowedKey)? {
-            let part = if never_read
-                .binary_search_by(|known| key_order(known, &key))
-                .is_ok()
-            {
+            let at = never_read.binary_search_by(|known| key_order(known, &key));
+            let repeated;
+            let part = if let Ok(at) = at {
+                let bit = u32::try_from(at)
+                    .ok()
+                    .and_then(|at| 1u64.checked_shl(at))
+                    .unwrap_or(0);
+                repeated = bit == 0 || raw_seen & bit != 0;
+                raw_seen |= bit;
                 Part::Raw(map.next_value()?)
             } else if let (Kind::Spec, Some(list)) = (
                 self.kind,
@@ -599,17 +608,21 @@ impl<'de> Visitor<'de> for Split<'_, 'de> {
                     containers: &mut *self.containers,
                     never_read: self.never_read,
                 })?;
-                read.insert(key.to_string(), value);
+                repeated = read.insert(key.to_string(), value).is_some();
                 Part::Containers
             } else {
                 if *key == *MARKER && matches!(self.kind, Kind::AppContainer | Kind::OtherContainer)
                 {
                     self.containers.forged = true;
                 }
-                read.insert(key.to_string(), map.next_value()?);
+                repeated = read.insert(key.to_string(), map.next_value()?).is_some();
                 Part::Read
             };
-            set(&mut layout, key, part);
+            if repeated {
+                set(&mut layout, key, part);
+            } else {
+                layout.push((key, part));
+            }
         }
         *self.layout = Some(layout);
         Ok(Value::Object(read))
@@ -951,6 +964,22 @@ mod tests {
         // 1.50 is written as given only where it stayed raw.
         let written = String::from_utf8(written).unwrap();
         assert_eq!(written.contains("1.50"), raw_kept, "{written}");
+    }
+
+    #[test]
+    fn a_repeated_key_of_a_split_object_keeps_its_first_place_and_last_value() {
+        // Raw (`ports`, `dnsPolicy`) and read (`name`, `env`) keys, each given twice.
+        let pod = read(
+            r#"{"spec":{"dnsPolicy":"x","containers":[{"name":"a","ports":1,"env":[],"ports":2.50,"name":"b","env":[1]}],"dnsPolicy":"y"}}"#,
+        );
+        assert_eq!(
+            pod.value,
+            json!({"spec": {"containers": [{"name": "b", "env": [1], MARKER: 0}]}})
+        );
+        assert_eq!(
+            String::from_utf8(pod.write(0).unwrap()).unwrap(),
+            r#"{"spec":{"dnsPolicy":"y","containers":[{"name":"b","ports":2.50,"env":[1]}]}}"#
+        );
     }
 
     #[test]
