@@ -209,6 +209,46 @@ pub struct Pod<'a> {
 }
 
 impl Pod<'_> {
+    /// Reads into [`Pod::value`] each raw entry that `never_read` does not list: a pod read
+    /// before its settings were known ([`NeverRead::most`], or another call's settings)
+    /// then holds all the settings read. What it read beyond that stays read, as harmless
+    /// as before issue 24.
+    pub fn read_more(&mut self, never_read: &NeverRead) -> Result<(), serde_json::Error> {
+        let Value::Object(value) = &mut self.value else {
+            return Ok(());
+        };
+        for (key, part) in &mut self.layout {
+            let kind = match &**key {
+                SPEC => Kind::Spec,
+                METADATA => Kind::Metadata,
+                _ => continue,
+            };
+            if let (Part::Split(layout), Some(Value::Object(object))) =
+                (part, value.get_mut(&**key))
+            {
+                read_listed_out(layout, object, never_read.of_kind(kind))?;
+            }
+        }
+        for container in &mut self.containers {
+            let Some((list, i)) = container.at else {
+                continue;
+            };
+            let kind = if list == APP_CONTAINERS {
+                Kind::AppContainer
+            } else {
+                Kind::OtherContainer
+            };
+            let object = value
+                .get_mut(SPEC)
+                .and_then(|spec| spec.get_mut(list))
+                .and_then(|list| list.get_mut(i));
+            if let Some(Value::Object(object)) = object {
+                read_listed_out(&mut container.layout, object, never_read.of_kind(kind))?;
+            }
+        }
+        Ok(())
+    }
+
     /// An object that is not a JSON object (or none): `null`, nothing to keep; the
     /// request is rejected.
     pub fn not_an_object() -> Self {
@@ -321,6 +361,26 @@ impl Pod<'_> {
         out.push(b']');
         Ok(())
     }
+}
+
+/// Reads into `object` each raw entry of its `layout` that `never_read` does not list.
+// `from_str`: the raw parts are text already checked, as the request is (one parser).
+fn read_listed_out(
+    layout: &mut Layout<'_>,
+    object: &mut Map<String, Value>,
+    never_read: &[&str],
+) -> Result<(), serde_json::Error> {
+    for (key, part) in layout {
+        if let Part::Raw(raw) = part
+            && never_read
+                .binary_search_by(|known| key_order(known, key))
+                .is_err()
+        {
+            object.insert(key.to_string(), serde_json::from_str(raw.get())?);
+            *part = Part::Read;
+        }
+    }
+    Ok(())
 }
 
 /// Records `key`'s part; a repeated key keeps its first place and its last value, as
@@ -468,12 +528,23 @@ impl NeverRead {
 
     /// What the policy under `settings` never reads.
     pub fn of(settings: &Settings) -> Self {
+        Self::unread_by(|reader| reader.reads(settings))
+    }
+
+    /// What no settings read: the most a pod can be read without before its settings are
+    /// known ([`Pod::read_more`] then reads what they read).
+    pub fn most() -> Self {
+        Self::unread_by(|_| false)
+    }
+
+    /// The fixed lists, and each key only some settings read unless `reads` its reader.
+    fn unread_by(reads: impl Fn(Reader) -> bool) -> Self {
         // Both lists in [`key_order`]: merged in order (a sort would bring its own code
         // into the module).
         let list = |fixed: &[&'static str], only_by: &[(&'static str, Reader)]| {
             let mut unread = only_by
                 .iter()
-                .filter(|(_, reader)| !reader.reads(settings))
+                .filter(|(_, reader)| !reads(*reader))
                 .map(|(key, _)| *key)
                 .peekable();
             let mut keys = Vec::with_capacity(fixed.len() + only_by.len());
@@ -979,6 +1050,30 @@ mod tests {
         assert_eq!(
             String::from_utf8(pod.write(0).unwrap()).unwrap(),
             r#"{"spec":{"dnsPolicy":"y","containers":[{"name":"b","ports":2.50,"env":[1]}]}}"#
+        );
+    }
+
+    #[test]
+    fn read_more_reads_what_the_settings_read_from_the_raw_parts() {
+        // Read before the settings are known: `env` and `labels` raw; activation reads them.
+        let object = r#"{"metadata":{"labels":{"a":"1"},"uid":"u"},"spec":{"containers":[{"name":"a","env":[{"name":"E","value":"1.50"}],"ports":1.50}]}}"#;
+        let mut json = serde_json::Deserializer::from_str(object);
+        let mut pod = ReadPod(&NeverRead::most()).deserialize(&mut json).unwrap();
+        assert_eq!(
+            pod.value,
+            json!({"metadata": {}, "spec": {"containers": [{"name": "a", MARKER: 0}]}})
+        );
+        let activation = crate::settings::parse(json!({"activation": {}})).unwrap();
+        pod.read_more(&NeverRead::of(&activation)).unwrap();
+        assert_eq!(
+            pod.value,
+            json!({"metadata": {"labels": {"a": "1"}},
+                   "spec": {"containers": [{"name": "a", "env": [{"name": "E", "value": "1.50"}], MARKER: 0}]}})
+        );
+        pod.value["spec"]["containers"][0]["env"] = json!([]);
+        assert_eq!(
+            String::from_utf8(pod.write(0).unwrap()).unwrap(),
+            r#"{"metadata":{"labels":{"a":"1"},"uid":"u"},"spec":{"containers":[{"name":"a","env":[],"ports":1.50}]}}"#
         );
     }
 

@@ -52,43 +52,15 @@ struct AdmissionRequest<'a> {
     operation: String,
     /// The pod's namespace (its `metadata.namespace` may be unset at admission).
     namespace: String,
-    /// The object; `null` or absent reads as not an object, and is rejected.
-    object: Object<'a>,
+    /// `null` or absent reads as not an object, and is rejected.
+    object: Pod<'a>,
 }
 
-/// The request's object, read by the keys the last call's settings never read, or kept
-/// as its text to be read once this call's settings are known.
-enum Object<'a> {
-    /// Read by the last call's settings.
-    Read(Pod<'a>),
-    /// Not read yet: a fresh module instance (the policy server makes one for every
-    /// request) has no last settings, and the settings come after the object. `None`
-    /// when the request has no object.
-    Raw(Option<&'a RawValue>),
-}
-
-impl<'a> Object<'a> {
-    /// The pod: as read, or read now without the `never_read` keys.
-    fn into_pod(self, never_read: &NeverRead) -> Result<Pod<'a>, String> {
-        match self {
-            Object::Read(pod) => Ok(pod),
-            Object::Raw(None) => Ok(Pod::not_an_object()),
-            Object::Raw(Some(raw)) => {
-                let mut json = serde_json::Deserializer::from_str(raw.get());
-                ReadPod(never_read)
-                    .deserialize(&mut json)
-                    .map_err(|e| e.to_string())
-            }
-        }
-    }
-}
-
-/// Reads a [`Payload`], its pod by [`ReadPod`] with these keys kept raw, or raw when
-/// there are none.
+/// Reads a [`Payload`], its pod by [`ReadPod`] with these keys kept raw.
 ///
 /// By hand, not derived: serde's derive has no way to hand the keys down to the pod.
 /// Like the derived reader it was, it refuses a repeated field and a missing `request`.
-struct ReadPayload<'n>(Option<&'n NeverRead>);
+struct ReadPayload<'n>(&'n NeverRead);
 
 impl<'de> DeserializeSeed<'de> for ReadPayload<'_> {
     type Value = Payload<'de>;
@@ -127,9 +99,8 @@ impl<'de> Visitor<'de> for ReadPayload<'_> {
     }
 }
 
-/// Reads an [`AdmissionRequest`], its object by [`ReadPod`] with these keys kept raw, or
-/// raw when there are none.
-struct ReadRequest<'n>(Option<&'n NeverRead>);
+/// Reads an [`AdmissionRequest`], its object by [`ReadPod`] with these keys kept raw.
+struct ReadRequest<'n>(&'n NeverRead);
 
 impl<'de> DeserializeSeed<'de> for ReadRequest<'_> {
     type Value = AdmissionRequest<'de>;
@@ -156,13 +127,7 @@ impl<'de> Visitor<'de> for ReadRequest<'_> {
                 "kind" => once(&mut kind, "kind", map.next_value()?)?,
                 "operation" => once(&mut operation, "operation", map.next_value()?)?,
                 "namespace" => once(&mut namespace, "namespace", map.next_value()?)?,
-                "object" => {
-                    let read = match self.0 {
-                        Some(never_read) => Object::Read(map.next_value_seed(ReadPod(never_read))?),
-                        None => Object::Raw(map.next_value()?),
-                    };
-                    once(&mut object, "object", read)?;
-                }
+                "object" => once(&mut object, "object", map.next_value_seed(ReadPod(self.0))?)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -172,7 +137,7 @@ impl<'de> Visitor<'de> for ReadRequest<'_> {
             kind: kind.unwrap_or_default(),
             operation: operation.unwrap_or_default(),
             namespace: namespace.unwrap_or_default(),
-            object: object.unwrap_or(Object::Raw(None)),
+            object: object.unwrap_or_else(Pod::not_an_object),
         })
     }
 }
@@ -269,9 +234,8 @@ fn from_json_text<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, String
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
-/// The `validate` payload's text read, its pod without the `never_read` keys, or raw
-/// when there are none.
-fn read_payload<'a>(text: &'a str, never_read: Option<&NeverRead>) -> Result<Payload<'a>, String> {
+/// The `validate` payload's text read, its pod without the `never_read` keys.
+fn read_payload<'a>(text: &'a str, never_read: &NeverRead) -> Result<Payload<'a>, String> {
     let mut json = serde_json::Deserializer::from_str(text);
     let payload = ReadPayload(never_read)
         .deserialize(&mut json)
@@ -348,11 +312,11 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
 
 /// Answers a `validate` call: accept, accept with the mutated pod, or reject an unreadable pod.
 ///
-/// The settings come after the pod in the payload. In a module instance that answered
-/// before (a host that keeps its instance), the pod is read in the payload's pass by what
-/// the last call's settings never read, and read again if this call's differ. In a fresh
-/// instance (Kubewarden's policy server makes one for every request), the pod is kept
-/// raw in that pass and read once the settings are known.
+/// The settings come after the pod in the payload, so the pod is read by what the last
+/// call's settings never read (a host that keeps its module instance), or, in a fresh
+/// instance (Kubewarden's policy server makes one for every request), by what no
+/// settings read ([`NeverRead::most`]); when that is not this call's settings' list, the
+/// keys they read are then read from the raw parts ([`Pod::read_more`]).
 pub fn answer(payload: &[u8]) -> Answer {
     let unreadable = |e: String| {
         reject(format!(
@@ -364,15 +328,23 @@ pub fn answer(payload: &[u8]) -> Answer {
         Err(e) => return unreadable(e.to_string()),
     };
     let guess = last_settings();
-    let payload = match read_payload(text, guess.as_deref().map(|guess| &guess.never_read)) {
+    let most;
+    let first = match &guess {
+        Some(guess) => &guess.never_read,
+        None => {
+            most = NeverRead::most();
+            &most
+        }
+    };
+    let payload = match read_payload(text, first) {
         Ok(payload) => payload,
         Err(e) => return unreadable(e),
     };
-    let request = payload.request;
-    if request.operation != "CREATE" || !request.kind.is_core_v1_pod() {
+    if payload.request.operation != "CREATE" || !payload.request.kind.is_core_v1_pod() {
         return accept(None, Vec::new(), None);
     }
     let read = read_settings(payload.settings);
+    let request = payload.request;
     let (settings, additions) = match &read.parsed {
         Ok((settings, additions)) => (settings, additions),
         Err(e) => {
@@ -386,19 +358,14 @@ pub fn answer(payload: &[u8]) -> Answer {
             );
         }
     };
-    let guessed = guess.is_some_and(|guess| Rc::ptr_eq(&guess, &read));
-    let object = match request.object {
-        // Read by other settings than this call's (they changed): read again, raw first.
-        Object::Read(_) if !guessed => match read_payload(text, None) {
-            Ok(payload) => payload.request.object,
-            Err(e) => return unreadable(e),
-        },
-        object => object,
-    };
-    let mut pod = match object.into_pod(&read.never_read) {
-        Ok(pod) => pod,
-        Err(e) => return unreadable(e),
-    };
+    let mut pod = request.object;
+    // Read by other settings' lists (a fresh instance, or the settings changed): what
+    // this call's settings read is read now, from the raw parts, without a second pass.
+    if !guess.is_some_and(|guess| Rc::ptr_eq(&guess, &read))
+        && let Err(e) = pod.read_more(&read.never_read)
+    {
+        return unreadable(e.to_string());
+    }
     match decide_by(&mut pod.value, settings, additions, &request.namespace) {
         Decision::Reject(message) => reject(message),
         Decision::Accept {
