@@ -152,12 +152,48 @@ pub enum Conflict {
     Activation(#[from] EnvConflict),
 }
 
+/// What a method adds to every pod, built once for its settings (the policy server sends
+/// the same settings with every request): the volume, the test that an existing volume of
+/// its name is it, and its read-only mounts.
+pub struct Additions {
+    /// The volume and its test; `None` for virtual-device, which adds no volume.
+    volume: Option<(Object, IsOurs)>,
+    /// The mounts of the volume on each instrumented container.
+    mounts: Vec<AgentMount>,
+}
+
+impl Additions {
+    /// What `method` adds.
+    pub fn of(method: &Method) -> Self {
+        match volume(method) {
+            Some((volume, is_ours, mounts)) => Additions {
+                volume: Some((volume, is_ours)),
+                mounts: agent_mounts(method, mounts),
+            },
+            None => Additions {
+                volume: None,
+                mounts: Vec::new(),
+            },
+        }
+    }
+}
+
 /// Adds what the settings' method needs for the `containers` (sorted indices into
 /// `spec.containers`). Returns whether anything changed, or the conflict that stopped it.
 pub fn mutate(
     pod: &mut Value,
     containers: &[usize],
     settings: &Settings,
+) -> Result<bool, Conflict> {
+    mutate_by(pod, containers, settings, &Additions::of(&settings.method))
+}
+
+/// [`mutate`] with the [`Additions`] of `settings`' method built already.
+pub fn mutate_by(
+    pod: &mut Value,
+    containers: &[usize],
+    settings: &Settings,
+    additions: &Additions,
 ) -> Result<bool, Conflict> {
     let spec = pod
         .get_mut("spec")
@@ -178,7 +214,7 @@ pub fn mutate(
     }
     let annotation = &settings.containers_annotation;
     let method = &settings.method;
-    let Some((volume, is_ours, mounts)) = volume(method) else {
+    let Some((volume, is_ours)) = &additions.volume else {
         return request_resources(spec, containers, method, annotation);
     };
     if let Method::InitContainer { .. } = method {
@@ -191,9 +227,10 @@ pub fn mutate(
     if let Some(label) = method.node_label() {
         changed |= require_node_label(spec, label)?;
     }
-    let wanted = agent_mounts(method, mounts);
+    // One buffer for every container's look-up of our paths, not one each.
+    let mut found = Vec::with_capacity(additions.mounts.len());
     for container in selected(spec, containers)? {
-        changed |= add_agent_mounts(container, &wanted, annotation)?;
+        changed |= add_agent_mounts(container, &additions.mounts, &mut found, annotation)?;
     }
     Ok(changed)
 }
@@ -454,7 +491,7 @@ fn all_containers(spec: &Object) -> impl Iterator<Item = (&'static str, &Object)
 ///
 /// Security: when the volume is created here, any mount of its name that the pod already
 /// has would silently become a (possibly writable) view of the agents, so that is a conflict.
-fn add_volume(spec: &mut Object, volume: Object, is_ours: IsOurs) -> Result<bool, Conflict> {
+fn add_volume(spec: &mut Object, volume: &Object, is_ours: &IsOurs) -> Result<bool, Conflict> {
     let name = volume.get("name").cloned().unwrap_or_default();
     let volumes = array_at(spec, "volumes", &|| "spec".into())?;
     if let Some(found) = volumes.iter().find(|v| v.get("name") == Some(&name)) {
@@ -464,7 +501,7 @@ fn add_volume(spec: &mut Object, volume: Object, is_ours: IsOurs) -> Result<bool
             Err(Conflict::ForeignVolume {
                 name: name.as_str().unwrap_or_default().to_string(),
                 found: echo(&without_name(found)),
-                wanted: without_name(&Value::Object(volume)).to_string(),
+                wanted: without_name(&Value::Object(volume.clone())).to_string(),
             })
         };
     }
@@ -487,7 +524,7 @@ fn add_volume(spec: &mut Object, volume: Object, is_ours: IsOurs) -> Result<bool
                 .map_or_else(String::new, |p| shorten(p.as_str().unwrap_or_default())),
         });
     }
-    array_at(spec, "volumes", &|| "spec".into())?.push(Value::Object(volume));
+    array_at(spec, "volumes", &|| "spec".into())?.push(Value::Object(volume.clone()));
     Ok(true)
 }
 
@@ -503,10 +540,10 @@ fn without_name(volume: &Value) -> Value {
     }
 }
 
-/// One read-only mount of the agent volume that the policy adds, built once per pod.
-struct AgentMount<'a> {
+/// One read-only mount of the agent volume that the policy adds, built once per settings.
+struct AgentMount {
     /// The volume's name.
-    name: &'a str,
+    name: String,
     /// Where the container sees it.
     mount_path: String,
     /// `mount_path` normalised, as existing mounts are compared with it.
@@ -517,9 +554,9 @@ struct AgentMount<'a> {
     json: Value,
 }
 
-impl<'a> AgentMount<'a> {
+impl AgentMount {
     /// The mount of volume `name` at `mount_path`, showing `sub_path` if any.
-    fn new(name: &'a str, mount_path: String, sub_path: Option<String>) -> Self {
+    fn new(name: &str, mount_path: String, sub_path: Option<String>) -> Self {
         let mut json = Map::new();
         json.insert("mountPath".into(), Value::String(mount_path.clone()));
         json.insert("name".into(), Value::String(name.to_string()));
@@ -528,7 +565,7 @@ impl<'a> AgentMount<'a> {
             json.insert("subPath".into(), Value::String(sub_path.clone()));
         }
         AgentMount {
-            name,
+            name: name.to_string(),
             normal_path: normalise_path(&mount_path).into_owned(),
             mount_path,
             sub_path,
@@ -538,7 +575,7 @@ impl<'a> AgentMount<'a> {
 }
 
 /// The read-only mounts of the agent volume: the whole directory, or one per agent directory.
-fn agent_mounts<'a>(method: &Method, mounts: &'a AgentMounts) -> Vec<AgentMount<'a>> {
+fn agent_mounts(method: &Method, mounts: &AgentMounts) -> Vec<AgentMount> {
     let sub_path = |dir: Option<&String>| match method {
         Method::ImageVolume { image, .. } => image.sub_path(dir.map(String::as_str)),
         _ => dir.cloned(),
@@ -592,10 +629,12 @@ fn normalise_path(path: &str) -> Cow<'_, str> {
     })
 }
 
-/// Adds each agent mount unless exactly that mount exists; anything else at its path is a conflict.
+/// Adds each agent mount unless exactly that mount exists; anything else at its path is a
+/// conflict. `found` is scratch space, kept between containers.
 fn add_agent_mounts(
     container: &mut Object,
     wanted: &[AgentMount],
+    found: &mut Vec<Option<usize>>,
     annotation: &str,
 ) -> Result<bool, Conflict> {
     let name = name_of(container);
@@ -603,7 +642,8 @@ fn add_agent_mounts(
     let mounts = array_at(container, "volumeMounts", &|| format!("container {name:?}"))?;
     // The last existing mount at each of our paths (the one that wins), found in one pass:
     // our mounts are few (at most agentDirectories' limit), so no map is built per container.
-    let mut found: Vec<Option<usize>> = vec![None; wanted.len()];
+    found.clear();
+    found.resize(wanted.len(), None);
     for (i, existing) in mounts.iter().enumerate() {
         let Some(path) = existing.get("mountPath").and_then(Value::as_str) else {
             continue;
@@ -616,7 +656,7 @@ fn add_agent_mounts(
         }
     }
     // Every mount found at our paths must be exactly ours before anything is added.
-    for (mount, at) in wanted.iter().zip(&found) {
+    for (mount, at) in wanted.iter().zip(found.iter()) {
         match at.and_then(|i| mounts.get(i)) {
             None => {}
             Some(found) if is_exactly(found, mount) => {}
@@ -638,7 +678,7 @@ fn add_agent_mounts(
         }
     }
     let mut changed = false;
-    for (mount, at) in wanted.iter().zip(found) {
+    for (mount, at) in wanted.iter().zip(found.iter()) {
         if at.is_none() {
             mounts.push(mount.json.clone());
             changed = true;
@@ -680,7 +720,7 @@ fn refuse_devices_at(
 fn is_exactly(found: &Value, wanted: &AgentMount) -> bool {
     // An empty string is the API server's "unset"; any other value is set.
     let set = |key: &str| found.get(key).filter(|v| !v.is_null() && *v != "");
-    found.get("name").and_then(Value::as_str) == Some(wanted.name)
+    found.get("name").and_then(Value::as_str) == Some(wanted.name.as_str())
         && found.get("readOnly") == Some(&Value::Bool(true))
         && set("subPath").map(Value::as_str) == wanted.sub_path.as_deref().map(Some)
         && set("subPathExpr").is_none()

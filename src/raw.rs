@@ -27,14 +27,14 @@
 //! whole containers, or copies one; `tests/never_read.rs` fails if a listed key changes
 //! what the policy does.
 
-use serde::de::{
-    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use crate::settings::Settings;
+use crate::settings::method::Method;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::fmt;
-use std::marker::PhantomData;
 
 /// The top-level entry whose fields the policy reads and changes, split to keep
 /// [`SPEC_NEVER_READ`] and the containers' [`CONTAINER_NEVER_READ`] raw.
@@ -46,101 +46,115 @@ const METADATA: &str = "metadata";
 /// The metadata fields the policy never reads: `managedFields` is often half of a pod
 /// request. It reads `name`, `generateName`, `namespace`, `labels`, `annotations` and
 /// `ownerReferences` (selection, activation's service name and attributes); none of these
-/// is listed. Sorted.
+/// is listed. In [`key_order`].
 pub const METADATA_NEVER_READ: [&str; 8] = [
-    "creationTimestamp",
-    "deletionGracePeriodSeconds",
-    "deletionTimestamp",
+    "uid",
     "finalizers",
     "generation",
     "managedFields",
     "resourceVersion",
-    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
 ];
 
 /// The `spec` fields the policy never reads. It reads `containers`, `initContainers`,
 /// `ephemeralContainers` (names, images, mounts, env, resources, securityContext),
 /// `volumes`, `affinity` (the node label), `os` (Windows pods), `resources` (pod-level,
 /// for the copy container) and `securityContext` (host-process pods); none of these is
-/// listed. Sorted: looked up by binary search.
+/// listed. In [`key_order`].
 pub const SPEC_NEVER_READ: [&str; 33] = [
-    "activeDeadlineSeconds",
-    "automountServiceAccountToken",
+    "hostIPC",
+    "hostPID",
+    "hostname",
+    "nodeName",
+    "overhead",
+    "priority",
     "dnsConfig",
     "dnsPolicy",
-    "enableServiceLinks",
-    "hostAliases",
-    "hostIPC",
-    "hostNetwork",
-    "hostPID",
     "hostUsers",
-    "hostname",
-    "hostnameOverride",
-    "imagePullSecrets",
-    "nodeName",
+    "subdomain",
+    "hostAliases",
+    "hostNetwork",
+    "tolerations",
     "nodeSelector",
-    "overhead",
-    "preemptionPolicy",
-    "priority",
-    "priorityClassName",
+    "restartPolicy",
+    "schedulerName",
     "readinessGates",
     "resourceClaims",
-    "restartPolicy",
-    "runtimeClassName",
-    "schedulerName",
-    "schedulingGates",
     "serviceAccount",
-    "serviceAccountName",
+    "schedulingGates",
+    "hostnameOverride",
+    "imagePullSecrets",
+    "preemptionPolicy",
+    "runtimeClassName",
+    "priorityClassName",
     "setHostnameAsFQDN",
+    "enableServiceLinks",
+    "serviceAccountName",
+    "activeDeadlineSeconds",
     "shareProcessNamespace",
-    "subdomain",
-    "terminationGracePeriodSeconds",
-    "tolerations",
     "topologySpreadConstraints",
+    "automountServiceAccountToken",
+    "terminationGracePeriodSeconds",
 ];
 
 /// The fields of a container (of any of the three lists) the policy never reads. It
 /// reads `name`, `image` (the copy init container's), `env`, `envFrom`, `resources`,
-/// `volumeMounts`, `volumeDevices` and `securityContext`; none of these is listed. Sorted.
+/// `volumeMounts`, `volumeDevices` and `securityContext`; none of these is listed. In
+/// [`key_order`].
 pub const CONTAINER_NEVER_READ: [&str; 18] = [
+    "tty",
     "args",
-    "command",
-    "imagePullPolicy",
-    "lifecycle",
-    "livenessProbe",
     "ports",
-    "readinessProbe",
-    "resizePolicy",
-    "restartPolicy",
-    "restartPolicyRules",
-    "startupProbe",
     "stdin",
+    "command",
+    "lifecycle",
     "stdinOnce",
+    "workingDir",
+    "resizePolicy",
+    "startupProbe",
+    "livenessProbe",
+    "restartPolicy",
+    "readinessProbe",
+    "imagePullPolicy",
+    "restartPolicyRules",
     "targetContainerName",
     "terminationMessagePath",
     "terminationMessagePolicy",
-    "tty",
-    "workingDir",
 ];
+
+/// The order of the never-read lists, for binary search: by length, then by bytes. Most
+/// keys differ in length, so a lookup compares lengths and seldom the bytes.
+pub fn key_order(a: &str, b: &str) -> Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
 
 /// The three container lists of a pod spec; the reader splits their entries by
 /// [`CONTAINER_NEVER_READ`].
-pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+pub const CONTAINER_LISTS: [&str; 3] = [APP_CONTAINERS, "initContainers", "ephemeralContainers"];
+
+/// The list of the pod's app containers, the only one the policy instruments.
+const APP_CONTAINERS: &str = "containers";
 
 /// The entry a split container carries in [`Pod::value`]: the number of its layout. Not a
 /// field name Kubernetes could give (it has a space); a request whose container holds it
 /// has that `spec`'s containers read whole, so the writer follows only the reader's.
 pub const MARKER: &str = "agent-mount raw parts";
 
+/// How many keys a split object (a container, `spec`, `metadata`) usually has at most:
+/// its layout's first size, so that it does not grow three times on the way.
+const USUAL_KEYS: usize = 12;
+
 /// An object's entries in their order, each raw or read.
 type Layout<'a> = Vec<(Key<'a>, Part<'a>)>;
 
 /// An object's key as the request spells it: borrowed from the request unless it holds
 /// an escape, so that a raw entry costs no allocation for its key.
-type Key<'a> = Cow<'a, str>;
+pub(crate) type Key<'a> = Cow<'a, str>;
 
 /// Reads a [`Key`], borrowing when the deserializer can (serde's own `Cow` always copies).
-struct BorrowedKey;
+pub(crate) struct BorrowedKey;
 
 impl<'de> DeserializeSeed<'de> for BorrowedKey {
     type Value = Key<'de>;
@@ -195,6 +209,46 @@ pub struct Pod<'a> {
 }
 
 impl Pod<'_> {
+    /// Reads into [`Pod::value`] each raw entry that `never_read` does not list: a pod read
+    /// before its settings were known ([`NeverRead::most`], or another call's settings)
+    /// then holds all the settings read. What it read beyond that stays read, as harmless
+    /// as before issue 24.
+    pub fn read_more(&mut self, never_read: &NeverRead) -> Result<(), serde_json::Error> {
+        let Value::Object(value) = &mut self.value else {
+            return Ok(());
+        };
+        for (key, part) in &mut self.layout {
+            let kind = match &**key {
+                SPEC => Kind::Spec,
+                METADATA => Kind::Metadata,
+                _ => continue,
+            };
+            if let (Part::Split(layout), Some(Value::Object(object))) =
+                (part, value.get_mut(&**key))
+            {
+                read_listed_out(layout, object, never_read.of_kind(kind))?;
+            }
+        }
+        for container in &mut self.containers {
+            let Some((list, i)) = container.at else {
+                continue;
+            };
+            let kind = if list == APP_CONTAINERS {
+                Kind::AppContainer
+            } else {
+                Kind::OtherContainer
+            };
+            let object = value
+                .get_mut(SPEC)
+                .and_then(|spec| spec.get_mut(list))
+                .and_then(|list| list.get_mut(i));
+            if let Some(Value::Object(object)) = object {
+                read_listed_out(&mut container.layout, object, never_read.of_kind(kind))?;
+            }
+        }
+        Ok(())
+    }
+
     /// An object that is not a JSON object (or none): `null`, nothing to keep; the
     /// request is rejected.
     pub fn not_an_object() -> Self {
@@ -207,9 +261,10 @@ impl Pod<'_> {
 
     /// The object with the policy's changes: what was read from [`Pod::value`], every
     /// other entry byte for byte as it came, in the object's order; entries the policy
-    /// added come last.
-    pub fn write(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut out = Vec::new();
+    /// added come last. `capacity` sizes the buffer at first: the request's length, which
+    /// the pod seldom outgrows, spares the copies of a buffer grown step by step.
+    pub fn write(&self, capacity: usize) -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = Vec::with_capacity(capacity);
         self.write_object(&mut out, &self.layout, &self.value)?;
         Ok(out)
     }
@@ -225,41 +280,58 @@ impl Pod<'_> {
         let read = value.as_object().unwrap_or(&empty);
         out.push(b'{');
         let mut first = true;
-        let mut entry = |out: &mut Vec<u8>, key: &str| -> Result<(), serde_json::Error> {
+        // The layout's entries found in `read`, but a marker: when they are all of it,
+        // the policy added none, and no entry of `read` needs looking for in the layout.
+        let mut matched = 0;
+        // `verbatim`: a key borrowed from the request, spelt there without an escape, so
+        // it holds no `"`, `\` or control character (JSON has none raw), nothing
+        // serde_json would escape: written as it is, without a pass over its bytes.
+        let mut entry = |out: &mut Vec<u8>, key: &str, verbatim: bool| {
             if !std::mem::take(&mut first) {
                 out.push(b',');
             }
-            serde_json::to_writer(&mut *out, key)?;
+            if verbatim {
+                out.push(b'"');
+                out.extend_from_slice(key.as_bytes());
+                out.push(b'"');
+            } else {
+                serde_json::to_writer(&mut *out, key)?;
+            }
             out.push(b':');
-            Ok(())
+            Ok::<(), serde_json::Error>(())
         };
         for (key, part) in layout {
-            match (part, read.get(&**key)) {
+            let value = read.get(&**key);
+            if value.is_some() && **key != *MARKER {
+                matched += 1;
+            }
+            match (part, value) {
                 // A raw entry the policy did not set (it never sets one: this keeps a write safe).
                 (Part::Raw(raw), None) => {
-                    entry(out, key)?;
+                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
                     out.extend_from_slice(raw.get().as_bytes());
                 }
                 (Part::Split(inner), Some(object @ Value::Object(_))) => {
-                    entry(out, key)?;
+                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
                     self.write_object(out, inner, object)?;
                 }
                 (Part::Containers, Some(Value::Array(list))) => {
-                    entry(out, key)?;
+                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
                     self.write_containers(out, list)?;
                 }
                 (_, Some(value)) => {
-                    entry(out, key)?;
+                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
                     serde_json::to_writer(&mut *out, value)?;
                 }
                 // Read, and removed by the policy.
                 (Part::Read | Part::Split(_) | Part::Containers, None) => {}
             }
         }
-        for (key, value) in read {
+        let added = read.len() > matched + usize::from(read.contains_key(MARKER));
+        for (key, value) in read.iter().filter(|_| added) {
             // Only the reader puts a marker in an object it split (see [`MARKER`]).
             if key != MARKER && !layout.iter().any(|(known, _)| **known == **key) {
-                entry(out, key)?;
+                entry(out, key, false)?;
                 serde_json::to_writer(&mut *out, value)?;
             }
         }
@@ -289,6 +361,26 @@ impl Pod<'_> {
         out.push(b']');
         Ok(())
     }
+}
+
+/// Reads into `object` each raw entry of its `layout` that `never_read` does not list.
+// `from_str`: the raw parts are text already checked, as the request is (one parser).
+fn read_listed_out(
+    layout: &mut Layout<'_>,
+    object: &mut Map<String, Value>,
+    never_read: &[&str],
+) -> Result<(), serde_json::Error> {
+    for (key, part) in layout {
+        if let Part::Raw(raw) = part
+            && never_read
+                .binary_search_by(|known| key_order(known, key))
+                .is_err()
+        {
+            object.insert(key.to_string(), serde_json::from_str(raw.get())?);
+            *part = Part::Read;
+        }
+    }
+    Ok(())
 }
 
 /// Records `key`'s part; a repeated key keeps its first place and its last value, as
@@ -327,17 +419,159 @@ enum Kind {
     Metadata,
     /// The pod's `spec`, whose container lists are split too.
     Spec,
-    /// An entry of a container list.
-    Container,
+    /// An entry of `spec.containers`.
+    AppContainer,
+    /// An entry of `initContainers` or `ephemeralContainers`, which the policy never changes.
+    OtherContainer,
 }
 
-impl Kind {
-    /// The keys kept raw.
-    fn never_read(self) -> &'static [&'static str] {
+/// Who reads a key that only some settings read.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// Activation, when the `activation` setting is present.
+    Activation,
+    /// virtual-device's extended resource.
+    VirtualDevice,
+    /// Every method that adds a volume (its mounts, and the check that no mount of its
+    /// name exists).
+    VolumeMethods,
+    /// init-container (the copy container's checks: host-process pods, its image, the
+    /// pod-level resources).
+    InitContainer,
+    /// `requiredNodeLabel`.
+    NodeLabel,
+    /// No settings: a key the policy reads in another object only.
+    Nobody,
+}
+
+impl Reader {
+    /// Whether the policy under `settings` reads the key.
+    fn reads(self, settings: &Settings) -> bool {
         match self {
-            Kind::Metadata => &METADATA_NEVER_READ,
-            Kind::Spec => &SPEC_NEVER_READ,
-            Kind::Container => &CONTAINER_NEVER_READ,
+            Reader::Activation => settings.activation.is_some(),
+            Reader::VirtualDevice => matches!(settings.method, Method::VirtualDevice { .. }),
+            Reader::VolumeMethods => settings.method.mounts().is_some(),
+            Reader::InitContainer => matches!(settings.method, Method::InitContainer { .. }),
+            Reader::NodeLabel => settings.method.node_label().is_some(),
+            Reader::Nobody => false,
+        }
+    }
+}
+
+/// The metadata fields only activation reads (the service name and resource attributes):
+/// without it, the policy reads `annotations` alone.
+const METADATA_READ_ONLY_BY: [(&str, Reader); 5] = [
+    ("name", Reader::Activation),
+    ("labels", Reader::Activation),
+    ("namespace", Reader::Activation),
+    ("generateName", Reader::Activation),
+    ("ownerReferences", Reader::Activation),
+];
+
+/// The `spec` fields only some settings read.
+const SPEC_READ_ONLY_BY: [(&str, Reader); 4] = [
+    ("volumes", Reader::VolumeMethods),
+    ("affinity", Reader::NodeLabel),
+    ("resources", Reader::InitContainer),
+    ("securityContext", Reader::InitContainer),
+];
+
+/// The fields of an entry of `spec.containers` only some settings read; `name` is always
+/// read (selection).
+const APP_CONTAINER_READ_ONLY_BY: [(&str, Reader); 7] = [
+    ("env", Reader::Activation),
+    ("image", Reader::Nobody),
+    ("envFrom", Reader::Activation),
+    ("resources", Reader::VirtualDevice),
+    ("volumeMounts", Reader::VolumeMethods),
+    ("volumeDevices", Reader::VolumeMethods),
+    ("securityContext", Reader::InitContainer),
+];
+
+/// The fields of an init or ephemeral container only some settings read; `name` is always
+/// read (selection's warnings, the copy container's name check).
+const OTHER_CONTAINER_READ_ONLY_BY: [(&str, Reader); 7] = [
+    ("env", Reader::Nobody),
+    ("image", Reader::InitContainer),
+    ("envFrom", Reader::Nobody),
+    ("resources", Reader::Nobody),
+    ("volumeMounts", Reader::VolumeMethods),
+    ("volumeDevices", Reader::Nobody),
+    ("securityContext", Reader::InitContainer),
+];
+
+/// The keys a pod is read without, for one settings: the fixed never-read lists, plus the
+/// keys that only other settings read (issue 24: virtual-device without activation reads
+/// a container's `name` and `resources`, nothing else). Each list in [`key_order`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeverRead {
+    /// Of `metadata`.
+    pub metadata: Vec<&'static str>,
+    /// Of `spec`.
+    pub spec: Vec<&'static str>,
+    /// Of each entry of `spec.containers`.
+    pub app_container: Vec<&'static str>,
+    /// Of each entry of `initContainers` and `ephemeralContainers`.
+    pub other_container: Vec<&'static str>,
+}
+
+impl NeverRead {
+    /// The fixed lists only: what every settings leaves unread.
+    pub fn fixed() -> Self {
+        NeverRead {
+            metadata: METADATA_NEVER_READ.to_vec(),
+            spec: SPEC_NEVER_READ.to_vec(),
+            app_container: CONTAINER_NEVER_READ.to_vec(),
+            other_container: CONTAINER_NEVER_READ.to_vec(),
+        }
+    }
+
+    /// What the policy under `settings` never reads.
+    pub fn of(settings: &Settings) -> Self {
+        Self::unread_by(|reader| reader.reads(settings))
+    }
+
+    /// What no settings read: the most a pod can be read without before its settings are
+    /// known ([`Pod::read_more`] then reads what they read).
+    pub fn most() -> Self {
+        Self::unread_by(|_| false)
+    }
+
+    /// The fixed lists, and each key only some settings read unless `reads` its reader.
+    fn unread_by(reads: impl Fn(Reader) -> bool) -> Self {
+        // Both lists in [`key_order`]: merged in order (a sort would bring its own code
+        // into the module).
+        let list = |fixed: &[&'static str], only_by: &[(&'static str, Reader)]| {
+            let mut unread = only_by
+                .iter()
+                .filter(|(_, reader)| !reads(*reader))
+                .map(|(key, _)| *key)
+                .peekable();
+            let mut keys = Vec::with_capacity(fixed.len() + only_by.len());
+            for key in fixed {
+                while let Some(earlier) = unread.next_if(|unread| key_order(unread, key).is_lt()) {
+                    keys.push(earlier);
+                }
+                keys.push(key);
+            }
+            keys.extend(unread);
+            keys
+        };
+        NeverRead {
+            metadata: list(&METADATA_NEVER_READ, &METADATA_READ_ONLY_BY),
+            spec: list(&SPEC_NEVER_READ, &SPEC_READ_ONLY_BY),
+            app_container: list(&CONTAINER_NEVER_READ, &APP_CONTAINER_READ_ONLY_BY),
+            other_container: list(&CONTAINER_NEVER_READ, &OTHER_CONTAINER_READ_ONLY_BY),
+        }
+    }
+
+    /// The keys of `kind` kept raw.
+    fn of_kind(&self, kind: Kind) -> &[&'static str] {
+        match kind {
+            Kind::Metadata => &self.metadata,
+            Kind::Spec => &self.spec,
+            Kind::AppContainer => &self.app_container,
+            Kind::OtherContainer => &self.other_container,
         }
     }
 }
@@ -382,6 +616,8 @@ struct Split<'t, 'a> {
     layout: &'t mut Option<Layout<'a>>,
     /// Where a spec's split containers go.
     containers: &'t mut Containers<'a>,
+    /// The keys kept raw.
+    never_read: &'t NeverRead,
 }
 
 impl<'de> DeserializeSeed<'de> for Split<'_, 'de> {
@@ -411,10 +647,22 @@ impl<'de> Visitor<'de> for Split<'_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut read = Map::new();
-        let mut layout = Vec::new();
-        let never_read = self.kind.never_read();
+        let mut layout = Vec::with_capacity(USUAL_KEYS);
+        let never_read = self.never_read.of_kind(self.kind);
+        // The raw keys seen, by their place in `never_read` (one bit each; a place past
+        // 64 counts as maybe seen): a key not seen before is pushed on the layout without
+        // a look at its entries for a repeat, which a valid object never has.
+        let mut raw_seen: u64 = 0;
         while let Some(key) = map.next_key_seed(BorrowedKey)? {
-            let part = if never_read.binary_search(&&*key).is_ok() {
+            let at = never_read.binary_search_by(|known| key_order(known, &key));
+            let repeated;
+            let part = if let Ok(at) = at {
+                let bit = u32::try_from(at)
+                    .ok()
+                    .and_then(|at| 1u64.checked_shl(at))
+                    .unwrap_or(0);
+                repeated = bit == 0 || raw_seen & bit != 0;
+                raw_seen |= bit;
                 Part::Raw(map.next_value()?)
             } else if let (Kind::Spec, Some(list)) = (
                 self.kind,
@@ -429,17 +677,23 @@ impl<'de> Visitor<'de> for Split<'_, 'de> {
                 let value = map.next_value_seed(ContainerList {
                     list,
                     containers: &mut *self.containers,
+                    never_read: self.never_read,
                 })?;
-                read.insert(key.to_string(), value);
+                repeated = read.insert(key.to_string(), value).is_some();
                 Part::Containers
             } else {
-                if *key == *MARKER && self.kind == Kind::Container {
+                if *key == *MARKER && matches!(self.kind, Kind::AppContainer | Kind::OtherContainer)
+                {
                     self.containers.forged = true;
                 }
-                read.insert(key.to_string(), map.next_value()?);
+                repeated = read.insert(key.to_string(), map.next_value()?).is_some();
                 Part::Read
             };
-            set(&mut layout, key, part);
+            if repeated {
+                set(&mut layout, key, part);
+            } else {
+                layout.push((key, part));
+            }
         }
         *self.layout = Some(layout);
         Ok(Value::Object(read))
@@ -453,6 +707,8 @@ struct ContainerList<'t, 'a> {
     list: &'static str,
     /// Where the split containers go.
     containers: &'t mut Containers<'a>,
+    /// The keys kept raw.
+    never_read: &'t NeverRead,
 }
 
 impl<'de> DeserializeSeed<'de> for ContainerList<'_, 'de> {
@@ -482,12 +738,19 @@ impl<'de> Visitor<'de> for ContainerList<'_, 'de> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut list = Vec::new();
+        // The policy changes only `spec.containers`' entries, and reads less of the others.
+        let kind = if self.list == APP_CONTAINERS {
+            Kind::AppContainer
+        } else {
+            Kind::OtherContainer
+        };
         loop {
             let mut layout = None;
             let Some(mut container) = seq.next_element_seed(Split {
-                kind: Kind::Container,
+                kind,
                 layout: &mut layout,
                 containers: &mut *self.containers,
+                never_read: self.never_read,
             })?
             else {
                 break;
@@ -531,19 +794,21 @@ fn unsplit(spec: &mut Value, containers: Containers<'_>) -> Result<(), serde_jso
     Ok(())
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Pod<'a> {
-    /// Reads the object in one pass; anything but an object gives `Value::Null`, which
-    /// `select::container_names` rejects as not a JSON object.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(PodVisitor(PhantomData))
+/// Reads a [`Pod`] in one pass, keeping its [`NeverRead`] keys raw; anything but an
+/// object gives `Value::Null`, which `select::container_names` rejects as not a JSON
+/// object.
+pub struct ReadPod<'n>(pub &'n NeverRead);
+
+impl<'de> DeserializeSeed<'de> for ReadPod<'_> {
+    type Value = Pod<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Pod<'de>, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-/// Builds a [`Pod`] from the request's `object`, borrowing its raw parts.
-struct PodVisitor<'a>(PhantomData<Pod<'a>>);
-
-impl<'de: 'a, 'a> Visitor<'de> for PodVisitor<'a> {
-    type Value = Pod<'a>;
+impl<'de> Visitor<'de> for ReadPod<'_> {
+    type Value = Pod<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
@@ -569,6 +834,7 @@ impl<'de: 'a, 'a> Visitor<'de> for PodVisitor<'a> {
                 kind,
                 layout: &mut split,
                 containers: &mut spec_containers,
+                never_read: self.0,
             })?;
             if spec_containers.forged {
                 unsplit(&mut read, std::mem::take(&mut spec_containers))
@@ -627,7 +893,8 @@ mod tests {
     const OBJECT: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","managedFields":[{"manager":"kubectl","time":"2024-01-01T00:00:00Z","fieldsV1":{"f:spec":{}}}],"annotations":{"a":"b"},"x-unknown":1.50},"spec":{"containers":[{"future":{"n":1},"name":"app"}]},"status":{"phase":"Pending","n":1e3}}"#;
 
     fn read(object: &str) -> Pod<'_> {
-        serde_json::from_str(object).unwrap()
+        let mut json = serde_json::Deserializer::from_str(object);
+        ReadPod(&NeverRead::fixed()).deserialize(&mut json).unwrap()
     }
 
     #[test]
@@ -645,7 +912,7 @@ mod tests {
         // Numbers as given (1e3) show the raw entries were never re-serialised; the read
         // parts are written as serde_json writes them (sorted keys, 1.50 as 1.5).
         let pod = read(OBJECT);
-        let written = String::from_utf8(pod.write().unwrap()).unwrap();
+        let written = String::from_utf8(pod.write(0).unwrap()).unwrap();
         let expected = OBJECT.replace("1.50", "1.5");
         assert_eq!(written, expected);
     }
@@ -660,7 +927,7 @@ mod tests {
             .unwrap()
             .remove("name");
         pod.value["added"] = json!(true);
-        let written = String::from_utf8(pod.write().unwrap()).unwrap();
+        let written = String::from_utf8(pod.write(0).unwrap()).unwrap();
         assert_eq!(
             written,
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"managedFields":[{"manager":"kubectl","time":"2024-01-01T00:00:00Z","fieldsV1":{"f:spec":{}}}],"annotations":{"a":"b"},"x-unknown":1.5,"labels":{"l":"1"}},"spec":{"containers":[{"future":{"n":1},"name":"app"}],"volumes":[{"name":"v"}]},"status":{"phase":"Pending","n":1e3},"added":true}"#
@@ -678,14 +945,14 @@ mod tests {
     fn a_metadata_that_is_not_an_object_is_read_whole() {
         let pod = read(r#"{"metadata":[1],"spec":{}}"#);
         assert_eq!(pod.value, json!({"metadata": [1], "spec": {}}));
-        assert_eq!(pod.write().unwrap(), br#"{"metadata":[1],"spec":{}}"#);
+        assert_eq!(pod.write(0).unwrap(), br#"{"metadata":[1],"spec":{}}"#);
     }
 
     #[test]
     fn a_repeated_key_keeps_its_first_place_and_last_value() {
         let pod = read(r#"{"spec":{"a":1},"status":1,"spec":{"b":2},"status":2}"#);
         assert_eq!(pod.value, json!({"spec": {"b": 2}}));
-        assert_eq!(pod.write().unwrap(), br#"{"spec":{"b":2},"status":2}"#);
+        assert_eq!(pod.write(0).unwrap(), br#"{"spec":{"b":2},"status":2}"#);
     }
     /// A spec with never-read keys at both levels, in three containers of two lists.
     const SPLIT: &str = r#"{"spec":{"tolerations":[{"t":1.50}],"initContainers":[{"name":"i","args":["x"],"image":"busybox"}],"containers":[{"ports":[{"p":1e3}],"name":"a","env":[]},{"name":"b","command":["c"],"tty":true}],"dnsPolicy":"None"}}"#;
@@ -700,7 +967,7 @@ mod tests {
                 "containers": [{"name": "a", "env": [], MARKER: 1}, {"name": "b", MARKER: 2}]}})
         );
         // 1.50 and 1e3 come back as given: never parsed.
-        assert_eq!(pod.write().unwrap(), SPLIT.as_bytes());
+        assert_eq!(pod.write(0).unwrap(), SPLIT.as_bytes());
     }
 
     #[test]
@@ -714,7 +981,7 @@ mod tests {
         spec["containers"].as_array_mut().unwrap().swap(0, 1);
         spec["containers"][1]["env"] = json!([{"name": "E", "value": "v"}]);
         spec["containers"][1]["volumeMounts"] = json!([{"name": "m"}]);
-        let written = String::from_utf8(pod.write().unwrap()).unwrap();
+        let written = String::from_utf8(pod.write(0).unwrap()).unwrap();
         assert_eq!(
             written,
             r#"{"spec":{"tolerations":[{"t":1.50}],"initContainers":[{"image":"agents","name":"copy"},{"name":"i","args":["x"],"image":"busybox"}],"containers":[{"name":"b","command":["c"],"tty":true},{"ports":[{"p":1e3}],"name":"a","env":[{"name":"E","value":"v"}],"volumeMounts":[{"name":"m"}]}],"dnsPolicy":"None"}}"#
@@ -763,11 +1030,66 @@ mod tests {
             // Read whole: the policy sees it all, and no marker of ours.
             assert_eq!(pod.value, whole);
         }
-        let written = pod.write().unwrap();
+        let written = pod.write(0).unwrap();
         assert_eq!(serde_json::from_slice::<Value>(&written).unwrap(), whole);
         // 1.50 is written as given only where it stayed raw.
         let written = String::from_utf8(written).unwrap();
         assert_eq!(written.contains("1.50"), raw_kept, "{written}");
+    }
+
+    #[test]
+    fn a_repeated_key_of_a_split_object_keeps_its_first_place_and_last_value() {
+        // Raw (`ports`, `dnsPolicy`) and read (`name`, `env`) keys, each given twice.
+        let pod = read(
+            r#"{"spec":{"dnsPolicy":"x","containers":[{"name":"a","ports":1,"env":[],"ports":2.50,"name":"b","env":[1]}],"dnsPolicy":"y"}}"#,
+        );
+        assert_eq!(
+            pod.value,
+            json!({"spec": {"containers": [{"name": "b", "env": [1], MARKER: 0}]}})
+        );
+        assert_eq!(
+            String::from_utf8(pod.write(0).unwrap()).unwrap(),
+            r#"{"spec":{"dnsPolicy":"y","containers":[{"name":"b","ports":2.50,"env":[1]}]}}"#
+        );
+    }
+
+    #[test]
+    fn read_more_reads_what_the_settings_read_from_the_raw_parts() {
+        // Read before the settings are known: `env` and `labels` raw; activation reads them.
+        let object = r#"{"metadata":{"labels":{"a":"1"},"uid":"u"},"spec":{"containers":[{"name":"a","env":[{"name":"E","value":"1.50"}],"ports":1.50}]}}"#;
+        let mut json = serde_json::Deserializer::from_str(object);
+        let mut pod = ReadPod(&NeverRead::most()).deserialize(&mut json).unwrap();
+        assert_eq!(
+            pod.value,
+            json!({"metadata": {}, "spec": {"containers": [{"name": "a", MARKER: 0}]}})
+        );
+        let activation = crate::settings::parse(json!({"activation": {}})).unwrap();
+        pod.read_more(&NeverRead::of(&activation)).unwrap();
+        assert_eq!(
+            pod.value,
+            json!({"metadata": {"labels": {"a": "1"}},
+                   "spec": {"containers": [{"name": "a", "env": [{"name": "E", "value": "1.50"}], MARKER: 0}]}})
+        );
+        pod.value["spec"]["containers"][0]["env"] = json!([]);
+        assert_eq!(
+            String::from_utf8(pod.write(0).unwrap()).unwrap(),
+            r#"{"metadata":{"labels":{"a":"1"},"uid":"u"},"spec":{"containers":[{"name":"a","env":[],"ports":1.50}]}}"#
+        );
+    }
+
+    #[test]
+    fn entries_the_policy_adds_are_written_beside_a_marker_the_request_gave() {
+        // The request's marker in `spec` is one of its entries; the policy's `volumes` and
+        // `labels` are not, and come last.
+        let object = r#"{"metadata":{"uid":"u"},"spec":{"agent-mount raw parts":0,"dnsPolicy":1.50,"containers":[{"name":"a","ports":1.50}]}}"#;
+        let mut pod = read(object);
+        pod.value["spec"]["volumes"] = json!([]);
+        pod.value["metadata"]["labels"] = json!({});
+        pod.value["spec"]["containers"][0]["volumeMounts"] = json!([]);
+        assert_eq!(
+            String::from_utf8(pod.write(0).unwrap()).unwrap(),
+            r#"{"metadata":{"uid":"u","labels":{}},"spec":{"agent-mount raw parts":0,"dnsPolicy":1.50,"containers":[{"name":"a","ports":1.50,"volumeMounts":[]}],"volumes":[]}}"#
+        );
     }
 
     #[test]
@@ -779,19 +1101,48 @@ mod tests {
             json!({"spec": {"containers": [{"name": "a", MARKER: 0}]}})
         );
         assert_eq!(
-            pod.write().unwrap(),
+            pod.write(0).unwrap(),
             br#"{"spec":{"containers":[{"ports":[1.50],"name":"a"}]}}"#
         );
     }
 
     #[test]
     fn the_never_read_lists_are_sorted_and_without_repeats() {
+        let only_by = |table: &[(&'static str, Reader)]| -> Vec<&str> {
+            table.iter().map(|(key, _)| *key).collect()
+        };
         for list in [
             &SPEC_NEVER_READ[..],
             &CONTAINER_NEVER_READ,
             &METADATA_NEVER_READ,
+            &only_by(&METADATA_READ_ONLY_BY),
+            &only_by(&SPEC_READ_ONLY_BY),
+            &only_by(&APP_CONTAINER_READ_ONLY_BY),
+            &only_by(&OTHER_CONTAINER_READ_ONLY_BY),
         ] {
-            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+            assert!(
+                list.windows(2).all(|w| key_order(w[0], w[1]).is_lt()),
+                "{list:?}"
+            );
+        }
+        // Merged, every settings' lists are sorted and without repeats too: nothing of
+        // the fixed lists is read only by some settings.
+        for settings in [
+            Settings::default(),
+            crate::settings::parse(serde_json::json!({"activation": {}})).unwrap(),
+        ] {
+            let never_read = NeverRead::of(&settings);
+            for list in [
+                &never_read.metadata,
+                &never_read.spec,
+                &never_read.app_container,
+                &never_read.other_container,
+            ] {
+                assert!(
+                    list.windows(2).all(|w| key_order(w[0], w[1]).is_lt()),
+                    "{list:?}"
+                );
+            }
         }
     }
 }

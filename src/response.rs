@@ -10,19 +10,28 @@
 
 use crate::activation::{self, annotation};
 use crate::message::listing;
-use crate::raw::Pod;
+use crate::mutate::Additions;
+use crate::raw::{BorrowedKey, NeverRead, Pod, ReadPod};
 use crate::settings::Settings;
 use crate::settings::errors::SettingsError;
 use crate::{mutate, select, settings};
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::fmt;
 use std::rc::Rc;
 
+/// Room for an answer's fields but the pod (decision, warnings), usually enough.
+const ANSWER_FIELDS_SIZE: usize = 1024;
+/// The written pod's buffer is the request's length and this fraction of it more: room
+/// for what the policy adds (two mounts a container under init-container's overlay add a
+/// fifth to the large pod).
+const ROOM_FOR_ADDITIONS: usize = 4;
 /// HTTP code of a rejection: the object is not a pod.
 const BAD_REQUEST: u16 = 400;
 /// The audit annotation that records the decision, for pods created by controllers
@@ -31,28 +40,114 @@ pub const AUDIT_KEY: &str = "mutation";
 
 /// The `validate` payload: the policy settings (absent and `null` are both `None`) and
 /// the AdmissionRequest.
-#[derive(Deserialize)]
 struct Payload<'a> {
-    #[serde(default, borrow)]
     settings: Option<&'a RawValue>,
-    #[serde(borrow)]
     request: AdmissionRequest<'a>,
 }
 
-/// The fields of the AdmissionRequest the policy reads; serde skips the rest
-/// (userInfo, oldObject, options…) without building them.
-#[derive(Deserialize)]
+/// The fields of the AdmissionRequest the policy reads; the rest (userInfo, oldObject,
+/// options…) is skipped without being built.
 struct AdmissionRequest<'a> {
-    #[serde(default)]
     kind: GroupVersionKind,
-    #[serde(default)]
     operation: String,
     /// The pod's namespace (its `metadata.namespace` may be unset at admission).
-    #[serde(default)]
     namespace: String,
-    /// `null` or absent is `None`, rejected as not a JSON object.
-    #[serde(default, borrow)]
-    object: Option<Pod<'a>>,
+    /// `null` or absent reads as not an object, and is rejected.
+    object: Pod<'a>,
+}
+
+/// Reads a [`Payload`], its pod by [`ReadPod`] with these keys kept raw.
+///
+/// By hand, not derived: serde's derive has no way to hand the keys down to the pod.
+/// Like the derived reader it was, it refuses a repeated field and a missing `request`.
+struct ReadPayload<'n>(&'n NeverRead);
+
+impl<'de> DeserializeSeed<'de> for ReadPayload<'_> {
+    type Value = Payload<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Payload<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ReadPayload<'_> {
+    type Value = Payload<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a validate payload: {request, settings}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload<'de>, A::Error> {
+        let (mut settings, mut request) = (None, None);
+        while let Some(key) = map.next_key_seed(BorrowedKey)? {
+            match &*key {
+                "settings" => once(&mut settings, "settings", map.next_value()?)?,
+                "request" => once(
+                    &mut request,
+                    "request",
+                    map.next_value_seed(ReadRequest(self.0))?,
+                )?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Payload {
+            settings: settings.flatten(),
+            request: request.ok_or_else(|| de::Error::missing_field("request"))?,
+        })
+    }
+}
+
+/// Reads an [`AdmissionRequest`], its object by [`ReadPod`] with these keys kept raw.
+struct ReadRequest<'n>(&'n NeverRead);
+
+impl<'de> DeserializeSeed<'de> for ReadRequest<'_> {
+    type Value = AdmissionRequest<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<AdmissionRequest<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ReadRequest<'_> {
+    type Value = AdmissionRequest<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an AdmissionRequest")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AdmissionRequest<'de>, A::Error> {
+        let (mut kind, mut operation, mut namespace, mut object) = (None, None, None, None);
+        while let Some(key) = map.next_key_seed(BorrowedKey)? {
+            match &*key {
+                "kind" => once(&mut kind, "kind", map.next_value()?)?,
+                "operation" => once(&mut operation, "operation", map.next_value()?)?,
+                "namespace" => once(&mut namespace, "namespace", map.next_value()?)?,
+                "object" => once(&mut object, "object", map.next_value_seed(ReadPod(self.0))?)?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(AdmissionRequest {
+            kind: kind.unwrap_or_default(),
+            operation: operation.unwrap_or_default(),
+            namespace: namespace.unwrap_or_default(),
+            object: object.unwrap_or_else(Pod::not_an_object),
+        })
+    }
+}
+
+/// Sets a field read once; a repeated one is an error, as serde's derive makes it.
+fn once<T, E: de::Error>(slot: &mut Option<T>, field: &'static str, value: T) -> Result<(), E> {
+    match slot.replace(value) {
+        Some(_) => Err(E::duplicate_field(field)),
+        None => Ok(()),
+    }
 }
 
 /// The kind of the object under admission.
@@ -73,16 +168,28 @@ impl GroupVersionKind {
     }
 }
 
-/// Settings as the policy server sent them (their JSON text), and what they parse to.
+/// Settings as the policy server sent them (their JSON text), what they parse to with
+/// what their method adds to every pod, and the keys of a pod the policy under them
+/// never reads.
 struct ReadSettings {
     given: Box<str>,
-    parsed: Result<Settings, SettingsError>,
+    parsed: Result<(Settings, Additions), SettingsError>,
+    never_read: NeverRead,
 }
 
 thread_local! {
     /// The last settings read. The policy server sends the same settings with every
     /// request to a module instance, so they are read once, not at every admission.
     static LAST_SETTINGS: Cell<Option<Rc<ReadSettings>>> = const { Cell::new(None) };
+}
+
+/// The settings of the last call, if any: the policy server's usual next settings.
+fn last_settings() -> Option<Rc<ReadSettings>> {
+    LAST_SETTINGS.with(|last| {
+        let read = last.take();
+        last.set(read.clone());
+        read
+    })
 }
 
 /// `given` read: from [`LAST_SETTINGS`] when they are the same text, else parsed anew.
@@ -100,9 +207,17 @@ fn read_settings(given: Option<&RawValue>) -> Rc<ReadSettings> {
                     // Not reached: the payload they came in parsed, so they are JSON.
                     Err(_) => Err(SettingsError::NotAMapping(given.to_string())),
                 };
+                // Invalid settings leave the pod unread: any keys do.
+                let never_read = parsed
+                    .as_ref()
+                    .map_or_else(|_| NeverRead::fixed(), NeverRead::of);
                 Rc::new(ReadSettings {
                     given: given.into(),
-                    parsed,
+                    parsed: parsed.map(|settings| {
+                        let additions = Additions::of(&settings.method);
+                        (settings, additions)
+                    }),
+                    never_read,
                 })
             });
         last.set(Some(Rc::clone(&read)));
@@ -112,11 +227,20 @@ fn read_settings(given: Option<&RawValue>) -> Rc<ReadSettings> {
 
 /// `payload` read as UTF-8 text, then as JSON. Checked once here, the text lets serde_json
 /// skip checking every string and raw part again (`from_slice` does): 4% of `validate`
-/// in wasm on the typical pod. Every parse of the module goes through here or `from_str`,
-/// so the module holds one instance of serde_json's parser.
+/// in wasm on the typical pod. Every parse of the module goes through here, [`read_payload`]
+/// or `from_str`, so the module holds one instance of serde_json's parser.
 fn from_json_text<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, String> {
     let text = std::str::from_utf8(payload).map_err(|e| e.to_string())?;
     serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// The `validate` payload's text read, its pod without the `never_read` keys.
+fn read_payload<'a>(text: &'a str, never_read: &NeverRead) -> Result<Payload<'a>, String> {
+    let mut json = serde_json::Deserializer::from_str(text);
+    let payload = ReadPayload(never_read)
+        .deserialize(&mut json)
+        .and_then(|payload| json.end().map(|()| payload));
+    payload.map_err(|e| e.to_string())
 }
 
 /// Answers a `validate_settings` call: always a response, never an error.
@@ -152,11 +276,14 @@ pub struct Answer {
 impl Answer {
     /// The answer's JSON, the pod spliced in as written, never parsed again.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut out = serde_json::to_vec(self)?;
+        let object = self.mutated_object.as_deref().unwrap_or(b"null");
+        // Sized for the pod once: growing it step by step copied the pod each time.
+        let mut out = Vec::with_capacity(object.len() + ANSWER_FIELDS_SIZE);
+        serde_json::to_writer(&mut out, self)?;
         // serde_json writes a struct as one object: `{…}` becomes `{…,"mutated_object":…}`.
         out.pop();
         out.extend_from_slice(br#","mutated_object":"#);
-        out.extend_from_slice(self.mutated_object.as_deref().unwrap_or(b"null"));
+        out.extend_from_slice(object);
         out.push(b'}');
         Ok(out)
     }
@@ -184,22 +311,42 @@ pub fn validate(payload: &[u8]) -> ValidationResponse {
 }
 
 /// Answers a `validate` call: accept, accept with the mutated pod, or reject an unreadable pod.
+///
+/// The settings come after the pod in the payload, so the pod is read by what the last
+/// call's settings never read (a host that keeps its module instance), or, in a fresh
+/// instance (Kubewarden's policy server makes one for every request), by what no
+/// settings read ([`NeverRead::most`]); when that is not this call's settings' list, the
+/// keys they read are then read from the raw parts ([`Pod::read_more`]).
 pub fn answer(payload: &[u8]) -> Answer {
-    let payload: Payload = match from_json_text(payload) {
-        Ok(payload) => payload,
-        Err(e) => {
-            return reject(format!(
-                "agent-mount: cannot read the admission request: {e}"
-            ));
+    let unreadable = |e: String| {
+        reject(format!(
+            "agent-mount: cannot read the admission request: {e}"
+        ))
+    };
+    let text = match std::str::from_utf8(payload) {
+        Ok(text) => text,
+        Err(e) => return unreadable(e.to_string()),
+    };
+    let guess = last_settings();
+    let most;
+    let first = match &guess {
+        Some(guess) => &guess.never_read,
+        None => {
+            most = NeverRead::most();
+            &most
         }
     };
-    let request = payload.request;
-    if request.operation != "CREATE" || !request.kind.is_core_v1_pod() {
+    let payload = match read_payload(text, first) {
+        Ok(payload) => payload,
+        Err(e) => return unreadable(e),
+    };
+    if payload.request.operation != "CREATE" || !payload.request.kind.is_core_v1_pod() {
         return accept(None, Vec::new(), None);
     }
     let read = read_settings(payload.settings);
-    let settings = match &read.parsed {
-        Ok(settings) => settings,
+    let request = payload.request;
+    let (settings, additions) = match &read.parsed {
+        Ok((settings, additions)) => (settings, additions),
         Err(e) => {
             let warning = format!(
                 "agent-mount: invalid policy settings, pod left unchanged: {e}; fix the ClusterAdmissionPolicy's spec.settings"
@@ -211,14 +358,21 @@ pub fn answer(payload: &[u8]) -> Answer {
             );
         }
     };
-    let mut pod = request.object.unwrap_or_else(Pod::not_an_object);
-    match decide(&mut pod.value, settings, &request.namespace) {
+    let mut pod = request.object;
+    // Read by other settings' lists (a fresh instance, or the settings changed): what
+    // this call's settings read is read now, from the raw parts, without a second pass.
+    if !guess.is_some_and(|guess| Rc::ptr_eq(&guess, &read))
+        && let Err(e) = pod.read_more(&read.never_read)
+    {
+        return unreadable(e.to_string());
+    }
+    match decide_by(&mut pod.value, settings, additions, &request.namespace) {
         Decision::Reject(message) => reject(message),
         Decision::Accept {
             changed: true,
             mut warnings,
             note,
-        } => match pod.write() {
+        } => match pod.write(text.len() + text.len() / ROOM_FOR_ADDITIONS) {
             Ok(object) => accept(Some(object), warnings, Some(note)),
             Err(e) => {
                 warnings.push(format!(
@@ -258,6 +412,16 @@ pub enum Decision {
 /// The policy's work on a pod's `Value` (select, mutate, activate), changed in place;
 /// `namespace` is the request's. Public so that a test can run it on a pod read whole.
 pub fn decide(pod: &mut Value, settings: &Settings, namespace: &str) -> Decision {
+    decide_by(pod, settings, &Additions::of(&settings.method), namespace)
+}
+
+/// [`decide`] with the [`Additions`] of `settings`' method built already.
+fn decide_by(
+    pod: &mut Value,
+    settings: &Settings,
+    additions: &Additions,
+    namespace: &str,
+) -> Decision {
     let (selection, names, activated, activation_note) = match select::container_names(pod) {
         Ok(names) => {
             let selection = select::instrumented_containers(pod, &names, settings);
@@ -301,15 +465,16 @@ pub fn decide(pod: &mut Value, settings: &Settings, namespace: &str) -> Decision
         };
     }
     let method = settings.method.kind().as_str();
-    let outcome = mutate::mutate(pod, &selection.containers, settings).and_then(|mounted| {
-        let Some(activation) = &settings.activation else {
-            return Ok(mounted);
-        };
-        // After mounting: the merge is all or nothing with the mounts.
-        let done = activation::activate(pod, &activated.containers, activation, namespace)?;
-        warnings.extend(done.warnings);
-        Ok(mounted | done.changed)
-    });
+    let outcome =
+        mutate::mutate_by(pod, &selection.containers, settings, additions).and_then(|mounted| {
+            let Some(activation) = &settings.activation else {
+                return Ok(mounted);
+            };
+            // After mounting: the merge is all or nothing with the mounts.
+            let done = activation::activate(pod, &activated.containers, activation, namespace)?;
+            warnings.extend(done.warnings);
+            Ok(mounted | done.changed)
+        });
     match outcome {
         Ok(changed) => {
             let note = if changed {

@@ -1,8 +1,10 @@
 //! The keys `raw` keeps raw are never read: for every method, activation off and on, a
-//! typical pod whose never-read keys (spec, every container of the three lists,
-//! metadata) hold sentinels of every JSON type gets the same answer from the policy,
-//! which never sees them, as the policy's work on the same pod read whole gives; and the
-//! answer's pod holds each sentinel byte for byte.
+//! typical pod whose never-read keys under those settings (`NeverRead::of`: spec, every
+//! container of the three lists, metadata) hold sentinels of every JSON type gets the
+//! same answer from the policy, which never sees them, as the policy's work on the same
+//! pod read whole gives; and the answer's pod holds each sentinel byte for byte. The
+//! answers come one after the other on one thread, each settings after other ones, so
+//! the pod read by the last call's settings is read again whenever they change.
 // Test and bench code: helpers fail loudly too (clippy.toml allows this in #[test] functions only).
 #![allow(
     clippy::unwrap_used,
@@ -13,9 +15,7 @@
 
 mod support;
 
-use agent_mount::raw::{
-    CONTAINER_LISTS, CONTAINER_NEVER_READ, METADATA_NEVER_READ, SPEC_NEVER_READ,
-};
+use agent_mount::raw::{CONTAINER_LISTS, NeverRead};
 use agent_mount::response::{AUDIT_KEY, Decision, answer, decide};
 use agent_mount::settings;
 use agent_mount_common::MountMethod;
@@ -29,20 +29,25 @@ const RAW_NUMBER: &str = "1.50";
 /// Replaced by [`RAW_NUMBER`] in the payload's text.
 const PLACEHOLDER: &str = "never-read sentinel";
 
-/// Sets every never-read key of `object` to `sentinel`; returns how many it set.
-fn set_never_read(object: &mut Value, sentinel: &Value) -> usize {
+/// Sets every `never_read` key of `object` to `sentinel`; returns how many it set.
+fn set_never_read(object: &mut Value, never_read: &NeverRead, sentinel: &Value) -> usize {
     let set = |target: &mut Value, keys: &[&str]| {
         for key in keys {
             target[*key] = sentinel.clone();
         }
         keys.len()
     };
-    let mut count = set(&mut object["metadata"], &METADATA_NEVER_READ);
-    count += set(&mut object["spec"], &SPEC_NEVER_READ);
+    let mut count = set(&mut object["metadata"], &never_read.metadata);
+    count += set(&mut object["spec"], &never_read.spec);
     for list in CONTAINER_LISTS {
+        let keys = if list == "containers" {
+            &never_read.app_container
+        } else {
+            &never_read.other_container
+        };
         if let Some(containers) = object["spec"][list].as_array_mut() {
             for container in containers {
-                count += set(container, &CONTAINER_NEVER_READ);
+                count += set(container, keys);
             }
         }
     }
@@ -89,13 +94,14 @@ fn never_read_keys_change_nothing_the_policy_does_and_come_back_byte_for_byte() 
         for activation in [false, true] {
             let settings = settings_of(method, activation);
             let parsed = settings::parse(settings.clone()).unwrap();
+            let never_read = NeverRead::of(&parsed);
             for sentinel in &sentinels {
                 let case = format!(
                     "{} activation={activation} sentinel={sentinel}",
                     method.as_str()
                 );
                 let mut request = typical();
-                let count = set_never_read(&mut request["object"], sentinel);
+                let count = set_never_read(&mut request["object"], &never_read, sentinel);
                 let text = String::from_utf8(payload(&request, &settings))
                     .unwrap()
                     .replace(&format!("\"{PLACEHOLDER}\""), RAW_NUMBER);
