@@ -11,6 +11,9 @@ version := `sed -n 's/^ *io\.kubewarden\.policy\.version: *//p' policy.yaml`
 # cargo's module, and the one wasm-opt makes of it (scripts/optimize-wasm.sh): what ships.
 raw_wasm := "target/wasm32-wasip1/policy/agent_mount.wasm"
 wasm := "target/wasm32-wasip1/policy/agent_mount.opt.wasm"
+# The policy's module: `cargo rustc` for the cdylib alone, since cargo skips LTO for a crate
+# that also builds an rlib (runner/src/build.rs, which the tests, demo and bench use).
+build_policy := "cargo rustc --locked --profile policy --target wasm32-wasip1 -p agent-mount --lib --crate-type cdylib"
 
 # Run every test (the default).
 default: test
@@ -18,7 +21,7 @@ default: test
 # The optimised policy module (cargo's, then wasm-opt: needs npm), copied to ./policy.wasm.
 policy-wasm:
     rustup target add wasm32-wasip1
-    cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
+    {{build_policy}}
     scripts/optimize-wasm.sh {{raw_wasm}} {{wasm}}
     cp {{wasm}} policy.wasm
     ls -l policy.wasm
@@ -44,7 +47,7 @@ e2e-tests: annotated-policy-wasm
 # e2e.bats without kwctl, as ./test.sh runs it.
 e2e-tests-local:
     cargo build --locked -p runner
-    cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
+    {{build_policy}}
     scripts/optimize-wasm.sh {{raw_wasm}} {{wasm}}
     mkdir -p target/kwctl-stand-in
     ln -sf "$PWD/scripts/kwctl-run-via-runner.py" target/kwctl-stand-in/kwctl

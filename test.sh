@@ -77,7 +77,9 @@ check "tests reuse the demo's dependency build" python3 scripts/check_unified_fe
 target_dir=${CARGO_TARGET_DIR:-target}
 raw_wasm="$target_dir/wasm32-wasip1/policy/agent_mount.wasm"
 wasm="$target_dir/wasm32-wasip1/policy/agent_mount.opt.wasm"
-cargo build --locked --profile policy --target wasm32-wasip1 -p agent-mount
+# `cargo rustc` for the cdylib alone: cargo skips LTO for a crate that also builds an rlib
+# (runner/src/build.rs).
+cargo rustc --locked --profile policy --target wasm32-wasip1 -p agent-mount --lib --crate-type cdylib
 
 apt_install() { scripts/apt-install.sh "$@"; } # command package
 

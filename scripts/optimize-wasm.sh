@@ -8,8 +8,8 @@
 #
 # wasm-opt is $WASM_OPT when set, else binaryen from npm, pinned, installed once into
 # <target>/binaryen-<version>/ (about 100 MB; binaryen compiled to WebAssembly, run by
-# Node.js, so nothing to compile). `cargo build --profile policy --target wasm32-wasip1`
-# alone still gives the unoptimised module.
+# Node.js, so nothing to compile). `cargo rustc --profile policy --target wasm32-wasip1
+# --lib --crate-type cdylib` alone still gives the unoptimised module.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then

@@ -41,7 +41,7 @@ pub fn wasm_path() -> PathBuf {
     optimized_path(&package_wasm_path(POLICY_PACKAGE))
 }
 
-/// Where `cargo build --profile policy --target wasm32-wasip1` puts a package's module:
+/// Where cargo's build with the `policy` profile for wasm32-wasip1 puts a package's module:
 /// cargo writes `-` in the name as `_`.
 fn package_wasm_path(package: &str) -> PathBuf {
     target_dir()
@@ -114,12 +114,18 @@ fn optimize(raw: &Path) -> Result<PathBuf, String> {
 
 /// Builds a workspace package's `.wasm` with the policy's target and profile, optimised
 /// as the release's is.
+///
+/// `cargo rustc --crate-type cdylib`, not `cargo build`: the policy crate is also an rlib
+/// (its tests and the runner link it natively), and cargo passes no `-C lto` to a crate
+/// that builds an rlib, so `cargo build` ignores the profile's `lto = true`; built alone,
+/// the cdylib is linked with LTO (issue 24: 412 KB against 382 KB, and faster).
 pub fn build_module(package: &str) -> Result<PathBuf, String> {
     ensure_target_installed()?;
     let mut command = cargo();
     command
-        .args(["build", "--locked", "--quiet", "-p", package])
+        .args(["rustc", "--locked", "--quiet", "-p", package])
         .args(["--profile", WASM_PROFILE, "--target", WASM_TARGET])
+        .args(["--lib", "--crate-type", "cdylib"])
         .current_dir(workspace_root());
     run(command, &format!("building the {package} .wasm"))?;
     let path = package_wasm_path(package);

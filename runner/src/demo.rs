@@ -29,7 +29,9 @@ const NAMING: [&str; 2] = ["OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"];
 pub fn run() -> Result<(), String> {
     let root = build::workspace_root();
     let started = Instant::now();
-    println!("Building the policy (cargo build --profile policy --target wasm32-wasip1) ...");
+    println!(
+        "Building the policy (cargo rustc --profile policy --target wasm32-wasip1 --crate-type cdylib) ..."
+    );
     let wasm = build::ensure_built()?;
     let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
     let host = PolicyHost::load(&wasm)?;
