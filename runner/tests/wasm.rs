@@ -413,3 +413,22 @@ fn repeated_calls_need_no_more_memory_than_the_first() {
     assert!(String::from_utf8_lossy(first).contains("\"accepted\":true"));
     assert!(repeated.iter().all(|answer| answer == first));
 }
+
+/// Issue 24's size goal, as a budget: the annotated module the release publishes (the
+/// shipped `.wasm` with the README that `kwctl annotate -u README.md` embeds; estimated,
+/// as the issue does, as the two sizes, since kwctl does not run here) within 400 KB. A
+/// build that loses LTO, or a README that grows back, fails here rather than in a release.
+#[test]
+fn the_annotated_module_fits_in_400_kb() {
+    const BUDGET: u64 = 400_000;
+    let wasm = runner::build::ensure_built().unwrap();
+    let readme = runner::build::workspace_root().join("README.md");
+    let size = |path: &std::path::Path| std::fs::metadata(path).unwrap().len();
+    let (module, manual) = (size(&wasm), size(&readme));
+    assert!(
+        module + manual <= BUDGET,
+        "the .wasm ({module} B) and README.md ({manual} B) make {} B, over the {BUDGET} B \
+         budget: see BENCHMARKS.md, \"Policy: size, step by step\"",
+        module + manual
+    );
+}
