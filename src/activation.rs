@@ -689,7 +689,7 @@ fn check_field(key: &str, field: &str, value: &str, rule: Rule) -> Result<(), Se
 /// `value` with `{dir}` replaced by the agents' path, each `$` of the path written `$$`:
 /// the kubelet expands `$(NAME)` and `$$` in env values, the mount keeps the path as it is.
 fn expand(value: &str, agents_path: &str) -> String {
-    value.replace(DIR, &agents_path.replace('$', "$$"))
+    value.replace(DIR, &expansion::literal(agents_path))
 }
 
 /// Refuses a value longer than [`MAX_VALUE_BYTES`] once `{dir}` expands (before `$$`).
