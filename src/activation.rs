@@ -186,24 +186,28 @@ fn recipes(value: Value, path: &str) -> Result<RawRecipes, SettingsError> {
         path,
         "write recipes by agent name, e.g. `agents: {loader: null}` to remove the built-in loader recipe, or remove the key for the built-in recipes",
     )?;
-    map.into_iter()
-        .map(|(name, recipe)| {
-            let recipe = match recipe {
-                Value::Null => None,
-                given => Some(RawRecipe::read(given, &format!("{path}.{name}"))?),
-            };
-            Ok((name, recipe))
-        })
-        .collect()
+    // Loops, not `collect` into a `Result`: each such `collect` was an iterator adapter's
+    // code of its own in the .wasm.
+    let mut recipes = Vec::with_capacity(map.len());
+    for (name, recipe) in map {
+        let recipe = match recipe {
+            Value::Null => None,
+            given => Some(RawRecipe::read(given, &format!("{path}.{name}"))?),
+        };
+        recipes.push((name, recipe));
+    }
+    Ok(recipes)
 }
 
 /// Reads a list of env entries at `path`; `hint` completes the message for another shape.
 fn env_vars(value: Value, path: &str, hint: &str) -> Result<Vec<RawEnvVar>, SettingsError> {
-    list(value, path, hint)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, entry)| RawEnvVar::read(entry, &format!("{path}[{i}]")))
-        .collect()
+    // A loop: see `recipes`.
+    let list = list(value, path, hint)?;
+    let mut vars = Vec::with_capacity(list.len());
+    for (i, entry) in list.into_iter().enumerate() {
+        vars.push(RawEnvVar::read(entry, &format!("{path}[{i}]"))?);
+    }
+    Ok(vars)
 }
 
 impl RawRecipe {
