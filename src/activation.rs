@@ -22,7 +22,6 @@ use annotation::Chosen;
 use env::EnvConflict;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// Default pod annotation that names the agent(s) to activate.
 pub const DEFAULT_ANNOTATION: &str = "agent-mount.io/agents";
@@ -187,24 +186,28 @@ fn recipes(value: Value, path: &str) -> Result<RawRecipes, SettingsError> {
         path,
         "write recipes by agent name, e.g. `agents: {loader: null}` to remove the built-in loader recipe, or remove the key for the built-in recipes",
     )?;
-    map.into_iter()
-        .map(|(name, recipe)| {
-            let recipe = match recipe {
-                Value::Null => None,
-                given => Some(RawRecipe::read(given, &format!("{path}.{name}"))?),
-            };
-            Ok((name, recipe))
-        })
-        .collect()
+    // Loops, not `collect` into a `Result`: each such `collect` was an iterator adapter's
+    // code of its own in the .wasm.
+    let mut recipes = Vec::with_capacity(map.len());
+    for (name, recipe) in map {
+        let recipe = match recipe {
+            Value::Null => None,
+            given => Some(RawRecipe::read(given, &format!("{path}.{name}"))?),
+        };
+        recipes.push((name, recipe));
+    }
+    Ok(recipes)
 }
 
 /// Reads a list of env entries at `path`; `hint` completes the message for another shape.
 fn env_vars(value: Value, path: &str, hint: &str) -> Result<Vec<RawEnvVar>, SettingsError> {
-    list(value, path, hint)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, entry)| RawEnvVar::read(entry, &format!("{path}[{i}]")))
-        .collect()
+    // A loop: see `recipes`.
+    let list = list(value, path, hint)?;
+    let mut vars = Vec::with_capacity(list.len());
+    for (i, entry) in list.into_iter().enumerate() {
+        vars.push(RawEnvVar::read(entry, &format!("{path}[{i}]"))?);
+    }
+    Ok(vars)
 }
 
 impl RawRecipe {
@@ -312,13 +315,56 @@ pub struct Recipe {
     pub env: Vec<EnvEntry>,
 }
 
+/// Recipes by agent name, sorted by name, each name once. A list scanned by name, not a
+/// `BTreeMap`: at most [`MAX_AGENTS`], looked up a few times a pod, and the map's B-tree
+/// code was 5 KB of the module.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recipes(Vec<(String, Recipe)>);
+
+impl Recipes {
+    /// The recipe of agent `name`, with the name as stored.
+    pub fn get_key_value(&self, name: &str) -> Option<(&String, &Recipe)> {
+        self.iter().find(|(stored, _)| *stored == name)
+    }
+
+    /// The recipe of agent `name` (the policy needs the name too: tests only).
+    #[cfg(test)]
+    pub fn get(&self, name: &str) -> Option<&Recipe> {
+        self.get_key_value(name).map(|(_, recipe)| recipe)
+    }
+
+    /// The agents' names, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.iter().map(|(name, _)| name)
+    }
+
+    /// The recipes, in their names' order.
+    pub fn values(&self) -> impl Iterator<Item = &Recipe> {
+        self.iter().map(|(_, recipe)| recipe)
+    }
+
+    /// The names and recipes, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Recipe)> {
+        self.0.iter().map(|(name, recipe)| (name, recipe))
+    }
+
+    /// Sets agent `name`'s recipe, replacing one of that name, keeping the names sorted.
+    fn insert(&mut self, name: String, recipe: Recipe) {
+        let at = self.0.partition_point(|(stored, _)| *stored < name);
+        match self.0.get_mut(at) {
+            Some(slot) if slot.0 == name => slot.1 = recipe,
+            _ => self.0.insert(at, (name, recipe)),
+        }
+    }
+}
+
 /// The checked `activation` settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Activation {
     /// Pod annotation naming the agent(s).
     pub annotation: String,
     /// The available recipes by agent name: only those whose directory is mounted.
-    pub agents: BTreeMap<String, Recipe>,
+    pub agents: Recipes,
     /// Extra variables for every activated container, after the recipe's.
     pub env: Vec<EnvEntry>,
     /// Whether activated containers get `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`.
@@ -358,9 +404,9 @@ impl Activation {
         let is_mounted = |dir: &str| mounted.is_empty() || mounted.iter().any(|m| m == dir);
         // Built-ins are constants (a test runs them through the checks below): no
         // checks and no raw copies at every admission.
-        // Inserted one by one, not collected: `collect` into a B-tree sorts first, and that
-        // sort would be a copy of its own in the .wasm for four entries.
-        let mut agents: BTreeMap<String, Recipe> = BTreeMap::new();
+        // Inserted one by one in place, not sorted: a sort would be a copy of its own in the
+        // .wasm for four entries.
+        let mut agents = Recipes::default();
         for built_in in BUILT_IN
             .iter()
             .filter(|b| !given.iter().any(|(name, _)| name == b.name) && is_mounted(b.directory))
@@ -500,10 +546,7 @@ pub fn activate(
 }
 
 /// Refuses recipe and `activation.env` entries that set what `resourceAttributes` writes.
-fn written_by_resource(
-    agents: &BTreeMap<String, Recipe>,
-    env: &[EnvEntry],
-) -> Result<(), SettingsError> {
+fn written_by_resource(agents: &Recipes, env: &[EnvEntry]) -> Result<(), SettingsError> {
     let given = agents
         .iter()
         .map(|(name, recipe)| {
@@ -650,7 +693,7 @@ fn check_field(key: &str, field: &str, value: &str, rule: Rule) -> Result<(), Se
 /// `value` with `{dir}` replaced by the agents' path, each `$` of the path written `$$`:
 /// the kubelet expands `$(NAME)` and `$$` in env values, the mount keeps the path as it is.
 fn expand(value: &str, agents_path: &str) -> String {
-    value.replace(DIR, &agents_path.replace('$', "$$"))
+    value.replace(DIR, &expansion::literal(agents_path))
 }
 
 /// Refuses a value longer than [`MAX_VALUE_BYTES`] once `{dir}` expands (before `$$`).

@@ -382,17 +382,24 @@ fn child_at<'a, T>(
     empty: fn() -> Value,
     as_mut: fn(&mut Value) -> Option<&mut T>,
 ) -> Result<&'a mut T, Conflict> {
-    let value = parent.entry(key).or_insert_with(empty);
-    // `null` is absent, as the API server's decoding reads it (DESIGN §2).
-    if value.is_null() {
-        *value = empty();
-    }
-    let (found, expected) = (kind_of(value), kind_of(&empty()));
-    as_mut(value).ok_or_else(|| Conflict::WrongType {
-        path: format!("{}.{key}", path()),
-        found,
-        expected,
-    })
+    // `get` and `insert`, not the entry API: see `activation::env::apply`.
+    let expected = kind_of(&empty());
+    let found = match parent.get(key) {
+        Some(value) if !value.is_null() => kind_of(value),
+        // `null` is absent, as the API server's decoding reads it (DESIGN §2).
+        _ => {
+            parent.insert(key.into(), empty());
+            expected
+        }
+    };
+    parent
+        .get_mut(key)
+        .and_then(as_mut)
+        .ok_or_else(|| Conflict::WrongType {
+            path: format!("{}.{key}", path()),
+            found,
+            expected,
+        })
 }
 
 /// The object under `key`, inserted empty when absent.

@@ -266,11 +266,19 @@ pub struct Answer {
     accepted: bool,
     message: Option<String>,
     code: Option<u16>,
-    audit_annotations: Option<HashMap<String, String>>,
+    audit_annotations: Option<Audit>,
     warnings: Option<Vec<String>>,
     /// Written by [`Answer::to_json`], not serde: it is JSON already.
     #[serde(skip)]
     mutated_object: Option<Vec<u8>>,
+}
+
+/// The audit annotations as they read on the wire: one key, [`AUDIT_KEY`]. A struct, not
+/// the SDK's map: serialising a `HashMap` brought its code into the module (4 KB).
+#[derive(Serialize)]
+struct Audit {
+    /// The decision's text, under [`AUDIT_KEY`].
+    mutation: String,
 }
 
 impl Answer {
@@ -299,7 +307,9 @@ impl From<Answer> for ValidationResponse {
             mutated_object: answer
                 .mutated_object
                 .and_then(|object| from_json_text(&object).ok()),
-            audit_annotations: answer.audit_annotations,
+            audit_annotations: answer
+                .audit_annotations
+                .map(|audit| HashMap::from([(AUDIT_KEY.to_string(), audit.mutation)])),
             warnings: answer.warnings,
         }
     }
@@ -436,17 +446,7 @@ fn decide_by(
                 .as_ref()
                 .map(|a| annotation::choose(pod, &names, &selection.containers, a))
                 .unwrap_or_default();
-            let pairs: Vec<String> = activated
-                .containers
-                .iter()
-                .filter_map(|c| Some(format!("{}={}", names.get(c.index)?, c.agent)))
-                .collect();
-            let pairs: Vec<&str> = pairs.iter().map(String::as_str).collect();
-            let note = if pairs.is_empty() {
-                String::new()
-            } else {
-                format!("; activated {}", listing(&pairs))
-            };
+            let note = activation_note(&names, &activated.containers);
             (selection, chosen, activated, note)
         }
         Err(e) => {
@@ -502,6 +502,34 @@ fn decide_by(
     }
 }
 
+/// The audit note's "; activated checkout=java, …" part, empty when nothing is activated.
+fn activation_note(names: &[&str], activated: &[annotation::Chosen]) -> String {
+    // The pairs written into one string and listed as slices of it: a `format!` per pair
+    // cost an allocation and the formatter each.
+    let mut joined = String::new();
+    let mut ends = Vec::with_capacity(activated.len());
+    for chosen in activated {
+        if let Some(name) = names.get(chosen.index) {
+            joined.push_str(name);
+            joined.push('=');
+            joined.push_str(chosen.agent);
+            ends.push(joined.len());
+        }
+    }
+    let mut start = 0;
+    let mut pairs = Vec::with_capacity(ends.len());
+    for end in ends {
+        pairs.extend(joined.get(start..end));
+        start = end;
+    }
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let mut note = String::from("; activated ");
+    note.push_str(&listing(&pairs));
+    note
+}
+
 fn accept(
     mutated_object: Option<Vec<u8>>,
     warnings: Vec<String>,
@@ -512,7 +540,7 @@ fn accept(
         message: None,
         code: None,
         mutated_object,
-        audit_annotations: decision.map(|d| HashMap::from([(AUDIT_KEY.to_string(), d)])),
+        audit_annotations: decision.map(|mutation| Audit { mutation }),
         warnings: (!warnings.is_empty()).then_some(warnings),
     }
 }
@@ -525,5 +553,41 @@ fn reject(message: String) -> Answer {
         mutated_object: None,
         audit_annotations: None,
         warnings: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The audit struct reads on the wire as the map it replaced: one key, [`AUDIT_KEY`].
+    #[test]
+    fn the_audit_is_one_key_named_audit_key() {
+        let audit = Audit {
+            mutation: "unchanged".into(),
+        };
+        let json = serde_json::to_value(audit).unwrap();
+        assert_eq!(json, serde_json::json!({ AUDIT_KEY: "unchanged" }));
+    }
+
+    /// The note lists `name=agent` pairs as [`listing`] lists names, quotes and cuts included.
+    #[test]
+    fn the_activation_note_lists_name_agent_pairs() {
+        let recipe = crate::activation::Recipe {
+            directory: "agents".into(),
+            env: Vec::new(),
+        };
+        let names = ["app", "quo\"te", "side"];
+        let chosen = |index, agent| annotation::Chosen {
+            index,
+            agent,
+            recipe: &recipe,
+        };
+        let activated = [chosen(0, "java"), chosen(1, "node"), chosen(7, "gone")];
+        assert_eq!(
+            activation_note(&names, &activated),
+            format!("; activated \"app=java\", {:?}", "quo\"te=node")
+        );
+        assert_eq!(activation_note(&names, &[]), "");
     }
 }

@@ -76,7 +76,7 @@ fn dir_expands_to_the_agents_path_in_recipes_and_env() {
     .unwrap();
     let activation = Activation::from_raw(raw, "/opt/agents", &[]).unwrap();
     assert_eq!(
-        activation.agents["java"].env,
+        activation.agents.get("java").unwrap().env,
         vec![join(
             "JAVA_TOOL_OPTIONS",
             "-javaagent:/opt/agents/java/agent.jar -Dx=/opt/agents",
@@ -104,7 +104,36 @@ fn given_recipes_replace_the_built_in_of_that_name_only() {
     .unwrap();
     let names: Vec<&str> = activation.agents.keys().map(String::as_str).collect();
     assert_eq!(names, ["java", "loader", "nodejs", "python", "ruby"]);
-    assert_eq!(activation.agents["java"].env[0].name(), "JDK_JAVA_OPTIONS");
+    assert_eq!(
+        activation.agents.get("java").unwrap().env[0].name(),
+        "JDK_JAVA_OPTIONS"
+    );
+}
+
+/// The recipes stay sorted by name whatever the insertion order, and a name set again
+/// replaces its recipe, as the `BTreeMap` they replaced did.
+#[test]
+fn recipes_are_sorted_by_name_and_set_once() {
+    let recipe = |directory: &str| Recipe {
+        directory: directory.into(),
+        env: Vec::new(),
+    };
+    let mut recipes = Recipes::default();
+    for name in ["m", "z", "a", "q", "m"] {
+        recipes.insert(name.into(), recipe(name));
+    }
+    recipes.insert("q".into(), recipe("again"));
+    let names: Vec<&str> = recipes.keys().map(String::as_str).collect();
+    assert_eq!(names, ["a", "m", "q", "z"]);
+    assert_eq!(
+        recipes.get("q").map(|r| r.directory.as_str()),
+        Some("again")
+    );
+    assert_eq!(
+        recipes.get_key_value("z").map(|(n, _)| n.as_str()),
+        Some("z")
+    );
+    assert_eq!(recipes.get("b"), None);
 }
 
 #[test]
@@ -210,7 +239,8 @@ fn the_built_ins_pass_the_checks_of_a_given_recipe() {
             "env": [{"name": b.variable, "value": b.value, "join": b.join}]}}});
         let activation = parse(given, &[]).unwrap();
         assert_eq!(
-            activation.agents[b.name], defaults.agents[b.name],
+            activation.agents.get(b.name).unwrap(),
+            defaults.agents.get(b.name).unwrap(),
             "{}",
             b.name
         );
@@ -257,7 +287,7 @@ fn a_dollar_in_the_agents_path_is_written_twice_wherever_dir_expands() {
     .unwrap();
     let activation = Activation::from_raw(raw, "/opt/$(HOME)/a$b", &[]).unwrap();
     assert_eq!(
-        activation.agents["java"].env,
+        activation.agents.get("java").unwrap().env,
         vec![join(
             "JAVA_TOOL_OPTIONS",
             "-javaagent:/opt/$$(HOME)/a$$b/java/agent.jar",
@@ -272,7 +302,7 @@ fn a_dollar_in_the_agents_path_is_written_twice_wherever_dir_expands() {
         }]
     );
     assert_eq!(
-        activation.agents["python"].env,
+        activation.agents.get("python").unwrap().env,
         vec![join(
             "PYTHONPATH",
             "/opt/$$(HOME)/a$$b/python:/opt/$$(HOME)/a$$b/python/opentelemetry/instrumentation/auto_instrumentation",

@@ -164,11 +164,14 @@ pub fn list(value: Value, path: &str, hint: &str) -> Result<Vec<Value>, Settings
 /// Reads a list of strings, each named by its index in errors.
 #[inline(never)]
 pub fn texts(value: Value, path: &str, hint: &str) -> Result<Vec<String>, SettingsError> {
-    list(value, path, hint)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| required_text(item, &format!("{path}[{i}]")))
-        .collect()
+    // A loop, not `collect` into a `Result`: that `collect` was an iterator adapter's code
+    // of its own in the .wasm.
+    let list = list(value, path, hint)?;
+    let mut texts = Vec::with_capacity(list.len());
+    for (i, item) in list.into_iter().enumerate() {
+        texts.push(required_text(item, &format!("{path}[{i}]"))?);
+    }
+    Ok(texts)
 }
 
 /// Reads a mapping's entries (see [`mapping`] for `write`, [`fields`] for `field`).

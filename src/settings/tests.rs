@@ -152,7 +152,9 @@ fn every_key_sets_every_field_serde_knows() {
 #[case::csi_mount_path(json!({"mountMethod": "k8s-csi-driver", "mountPath": "/agents", "agentDirectories": ["java"], "activation": {}}), "-javaagent:/agents/java/javaagent.jar")]
 fn activation_dir_is_where_the_method_puts_the_agents(#[case] settings: Value, #[case] java: &str) {
     let activation = parse(settings).unwrap().activation.unwrap();
-    let crate::activation::EnvEntry::Join { value, .. } = &activation.agents["java"].env[0] else {
+    let crate::activation::EnvEntry::Join { value, .. } =
+        &activation.agents.get("java").unwrap().env[0]
+    else {
         panic!("not a join");
     };
     assert_eq!(value, java);
@@ -409,6 +411,12 @@ fn every_key_reads_back_into_its_own_field() {
 #[test]
 fn an_agent_given_as_null_removes_the_built_in_recipe() {
     let settings = parse(json!({"activation": {"agents": {"loader": null}}})).unwrap();
-    let agents: Vec<String> = settings.activation.unwrap().agents.into_keys().collect();
+    let agents: Vec<String> = settings
+        .activation
+        .unwrap()
+        .agents
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(agents, ["java", "nodejs", "python"]);
 }
