@@ -223,7 +223,8 @@ impl<S: Source> Heap<S> {
     /// and the new memory becomes the chunk.
     fn refill(&mut self, needed: usize) -> Option<()> {
         let (start, length) = self.source.grow(needed.max(CHUNK))?;
-        let end = start.checked_add(length)?;
+        // Whole 8-byte units only: `release` cuts blocks of at least 8 bytes.
+        let end = start.checked_add(length & !(GRAIN - 1))?;
         if start != self.end {
             self.release(self.next, self.end);
             self.next = start;
@@ -248,8 +249,9 @@ impl<S: Source> Heap<S> {
     }
 }
 
-/// The global allocator of the wasm module.
-#[cfg(target_arch = "wasm32")]
+/// The global allocator of the wasm module. Not with the `atomics` feature (a threaded
+/// wasm target): the heap has no lock, and its `Sync` rests on there being one thread.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 mod wasm {
     use super::{Heap, PAGE, Source};
     use core::alloc::{GlobalAlloc, Layout};

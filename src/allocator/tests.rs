@@ -369,3 +369,61 @@ fn new_blocks_take_their_class_size(#[case] size: usize, #[case] step: usize) {
     let first = heap.alloc(size, 8).unwrap();
     assert_eq!(heap.alloc(size, 8), Some(first + step));
 }
+
+/// A source whose regions end on an odd byte: the heap uses whole 8-byte units of them
+/// only, so no block (nor the free-list link written into it) reaches past a region.
+#[test]
+fn a_region_of_odd_length_is_used_to_its_last_whole_unit_only() {
+    const ODD: usize = 5;
+    struct Ragged {
+        arena: Arena,
+        regions: Vec<(usize, usize)>,
+    }
+    // SAFETY: each region is a page-aligned piece of the arena, shortened by `ODD` bytes.
+    unsafe impl Source for Ragged {
+        fn grow(&mut self, bytes: usize) -> Option<(usize, usize)> {
+            let (start, length) = self.arena.grow(bytes)?;
+            self.regions.push((start, length - ODD));
+            Some((start, length - ODD))
+        }
+    }
+    // Regions a page apart, so each chunk's rest is cut into free blocks.
+    let mut heap = Heap::new(Ragged {
+        arena: Arena::new(4 * CHUNK + 4 * PAGE, PAGE),
+        regions: Vec::new(),
+    });
+    let layout = Layout::from_size_align(8, 8).unwrap();
+    let mut blocks = Vec::new();
+    loop {
+        let block = heap.alloc(layout);
+        if block.is_null() {
+            break;
+        }
+        blocks.push(block.expose_provenance());
+    }
+    // Every block handed out, and every block listed free (its link word included).
+    let mut listed = Vec::new();
+    for (index, head) in heap.free.iter().enumerate() {
+        let size = if index < SMALL_CLASSES {
+            (index + 1) * GRAIN
+        } else {
+            1 << (index - SMALL_CLASSES)
+        };
+        let mut block = *head;
+        while block != 0 {
+            listed.push((block, size.max(size_of::<usize>())));
+            // SAFETY: a listed block's first word is its link (the heap's own layout).
+            block = unsafe { ptr::with_exposed_provenance::<usize>(block).read() };
+        }
+    }
+    let regions = &heap.source.regions;
+    assert!(regions.len() >= 2, "the test needs a chunk's rest released");
+    for (block, size) in blocks.iter().map(|b| (*b, 8)).chain(listed) {
+        assert!(
+            regions
+                .iter()
+                .any(|(start, length)| block >= *start && block + size <= start + length),
+            "block {block:#x} of {size} B reaches past its region"
+        );
+    }
+}
