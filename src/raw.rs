@@ -233,11 +233,7 @@ impl Pod<'_> {
             let Some((list, i)) = container.at else {
                 continue;
             };
-            let kind = if list == APP_CONTAINERS {
-                Kind::AppContainer
-            } else {
-                Kind::OtherContainer
-            };
+            let kind = Kind::of_container_in(list);
             let object = value
                 .get_mut(SPEC)
                 .and_then(|spec| spec.get_mut(list))
@@ -305,22 +301,23 @@ impl Pod<'_> {
             if value.is_some() && **key != *MARKER {
                 matched += 1;
             }
+            let verbatim = matches!(key, Cow::Borrowed(_));
             match (part, value) {
                 // A raw entry the policy did not set (it never sets one: this keeps a write safe).
                 (Part::Raw(raw), None) => {
-                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
+                    entry(out, key, verbatim)?;
                     out.extend_from_slice(raw.get().as_bytes());
                 }
                 (Part::Split(inner), Some(object @ Value::Object(_))) => {
-                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
+                    entry(out, key, verbatim)?;
                     self.write_object(out, inner, object)?;
                 }
                 (Part::Containers, Some(Value::Array(list))) => {
-                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
+                    entry(out, key, verbatim)?;
                     self.write_containers(out, list)?;
                 }
                 (_, Some(value)) => {
-                    entry(out, key, matches!(key, Cow::Borrowed(_)))?;
+                    entry(out, key, verbatim)?;
                     serde_json::to_writer(&mut *out, value)?;
                 }
                 // Read, and removed by the policy.
@@ -423,6 +420,18 @@ enum Kind {
     AppContainer,
     /// An entry of `initContainers` or `ephemeralContainers`, which the policy never changes.
     OtherContainer,
+}
+
+impl Kind {
+    /// The kind of an entry of the container list `list` (one of [`CONTAINER_LISTS`]):
+    /// the policy changes only `spec.containers`' entries, and reads less of the others.
+    fn of_container_in(list: &str) -> Kind {
+        if list == APP_CONTAINERS {
+            Kind::AppContainer
+        } else {
+            Kind::OtherContainer
+        }
+    }
 }
 
 /// Who reads a key that only some settings read.
@@ -738,12 +747,7 @@ impl<'de> Visitor<'de> for ContainerList<'_, 'de> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut list = Vec::new();
-        // The policy changes only `spec.containers`' entries, and reads less of the others.
-        let kind = if self.list == APP_CONTAINERS {
-            Kind::AppContainer
-        } else {
-            Kind::OtherContainer
-        };
+        let kind = Kind::of_container_in(self.list);
         loop {
             let mut layout = None;
             let Some(mut container) = seq.next_element_seed(Split {
