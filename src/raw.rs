@@ -29,6 +29,7 @@
 
 use crate::settings::Settings;
 use crate::settings::method::Method;
+use crate::write;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -291,10 +292,9 @@ impl Pod<'_> {
                 out.extend_from_slice(key.as_bytes());
                 out.push(b'"');
             } else {
-                serde_json::to_writer(&mut *out, key)?;
+                write::string(out, key);
             }
             out.push(b':');
-            Ok::<(), serde_json::Error>(())
         };
         for (key, part) in layout {
             let value = read.get(&**key);
@@ -305,20 +305,20 @@ impl Pod<'_> {
             match (part, value) {
                 // A raw entry the policy did not set (it never sets one: this keeps a write safe).
                 (Part::Raw(raw), None) => {
-                    entry(out, key, verbatim)?;
+                    entry(out, key, verbatim);
                     out.extend_from_slice(raw.get().as_bytes());
                 }
                 (Part::Split(inner), Some(object @ Value::Object(_))) => {
-                    entry(out, key, verbatim)?;
+                    entry(out, key, verbatim);
                     self.write_object(out, inner, object)?;
                 }
                 (Part::Containers, Some(Value::Array(list))) => {
-                    entry(out, key, verbatim)?;
+                    entry(out, key, verbatim);
                     self.write_containers(out, list)?;
                 }
                 (_, Some(value)) => {
-                    entry(out, key, verbatim)?;
-                    serde_json::to_writer(&mut *out, value)?;
+                    entry(out, key, verbatim);
+                    write::value(out, value)?;
                 }
                 // Read, and removed by the policy.
                 (Part::Read | Part::Split(_) | Part::Containers, None) => {}
@@ -328,8 +328,8 @@ impl Pod<'_> {
         for (key, value) in read.iter().filter(|_| added) {
             // Only the reader puts a marker in an object it split (see [`MARKER`]).
             if key != MARKER && !layout.iter().any(|(known, _)| **known == **key) {
-                entry(out, key, false)?;
-                serde_json::to_writer(&mut *out, value)?;
+                entry(out, key, false);
+                write::value(out, value)?;
             }
         }
         out.push(b'}');
@@ -352,7 +352,7 @@ impl Pod<'_> {
                 .map(|split| &split.layout);
             match layout {
                 Some(layout) => self.write_object(out, layout, container)?,
-                None => serde_json::to_writer(&mut *out, container)?,
+                None => write::value(out, container)?,
             }
         }
         out.push(b']');
