@@ -74,31 +74,41 @@ pub fn string(out: &mut Vec<u8>, text: &str) {
 /// `bytes` cut at the first byte JSON must escape: the plain run before it, the byte, and
 /// what follows; `None` when every byte is plain.
 fn split_at_escape(bytes: &[u8]) -> Option<(&[u8], u8, &[u8])> {
-    let (words, tail) = bytes.as_chunks::<8>();
+    let (words, _) = bytes.as_chunks::<8>();
     let in_words = words.iter().enumerate().find_map(|(n, word)| {
         let marks = escapes(u64::from_le_bytes(*word));
         (marks != 0).then(|| n * 8 + first_marked(marks))
     });
     let at = match in_words {
         Some(at) => at,
-        None => words.len() * 8 + first_marked_in_tail(tail)?,
+        None => first_marked_in_tail(bytes)?,
     };
     let (plain, rest) = bytes.split_at_checked(at)?;
     let (&byte, after) = rest.split_first()?;
     Some((plain, byte, after))
 }
 
-/// The place of the first escaped byte among the last, fewer than eight, bytes.
-fn first_marked_in_tail(tail: &[u8]) -> Option<usize> {
-    // Laid out as a word the way `from_le_bytes` lays eight out, padded with spaces.
-    let word = tail
-        .iter()
-        .rev()
-        .fold(EVERY_BYTE * u64::from(b' '), |word, &byte| {
-            word << 8 | u64::from(byte)
-        });
+/// The place of the first escaped byte in `bytes`, whose whole words are plain: it can
+/// only be among the last, fewer than eight, bytes.
+fn first_marked_in_tail(bytes: &[u8]) -> Option<usize> {
+    let (start, word) = match bytes.last_chunk::<8>() {
+        // The last eight bytes in one load: those before the tail are plain, so unmarked,
+        // and lend no borrow to a byte after them.
+        Some(last) => (bytes.len() - 8, u64::from_le_bytes(*last)),
+        // Shorter than a word: laid out as `from_le_bytes` lays eight out, padded with
+        // spaces.
+        None => (
+            0,
+            bytes
+                .iter()
+                .rev()
+                .fold(EVERY_BYTE * u64::from(b' '), |word, &byte| {
+                    word << 8 | u64::from(byte)
+                }),
+        ),
+    };
     let marks = escapes(word);
-    (marks != 0).then(|| first_marked(marks))
+    (marks != 0).then(|| start + first_marked(marks))
 }
 
 /// The index of the first byte marked in `marks` (the lowest: the word is little-endian).
