@@ -38,7 +38,7 @@ pub fn value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> 
                 if i > 0 {
                     out.push(b',');
                 }
-                self::value(out, item)?;
+                element(out, item)?;
             }
             out.push(b']');
         }
@@ -50,12 +50,24 @@ pub fn value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> 
                 }
                 string(out, key);
                 out.push(b':');
-                self::value(out, item)?;
+                element(out, item)?;
             }
             out.push(b'}');
         }
     }
     Ok(())
+}
+
+/// Appends a list's or an object's `item`: a string, most of them, without a call to [`value`].
+#[inline(always)]
+fn element(out: &mut Vec<u8>, item: &Value) -> Result<(), serde_json::Error> {
+    match item {
+        Value::String(text) => {
+            string(out, text);
+            Ok(())
+        }
+        _ => value(out, item),
+    }
 }
 
 /// Appends `text` as a JSON string, quoted and escaped as serde_json escapes it.
