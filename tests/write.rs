@@ -19,9 +19,8 @@ const CASES: u32 = 10_000;
 
 fn runner() -> TestRunner {
     TestRunner::new(Config {
-        cases: CASES,
         failure_persistence: None,
-        ..Config::default()
+        ..Config::with_cases(CASES)
     })
 }
 
