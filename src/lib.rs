@@ -12,6 +12,7 @@ pub mod raw;
 pub mod response;
 pub mod select;
 pub mod settings;
+pub mod write;
 
 use kubewarden_policy_sdk::protocol_version_guest;
 use kubewarden_policy_sdk::wapc_guest::prelude::{CallResult, register_function};

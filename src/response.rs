@@ -14,11 +14,12 @@ use crate::mutate::Additions;
 use crate::raw::{BorrowedKey, NeverRead, Pod, ReadPod};
 use crate::settings::Settings;
 use crate::settings::errors::SettingsError;
+use crate::write;
 use crate::{mutate, select, settings};
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::cell::Cell;
@@ -261,39 +262,71 @@ pub fn validate_settings(payload: &[u8]) -> SettingsValidationResponse {
 
 /// The answer to a `validate` call, as the SDK's [`ValidationResponse`] reads on the wire,
 /// with the mutated pod as [`Pod::write`] wrote it.
-#[derive(Serialize)]
 pub struct Answer {
     accepted: bool,
     message: Option<String>,
     code: Option<u16>,
-    audit_annotations: Option<Audit>,
+    /// The audit annotation's text, under [`AUDIT_KEY`].
+    audit_note: Option<String>,
     warnings: Option<Vec<String>>,
-    /// Written by [`Answer::to_json`], not serde: it is JSON already.
-    #[serde(skip)]
+    /// JSON already: spliced in by [`Answer::to_json`].
     mutated_object: Option<Vec<u8>>,
 }
 
-/// The audit annotations as they read on the wire: one key, [`AUDIT_KEY`]. A struct, not
-/// the SDK's map: serialising a `HashMap` brought its code into the module (4 KB).
-#[derive(Serialize)]
-struct Audit {
-    /// The decision's text, under [`AUDIT_KEY`].
-    mutation: String,
-}
-
 impl Answer {
-    /// The answer's JSON, the pod spliced in as written, never parsed again.
+    /// The answer's JSON, written by [`write`] (no serde derive: the fields are few and
+    /// fixed), the pod spliced in as written, never parsed again. The fields in the SDK's
+    /// wire names and serde's order, `null` for what is absent, as serde wrote them.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         let object = self.mutated_object.as_deref().unwrap_or(b"null");
         // Sized for the pod once: growing it step by step copied the pod each time.
         let mut out = Vec::with_capacity(object.len() + ANSWER_FIELDS_SIZE);
-        serde_json::to_writer(&mut out, self)?;
-        // serde_json writes a struct as one object: `{…}` becomes `{…,"mutated_object":…}`.
-        out.pop();
+        out.extend_from_slice(if self.accepted {
+            br#"{"accepted":true,"message":"#
+        } else {
+            br#"{"accepted":false,"message":"#
+        });
+        or_null(&mut out, self.message.as_deref(), write::string);
+        out.extend_from_slice(br#","code":"#);
+        match self.code {
+            Some(code) => write::value(&mut out, &Value::from(code))?,
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(br#","audit_annotations":"#);
+        or_null(&mut out, self.audit_note.as_deref(), |out, note| {
+            out.extend_from_slice(br#"{""#);
+            out.extend_from_slice(AUDIT_KEY.as_bytes());
+            out.extend_from_slice(br#"":"#);
+            write::string(out, note);
+            out.push(b'}');
+        });
+        out.extend_from_slice(br#","warnings":"#);
+        or_null(&mut out, self.warnings.as_deref(), |out, warnings| {
+            out.push(b'[');
+            for (i, warning) in warnings.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write::string(out, warning);
+            }
+            out.push(b']');
+        });
         out.extend_from_slice(br#","mutated_object":"#);
         out.extend_from_slice(object);
         out.push(b'}');
         Ok(out)
+    }
+}
+
+/// Writes `field` by `write_field`, or `null` when it is absent.
+fn or_null<T: ?Sized>(
+    out: &mut Vec<u8>,
+    field: Option<&T>,
+    write_field: impl FnOnce(&mut Vec<u8>, &T),
+) {
+    match field {
+        Some(field) => write_field(out, field),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
@@ -308,8 +341,8 @@ impl From<Answer> for ValidationResponse {
                 .mutated_object
                 .and_then(|object| from_json_text(&object).ok()),
             audit_annotations: answer
-                .audit_annotations
-                .map(|audit| HashMap::from([(AUDIT_KEY.to_string(), audit.mutation)])),
+                .audit_note
+                .map(|note| HashMap::from([(AUDIT_KEY.to_string(), note)])),
             warnings: answer.warnings,
         }
     }
@@ -540,7 +573,7 @@ fn accept(
         message: None,
         code: None,
         mutated_object,
-        audit_annotations: decision.map(|mutation| Audit { mutation }),
+        audit_note: decision,
         warnings: (!warnings.is_empty()).then_some(warnings),
     }
 }
@@ -551,7 +584,7 @@ fn reject(message: String) -> Answer {
         message: Some(message),
         code: Some(BAD_REQUEST),
         mutated_object: None,
-        audit_annotations: None,
+        audit_note: None,
         warnings: None,
     }
 }
@@ -560,14 +593,33 @@ fn reject(message: String) -> Answer {
 mod tests {
     use super::*;
 
-    /// The audit struct reads on the wire as the map it replaced: one key, [`AUDIT_KEY`].
-    #[test]
-    fn the_audit_is_one_key_named_audit_key() {
-        let audit = Audit {
-            mutation: "unchanged".into(),
-        };
-        let json = serde_json::to_value(audit).unwrap();
-        assert_eq!(json, serde_json::json!({ AUDIT_KEY: "unchanged" }));
+    /// The answer's bytes for each kind of answer: the fields in the SDK's wire names and
+    /// serde's order, `null` for what is absent, strings escaped as serde_json escapes them.
+    #[rstest::rstest]
+    #[case::accepted_with_the_pod(
+        accept(
+            Some(br#"{"a":1}"#.to_vec()),
+            vec!["w\"1".into(), "w2".into()],
+            Some("note \u{1}/é".into())
+        ),
+        r#"{"accepted":true,"message":null,"code":null,"audit_annotations":{"mutation":"note \u0001/é"},"warnings":["w\"1","w2"],"mutated_object":{"a":1}}"#
+    )]
+    #[case::accepted_unchanged(
+        accept(None, Vec::new(), None),
+        r#"{"accepted":true,"message":null,"code":null,"audit_annotations":null,"warnings":null,"mutated_object":null}"#
+    )]
+    #[case::rejected(
+        reject("not a \"pod\"\n".into()),
+        r#"{"accepted":false,"message":"not a \"pod\"\n","code":400,"audit_annotations":null,"warnings":null,"mutated_object":null}"#
+    )]
+    fn the_answer_is_written_as_the_sdk_reads_it(#[case] answer: Answer, #[case] expected: &str) {
+        let json = answer.to_json().unwrap();
+        assert_eq!(String::from_utf8(json.clone()).unwrap(), expected);
+        let read: ValidationResponse = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            serde_json::to_value(read).unwrap(),
+            serde_json::to_value(ValidationResponse::from(answer)).unwrap()
+        );
     }
 
     /// The note lists `name=agent` pairs as [`listing`] lists names, quotes and cuts included.

@@ -1,0 +1,191 @@
+//! The policy's JSON writer for a `serde_json::Value`: byte for byte what
+//! `serde_json::to_writer` writes (compact), faster over the plain strings a pod is made of.
+//!
+//! serde_json escapes a string byte by byte through a 256-entry table; the strings a pod
+//! holds (names, images, env values, scripts) seldom have a byte to escape, and writing
+//! them was most of serde_json's writing cost in `validate` (issue 24, fourth pass). Here
+//! a string is scanned eight bytes a step with `u64` arithmetic (native on wasm32 too),
+//! and each plain run copied at once. The escapes are serde_json 1.0's: `\"`, `\\`, `\b`,
+//! `\f`, `\n`, `\r`, `\t`, every other control character as `\u00XX` in lowercase hex;
+//! `/`, DEL and non-ASCII as they are. Numbers are serde_json's own formatting; objects
+//! in their `Map`'s order. `tests/write.rs` compares the bytes with serde_json's.
+//!
+//! The writer recurses once per level of nesting: a `Value` read by serde_json is at most
+//! 128 levels deep, and the policy adds a few, far from the stack's limit.
+
+use serde_json::Value;
+
+/// Eight copies of a byte in a word.
+const EVERY_BYTE: u64 = 0x0101_0101_0101_0101;
+/// The high bit of each byte of a word.
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+/// The first byte that is not a control character, which JSON must escape.
+const FIRST_PRINTABLE: u8 = 0x20;
+
+/// Appends `value` as compact JSON, as `serde_json::to_writer` would.
+pub fn value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // serde_json's own formatting (itoa, and its float writer): a pod's numbers are
+        // few, and floats are not ours to write by hand.
+        Value::Number(number) => serde_json::to_writer(&mut *out, number)?,
+        Value::String(text) => string(out, text),
+        Value::Array(list) => {
+            out.push(b'[');
+            for (i, item) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                element(out, item)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(object) => {
+            out.push(b'{');
+            for (i, (key, item)) in object.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                string(out, key);
+                out.push(b':');
+                element(out, item)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// Appends a list's or an object's `item`: a string, most of them, without a call to [`value`].
+#[inline(always)]
+fn element(out: &mut Vec<u8>, item: &Value) -> Result<(), serde_json::Error> {
+    match item {
+        Value::String(text) => {
+            string(out, text);
+            Ok(())
+        }
+        _ => value(out, item),
+    }
+}
+
+/// Appends `text` as a JSON string, quoted and escaped as serde_json escapes it.
+pub fn string(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    // Shorter than a word, as most keys are: checked, and stored, as one word.
+    if bytes.len() < 8 {
+        let word = padded(bytes);
+        if escapes(word) == 0 {
+            return quoted_word(out, word, bytes.len());
+        }
+    }
+    out.push(b'"');
+    let mut rest = bytes;
+    while let Some((plain, byte, after)) = split_at_escape(rest) {
+        out.extend_from_slice(plain);
+        escape(out, byte);
+        rest = after;
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// Appends the first `len` bytes of `word` (fewer than eight, plain), quoted. Most keys
+/// are that short: stored as the whole word, the padding then cut off, they cost no
+/// copy of a length known only at run time (a call; `memory.copy` in wasm): 1% of
+/// `validate` in wasm with activation on (virtual-device and init-container).
+fn quoted_word(out: &mut Vec<u8>, word: u64, len: usize) {
+    out.push(b'"');
+    let start = out.len();
+    out.extend_from_slice(&word.to_le_bytes());
+    out.truncate(start + len);
+    out.push(b'"');
+}
+
+/// `bytes` cut at the first byte JSON must escape: the plain run before it, the byte, and
+/// what follows; `None` when every byte is plain.
+fn split_at_escape(bytes: &[u8]) -> Option<(&[u8], u8, &[u8])> {
+    let (words, _) = bytes.as_chunks::<8>();
+    let in_words = words.iter().enumerate().find_map(|(n, word)| {
+        let marks = escapes(u64::from_le_bytes(*word));
+        (marks != 0).then(|| n * 8 + first_marked(marks))
+    });
+    let at = match in_words {
+        Some(at) => at,
+        None => first_marked_in_tail(bytes)?,
+    };
+    let (plain, rest) = bytes.split_at_checked(at)?;
+    let (&byte, after) = rest.split_first()?;
+    Some((plain, byte, after))
+}
+
+/// The place of the first escaped byte in `bytes`, whose whole words are plain: it can
+/// only be among the last, fewer than eight, bytes.
+fn first_marked_in_tail(bytes: &[u8]) -> Option<usize> {
+    let (start, word) = match bytes.last_chunk::<8>() {
+        // The last eight bytes in one load: those before the tail are plain, so unmarked,
+        // and lend no borrow to a byte after them.
+        Some(last) => (bytes.len() - 8, u64::from_le_bytes(*last)),
+        None => (0, padded(bytes)),
+    };
+    let marks = escapes(word);
+    (marks != 0).then(|| start + first_marked(marks))
+}
+
+/// `short` (fewer than eight bytes) laid out as a word the way `from_le_bytes` lays eight
+/// out, padded with spaces, which are plain.
+fn padded(short: &[u8]) -> u64 {
+    short
+        .iter()
+        .rev()
+        .fold(EVERY_BYTE * u64::from(b' '), |word, &byte| {
+            word << 8 | u64::from(byte)
+        })
+}
+
+/// The index of the first byte marked in `marks` (the lowest: the word is little-endian).
+fn first_marked(marks: u64) -> usize {
+    (marks.trailing_zeros() / 8) as usize
+}
+
+/// The bytes of `word` that JSON must escape (a control character, `"` or `\`), each
+/// marked by its high bit.
+///
+/// Each test is the "has a zero byte" trick: a byte below the bound wraps and sets its
+/// high bit, and `!word` drops the bytes that had it set already (non-ASCII; the three
+/// targets are ASCII). A borrow from a marked byte may mark the one after it falsely, but
+/// never a byte before the first marked one, which is the only one read.
+fn escapes(word: u64) -> u64 {
+    let control = word.wrapping_sub(EVERY_BYTE * u64::from(FIRST_PRINTABLE));
+    let quote = (word ^ (EVERY_BYTE * u64::from(b'"'))).wrapping_sub(EVERY_BYTE);
+    let backslash = (word ^ (EVERY_BYTE * u64::from(b'\\'))).wrapping_sub(EVERY_BYTE);
+    (control | quote | backslash) & !word & HIGH_BITS
+}
+
+/// Appends the escape of `byte`, one of those [`escapes`] marks.
+fn escape(out: &mut Vec<u8>, byte: u8) {
+    let short = match byte {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        0x08 => b'b',
+        0x0c => b'f',
+        b'\n' => b'n',
+        b'\r' => b'r',
+        b'\t' => b't',
+        _ => {
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex(byte >> 4), hex(byte & 0xf)]);
+            return;
+        }
+    };
+    out.extend_from_slice(&[b'\\', short]);
+}
+
+/// The lowercase hex digit of `digit` (below 16).
+fn hex(digit: u8) -> u8 {
+    if digit < 10 {
+        b'0' + digit
+    } else {
+        b'a' + digit - 10
+    }
+}
