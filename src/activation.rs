@@ -12,6 +12,7 @@ pub mod resource;
 pub mod source;
 
 use crate::message::listing;
+use crate::own_json::OwnJson;
 use crate::settings::check::{Rule, check};
 use crate::settings::decode::{
     OPTIONAL_LIST, flag, list, mapping, mapping_fields, missing, object, required_text, text,
@@ -488,6 +489,7 @@ pub fn activate(
     chosen: &[Chosen],
     activation: &Activation,
     namespace: &str,
+    own_json: &mut OwnJson,
 ) -> Result<Activated, EnvConflict> {
     let mut out = Activated::default();
     let described = (activation.resource_attributes && !chosen.is_empty())
@@ -516,6 +518,7 @@ pub fn activate(
         let merged = env::merge(
             container,
             activation.entries(choice.recipe).chain(named.iter()),
+            own_json,
         )?;
         out.changed |= merged.changed;
         if merged.env_from {

@@ -8,6 +8,7 @@ pub mod allocator;
 pub mod init_container;
 pub mod message;
 pub mod mutate;
+pub mod own_json;
 pub mod raw;
 pub mod response;
 pub mod select;

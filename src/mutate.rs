@@ -8,6 +8,7 @@
 use crate::activation::env::EnvConflict;
 use crate::init_container::CopyContainer;
 use crate::message::{echo, shorten};
+use crate::own_json::OwnJson;
 use crate::raw::CONTAINER_LISTS;
 use crate::settings::Settings;
 use crate::settings::decode::Keyword;
@@ -160,19 +161,30 @@ pub struct Additions {
     volume: Option<(Object, IsOurs)>,
     /// The mounts of the volume on each instrumented container.
     mounts: Vec<AgentMount>,
+    /// init-container's copy container as compact JSON, for a pod without pod-level
+    /// resources (most): put in as it is (see [`OwnJson`]), not copied as a map.
+    copy_json: Option<String>,
 }
 
 impl Additions {
     /// What `method` adds.
     pub fn of(method: &Method) -> Self {
+        let copy_json = match method {
+            Method::InitContainer { copy, .. } => {
+                serde_json::to_string(&Value::Object(copy.container(&[]))).ok()
+            }
+            _ => None,
+        };
         match volume(method) {
             Some((volume, is_ours, mounts)) => Additions {
                 volume: Some((volume, is_ours)),
                 mounts: agent_mounts(method, mounts),
+                copy_json,
             },
             None => Additions {
                 volume: None,
                 mounts: Vec::new(),
+                copy_json,
             },
         }
     }
@@ -185,15 +197,22 @@ pub fn mutate(
     containers: &[usize],
     settings: &Settings,
 ) -> Result<bool, Conflict> {
-    mutate_by(pod, containers, settings, &Additions::of(&settings.method))
+    let mut own_json = OwnJson::default();
+    let additions = Additions::of(&settings.method);
+    let changed = mutate_by(pod, containers, settings, &additions, &mut own_json);
+    // What went in as JSON text, as the written pod has it.
+    own_json.unfold(pod);
+    changed
 }
 
-/// [`mutate`] with the [`Additions`] of `settings`' method built already.
+/// [`mutate`] with the [`Additions`] of `settings`' method built already; what it puts in
+/// as JSON text is recorded in `own_json`, for the writer.
 pub fn mutate_by(
     pod: &mut Value,
     containers: &[usize],
     settings: &Settings,
     additions: &Additions,
+    own_json: &mut OwnJson,
 ) -> Result<bool, Conflict> {
     let spec = pod
         .get_mut("spec")
@@ -222,7 +241,7 @@ pub fn mutate_by(
     }
     let mut changed = add_volume(spec, volume, is_ours)?;
     if let Method::InitContainer { copy, .. } = method {
-        changed |= add_init_container(spec, copy)?;
+        changed |= add_init_container(spec, copy, additions.copy_json.as_deref(), own_json)?;
     }
     if let Some(label) = method.node_label() {
         changed |= require_node_label(spec, label)?;
@@ -787,16 +806,26 @@ fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Conf
 /// init-container: puts the copy container first in `initContainers`, unless it is there.
 ///
 /// Its name must be free in every container list: names are unique across all three.
-/// The container is copied from the settings only when it is inserted.
-fn add_init_container(spec: &mut Object, copy: &CopyContainer) -> Result<bool, Conflict> {
+/// The container is copied from the settings only when it is inserted: as `copy_json`, the
+/// JSON of it without pod-level resources, kept by `own_json`, unless the pod has them.
+fn add_init_container(
+    spec: &mut Object,
+    copy: &CopyContainer,
+    copy_json: Option<&str>,
+    own_json: &mut OwnJson,
+) -> Result<bool, Conflict> {
     let clash = all_containers(spec)
         .find(|(_, c)| c.get("name").and_then(Value::as_str) == Some(copy.name.as_str()));
     match clash {
         None => {
-            let container = copy.container(&pod_level_resources(spec));
+            let budgeted = pod_level_resources(spec);
+            let container = match copy_json {
+                Some(json) if budgeted.is_empty() => own_json.keep(json.to_owned()),
+                _ => Value::Object(copy.container(&budgeted)),
+            };
             let inits = array_at(spec, "initContainers", &|| "spec".into())?;
             // First, so the agents are in place before any other init container runs.
-            inits.insert(0, Value::Object(container));
+            inits.insert(0, container);
             Ok(true)
         }
         Some(("initContainers", found))

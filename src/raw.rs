@@ -27,6 +27,7 @@
 //! whole containers, or copies one; `tests/never_read.rs` fails if a listed key changes
 //! what the policy does.
 
+use crate::own_json::OwnJson;
 use crate::settings::Settings;
 use crate::settings::method::Method;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -206,6 +207,8 @@ pub struct Pod<'a> {
     layout: Layout<'a>,
     /// The split containers, by the number of their [`MARKER`].
     containers: Vec<Container<'a>>,
+    /// The strings of [`Pod::value`] that hold JSON the policy wrote, written as they are.
+    pub own_json: OwnJson,
 }
 
 impl Pod<'_> {
@@ -252,6 +255,7 @@ impl Pod<'_> {
             value: Value::Null,
             layout: Vec::new(),
             containers: Vec::new(),
+            own_json: OwnJson::default(),
         }
     }
 
@@ -318,7 +322,7 @@ impl Pod<'_> {
                 }
                 (_, Some(value)) => {
                     entry(out, key, verbatim)?;
-                    serde_json::to_writer(&mut *out, value)?;
+                    self.own_json.write(out, value)?;
                 }
                 // Read, and removed by the policy.
                 (Part::Read | Part::Split(_) | Part::Containers, None) => {}
@@ -329,7 +333,7 @@ impl Pod<'_> {
             // Only the reader puts a marker in an object it split (see [`MARKER`]).
             if key != MARKER && !layout.iter().any(|(known, _)| **known == **key) {
                 entry(out, key, false)?;
-                serde_json::to_writer(&mut *out, value)?;
+                self.own_json.write(out, value)?;
             }
         }
         out.push(b'}');
@@ -352,7 +356,7 @@ impl Pod<'_> {
                 .map(|split| &split.layout);
             match layout {
                 Some(layout) => self.write_object(out, layout, container)?,
-                None => serde_json::to_writer(&mut *out, container)?,
+                None => self.own_json.write(out, container)?,
             }
         }
         out.push(b']');
@@ -856,6 +860,7 @@ impl<'de> Visitor<'de> for ReadPod<'_> {
             value: Value::Object(value),
             layout,
             containers,
+            own_json: OwnJson::default(),
         })
     }
 

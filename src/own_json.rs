@@ -1,0 +1,88 @@
+//! Entries the policy adds to the pod as JSON text it wrote itself, written back as they
+//! are (issue 24).
+//!
+//! An env entry built as a `Value` costs a map, its strings and their release, then an
+//! escaping pass when the pod is written: most of activation's cost. [`OwnJson::keep`]
+//! puts the entry's compact JSON into the pod as a `Value::String` and records where that
+//! string lives; [`OwnJson::write`] writes such a string as the JSON it holds.
+//!
+//! A string is taken for JSON only when its heap address and length are the ones
+//! recorded: a string read from the request is another allocation, so a request cannot
+//! forge one, whatever its bytes. A recorded string stays in the pod until the pod is
+//! written (moving it keeps its allocation): the policy's last step on a container's
+//! `env` is the one that puts them there, and nothing removes an entry afterwards.
+
+use serde_json::Value;
+
+/// The strings of a pod that hold JSON the policy wrote: each one's address and length.
+#[derive(Debug, Default)]
+pub struct OwnJson {
+    /// Address and length of each string [`OwnJson::keep`] handed out.
+    kept: Vec<(usize, usize)>,
+}
+
+impl OwnJson {
+    /// `json` (a JSON value the policy wrote, never empty) as the pod's `Value`, recorded
+    /// so that [`OwnJson::write`] writes it as it is.
+    pub fn keep(&mut self, json: String) -> Value {
+        self.kept.push((json.as_ptr().addr(), json.len()));
+        Value::String(json)
+    }
+
+    /// Whether `text` is one of the strings [`OwnJson::keep`] handed out.
+    fn holds(&self, text: &str) -> bool {
+        let at = (text.as_ptr().addr(), text.len());
+        self.kept.contains(&at)
+    }
+
+    /// Writes `value` as serde_json does, but a kept string as the JSON it holds.
+    pub fn write(&self, out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> {
+        match value {
+            Value::String(json) if self.holds(json) => out.extend_from_slice(json.as_bytes()),
+            // Without kept strings (no activation), serde_json's own pass over the rest.
+            Value::Array(items) if !self.kept.is_empty() => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.write(out, item)?;
+                }
+                out.push(b']');
+            }
+            Value::Object(map) if !self.kept.is_empty() => {
+                out.push(b'{');
+                for (i, (key, item)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, key)?;
+                    out.push(b':');
+                    self.write(out, item)?;
+                }
+                out.push(b'}');
+            }
+            other => serde_json::to_writer(out, other)?,
+        }
+        Ok(())
+    }
+
+    /// Replaces each kept string in `value` by the value its JSON reads as: the pod as a
+    /// request would give it, for code (tests) that reads the pod's `Value` itself. A
+    /// string that did not read (the policy writes none) would stay, for a test to see.
+    pub fn unfold(&self, value: &mut Value) {
+        match value {
+            Value::String(json) if self.holds(json) => {
+                if let Ok(read) = serde_json::from_str(json) {
+                    *value = read;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| self.unfold(item)),
+            Value::Object(map) => map.values_mut().for_each(|item| self.unfold(item)),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
