@@ -8,7 +8,7 @@
 use crate::activation::env::EnvConflict;
 use crate::init_container::CopyContainer;
 use crate::message::{echo, shorten};
-use crate::own_json::OwnJson;
+use crate::own_json::{OwnJson, Prepared};
 use crate::raw::CONTAINER_LISTS;
 use crate::settings::Settings;
 use crate::settings::decode::Keyword;
@@ -158,33 +158,32 @@ pub enum Conflict {
 /// its name is it, and its read-only mounts.
 pub struct Additions {
     /// The volume and its test; `None` for virtual-device, which adds no volume.
-    volume: Option<(Object, IsOurs)>,
+    volume: Option<(Prepared, IsOurs)>,
     /// The mounts of the volume on each instrumented container.
     mounts: Vec<AgentMount>,
-    /// init-container's copy container as compact JSON, for a pod without pod-level
-    /// resources (most): put in as it is (see [`OwnJson`]), not copied as a map.
-    copy_json: Option<String>,
+    /// init-container's copy container for a pod without pod-level resources (most).
+    copy: Option<Prepared>,
 }
 
 impl Additions {
     /// What `method` adds.
     pub fn of(method: &Method) -> Self {
-        let copy_json = match method {
+        let copy = match method {
             Method::InitContainer { copy, .. } => {
-                serde_json::to_string(&Value::Object(copy.container(&[]))).ok()
+                Some(Prepared::new(Value::Object(copy.container(&[]))))
             }
             _ => None,
         };
         match volume(method) {
             Some((volume, is_ours, mounts)) => Additions {
-                volume: Some((volume, is_ours)),
+                volume: Some((Prepared::new(Value::Object(volume)), is_ours)),
                 mounts: agent_mounts(method, mounts),
-                copy_json,
+                copy,
             },
             None => Additions {
                 volume: None,
                 mounts: Vec::new(),
-                copy_json,
+                copy,
             },
         }
     }
@@ -239,9 +238,9 @@ pub fn mutate_by(
     if let Method::InitContainer { .. } = method {
         refuse_host_process(spec)?;
     }
-    let mut changed = add_volume(spec, volume, is_ours)?;
+    let mut changed = add_volume(spec, volume, is_ours, own_json)?;
     if let Method::InitContainer { copy, .. } = method {
-        changed |= add_init_container(spec, copy, additions.copy_json.as_deref(), own_json)?;
+        changed |= add_init_container(spec, copy, additions.copy.as_ref(), own_json)?;
     }
     if let Some(label) = method.node_label() {
         changed |= require_node_label(spec, label)?;
@@ -249,7 +248,13 @@ pub fn mutate_by(
     // One buffer for every container's look-up of our paths, not one each.
     let mut found = Vec::with_capacity(additions.mounts.len());
     for container in selected(spec, containers)? {
-        changed |= add_agent_mounts(container, &additions.mounts, &mut found, annotation)?;
+        changed |= add_agent_mounts(
+            container,
+            &additions.mounts,
+            &mut found,
+            annotation,
+            own_json,
+        )?;
     }
     Ok(changed)
 }
@@ -517,7 +522,13 @@ fn all_containers(spec: &Object) -> impl Iterator<Item = (&'static str, &Object)
 ///
 /// Security: when the volume is created here, any mount of its name that the pod already
 /// has would silently become a (possibly writable) view of the agents, so that is a conflict.
-fn add_volume(spec: &mut Object, volume: &Object, is_ours: &IsOurs) -> Result<bool, Conflict> {
+fn add_volume(
+    spec: &mut Object,
+    prepared: &Prepared,
+    is_ours: &IsOurs,
+    own_json: &mut OwnJson,
+) -> Result<bool, Conflict> {
+    let volume = prepared.value();
     let name = volume.get("name").cloned().unwrap_or_default();
     let volumes = array_at(spec, "volumes", &|| "spec".into())?;
     if let Some(found) = volumes.iter().find(|v| v.get("name") == Some(&name)) {
@@ -527,7 +538,7 @@ fn add_volume(spec: &mut Object, volume: &Object, is_ours: &IsOurs) -> Result<bo
             Err(Conflict::ForeignVolume {
                 name: name.as_str().unwrap_or_default().to_string(),
                 found: echo(&without_name(found)),
-                wanted: without_name(&Value::Object(volume.clone())).to_string(),
+                wanted: without_name(volume).to_string(),
             })
         };
     }
@@ -550,7 +561,7 @@ fn add_volume(spec: &mut Object, volume: &Object, is_ours: &IsOurs) -> Result<bo
                 .map_or_else(String::new, |p| shorten(p.as_str().unwrap_or_default())),
         });
     }
-    array_at(spec, "volumes", &|| "spec".into())?.push(Value::Object(volume.clone()));
+    array_at(spec, "volumes", &|| "spec".into())?.push(own_json.copy_of(prepared));
     Ok(true)
 }
 
@@ -577,7 +588,7 @@ struct AgentMount {
     /// The directory of the volume it shows, if not the whole volume.
     sub_path: Option<String>,
     /// The `volumeMounts` entry, copied into each container that lacks it.
-    json: Value,
+    json: Prepared,
 }
 
 impl AgentMount {
@@ -595,7 +606,7 @@ impl AgentMount {
             normal_path: normalise_path(&mount_path).into_owned(),
             mount_path,
             sub_path,
-            json: Value::Object(json),
+            json: Prepared::new(Value::Object(json)),
         }
     }
 }
@@ -662,6 +673,7 @@ fn add_agent_mounts(
     wanted: &[AgentMount],
     found: &mut Vec<Option<usize>>,
     annotation: &str,
+    own_json: &mut OwnJson,
 ) -> Result<bool, Conflict> {
     let name = name_of(container);
     refuse_devices_at(container, wanted, &name, annotation)?;
@@ -706,7 +718,7 @@ fn add_agent_mounts(
     let mut changed = false;
     for (mount, at) in wanted.iter().zip(found.iter()) {
         if at.is_none() {
-            mounts.push(mount.json.clone());
+            mounts.push(own_json.copy_of(&mount.json));
             changed = true;
         }
     }
@@ -806,12 +818,12 @@ fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Conf
 /// init-container: puts the copy container first in `initContainers`, unless it is there.
 ///
 /// Its name must be free in every container list: names are unique across all three.
-/// The container is copied from the settings only when it is inserted: as `copy_json`, the
-/// JSON of it without pod-level resources, kept by `own_json`, unless the pod has them.
+/// The container is copied from the settings only when it is inserted: `prepared` (it
+/// without pod-level resources) unless the pod has them.
 fn add_init_container(
     spec: &mut Object,
     copy: &CopyContainer,
-    copy_json: Option<&str>,
+    prepared: Option<&Prepared>,
     own_json: &mut OwnJson,
 ) -> Result<bool, Conflict> {
     let clash = all_containers(spec)
@@ -819,8 +831,8 @@ fn add_init_container(
     match clash {
         None => {
             let budgeted = pod_level_resources(spec);
-            let container = match copy_json {
-                Some(json) if budgeted.is_empty() => own_json.keep(json.to_owned()),
+            let container = match prepared {
+                Some(prepared) if budgeted.is_empty() => own_json.copy_of(prepared),
                 _ => Value::Object(copy.container(&budgeted)),
             };
             let inits = array_at(spec, "initContainers", &|| "spec".into())?;

@@ -14,6 +14,29 @@
 
 use serde_json::Value;
 
+/// A value the policy adds to many pods (a mount, a volume, the copy container), with its
+/// JSON written once, when the settings are read: [`OwnJson::copy_of`] puts it into a pod.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The value, for the tests that compare with it.
+    value: Value,
+    /// Its compact JSON; `None` if serde_json could not write it, which it does not.
+    json: Option<String>,
+}
+
+impl Prepared {
+    /// `value`, its JSON written now.
+    pub fn new(value: Value) -> Self {
+        let json = serde_json::to_string(&value).ok();
+        Prepared { value, json }
+    }
+
+    /// The value.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+}
+
 /// The strings of a pod that hold JSON the policy wrote: each one's address and length.
 #[derive(Debug, Default)]
 pub struct OwnJson {
@@ -27,6 +50,15 @@ impl OwnJson {
     pub fn keep(&mut self, json: String) -> Value {
         self.kept.push((json.as_ptr().addr(), json.len()));
         Value::String(json)
+    }
+
+    /// A copy of `prepared` for a pod: its JSON kept, one allocation and one copy of its
+    /// bytes, where the value would be a map, its strings and their escaping.
+    pub fn copy_of(&mut self, prepared: &Prepared) -> Value {
+        match &prepared.json {
+            Some(json) => self.keep(json.clone()),
+            None => prepared.value.clone(),
+        }
     }
 
     /// Whether `text` is one of the strings [`OwnJson::keep`] handed out.
