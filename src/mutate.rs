@@ -835,6 +835,7 @@ fn add_init_container(
                 Some(prepared) if budgeted.is_empty() => own_json.copy_of(prepared),
                 _ => Value::Object(copy.container(&budgeted)),
             };
+            // Should this fail, the pod is not written: the kept copy is never looked for.
             let inits = array_at(spec, "initContainers", &|| "spec".into())?;
             // First, so the agents are in place before any other init container runs.
             inits.insert(0, container);

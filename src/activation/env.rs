@@ -499,24 +499,23 @@ fn apply(
     };
     // The new entries in the order they are written (each index once), each with the app
     // entry it precedes.
-    let mut placed: Vec<(Option<usize>, Value)> = ordered(news)
+    let placed: Vec<&New> = ordered(news)
         .into_iter()
-        .filter_map(|k| {
-            let n = news.get(k)?;
-            let json = match entry_json(n.entry) {
-                Some(json) => own_json.keep(json),
-                None => as_json(n.entry),
-            };
-            Some((n.before, json))
-        })
+        .filter_map(|k| news.get(k))
         .collect();
+    // Each new entry's JSON is kept as it goes into `out`: no kept string is ever left
+    // out of the pod (and freed, its address free for another string) before the write.
+    let mut json = |n: &New| match entry_json(n.entry) {
+        Some(text) => own_json.keep(text),
+        None => as_json(n.entry),
+    };
     // Usually none goes before an app entry: then the app's entries are not scanned for it.
-    let any_before = placed.iter().any(|(before, _)| before.is_some());
+    let any_before = placed.iter().any(|n| n.before.is_some());
     let mut out = Vec::with_capacity(old.len() + placed.len() + 1);
     for (i, mut var) in old.into_iter().enumerate() {
         if any_before {
-            for (_, json) in placed.iter_mut().filter(|(before, _)| *before == Some(i)) {
-                out.push(json.take());
+            for n in placed.iter().filter(|n| n.before == Some(i)) {
+                out.push(json(n));
             }
         }
         let change = changes
@@ -540,12 +539,9 @@ fn apply(
             None => out.push(var),
         }
     }
-    out.extend(
-        placed
-            .into_iter()
-            .filter(|(before, _)| before.is_none())
-            .map(|(_, json)| json),
-    );
+    for n in placed.iter().filter(|n| n.before.is_none()) {
+        out.push(json(n));
+    }
     container.insert("env".into(), Value::Array(out));
 }
 
