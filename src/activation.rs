@@ -17,6 +17,7 @@ use crate::settings::decode::{
     OPTIONAL_LIST, flag, list, mapping, mapping_fields, missing, object, required_text, text,
 };
 use crate::settings::errors::SettingsError;
+use crate::write::OwnJson;
 use agent_mount_common::syntax;
 use annotation::Chosen;
 use env::EnvConflict;
@@ -488,6 +489,7 @@ pub fn activate(
     chosen: &[Chosen],
     activation: &Activation,
     namespace: &str,
+    own_json: &mut OwnJson,
 ) -> Result<Activated, EnvConflict> {
     let mut out = Activated::default();
     let described = (activation.resource_attributes && !chosen.is_empty())
@@ -516,6 +518,7 @@ pub fn activate(
         let merged = env::merge(
             container,
             activation.entries(choice.recipe).chain(named.iter()),
+            own_json,
         )?;
         out.changed |= merged.changed;
         if merged.env_from {

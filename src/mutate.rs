@@ -13,6 +13,7 @@ use crate::settings::Settings;
 use crate::settings::decode::Keyword;
 use crate::settings::method::{AgentMounts, Method};
 use crate::settings::raw::NodeLabel;
+use crate::write::{OwnJson, Prepared};
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 
@@ -157,22 +158,32 @@ pub enum Conflict {
 /// its name is it, and its read-only mounts.
 pub struct Additions {
     /// The volume and its test; `None` for virtual-device, which adds no volume.
-    volume: Option<(Object, IsOurs)>,
+    volume: Option<(Prepared, IsOurs)>,
     /// The mounts of the volume on each instrumented container.
     mounts: Vec<AgentMount>,
+    /// init-container's copy container for a pod without pod-level resources (most).
+    copy: Option<Prepared>,
 }
 
 impl Additions {
     /// What `method` adds.
     pub fn of(method: &Method) -> Self {
+        let copy = match method {
+            Method::InitContainer { copy, .. } => {
+                Some(Prepared::new(Value::Object(copy.container(&[]))))
+            }
+            _ => None,
+        };
         match volume(method) {
             Some((volume, is_ours, mounts)) => Additions {
-                volume: Some((volume, is_ours)),
+                volume: Some((Prepared::new(Value::Object(volume)), is_ours)),
                 mounts: agent_mounts(method, mounts),
+                copy,
             },
             None => Additions {
                 volume: None,
                 mounts: Vec::new(),
+                copy,
             },
         }
     }
@@ -185,15 +196,22 @@ pub fn mutate(
     containers: &[usize],
     settings: &Settings,
 ) -> Result<bool, Conflict> {
-    mutate_by(pod, containers, settings, &Additions::of(&settings.method))
+    let mut own_json = OwnJson::default();
+    let additions = Additions::of(&settings.method);
+    let changed = mutate_by(pod, containers, settings, &additions, &mut own_json);
+    // What went in as JSON text, as the written pod has it.
+    own_json.unfold(pod);
+    changed
 }
 
-/// [`mutate`] with the [`Additions`] of `settings`' method built already.
+/// [`mutate`] with the [`Additions`] of `settings`' method built already; what it puts in
+/// as JSON text is recorded in `own_json`, for the writer.
 pub fn mutate_by(
     pod: &mut Value,
     containers: &[usize],
     settings: &Settings,
     additions: &Additions,
+    own_json: &mut OwnJson,
 ) -> Result<bool, Conflict> {
     let spec = pod
         .get_mut("spec")
@@ -220,9 +238,9 @@ pub fn mutate_by(
     if let Method::InitContainer { .. } = method {
         refuse_host_process(spec)?;
     }
-    let mut changed = add_volume(spec, volume, is_ours)?;
+    let mut changed = add_volume(spec, volume, is_ours, own_json)?;
     if let Method::InitContainer { copy, .. } = method {
-        changed |= add_init_container(spec, copy)?;
+        changed |= add_init_container(spec, copy, additions.copy.as_ref(), own_json)?;
     }
     if let Some(label) = method.node_label() {
         changed |= require_node_label(spec, label)?;
@@ -230,7 +248,13 @@ pub fn mutate_by(
     // One buffer for every container's look-up of our paths, not one each.
     let mut found = Vec::with_capacity(additions.mounts.len());
     for container in selected(spec, containers)? {
-        changed |= add_agent_mounts(container, &additions.mounts, &mut found, annotation)?;
+        changed |= add_agent_mounts(
+            container,
+            &additions.mounts,
+            &mut found,
+            annotation,
+            own_json,
+        )?;
     }
     Ok(changed)
 }
@@ -498,7 +522,13 @@ fn all_containers(spec: &Object) -> impl Iterator<Item = (&'static str, &Object)
 ///
 /// Security: when the volume is created here, any mount of its name that the pod already
 /// has would silently become a (possibly writable) view of the agents, so that is a conflict.
-fn add_volume(spec: &mut Object, volume: &Object, is_ours: &IsOurs) -> Result<bool, Conflict> {
+fn add_volume(
+    spec: &mut Object,
+    prepared: &Prepared,
+    is_ours: &IsOurs,
+    own_json: &mut OwnJson,
+) -> Result<bool, Conflict> {
+    let volume = prepared.value();
     let name = volume.get("name").cloned().unwrap_or_default();
     let volumes = array_at(spec, "volumes", &|| "spec".into())?;
     if let Some(found) = volumes.iter().find(|v| v.get("name") == Some(&name)) {
@@ -508,7 +538,7 @@ fn add_volume(spec: &mut Object, volume: &Object, is_ours: &IsOurs) -> Result<bo
             Err(Conflict::ForeignVolume {
                 name: name.as_str().unwrap_or_default().to_string(),
                 found: echo(&without_name(found)),
-                wanted: without_name(&Value::Object(volume.clone())).to_string(),
+                wanted: without_name(volume).to_string(),
             })
         };
     }
@@ -531,7 +561,7 @@ fn add_volume(spec: &mut Object, volume: &Object, is_ours: &IsOurs) -> Result<bo
                 .map_or_else(String::new, |p| shorten(p.as_str().unwrap_or_default())),
         });
     }
-    array_at(spec, "volumes", &|| "spec".into())?.push(Value::Object(volume.clone()));
+    array_at(spec, "volumes", &|| "spec".into())?.push(own_json.copy_of(prepared));
     Ok(true)
 }
 
@@ -558,7 +588,7 @@ struct AgentMount {
     /// The directory of the volume it shows, if not the whole volume.
     sub_path: Option<String>,
     /// The `volumeMounts` entry, copied into each container that lacks it.
-    json: Value,
+    json: Prepared,
 }
 
 impl AgentMount {
@@ -576,7 +606,7 @@ impl AgentMount {
             normal_path: normalise_path(&mount_path).into_owned(),
             mount_path,
             sub_path,
-            json: Value::Object(json),
+            json: Prepared::new(Value::Object(json)),
         }
     }
 }
@@ -643,6 +673,7 @@ fn add_agent_mounts(
     wanted: &[AgentMount],
     found: &mut Vec<Option<usize>>,
     annotation: &str,
+    own_json: &mut OwnJson,
 ) -> Result<bool, Conflict> {
     let name = name_of(container);
     refuse_devices_at(container, wanted, &name, annotation)?;
@@ -687,7 +718,7 @@ fn add_agent_mounts(
     let mut changed = false;
     for (mount, at) in wanted.iter().zip(found.iter()) {
         if at.is_none() {
-            mounts.push(mount.json.clone());
+            mounts.push(own_json.copy_of(&mount.json));
             changed = true;
         }
     }
@@ -787,16 +818,27 @@ fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Conf
 /// init-container: puts the copy container first in `initContainers`, unless it is there.
 ///
 /// Its name must be free in every container list: names are unique across all three.
-/// The container is copied from the settings only when it is inserted.
-fn add_init_container(spec: &mut Object, copy: &CopyContainer) -> Result<bool, Conflict> {
+/// The container is copied from the settings only when it is inserted: `prepared` (it
+/// without pod-level resources) unless the pod has them.
+fn add_init_container(
+    spec: &mut Object,
+    copy: &CopyContainer,
+    prepared: Option<&Prepared>,
+    own_json: &mut OwnJson,
+) -> Result<bool, Conflict> {
     let clash = all_containers(spec)
         .find(|(_, c)| c.get("name").and_then(Value::as_str) == Some(copy.name.as_str()));
     match clash {
         None => {
-            let container = copy.container(&pod_level_resources(spec));
+            let budgeted = pod_level_resources(spec);
+            let container = match prepared {
+                Some(prepared) if budgeted.is_empty() => own_json.copy_of(prepared),
+                _ => Value::Object(copy.container(&budgeted)),
+            };
+            // Should this fail, the pod is not written: the kept copy is never looked for.
             let inits = array_at(spec, "initContainers", &|| "spec".into())?;
             // First, so the agents are in place before any other init container runs.
-            inits.insert(0, Value::Object(container));
+            inits.insert(0, container);
             Ok(true)
         }
         Some(("initContainers", found))

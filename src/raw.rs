@@ -30,6 +30,7 @@
 use crate::settings::Settings;
 use crate::settings::method::Method;
 use crate::write;
+use crate::write::OwnJson;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -207,6 +208,8 @@ pub struct Pod<'a> {
     layout: Layout<'a>,
     /// The split containers, by the number of their [`MARKER`].
     containers: Vec<Container<'a>>,
+    /// The strings of [`Pod::value`] that hold JSON the policy wrote, written as they are.
+    pub own_json: OwnJson,
 }
 
 impl Pod<'_> {
@@ -253,6 +256,7 @@ impl Pod<'_> {
             value: Value::Null,
             layout: Vec::new(),
             containers: Vec::new(),
+            own_json: OwnJson::default(),
         }
     }
 
@@ -344,7 +348,7 @@ impl Pod<'_> {
                 }
                 (_, Some(value)) => {
                     entry(out, key, verbatim);
-                    write::value(out, value)?;
+                    write::value_keeping(out, value, &self.own_json)?;
                 }
                 // Read, and removed by the policy.
                 (Part::Read | Part::Split(_) | Part::Containers, None) => {}
@@ -359,7 +363,7 @@ impl Pod<'_> {
             match layout.iter().find(|(known, _)| **known == **key) {
                 None => {
                     entry(out, key, false);
-                    write::value(out, value)?;
+                    write::value_keeping(out, value, &self.own_json)?;
                 }
                 Some((_, Part::Raw(_))) if raw_unset => return Ok(false),
                 Some(_) => {}
@@ -385,7 +389,7 @@ impl Pod<'_> {
                 .map(|split| &split.layout);
             match layout {
                 Some(layout) => self.write_object(out, layout, container)?,
-                None => write::value(out, container)?,
+                None => write::value_keeping(out, container, &self.own_json)?,
             }
         }
         out.push(b']');
@@ -889,6 +893,7 @@ impl<'de> Visitor<'de> for ReadPod<'_> {
             value: Value::Object(value),
             layout,
             containers,
+            own_json: OwnJson::default(),
         })
     }
 

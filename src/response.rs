@@ -15,6 +15,7 @@ use crate::raw::{BorrowedKey, NeverRead, Pod, ReadPod};
 use crate::settings::Settings;
 use crate::settings::errors::SettingsError;
 use crate::write;
+use crate::write::OwnJson;
 use crate::{mutate, select, settings};
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
@@ -409,7 +410,13 @@ pub fn answer(payload: &[u8]) -> Answer {
     {
         return unreadable(e.to_string());
     }
-    match decide_by(&mut pod.value, settings, additions, &request.namespace) {
+    match decide_by(
+        &mut pod.value,
+        settings,
+        additions,
+        &request.namespace,
+        &mut pod.own_json,
+    ) {
         Decision::Reject(message) => reject(message),
         Decision::Accept {
             changed: true,
@@ -455,15 +462,27 @@ pub enum Decision {
 /// The policy's work on a pod's `Value` (select, mutate, activate), changed in place;
 /// `namespace` is the request's. Public so that a test can run it on a pod read whole.
 pub fn decide(pod: &mut Value, settings: &Settings, namespace: &str) -> Decision {
-    decide_by(pod, settings, &Additions::of(&settings.method), namespace)
+    let mut own_json = OwnJson::default();
+    let decision = decide_by(
+        pod,
+        settings,
+        &Additions::of(&settings.method),
+        namespace,
+        &mut own_json,
+    );
+    // The entries the policy added as JSON text, as the written pod has them.
+    own_json.unfold(pod);
+    decision
 }
 
-/// [`decide`] with the [`Additions`] of `settings`' method built already.
+/// [`decide`] with the [`Additions`] of `settings`' method built already; what the
+/// policy adds as JSON text is recorded in `own_json`, for the writer.
 fn decide_by(
     pod: &mut Value,
     settings: &Settings,
     additions: &Additions,
     namespace: &str,
+    own_json: &mut OwnJson,
 ) -> Decision {
     let (selection, names, activated, activation_note) = match select::container_names(pod) {
         Ok(names) => {
@@ -498,13 +517,14 @@ fn decide_by(
         };
     }
     let method = settings.method.kind().as_str();
-    let outcome =
-        mutate::mutate_by(pod, &selection.containers, settings, additions).and_then(|mounted| {
+    let outcome = mutate::mutate_by(pod, &selection.containers, settings, additions, own_json)
+        .and_then(|mounted| {
             let Some(activation) = &settings.activation else {
                 return Ok(mounted);
             };
             // After mounting: the merge is all or nothing with the mounts.
-            let done = activation::activate(pod, &activated.containers, activation, namespace)?;
+            let done =
+                activation::activate(pod, &activated.containers, activation, namespace, own_json)?;
             warnings.extend(done.warnings);
             Ok(mounted | done.changed)
         });

@@ -10,6 +10,10 @@
 //! `/`, DEL and non-ASCII as they are. Numbers are serde_json's own formatting; objects
 //! in their `Map`'s order. `tests/write.rs` compares the bytes with serde_json's.
 //!
+//! The policy's own additions (activation's env entries, the volume, the mounts, the copy
+//! container) go into the pod as the JSON text it wrote for them, kept by [`OwnJson`]: see
+//! there. [`value_keeping`] writes such a string as the JSON it holds.
+//!
 //! The writer recurses once per level of nesting: a `Value` read by serde_json is at most
 //! 128 levels deep, and the policy adds a few, far from the stack's limit.
 
@@ -24,6 +28,15 @@ const FIRST_PRINTABLE: u8 = 0x20;
 
 /// Appends `value` as compact JSON, as `serde_json::to_writer` would.
 pub fn value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> {
+    value_keeping(out, value, &OwnJson::NONE)
+}
+
+/// [`value`], but a string that `own` kept as the JSON it holds.
+pub fn value_keeping(
+    out: &mut Vec<u8>,
+    value: &Value,
+    own: &OwnJson,
+) -> Result<(), serde_json::Error> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -31,14 +44,14 @@ pub fn value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> 
         // serde_json's own formatting (itoa, and its float writer): a pod's numbers are
         // few, and floats are not ours to write by hand.
         Value::Number(number) => serde_json::to_writer(&mut *out, number)?,
-        Value::String(text) => string(out, text),
+        Value::String(text) => own.string(out, text),
         Value::Array(list) => {
             out.push(b'[');
             for (i, item) in list.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                element(out, item)?;
+                element(out, item, own)?;
             }
             out.push(b']');
         }
@@ -50,7 +63,7 @@ pub fn value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> 
                 }
                 string(out, key);
                 out.push(b':');
-                element(out, item)?;
+                element(out, item, own)?;
             }
             out.push(b'}');
         }
@@ -60,13 +73,13 @@ pub fn value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> 
 
 /// Appends a list's or an object's `item`: a string, most of them, without a call to [`value`].
 #[inline(always)]
-fn element(out: &mut Vec<u8>, item: &Value) -> Result<(), serde_json::Error> {
+fn element(out: &mut Vec<u8>, item: &Value, own: &OwnJson) -> Result<(), serde_json::Error> {
     match item {
         Value::String(text) => {
-            string(out, text);
+            own.string(out, text);
             Ok(())
         }
-        _ => value(out, item),
+        _ => value_keeping(out, item, own),
     }
 }
 
@@ -189,3 +202,109 @@ fn hex(digit: u8) -> u8 {
         b'a' + digit - 10
     }
 }
+
+/// A value the policy adds to many pods (a mount, a volume, the copy container), with its
+/// JSON written once, when the settings are read: [`OwnJson::copy_of`] puts it into a pod.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The value, for the tests that compare with it.
+    value: Value,
+    /// Its compact JSON; `None` if serde_json could not write it, which it does not.
+    json: Option<String>,
+}
+
+impl Prepared {
+    /// `value`, its JSON written now.
+    pub fn new(value: Value) -> Self {
+        let mut json = Vec::new();
+        let json = self::value(&mut json, &value)
+            .ok()
+            .and_then(|()| String::from_utf8(json).ok());
+        Prepared { value, json }
+    }
+
+    /// The value.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+}
+
+/// The strings of a pod that hold JSON the policy wrote: each one's address and length.
+///
+/// An env entry, a mount, a volume or the copy container built as a `Value` costs a map,
+/// its strings and their release, then an escaping pass when the pod is written: most of
+/// activation's cost (issue 24). [`OwnJson::keep`] puts such an entry's compact JSON into
+/// the pod as a `Value::String` and records where that string lives; [`value_keeping`]
+/// writes such a string as the JSON it holds.
+///
+/// A string is taken for JSON only when its heap address and length are the ones
+/// recorded: a string read from the request is another allocation, so a request cannot
+/// forge one, whatever its bytes. A kept string goes into the pod as it is kept, or the
+/// call ends in a conflict and the pod is not written; in the pod it stays until the
+/// write (moving it keeps its allocation), since the policy only ever adds to a pod. So no
+/// kept string is freed before the write, and its address cannot come to another.
+#[derive(Debug, Default)]
+pub struct OwnJson {
+    /// Address and length of each string [`OwnJson::keep`] handed out, by address: a pod
+    /// of 200 containers has 200 mounts kept, and every string written is looked up.
+    kept: Vec<(usize, usize)>,
+}
+
+impl OwnJson {
+    /// None kept: what [`value`] writes with.
+    pub const NONE: OwnJson = OwnJson { kept: Vec::new() };
+
+    /// `json` (a JSON value the policy wrote, never empty) as the pod's `Value`, recorded
+    /// so that [`value_keeping`] writes it as it is.
+    pub fn keep(&mut self, json: String) -> Value {
+        let at = (json.as_ptr().addr(), json.len());
+        // Kept in order as they come (a sort would bring its own code into the module).
+        let place = self.kept.partition_point(|known| *known < at);
+        self.kept.insert(place, at);
+        Value::String(json)
+    }
+
+    /// A copy of `prepared` for a pod: its JSON kept, one allocation and one copy of its
+    /// bytes, where the value would be a map, its strings and their escaping.
+    pub fn copy_of(&mut self, prepared: &Prepared) -> Value {
+        match &prepared.json {
+            Some(json) => self.keep(json.clone()),
+            None => prepared.value.clone(),
+        }
+    }
+
+    /// Whether `text` is one of the strings [`OwnJson::keep`] handed out.
+    fn holds(&self, text: &str) -> bool {
+        let at = (text.as_ptr().addr(), text.len());
+        self.kept.binary_search(&at).is_ok()
+    }
+
+    /// Writes `text`: as the JSON it holds when kept, else as a JSON string.
+    #[inline(always)]
+    fn string(&self, out: &mut Vec<u8>, text: &str) {
+        if self.holds(text) {
+            out.extend_from_slice(text.as_bytes());
+        } else {
+            string(out, text);
+        }
+    }
+
+    /// Replaces each kept string in `value` by the value its JSON reads as: the pod as a
+    /// request would give it, for code (tests) that reads the pod's `Value` itself. A
+    /// string that did not read (the policy writes none) would stay, for a test to see.
+    pub fn unfold(&self, value: &mut Value) {
+        match value {
+            Value::String(json) if self.holds(json) => {
+                if let Ok(read) = serde_json::from_str(json) {
+                    *value = read;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| self.unfold(item)),
+            Value::Object(map) => map.values_mut().for_each(|item| self.unfold(item)),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

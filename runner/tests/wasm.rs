@@ -432,3 +432,51 @@ fn the_annotated_module_fits_in_400_kb() {
         module + manual
     );
 }
+
+/// The names a wasm module exports, from its export section (id 7): a count, then each
+/// export's name, kind and index, in LEB128 and length-prefixed names.
+fn exports(module: &[u8]) -> Vec<String> {
+    fn leb(bytes: &[u8], at: &mut usize) -> usize {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return value;
+            }
+            shift += 7;
+        }
+    }
+    let mut at = 8; // magic and version
+    while at < module.len() {
+        let id = module[at];
+        at += 1;
+        let size = leb(module, &mut at);
+        if id != 7 {
+            at += size;
+            continue;
+        }
+        let count = leb(module, &mut at);
+        let mut names = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = leb(module, &mut at);
+            names.push(String::from_utf8(module[at..at + len].to_vec()).unwrap());
+            at += len + 1; // the name, the kind
+            leb(module, &mut at); // the index
+        }
+        return names;
+    }
+    Vec::new()
+}
+
+/// The shipped module exports what the host calls and nothing else: the policy's own
+/// `memcmp` and `bcmp` (src/memcmp.rs), exported by the link as every `#[no_mangle]`
+/// function of a cdylib is, are dropped by wasm-opt.
+#[test]
+fn the_module_exports_only_what_the_host_calls() {
+    let wasm = std::fs::read(runner::build::ensure_built().unwrap()).unwrap();
+    let mut names = exports(&wasm);
+    names.sort();
+    assert_eq!(names, ["__guest_call", "memory", "wapc_init"]);
+}

@@ -13,6 +13,7 @@
 use super::EnvEntry;
 use super::expansion::{references, spans};
 use crate::message::{echo, shorten};
+use crate::write::{self, OwnJson};
 use serde_json::{Map, Value, json};
 
 /// Prefix of the app's renamed entry when a join variable comes from `valueFrom`.
@@ -117,8 +118,6 @@ enum Change {
 /// A new entry: where it goes, what it refers to.
 struct New<'e> {
     entry: &'e EnvEntry,
-    /// The new entry the policy adds, as JSON.
-    json: Value,
     /// Before which app entry it goes (`None`: after the app's).
     before: Option<usize>,
     /// The indices (into the new entries) of the new entries its value refers to.
@@ -129,6 +128,7 @@ struct New<'e> {
 pub fn merge<'e>(
     container: &mut Map<String, Value>,
     entries: impl IntoIterator<Item = &'e EnvEntry>,
+    own_json: &mut OwnJson,
 ) -> Result<Merged<'e>, EnvConflict> {
     // Borrowed: only a conflict's message needs it, shortened there.
     let name = container.get("name").and_then(Value::as_str).unwrap_or("?");
@@ -154,7 +154,7 @@ pub fn merge<'e>(
     } = plan;
     let changed = !news.is_empty() || !changes.is_empty();
     if changed {
-        apply(container, news, changes);
+        apply(container, &news, changes, own_json);
     }
     let env_from = container
         .get("envFrom")
@@ -262,7 +262,6 @@ impl<'c, 'e> Plan<'c, 'e> {
             (_, None) => {
                 self.news.push(New {
                     entry,
-                    json: as_json(entry),
                     before: None,
                     needs: Vec::new(),
                 });
@@ -485,29 +484,38 @@ fn always_exists(source: &Value) -> bool {
 
 /// Writes the new `env`: the app's entries in their order, each changed as planned, the
 /// new entries before the app entry that needs them or after all, referenced ones first.
-fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: Vec<(usize, Change)>) {
+/// The new entries go in as JSON text kept by `own_json`: no map built, none escaped again.
+fn apply(
+    container: &mut Map<String, Value>,
+    news: &[New],
+    mut changes: Vec<(usize, Change)>,
+    own_json: &mut OwnJson,
+) {
     // `remove` and `insert`, not the entry API: the map's entry code is 3 KB of the module
     // once neither this nor `mutate::child_at` uses it.
     let old = match container.remove("env") {
         Some(Value::Array(old)) => old,
         _ => Vec::new(),
     };
-    let order = ordered(&news);
-    let mut news = news;
     // The new entries in the order they are written (each index once), each with the app
     // entry it precedes.
-    let mut placed: Vec<(Option<usize>, Value)> = Vec::with_capacity(news.len());
-    placed.extend(order.into_iter().filter_map(|k| {
-        let n = news.get_mut(k)?;
-        Some((n.before, n.json.take()))
-    }));
+    let placed: Vec<&New> = ordered(news)
+        .into_iter()
+        .filter_map(|k| news.get(k))
+        .collect();
+    // Each new entry's JSON is kept as it goes into `out`: no kept string is ever left
+    // out of the pod (and freed, its address free for another string) before the write.
+    let mut json = |n: &New| match entry_json(n.entry) {
+        Some(text) => own_json.keep(text),
+        None => as_json(n.entry),
+    };
     // Usually none goes before an app entry: then the app's entries are not scanned for it.
-    let any_before = placed.iter().any(|(before, _)| before.is_some());
+    let any_before = placed.iter().any(|n| n.before.is_some());
     let mut out = Vec::with_capacity(old.len() + placed.len() + 1);
     for (i, mut var) in old.into_iter().enumerate() {
         if any_before {
-            for (_, json) in placed.iter_mut().filter(|(before, _)| *before == Some(i)) {
-                out.push(json.take());
+            for n in placed.iter().filter(|n| n.before == Some(i)) {
+                out.push(json(n));
             }
         }
         let change = changes
@@ -531,12 +539,9 @@ fn apply(container: &mut Map<String, Value>, news: Vec<New>, mut changes: Vec<(u
             None => out.push(var),
         }
     }
-    out.extend(
-        placed
-            .into_iter()
-            .filter(|(before, _)| before.is_none())
-            .map(|(_, json)| json),
-    );
+    for n in placed.iter().filter(|n| n.before.is_none()) {
+        out.push(json(n));
+    }
     container.insert("env".into(), Value::Array(out));
 }
 
@@ -683,6 +688,30 @@ fn setting(entry: &EnvEntry) -> (Option<&str>, Option<&Value>) {
         EnvEntry::ValueFrom { source, .. } => (None, Some(source)),
     }
 }
+
+/// The env entry the pod gets, as the compact JSON serde_json writes for [`as_json`]'s
+/// value (its map's key order: `name`, then `value` or `valueFrom`), written without
+/// building it. `None` if a number of the source cannot be written, which it can.
+pub fn entry_json(entry: &EnvEntry) -> Option<String> {
+    let mut out = Vec::with_capacity(ENTRY_JSON_SIZE);
+    out.extend_from_slice(br#"{"name":"#);
+    write::string(&mut out, entry.name());
+    match entry {
+        EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } => {
+            out.extend_from_slice(br#","value":"#);
+            write::string(&mut out, value);
+        }
+        EnvEntry::ValueFrom { source, .. } => {
+            out.extend_from_slice(br#","valueFrom":"#);
+            write::value(&mut out, source).ok()?;
+        }
+    }
+    out.push(b'}');
+    String::from_utf8(out).ok()
+}
+
+/// The usual size of an entry's JSON: a downward-API entry's, room for most values.
+const ENTRY_JSON_SIZE: usize = 128;
 
 /// The env entry the pod gets.
 pub fn as_json(entry: &EnvEntry) -> Value {

@@ -553,3 +553,30 @@ fn null_node_selector_parts_are_absent() {
         json!([{"key": "k", "operator": "In", "values": ["v"]}])
     );
 }
+
+/// The copy container goes in as the JSON kept at settings load when the pod has no
+/// pod-level resources, as a map with them; either way what the pod gets is the settings'
+/// container, less the budgeted resources.
+#[rstest]
+#[case::no_pod_level_resources(Value::Null, true)]
+#[case::pod_level_resources(json!({"limits": {"cpu": "1"}}), false)]
+fn the_copy_container_goes_in_as_kept_json_unless_the_pod_budgets_resources(
+    #[case] pod_resources: Value,
+    #[case] kept: bool,
+) {
+    let s = init_container();
+    let Method::InitContainer { copy, .. } = &s.method else {
+        panic!("init-container settings");
+    };
+    let mut p = pod();
+    p["spec"]["resources"] = pod_resources;
+    let budgeted = if kept { vec![] } else { vec!["cpu"] };
+    let expected = Value::Object(copy.container(&budgeted));
+    let mut own_json = OwnJson::default();
+    let changed = mutate_by(&mut p, &[0], &s, &Additions::of(&s.method), &mut own_json);
+    assert_eq!(changed, Ok(true));
+    let inserted = &mut p["spec"]["initContainers"][0];
+    assert_eq!(inserted.is_string(), kept, "{inserted}");
+    own_json.unfold(inserted);
+    assert_eq!(*inserted, expected);
+}

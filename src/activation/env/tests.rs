@@ -2,6 +2,20 @@ use super::*;
 use rstest::rstest;
 use serde_json::json;
 
+/// [`super::merge`], its added entries read back from the JSON text they went in as: the
+/// container as the written pod has it.
+fn merge<'e>(
+    container: &mut Map<String, Value>,
+    entries: impl IntoIterator<Item = &'e EnvEntry>,
+) -> Result<Merged<'e>, EnvConflict> {
+    let mut own_json = OwnJson::default();
+    let merged = super::merge(container, entries, &mut own_json);
+    container
+        .values_mut()
+        .for_each(|value| own_json.unfold(value));
+    merged
+}
+
 const JAVA: &str = "-javaagent:/var/odigos/java/javaagent.jar";
 
 fn join(name: &str, value: &str, separator: &str) -> EnvEntry {
@@ -528,4 +542,37 @@ fn joins_given_in_another_order_than_the_apps_entries_find_what_they_refer_to() 
     let env = resolved(&c["env"]);
     assert_eq!(value_of(&env, "A"), "a -Da=v");
     assert_eq!(value_of(&env, "B"), "b -Db=v");
+}
+
+/// The entries the merge adds go in as the JSON text [`entry_json`] writes, kept by the
+/// writer's [`OwnJson`]; the app's own entries stay as they came.
+#[test]
+fn added_entries_go_in_as_their_kept_json() {
+    let mut c = container(Some(json!([{"name": "A", "value": "1"}])));
+    let entries = java_recipe();
+    let mut own_json = OwnJson::default();
+    super::merge(&mut c, &entries, &mut own_json).unwrap();
+    let env = c["env"].as_array().unwrap();
+    assert_eq!(env[0], json!({"name": "A", "value": "1"}));
+    let added: Vec<String> = env[1..]
+        .iter()
+        .map(|entry| entry.as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = entries
+        .iter()
+        .map(|entry| serde_json::to_string(&as_json(entry)).unwrap())
+        .collect();
+    assert_eq!(
+        added, expected,
+        "serde_json's bytes for each entry, in order"
+    );
+    let mut out = Vec::new();
+    write::value_keeping(&mut out, &c["env"], &own_json).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out).unwrap(),
+        json!([{"name": "A", "value": "1"},
+               {"name": "JAVA_TOOL_OPTIONS", "value": JAVA},
+               {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+               {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://$(HOST_IP):4317"}])
+    );
 }
