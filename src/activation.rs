@@ -17,7 +17,7 @@ use crate::settings::decode::{
     OPTIONAL_LIST, flag, list, mapping, mapping_fields, missing, object, required_text, text,
 };
 use crate::settings::errors::SettingsError;
-use crate::write::OwnJson;
+use crate::write::{OwnJson, Prepared};
 use agent_mount_common::syntax;
 use annotation::Chosen;
 use env::EnvConflict;
@@ -291,8 +291,8 @@ pub enum EnvEntry {
     ValueFrom {
         /// The variable.
         name: String,
-        /// The `EnvVarSource`, as the pod gets it.
-        source: Value,
+        /// The `EnvVarSource`, as the pod gets it, its JSON written once (issue 24).
+        source: Prepared,
     },
 }
 
@@ -675,7 +675,7 @@ fn entry(
         }),
         (None, Some(source), None) => Ok(EnvEntry::ValueFrom {
             name,
-            source: source::value_from(&source, &format!("{key}.valueFrom"))?,
+            source: Prepared::new(source::value_from(&source, &format!("{key}.valueFrom"))?),
         }),
     }
 }

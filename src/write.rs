@@ -203,9 +203,10 @@ fn hex(digit: u8) -> u8 {
     }
 }
 
-/// A value the policy adds to many pods (a mount, a volume, the copy container), with its
-/// JSON written once, when the settings are read: [`OwnJson::copy_of`] puts it into a pod.
-#[derive(Debug)]
+/// A value the policy adds to many pods (a mount, a volume, the copy container, an env
+/// entry's source), with its JSON written once, when the settings are read:
+/// [`OwnJson::copy_of`] puts it into a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prepared {
     /// The value, for the tests that compare with it.
     value: Value,
@@ -226,6 +227,11 @@ impl Prepared {
     /// The value.
     pub fn value(&self) -> &Value {
         &self.value
+    }
+
+    /// Its compact JSON (`None`: it could not be written, which does not happen).
+    pub fn json(&self) -> Option<&str> {
+        self.json.as_deref()
     }
 }
 

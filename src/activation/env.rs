@@ -675,7 +675,7 @@ fn is_exactly(var: &Value, entry: &EnvEntry) -> bool {
             var.get("value").and_then(Value::as_str) == Some(value)
                 && var.get("valueFrom").is_none_or(Value::is_null)
         }
-        EnvEntry::ValueFrom { source, .. } => var.get("valueFrom") == Some(source),
+        EnvEntry::ValueFrom { source, .. } => var.get("valueFrom") == Some(source.value()),
         EnvEntry::Join { .. } => false,
     }
 }
@@ -685,7 +685,7 @@ fn is_exactly(var: &Value, entry: &EnvEntry) -> bool {
 fn setting(entry: &EnvEntry) -> (Option<&str>, Option<&Value>) {
     match entry {
         EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } => (Some(value), None),
-        EnvEntry::ValueFrom { source, .. } => (None, Some(source)),
+        EnvEntry::ValueFrom { source, .. } => (None, Some(source.value())),
     }
 }
 
@@ -703,7 +703,7 @@ pub fn entry_json(entry: &EnvEntry) -> Option<String> {
         }
         EnvEntry::ValueFrom { source, .. } => {
             out.extend_from_slice(br#","valueFrom":"#);
-            write::value(&mut out, source).ok()?;
+            out.extend_from_slice(source.json()?.as_bytes());
         }
     }
     out.push(b'}');
@@ -724,7 +724,7 @@ pub fn as_json(entry: &EnvEntry) -> Value {
             out.insert("value".into(), Value::String(value.clone()));
         }
         EnvEntry::ValueFrom { source, .. } => {
-            out.insert("valueFrom".into(), source.clone());
+            out.insert("valueFrom".into(), source.value().clone());
         }
     }
     Value::Object(out)

@@ -8,6 +8,7 @@
 
 use super::EnvEntry;
 use super::expansion::literal;
+use crate::write::Prepared;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
@@ -219,7 +220,7 @@ pub fn downward() -> Vec<EnvEntry> {
         .iter()
         .map(|(variable, field, _)| EnvEntry::ValueFrom {
             name: (*variable).into(),
-            source: field_ref(field),
+            source: Prepared::new(field_ref(field)),
         })
         .collect()
 }

@@ -163,7 +163,7 @@ fn value_from_sources_reach_the_pod_without_nulls() {
         .env
         .iter()
         .map(|e| match e {
-            EnvEntry::ValueFrom { source, .. } => source.clone(),
+            EnvEntry::ValueFrom { source, .. } => source.value().clone(),
             other => panic!("{other:?}"),
         })
         .collect();
@@ -184,7 +184,7 @@ fn value_from_sources_reach_the_pod_without_nulls() {
         panic!("{:?}", activation.env);
     };
     assert_eq!(
-        source,
+        source.value(),
         &json!({"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}})
     );
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::write::Prepared;
 use rstest::rstest;
 use serde_json::json;
 
@@ -36,7 +37,7 @@ fn plain(name: &str, value: &str) -> EnvEntry {
 fn from_host_ip(name: &str) -> EnvEntry {
     EnvEntry::ValueFrom {
         name: name.into(),
-        source: json!({"fieldRef": {"fieldPath": "status.hostIP"}}),
+        source: Prepared::new(json!({"fieldRef": {"fieldPath": "status.hostIP"}})),
     }
 }
 

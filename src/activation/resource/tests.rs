@@ -120,7 +120,7 @@ fn a_container_gets_its_name_and_every_attribute() {
         entries[1],
         EnvEntry::ValueFrom {
             name: "OTEL_RESOURCE_ATTRIBUTES_POD_NAME".into(),
-            source: json!({"fieldRef": {"fieldPath": "metadata.name"}})
+            source: Prepared::new(json!({"fieldRef": {"fieldPath": "metadata.name"}}))
         }
     );
 }
