@@ -1,0 +1,818 @@
+//! The policy's JSON reader: a `serde::Deserializer` over a payload's text, and the
+//! skipper that finds where a raw part ([`Raw`]) ends.
+//!
+//! Why our own (issue 24): a pod request is mostly text the policy keeps raw
+//! (`managedFields`' many short keys above all), and serde_json's skipping of it, token
+//! by token and string by string, was 37% of `validate`. [`Reader::skip_value`] checks a
+//! raw part in one loop, without recursion (a bit per open list or object), and scans
+//! plain string bytes eight at a time. Every parse of the module at admission and at
+//! settings time goes through this reader, so serde_json's `Deserializer` is not in it.
+//!
+//! What it accepts is what serde_json 1.0 accepts (RFC 8259): whitespace is space, tab,
+//! `\n` and `\r`; strings hold no control character (below U+0020) raw, and only the
+//! escapes `\" \\ \/ \b \f \n \r \t \uXXXX`; numbers without a leading zero, `+`, or a
+//! bare `.` or `e`; nothing after the value but whitespace. Two differences, both
+//! documented in the tests:
+//! - Nesting: like serde_json building a value, at most 127 lists and objects inside each
+//!   other, counted across raw parts too (serde_json skips a raw part of any depth).
+//! - Floats are read by `str::parse::<f64>`, correctly rounded; serde_json's default
+//!   parser may be one unit in the last place off on long mantissas. A number beyond
+//!   `f64`'s range is refused, as serde_json refuses it.
+//!
+//! Strings are read as serde_json reads them for a `String`: `\u` surrogates must come in
+//! pairs. A raw part is checked as serde_json skips a value: a lone surrogate escape is
+//! kept there, and refused only if the policy comes to read it.
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+
+/// The name under which [`Raw`] asks [`Reader`] for a value's text (not a Rust name, so
+/// no other type asks for it).
+const RAW: &str = "$agent-mount::json::Raw";
+
+/// How many lists and objects may be open, plus one: serde_json's recursion limit, so
+/// that the reader accepts the depths it accepts (127), and the wasm stack stays small.
+const DEPTH: u8 = 128;
+
+/// Eight bytes, each 0x01.
+const ONES: u64 = u64::MAX / 255;
+/// Eight bytes, each 0x80: a byte's flag bit in the string scan.
+const HIGH_BITS: u64 = ONES << 7;
+
+/// A value's JSON text as the payload spells it, checked by [`Reader`] and kept unparsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+    /// The text, without the whitespace around it.
+    pub fn get(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Raw<'de>, D::Error> {
+        deserializer.deserialize_newtype_struct(RAW, RawVisitor)
+    }
+}
+
+/// Takes the text [`Reader`] hands to a [`Raw`]; any other deserializer is refused.
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = Raw<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a value's JSON text, which only agent-mount's reader gives")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Raw<'de>, E> {
+        Ok(Raw(text))
+    }
+}
+
+/// What is wrong with a text that is not JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Syntax {
+    /// The text ends where a value should start.
+    #[error("the text ends where a value should start")]
+    EndBeforeValue,
+    /// The text ends inside a string.
+    #[error("the text ends inside a string")]
+    EndInString,
+    /// The text ends inside a list.
+    #[error("the text ends inside a list, before its `]`")]
+    EndInList,
+    /// The text ends inside an object.
+    #[error("the text ends inside an object, before its `}}`")]
+    EndInObject,
+    /// No value starts here.
+    #[error(
+        "found {0:?} where a value should start (an object, list, string, number, true, false or null)"
+    )]
+    ExpectedValue(char),
+    /// A misspelt `true`, `false` or `null`.
+    #[error("expected `{0}`")]
+    ExpectedLiteral(&'static str),
+    /// A list's element is followed by something else than `,` or `]`.
+    #[error("found {0:?} after a list's element, where `,` or `]` should be")]
+    ExpectedListCommaOrEnd(char),
+    /// An object's entry is followed by something else than `,` or `}`.
+    #[error("found {0:?} after an object's entry, where `,` or `}}` should be")]
+    ExpectedObjectCommaOrEnd(char),
+    /// An object's key is not a string.
+    #[error("found {0:?} where an object's key should start: keys are strings")]
+    KeyMustBeAString(char),
+    /// A key is not followed by `:`.
+    #[error("found {0:?} after an object's key, where `:` should be")]
+    ExpectedColon(char),
+    /// A raw control character in a string.
+    #[error("control character U+{0:04X} in a string: it must be escaped (\\n, \\t, \\u0001)")]
+    ControlCharacter(u8),
+    /// An escape JSON does not have.
+    #[error(
+        "invalid escape `\\{0}` in a string: allowed are \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX"
+    )]
+    InvalidEscape(char),
+    /// `\u` without four hex digits.
+    #[error("`\\u` in a string must be followed by four hex digits")]
+    InvalidHexEscape,
+    /// A `\u` surrogate escape without its pair.
+    #[error(
+        "lone surrogate `\\u{0:04X}` in a string: \\uD800-\\uDBFF must be followed by \\uDC00-\\uDFFF"
+    )]
+    LoneSurrogate(u16),
+    /// A number JSON does not have (`01`, `1.`, `-`, `1e`).
+    #[error(
+        "invalid number: a JSON number has no leading zero and has digits after `-`, `.` and the exponent's `e`"
+    )]
+    InvalidNumber,
+    /// A number beyond `f64`'s range.
+    #[error("number out of range: beyond a 64-bit float's")]
+    NumberOutOfRange,
+    /// Lists and objects nested deeper than serde_json reads.
+    #[error("lists and objects nested deeper than 127")]
+    TooDeep,
+    /// Something after the value.
+    #[error("found {0:?} after the value: only whitespace may follow it")]
+    TrailingText(char),
+}
+
+/// A text that is not JSON, or JSON that its reader (a visitor) refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Not JSON; `at` is the byte offset in the text.
+    #[error("{syntax} at byte {at}")]
+    Syntax {
+        /// What is wrong.
+        syntax: Syntax,
+        /// Where, as a byte offset in the text.
+        at: usize,
+    },
+    /// JSON, but not what was expected (a visitor's message: a wrong type, a missing field).
+    #[error("{message}{}", at.map(|at| format!(" at byte {at}")).unwrap_or_default())]
+    Data {
+        /// The visitor's message.
+        message: String,
+        /// Where the reader was when the visitor refused, if known.
+        at: Option<usize>,
+    },
+}
+
+impl Error {
+    /// The error with a place, if it has none yet: where the reader stands.
+    fn located(self, here: usize) -> Error {
+        match self {
+            Error::Data { message, at: None } => Error::Data {
+                message,
+                at: Some(here),
+            },
+            other => other,
+        }
+    }
+}
+
+impl de::Error for Error {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        Error::Data {
+            message: message.to_string(),
+            at: None,
+        }
+    }
+}
+
+/// Reads `T` from `text`, which must hold one JSON value and nothing else but whitespace.
+pub fn from_str<'de, T: de::Deserialize<'de>>(text: &'de str) -> Result<T, Error> {
+    from_str_seed(text, std::marker::PhantomData)
+}
+
+/// Reads `seed`'s value from `text`, which must hold one JSON value and nothing else but
+/// whitespace.
+pub fn from_str_seed<'de, S: DeserializeSeed<'de>>(
+    text: &'de str,
+    seed: S,
+) -> Result<S::Value, Error> {
+    let mut reader = Reader::new(text);
+    let value = seed.deserialize(&mut reader)?;
+    reader.end()?;
+    Ok(value)
+}
+
+/// A number as serde_json gives it to a visitor.
+enum Number {
+    /// A non-negative integer that fits.
+    Unsigned(u64),
+    /// A negative integer that fits.
+    Signed(i64),
+    /// Any other number: a fraction, an exponent, too large an integer, or `-0`.
+    Float(f64),
+}
+
+/// A string as read: borrowed from the text when it held no escape, else in the scratch.
+enum Text<'de> {
+    /// Spelt in the text as it reads.
+    Borrowed(&'de str),
+    /// Unescaped into [`Reader`]'s scratch.
+    Scratch,
+}
+
+/// Reads JSON from a text, as a `serde::Deserializer` (`&mut Reader`).
+pub struct Reader<'de> {
+    /// The whole text.
+    text: &'de str,
+    /// The byte offset of the next byte to read.
+    at: usize,
+    /// How many lists and objects may still open, plus one.
+    depth_left: u8,
+    /// A string with escapes, unescaped.
+    scratch: String,
+}
+
+impl<'de> Reader<'de> {
+    /// A reader at the start of `text`.
+    pub fn new(text: &'de str) -> Self {
+        Reader {
+            text,
+            at: 0,
+            depth_left: DEPTH,
+            scratch: String::new(),
+        }
+    }
+
+    /// The byte offset the reader has reached: just after the last value read.
+    pub fn offset(&self) -> usize {
+        self.at
+    }
+
+    /// Checks that nothing but whitespace is left.
+    pub fn end(&mut self) -> Result<(), Error> {
+        match self.skip_whitespace() {
+            None => Ok(()),
+            Some(_) => Err(self.error_found(Syntax::TrailingText)),
+        }
+    }
+
+    /// Skips one value, checked as serde_json checks a value it skips: strings' escapes,
+    /// numbers' grammar, literals, commas and colons. Iterative: one bit per open list
+    /// (0) or object (1), within the reader's depth left.
+    pub fn skip_value(&mut self) -> Result<(), Error> {
+        // Bit `n` is the `n`th innermost open container; at most 127 are open.
+        let mut open_objects: u128 = 0;
+        let mut open: u8 = 0;
+        'value: loop {
+            match self.skip_whitespace() {
+                None => return Err(self.error(Syntax::EndBeforeValue)),
+                Some(b'"') => {
+                    self.at += 1;
+                    self.skip_string()?;
+                }
+                Some(bracket @ (b'[' | b'{')) => {
+                    open += 1;
+                    if open >= self.depth_left {
+                        return Err(self.error(Syntax::TooDeep));
+                    }
+                    let object = bracket == b'{';
+                    open_objects = (open_objects << 1) | u128::from(object);
+                    self.at += 1;
+                    let close = if object { b'}' } else { b']' };
+                    if self.skip_whitespace() == Some(close) {
+                        self.at += 1;
+                        open -= 1;
+                        open_objects >>= 1;
+                    } else {
+                        if object {
+                            self.skip_key()?;
+                        }
+                        continue 'value;
+                    }
+                }
+                Some(b'-' | b'0'..=b'9') => {
+                    self.scan_number()?;
+                }
+                Some(b't') => self.literal("true")?,
+                Some(b'f') => self.literal("false")?,
+                Some(b'n') => self.literal("null")?,
+                Some(_) => return Err(self.error_found(Syntax::ExpectedValue)),
+            }
+            // After a value: close what it ends, until a `,` asks for the next one.
+            while open > 0 {
+                let object = open_objects & 1 == 1;
+                match self.skip_whitespace() {
+                    Some(b',') => {
+                        self.at += 1;
+                        if object {
+                            self.skip_key()?;
+                        }
+                        continue 'value;
+                    }
+                    Some(b']') if !object => {}
+                    Some(b'}') if object => {}
+                    Some(_) if object => {
+                        return Err(self.error_found(Syntax::ExpectedObjectCommaOrEnd));
+                    }
+                    Some(_) => return Err(self.error_found(Syntax::ExpectedListCommaOrEnd)),
+                    None if object => return Err(self.error(Syntax::EndInObject)),
+                    None => return Err(self.error(Syntax::EndInList)),
+                }
+                self.at += 1;
+                open -= 1;
+                open_objects >>= 1;
+            }
+            return Ok(());
+        }
+    }
+
+    /// Skips an object's key and its `:`.
+    fn skip_key(&mut self) -> Result<(), Error> {
+        self.key_start()?;
+        self.at += 1;
+        self.skip_string()?;
+        self.colon()
+    }
+
+    /// Checks that a key starts here (after whitespace): a `"`, not yet read.
+    fn key_start(&mut self) -> Result<(), Error> {
+        match self.skip_whitespace() {
+            Some(b'"') => Ok(()),
+            Some(_) => Err(self.error_found(Syntax::KeyMustBeAString)),
+            None => Err(self.error(Syntax::EndInObject)),
+        }
+    }
+
+    /// Reads the `:` after a key.
+    fn colon(&mut self) -> Result<(), Error> {
+        match self.skip_whitespace() {
+            Some(b':') => {
+                self.at += 1;
+                Ok(())
+            }
+            Some(_) => Err(self.error_found(Syntax::ExpectedColon)),
+            None => Err(self.error(Syntax::EndInObject)),
+        }
+    }
+
+    /// Skips a string's rest, after its `"`: escapes checked as serde_json skips them
+    /// (`\u` needs four hex digits, its surrogates are not paired).
+    fn skip_string(&mut self) -> Result<(), Error> {
+        loop {
+            self.at = string_stop(self.text.as_bytes(), self.at);
+            match self.byte() {
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.at += 1;
+                    if self.escape()? == Escape::Unicode {
+                        self.hex4()?;
+                    }
+                }
+                Some(byte) => return Err(self.error(Syntax::ControlCharacter(byte))),
+                None => return Err(self.error(Syntax::EndInString)),
+            }
+        }
+    }
+
+    /// Reads a string's rest, after its `"`: borrowed when it holds no escape.
+    fn string(&mut self) -> Result<Text<'de>, Error> {
+        let bytes = self.text.as_bytes();
+        let mut start = self.at;
+        let mut escaped = false;
+        loop {
+            self.at = string_stop(bytes, self.at);
+            // Between ASCII bytes of a `str`: always on a char boundary.
+            let plain = self.text.get(start..self.at).unwrap_or_default();
+            match self.byte() {
+                Some(b'"') => {
+                    self.at += 1;
+                    if !escaped {
+                        return Ok(Text::Borrowed(plain));
+                    }
+                    self.scratch.push_str(plain);
+                    return Ok(Text::Scratch);
+                }
+                Some(b'\\') => {
+                    if !escaped {
+                        self.scratch.clear();
+                        escaped = true;
+                    }
+                    self.scratch.push_str(plain);
+                    self.at += 1;
+                    let unescaped = match self.escape()? {
+                        Escape::Char(c) => c,
+                        Escape::Unicode => self.unicode()?,
+                    };
+                    self.scratch.push(unescaped);
+                    start = self.at;
+                }
+                Some(byte) => return Err(self.error(Syntax::ControlCharacter(byte))),
+                None => return Err(self.error(Syntax::EndInString)),
+            }
+        }
+    }
+
+    /// Reads an escape's letter, after its `\`.
+    fn escape(&mut self) -> Result<Escape, Error> {
+        let escape = match self.byte() {
+            Some(b'"') => Escape::Char('"'),
+            Some(b'\\') => Escape::Char('\\'),
+            Some(b'/') => Escape::Char('/'),
+            Some(b'b') => Escape::Char('\u{8}'),
+            Some(b'f') => Escape::Char('\u{c}'),
+            Some(b'n') => Escape::Char('\n'),
+            Some(b'r') => Escape::Char('\r'),
+            Some(b't') => Escape::Char('\t'),
+            Some(b'u') => Escape::Unicode,
+            Some(_) => return Err(self.error_found(Syntax::InvalidEscape)),
+            None => return Err(self.error(Syntax::EndInString)),
+        };
+        self.at += 1;
+        Ok(escape)
+    }
+
+    /// Reads a `\u` escape's character, after its `u`: a surrogate must be a leading one
+    /// followed by a `\u` trailing one, as serde_json reads a string.
+    fn unicode(&mut self) -> Result<char, Error> {
+        let first = self.hex4()?;
+        let code = if (0xD800..0xDC00).contains(&first) {
+            let bytes = self.text.as_bytes();
+            let second = match bytes.get(self.at..self.at + 2) {
+                Some(b"\\u") => {
+                    self.at += 2;
+                    self.hex4()?
+                }
+                _ => return Err(self.error(Syntax::LoneSurrogate(first))),
+            };
+            if !(0xDC00..0xE000).contains(&second) {
+                return Err(self.error(Syntax::LoneSurrogate(first)));
+            }
+            0x1_0000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(second) - 0xDC00)
+        } else {
+            u32::from(first)
+        };
+        char::from_u32(code).ok_or_else(|| self.error(Syntax::LoneSurrogate(first)))
+    }
+
+    /// Reads four hex digits.
+    fn hex4(&mut self) -> Result<u16, Error> {
+        let Some(digits) = self.text.as_bytes().get(self.at..self.at + 4) else {
+            self.at = self.text.len();
+            return Err(self.error(Syntax::EndInString));
+        };
+        let mut code = 0;
+        for &digit in digits {
+            let Some(value) = char::from(digit).to_digit(16) else {
+                return Err(self.error(Syntax::InvalidHexEscape));
+            };
+            code = code << 4 | value;
+        }
+        self.at += 4;
+        u16::try_from(code).map_err(|_| self.error(Syntax::InvalidHexEscape))
+    }
+
+    /// Checks a number's grammar and moves past it; returns its magnitude if it is an
+    /// integer that fits a `u64` (`None`: read as a float).
+    fn scan_number(&mut self) -> Result<Option<u64>, Error> {
+        let negative = self.byte() == Some(b'-');
+        if negative {
+            self.at += 1;
+        }
+        let mut integer = match self.byte() {
+            Some(b'0') => {
+                self.at += 1;
+                if matches!(self.byte(), Some(b'0'..=b'9')) {
+                    return Err(self.error(Syntax::InvalidNumber));
+                }
+                Some(0)
+            }
+            Some(b'1'..=b'9') => {
+                let mut value = Some(0u64);
+                while let Some(digit @ b'0'..=b'9') = self.byte() {
+                    value = value
+                        .and_then(|value| value.checked_mul(10))
+                        .and_then(|value| value.checked_add(u64::from(digit - b'0')));
+                    self.at += 1;
+                }
+                value
+            }
+            _ => return Err(self.error(Syntax::InvalidNumber)),
+        };
+        if self.byte() == Some(b'.') {
+            self.at += 1;
+            self.digits()?;
+            integer = None;
+        }
+        if let Some(b'e' | b'E') = self.byte() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.byte() {
+                self.at += 1;
+            }
+            self.digits()?;
+            integer = None;
+        }
+        Ok(integer)
+    }
+
+    /// Reads one digit or more.
+    fn digits(&mut self) -> Result<(), Error> {
+        if !matches!(self.byte(), Some(b'0'..=b'9')) {
+            return Err(self.error(Syntax::InvalidNumber));
+        }
+        while let Some(b'0'..=b'9') = self.byte() {
+            self.at += 1;
+        }
+        Ok(())
+    }
+
+    /// Reads a number as serde_json gives it: `u64` when a non-negative integer fits,
+    /// `i64` when a negative one does, else `f64`.
+    fn number(&mut self) -> Result<Number, Error> {
+        let start = self.at;
+        let negative = self.byte() == Some(b'-');
+        let number = match self.scan_number()? {
+            Some(value) if !negative => Number::Unsigned(value),
+            // `-0` is a float in serde_json too.
+            Some(magnitude) if magnitude > 0 => match 0i64.checked_sub_unsigned(magnitude) {
+                Some(value) => Number::Signed(value),
+                None => self.float(start)?,
+            },
+            _ => self.float(start)?,
+        };
+        Ok(number)
+    }
+
+    /// The number from `start` to here, read as a float.
+    fn float(&self, start: usize) -> Result<Number, Error> {
+        let digits = self.text.get(start..self.at).unwrap_or_default();
+        match digits.parse::<f64>() {
+            Ok(value) if value.is_finite() => Ok(Number::Float(value)),
+            Ok(_) => Err(Error::Syntax {
+                syntax: Syntax::NumberOutOfRange,
+                at: start,
+            }),
+            Err(_) => Err(Error::Syntax {
+                syntax: Syntax::InvalidNumber,
+                at: start,
+            }),
+        }
+    }
+
+    /// Reads `literal` (`true`, `false` or `null`).
+    fn literal(&mut self, literal: &'static str) -> Result<(), Error> {
+        let end = self.at + literal.len();
+        if self.text.as_bytes().get(self.at..end) != Some(literal.as_bytes()) {
+            return Err(self.error(Syntax::ExpectedLiteral(literal)));
+        }
+        self.at = end;
+        Ok(())
+    }
+
+    /// Opens a list or an object: one level deeper, within serde_json's limit.
+    fn enter(&mut self) -> Result<(), Error> {
+        self.depth_left -= 1;
+        if self.depth_left == 0 {
+            return Err(self.error(Syntax::TooDeep));
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    /// Closes a list or an object whose visitor is done: `close` must come next.
+    fn leave(&mut self, close: u8) -> Result<(), Error> {
+        self.depth_left += 1;
+        match self.skip_whitespace() {
+            Some(byte) if byte == close => {
+                self.at += 1;
+                Ok(())
+            }
+            Some(_) if close == b'}' => Err(self.error_found(Syntax::ExpectedObjectCommaOrEnd)),
+            Some(_) => Err(self.error_found(Syntax::ExpectedListCommaOrEnd)),
+            None if close == b'}' => Err(self.error(Syntax::EndInObject)),
+            None => Err(self.error(Syntax::EndInList)),
+        }
+    }
+
+    /// Whether a list or an object has another entry: after its first, a `,`; `close`
+    /// (left for [`Reader::leave`]) ends it.
+    fn more(&mut self, close: u8, first: bool) -> Result<bool, Error> {
+        let object = close == b'}';
+        match self.skip_whitespace() {
+            Some(byte) if byte == close => Ok(false),
+            Some(b',') if !first => {
+                self.at += 1;
+                Ok(true)
+            }
+            Some(_) if first => Ok(true),
+            Some(_) if object => Err(self.error_found(Syntax::ExpectedObjectCommaOrEnd)),
+            Some(_) => Err(self.error_found(Syntax::ExpectedListCommaOrEnd)),
+            None if object => Err(self.error(Syntax::EndInObject)),
+            None => Err(self.error(Syntax::EndInList)),
+        }
+    }
+
+    /// Moves past whitespace; the byte there, if any.
+    fn skip_whitespace(&mut self) -> Option<u8> {
+        while let Some(byte) = self.byte() {
+            if !matches!(byte, b' ' | b'\n' | b'\t' | b'\r') {
+                return Some(byte);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    /// The byte here, if any.
+    fn byte(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    /// `syntax` here.
+    fn error(&self, syntax: Syntax) -> Error {
+        Error::Syntax {
+            syntax,
+            at: self.at,
+        }
+    }
+
+    /// The error `syntax` names with the character found here.
+    fn error_found(&self, syntax: fn(char) -> Syntax) -> Error {
+        let found = self
+            .text
+            .get(self.at..)
+            .and_then(|rest| rest.chars().next())
+            .unwrap_or_default();
+        self.error(syntax(found))
+    }
+}
+
+/// An escape's meaning, its letter read.
+#[derive(PartialEq, Eq)]
+enum Escape {
+    /// A one-letter escape.
+    Char(char),
+    /// `\u`, its four hex digits still to read.
+    Unicode,
+}
+
+/// The offset of the first `"`, `\` or control character in `bytes` from `from` on, or
+/// `bytes`' length: eight bytes a step (Mycroft's test for a byte below a bound, native
+/// `u64` arithmetic on wasm32 too), the lowest flagged byte exact.
+fn string_stop(bytes: &[u8], from: usize) -> usize {
+    let rest = bytes.get(from..).unwrap_or_default();
+    let mut chunks = rest.chunks_exact(8);
+    let mut at = from;
+    for chunk in &mut chunks {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(chunk);
+        let control = word.wrapping_sub(ONES * 0x20) & !word;
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let quote = quote.wrapping_sub(ONES) & !quote;
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let backslash = backslash.wrapping_sub(ONES) & !backslash;
+        let flagged = (control | quote | backslash) & HIGH_BITS;
+        if flagged != 0 {
+            return at + (flagged.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    for &byte in chunks.remainder() {
+        if byte == b'"' || byte == b'\\' || byte < 0x20 {
+            return at;
+        }
+        at += 1;
+    }
+    at
+}
+
+impl<'de> Deserializer<'de> for &mut Reader<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let value = match self.skip_whitespace() {
+            None => return Err(self.error(Syntax::EndBeforeValue)),
+            Some(b'"') => {
+                self.at += 1;
+                match self.string()? {
+                    Text::Borrowed(text) => visitor.visit_borrowed_str(text),
+                    Text::Scratch => visitor.visit_str(&self.scratch),
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => match self.number()? {
+                Number::Unsigned(value) => visitor.visit_u64(value),
+                Number::Signed(value) => visitor.visit_i64(value),
+                Number::Float(value) => visitor.visit_f64(value),
+            },
+            Some(b'[') => {
+                self.enter()?;
+                let list = visitor.visit_seq(Entries {
+                    reader: &mut *self,
+                    first: true,
+                });
+                list.and_then(|list| self.leave(b']').map(|()| list))
+            }
+            Some(b'{') => {
+                self.enter()?;
+                let object = visitor.visit_map(Entries {
+                    reader: &mut *self,
+                    first: true,
+                });
+                object.and_then(|object| self.leave(b'}').map(|()| object))
+            }
+            Some(b't') => {
+                self.literal("true")?;
+                visitor.visit_bool(true)
+            }
+            Some(b'f') => {
+                self.literal("false")?;
+                visitor.visit_bool(false)
+            }
+            Some(b'n') => {
+                self.literal("null")?;
+                visitor.visit_unit()
+            }
+            Some(_) => return Err(self.error_found(Syntax::ExpectedValue)),
+        };
+        value.map_err(|e| e.located(self.at))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        if self.skip_whitespace() == Some(b'n') {
+            self.literal("null")?;
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        if name != RAW {
+            return visitor.visit_newtype_struct(self);
+        }
+        self.skip_whitespace();
+        let start = self.at;
+        self.skip_value()?;
+        let text = self.text.get(start..self.at).unwrap_or_default();
+        visitor.visit_borrowed_str(text)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.skip_value()?;
+        visitor.visit_unit()
+    }
+
+    // Enums are read as anything else (a visitor expecting one refuses it): nothing the
+    // policy reads with this reader is an enum.
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct seq tuple tuple_struct map struct enum identifier
+    }
+}
+
+/// A list's elements or an object's entries, read one by one.
+struct Entries<'r, 'de> {
+    /// The reader, inside the list or object.
+    reader: &'r mut Reader<'de>,
+    /// Whether no element or entry was read yet (none is preceded by `,`).
+    first: bool,
+}
+
+impl<'de> SeqAccess<'de> for Entries<'_, 'de> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
+        if !self.reader.more(b']', std::mem::take(&mut self.first))? {
+            return Ok(None);
+        }
+        seed.deserialize(&mut *self.reader).map(Some)
+    }
+}
+
+impl<'de> MapAccess<'de> for Entries<'_, 'de> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        if !self.reader.more(b'}', std::mem::take(&mut self.first))? {
+            return Ok(None);
+        }
+        self.reader.key_start()?;
+        let key = seed.deserialize(&mut *self.reader)?;
+        self.reader.colon()?;
+        Ok(Some(key))
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        seed.deserialize(&mut *self.reader)
+    }
+}
