@@ -160,7 +160,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The error with a place, if it has none yet: where the reader stands.
+    /// The error with a place, if it has none yet: `here`.
     fn located(self, here: usize) -> Error {
         match self {
             Error::Data { message, at: None } => Error::Data {
@@ -690,7 +690,10 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let value = match self.skip_whitespace() {
+        let byte = self.skip_whitespace();
+        // A visitor's error says where the value it refused starts.
+        let start = self.at;
+        let value = match byte {
             None => return Err(self.error(Syntax::EndBeforeValue)),
             Some(b'"') => {
                 self.at += 1;
@@ -734,7 +737,7 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
             }
             Some(_) => return Err(self.error_found(Syntax::ExpectedValue)),
         };
-        value.map_err(|e| e.located(self.at))
+        value.map_err(|e| e.located(start))
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
