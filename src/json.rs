@@ -15,15 +15,17 @@
 //! documented in the tests:
 //! - Nesting: like serde_json building a value, at most 127 lists and objects inside each
 //!   other, counted across raw parts too (serde_json skips a raw part of any depth).
-//! - Floats are read by `str::parse::<f64>`, correctly rounded; serde_json's default
-//!   parser may be one unit in the last place off on long mantissas. A number beyond
-//!   `f64`'s range is refused, as serde_json refuses it.
+//! - Floats: exact where their digits fit 53 bits and their exponent is within 15 (every
+//!   float a pod usually has), else a few units in the last place off at most
+//!   ([`float_of`]); serde_json's default parser is not correctly rounded either, and the
+//!   two may differ there. A number beyond `f64`'s range is refused, as serde_json
+//!   refuses it.
 //!
 //! Strings are read as serde_json reads them for a `String`: `\u` surrogates must come in
 //! pairs. A raw part is checked as serde_json skips a value: a lone surrogate escape is
 //! kept there, and refused only if the policy comes to read it.
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor};
 use std::fmt;
 
 /// The name under which [`Raw`] asks [`Reader`] for a value's text (not a Rust name, so
@@ -179,6 +181,16 @@ impl de::Error for Error {
             at: None,
         }
     }
+
+    // serde_json's wording (its error's code is in the module already): serde's own
+    // formats a float with `core::fmt`, whose float code was 16 KB of the module.
+    fn invalid_type(unexpected: Unexpected, expected: &dyn de::Expected) -> Self {
+        Error::custom(serde_json::Error::invalid_type(unexpected, expected))
+    }
+
+    fn invalid_value(unexpected: Unexpected, expected: &dyn de::Expected) -> Self {
+        Error::custom(serde_json::Error::invalid_value(unexpected, expected))
+    }
 }
 
 /// Reads `T` from `text`, which must hold one JSON value and nothing else but whitespace.
@@ -214,6 +226,22 @@ enum Text<'de> {
     Borrowed(&'de str),
     /// Unescaped into [`Reader`]'s scratch.
     Scratch,
+}
+
+/// A value's first token: a whole scalar, or where a list or an object opens.
+enum Token<'de> {
+    /// A string.
+    Str(Text<'de>),
+    /// A number.
+    Number(Number),
+    /// `true` or `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+    /// `[`, read: the elements follow.
+    List,
+    /// `{`, read: the entries follow.
+    Object,
 }
 
 /// Reads JSON from a text, as a `serde::Deserializer` (`&mut Reader`).
@@ -320,6 +348,54 @@ impl<'de> Reader<'de> {
             }
             return Ok(());
         }
+    }
+
+    /// Reads a value's first token (a whole scalar, or a list's or object's opening) and
+    /// the offset where it starts. Not generic, and kept out of line: the one copy of the
+    /// reading code, which each visitor's `deserialize_any` only dispatches from (inlined
+    /// into each, it made the module 18 KB larger).
+    #[inline(never)]
+    fn token(&mut self) -> Result<(usize, Token<'de>), Error> {
+        let byte = self.skip_whitespace();
+        let start = self.at;
+        let token = match byte {
+            None => return Err(self.error(Syntax::EndBeforeValue)),
+            Some(b'"') => {
+                self.at += 1;
+                Token::Str(self.string()?)
+            }
+            Some(b'-' | b'0'..=b'9') => Token::Number(self.number()?),
+            Some(b'[') => {
+                self.enter()?;
+                Token::List
+            }
+            Some(b'{') => {
+                self.enter()?;
+                Token::Object
+            }
+            Some(b't') => {
+                self.literal("true")?;
+                Token::Bool(true)
+            }
+            Some(b'f') => {
+                self.literal("false")?;
+                Token::Bool(false)
+            }
+            Some(b'n') => {
+                self.literal("null")?;
+                Token::Null
+            }
+            Some(_) => return Err(self.error_found(Syntax::ExpectedValue)),
+        };
+        Ok((start, token))
+    }
+
+    /// Skips a value (after whitespace) and gives its text, for a [`Raw`].
+    fn raw(&mut self) -> Result<&'de str, Error> {
+        self.skip_whitespace();
+        let start = self.at;
+        self.skip_value()?;
+        Ok(self.text.get(start..self.at).unwrap_or_default())
     }
 
     /// Skips an object's key and its `:`.
@@ -541,19 +617,16 @@ impl<'de> Reader<'de> {
         Ok(number)
     }
 
-    /// The number from `start` to here, read as a float.
+    /// The number from `start` to here, read as a float ([`float_of`]).
     fn float(&self, start: usize) -> Result<Number, Error> {
-        let digits = self.text.get(start..self.at).unwrap_or_default();
-        match digits.parse::<f64>() {
-            Ok(value) if value.is_finite() => Ok(Number::Float(value)),
-            Ok(_) => Err(Error::Syntax {
+        let value = float_of(self.text.get(start..self.at).unwrap_or_default());
+        if value.is_finite() {
+            Ok(Number::Float(value))
+        } else {
+            Err(Error::Syntax {
                 syntax: Syntax::NumberOutOfRange,
                 at: start,
-            }),
-            Err(_) => Err(Error::Syntax {
-                syntax: Syntax::InvalidNumber,
-                at: start,
-            }),
+            })
         }
     }
 
@@ -654,6 +727,76 @@ enum Escape {
     Unicode,
 }
 
+/// 10⁰ to 10¹⁵: exact in a `f64`, and each below 2⁵³.
+const SMALL_POWERS_OF_TEN: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// 10⁰, 10¹⁶, 10³² … 10³⁰⁴, each the nearest `f64`: with [`SMALL_POWERS_OF_TEN`], every
+/// power of ten a `f64` reaches, in 36 numbers instead of 309.
+const LARGE_POWERS_OF_TEN: [f64; 20] = [
+    1e0, 1e16, 1e32, 1e48, 1e64, 1e80, 1e96, 1e112, 1e128, 1e144, 1e160, 1e176, 1e192, 1e208,
+    1e224, 1e240, 1e256, 1e272, 1e288, 1e304,
+];
+
+/// The largest mantissa kept: one more digit could overflow a `u64`.
+const MAX_MANTISSA: u64 = (u64::MAX - 9) / 10;
+
+/// The float a JSON number spells (its grammar checked already). Exact, that is
+/// correctly rounded, when its significant digits fit 53 bits and its exponent is within
+/// 15 (Clinger's fast path: one exact operation), which holds for every float a pod
+/// usually has; else two or three roundings, a few units in the last place off at most,
+/// as serde_json's default parser is too (it is not correctly rounded either). Not
+/// `str::parse`: its tables and code were 27 KB of the module (issue 24's size goal).
+/// Infinite when the number is beyond `f64`'s range.
+fn float_of(digits: &str) -> f64 {
+    let mut bytes = digits.bytes().peekable();
+    let negative = bytes.next_if_eq(&b'-').is_some();
+    // The first 19 significant digits, and the power of ten they are to be scaled by.
+    let (mut mantissa, mut exponent) = (0u64, 0i64);
+    let mut fraction = false;
+    for byte in bytes.by_ref() {
+        match byte {
+            b'0'..=b'9' if mantissa <= MAX_MANTISSA => {
+                mantissa = mantissa * 10 + u64::from(byte - b'0');
+                exponent -= i64::from(fraction);
+            }
+            // A digit past the 19th: dropped, but in the integer part it counts.
+            b'0'..=b'9' => exponent += i64::from(!fraction),
+            b'.' => fraction = true,
+            _ => break,
+        }
+    }
+    let exponent_negative = bytes.next_if(|b| matches!(b, b'+' | b'-')) == Some(b'-');
+    // Saturated: far past any float, so still infinite or zero.
+    let written = bytes.fold(0i64, |n, digit| {
+        (n * 10 + i64::from(digit - b'0')).min(1_000_000)
+    });
+    exponent += if exponent_negative { -written } else { written };
+    let mut value = mantissa as f64;
+    if mantissa != 0 {
+        // Beyond 10^±319 (10^308 and 19 digits), only infinity or zero.
+        let mut left = exponent.unsigned_abs().min(400);
+        while left > 0 {
+            // At most 10^319 a step, in two exact-or-nearest factors.
+            let step = left.min(319);
+            left -= step;
+            let step = usize::try_from(step).unwrap_or_default();
+            let small = SMALL_POWERS_OF_TEN.get(step % 16).copied().unwrap_or(1.0);
+            let large = LARGE_POWERS_OF_TEN
+                .get(step / 16)
+                .copied()
+                .unwrap_or(f64::INFINITY);
+            if exponent < 0 {
+                value = value / small / large;
+            } else {
+                value = value * small * large;
+            }
+        }
+    }
+    if negative { -value } else { value }
+}
+
 /// The offset of the first `"`, `\` or control character in `bytes` from `from` on, or
 /// `bytes`' length: eight bytes a step (Mycroft's test for a byte below a bound, native
 /// `u64` arithmetic on wasm32 too), the lowest flagged byte exact.
@@ -690,53 +833,29 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let byte = self.skip_whitespace();
-        // A visitor's error says where the value it refused starts.
-        let start = self.at;
-        let value = match byte {
-            None => return Err(self.error(Syntax::EndBeforeValue)),
-            Some(b'"') => {
-                self.at += 1;
-                match self.string()? {
-                    Text::Borrowed(text) => visitor.visit_borrowed_str(text),
-                    Text::Scratch => visitor.visit_str(&self.scratch),
-                }
-            }
-            Some(b'-' | b'0'..=b'9') => match self.number()? {
-                Number::Unsigned(value) => visitor.visit_u64(value),
-                Number::Signed(value) => visitor.visit_i64(value),
-                Number::Float(value) => visitor.visit_f64(value),
-            },
-            Some(b'[') => {
-                self.enter()?;
-                let list = visitor.visit_seq(Entries {
+        let (start, token) = self.token()?;
+        let value = match token {
+            Token::Str(Text::Borrowed(text)) => visitor.visit_borrowed_str(text),
+            Token::Str(Text::Scratch) => visitor.visit_str(&self.scratch),
+            Token::Number(Number::Unsigned(value)) => visitor.visit_u64(value),
+            Token::Number(Number::Signed(value)) => visitor.visit_i64(value),
+            Token::Number(Number::Float(value)) => visitor.visit_f64(value),
+            Token::Bool(value) => visitor.visit_bool(value),
+            Token::Null => visitor.visit_unit(),
+            Token::List => visitor
+                .visit_seq(Entries {
                     reader: &mut *self,
                     first: true,
-                });
-                list.and_then(|list| self.leave(b']').map(|()| list))
-            }
-            Some(b'{') => {
-                self.enter()?;
-                let object = visitor.visit_map(Entries {
+                })
+                .and_then(|list| self.leave(b']').map(|()| list)),
+            Token::Object => visitor
+                .visit_map(Entries {
                     reader: &mut *self,
                     first: true,
-                });
-                object.and_then(|object| self.leave(b'}').map(|()| object))
-            }
-            Some(b't') => {
-                self.literal("true")?;
-                visitor.visit_bool(true)
-            }
-            Some(b'f') => {
-                self.literal("false")?;
-                visitor.visit_bool(false)
-            }
-            Some(b'n') => {
-                self.literal("null")?;
-                visitor.visit_unit()
-            }
-            Some(_) => return Err(self.error_found(Syntax::ExpectedValue)),
+                })
+                .and_then(|object| self.leave(b'}').map(|()| object)),
         };
+        // A visitor's error says where the value it refused starts.
         value.map_err(|e| e.located(start))
     }
 
@@ -757,11 +876,7 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
         if name != RAW {
             return visitor.visit_newtype_struct(self);
         }
-        self.skip_whitespace();
-        let start = self.at;
-        self.skip_value()?;
-        let text = self.text.get(start..self.at).unwrap_or_default();
-        visitor.visit_borrowed_str(text)
+        visitor.visit_borrowed_str(self.raw()?)
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -817,5 +932,68 @@ impl<'de> MapAccess<'de> for Entries<'_, 'de> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
         seed.deserialize(&mut *self.reader)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// How many units in the last place apart two finite floats of one sign are.
+    fn ulps(a: f64, b: f64) -> u64 {
+        a.to_bits().abs_diff(b.to_bits())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 20_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Clinger's fast path: digits within 53 bits, exponent within 22, written any way
+        /// (a fraction, an exponent, both): exactly `str::parse`'s, correctly rounded.
+        #[test]
+        fn the_fast_path_is_correctly_rounded(
+            mantissa in 0u64..(1 << 53),
+            exponent in -15i32..=15,
+            point in 0usize..6,
+            negative in any::<bool>(),
+        ) {
+            let digits = mantissa.to_string();
+            let point = point.min(digits.len() - 1);
+            let (whole, fraction) = digits.split_at(digits.len() - point);
+            let shift = i32::try_from(point).unwrap();
+            let sign = if negative { "-" } else { "" };
+            let text = if point == 0 {
+                format!("{sign}{whole}e{exponent}")
+            } else {
+                format!("{sign}{whole}.{fraction}e{}", exponent + shift)
+            };
+            prop_assert_eq!(float_of(&text).to_bits(), text.parse::<f64>().unwrap().to_bits(), "{}", text);
+        }
+
+        /// Any other float: a few units in the last place from the correctly rounded one
+        /// (subnormals, with few digits of their own, aside).
+        #[test]
+        fn any_float_is_a_few_ulps_off_at_most(
+            digits in "[1-9][0-9]{0,24}",
+            exponent in -330i32..=310,
+        ) {
+            let text = format!("{digits}e{exponent}");
+            let exact = text.parse::<f64>().unwrap();
+            let ours = float_of(&text);
+            if exact.is_infinite() || exact < f64::MIN_POSITIVE {
+                return Ok(());
+            }
+            prop_assert!(ulps(ours, exact) <= 16, "{}: {} against {}", text, ours, exact);
+        }
+    }
+
+    #[test]
+    fn floats_beyond_range_are_infinite_and_tiny_ones_zero() {
+        assert!(float_of("1e309").is_infinite());
+        assert!(float_of("-18e307").is_infinite());
+        assert_eq!(float_of("1e-400"), 0.0);
+        assert_eq!(float_of("0e999999999999"), 0.0);
+        assert_eq!(float_of("-0.0").to_bits(), (-0.0f64).to_bits());
+        assert_eq!(float_of("1.7976931348623157e308"), f64::MAX);
     }
 }
