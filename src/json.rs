@@ -140,9 +140,16 @@ pub enum Syntax {
     TrailingText(char),
 }
 
-/// A text that is not JSON, or JSON that its reader (a visitor) refuses.
+/// A text that is not JSON, or JSON that its reader (a visitor) refuses. Boxed: a
+/// `Result<(), Error>` is then one pointer, returned in a register; unboxed, every
+/// fallible step of the reader returned it through memory (wasm has no larger returns).
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+#[error(transparent)]
+pub struct Error(Box<Problem>);
+
+/// What an [`Error`] says.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
     /// Not JSON; `at` is the byte offset in the text.
     #[error("{syntax} at byte {at}")]
     Syntax {
@@ -162,24 +169,32 @@ pub enum Error {
 }
 
 impl Error {
+    /// What the error says.
+    pub fn problem(&self) -> &Problem {
+        &self.0
+    }
+
+    /// `syntax` at byte `at`.
+    #[cold]
+    fn syntax(syntax: Syntax, at: usize) -> Error {
+        Error(Box::new(Problem::Syntax { syntax, at }))
+    }
+
     /// The error with a place, if it has none yet: `here`.
-    fn located(self, here: usize) -> Error {
-        match self {
-            Error::Data { message, at: None } => Error::Data {
-                message,
-                at: Some(here),
-            },
-            other => other,
+    fn located(mut self, here: usize) -> Error {
+        if let Problem::Data { at: at @ None, .. } = &mut *self.0 {
+            *at = Some(here);
         }
+        self
     }
 }
 
 impl de::Error for Error {
     fn custom<T: fmt::Display>(message: T) -> Self {
-        Error::Data {
+        Error(Box::new(Problem::Data {
             message: message.to_string(),
             at: None,
-        }
+        }))
     }
 
     // serde_json's wording (its error's code is in the module already): serde's own
@@ -407,24 +422,22 @@ impl<'de> Reader<'de> {
     }
 
     /// Checks that a key starts here (after whitespace): a `"`, not yet read.
+    #[inline]
     fn key_start(&mut self) -> Result<(), Error> {
-        match self.skip_whitespace() {
-            Some(b'"') => Ok(()),
-            Some(_) => Err(self.error_found(Syntax::KeyMustBeAString)),
-            None => Err(self.error(Syntax::EndInObject)),
+        if self.skip_whitespace() == Some(b'"') {
+            return Ok(());
         }
+        Err(self.unexpected(Syntax::KeyMustBeAString, Syntax::EndInObject))
     }
 
     /// Reads the `:` after a key.
+    #[inline]
     fn colon(&mut self) -> Result<(), Error> {
-        match self.skip_whitespace() {
-            Some(b':') => {
-                self.at += 1;
-                Ok(())
-            }
-            Some(_) => Err(self.error_found(Syntax::ExpectedColon)),
-            None => Err(self.error(Syntax::EndInObject)),
+        if self.skip_whitespace() == Some(b':') {
+            self.at += 1;
+            return Ok(());
         }
+        Err(self.unexpected(Syntax::ExpectedColon, Syntax::EndInObject))
     }
 
     /// Skips a string's rest, after its `"`: escapes checked as serde_json skips them
@@ -437,12 +450,19 @@ impl<'de> Reader<'de> {
                     self.at += 1;
                     return Ok(());
                 }
-                Some(b'\\') => {
-                    self.at += 1;
-                    if self.escape()? == Escape::Unicode {
+                // Checked here, not by `escape`: a call per escape cost as much as the
+                // scan (managedFields' keys are full of `\"`).
+                Some(b'\\') => match self.text.as_bytes().get(self.at + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.at += 2,
+                    Some(b'u') => {
+                        self.at += 2;
                         self.hex4()?;
                     }
-                }
+                    _ => {
+                        self.at += 1;
+                        return Err(self.unexpected(Syntax::InvalidEscape, Syntax::EndInString));
+                    }
+                },
                 Some(byte) => return Err(self.error(Syntax::ControlCharacter(byte))),
                 None => return Err(self.error(Syntax::EndInString)),
             }
@@ -623,10 +643,7 @@ impl<'de> Reader<'de> {
         if value.is_finite() {
             Ok(Number::Float(value))
         } else {
-            Err(Error::Syntax {
-                syntax: Syntax::NumberOutOfRange,
-                at: start,
-            })
+            Err(Error::syntax(Syntax::NumberOutOfRange, start))
         }
     }
 
@@ -667,8 +684,8 @@ impl<'de> Reader<'de> {
 
     /// Whether a list or an object has another entry: after its first, a `,`; `close`
     /// (left for [`Reader::leave`]) ends it.
+    #[inline]
     fn more(&mut self, close: u8, first: bool) -> Result<bool, Error> {
-        let object = close == b'}';
         match self.skip_whitespace() {
             Some(byte) if byte == close => Ok(false),
             Some(b',') if !first => {
@@ -676,15 +693,26 @@ impl<'de> Reader<'de> {
                 Ok(true)
             }
             Some(_) if first => Ok(true),
-            Some(_) if object => Err(self.error_found(Syntax::ExpectedObjectCommaOrEnd)),
-            Some(_) => Err(self.error_found(Syntax::ExpectedListCommaOrEnd)),
-            None if object => Err(self.error(Syntax::EndInObject)),
-            None => Err(self.error(Syntax::EndInList)),
+            _ if close == b'}' => {
+                Err(self.unexpected(Syntax::ExpectedObjectCommaOrEnd, Syntax::EndInObject))
+            }
+            _ => Err(self.unexpected(Syntax::ExpectedListCommaOrEnd, Syntax::EndInList)),
         }
     }
 
-    /// Moves past whitespace; the byte there, if any.
+    /// Moves past whitespace; the byte there, if any. Inline for the usual case, no
+    /// whitespace (every byte above a space is none).
+    #[inline(always)]
     fn skip_whitespace(&mut self) -> Option<u8> {
+        match self.byte() {
+            Some(byte) if byte > b' ' => Some(byte),
+            _ => self.skip_whitespace_slowly(),
+        }
+    }
+
+    /// [`Reader::skip_whitespace`] where there is some, or a control character, or the end.
+    #[inline(never)]
+    fn skip_whitespace_slowly(&mut self) -> Option<u8> {
         while let Some(byte) = self.byte() {
             if !matches!(byte, b' ' | b'\n' | b'\t' | b'\r') {
                 return Some(byte);
@@ -700,14 +728,24 @@ impl<'de> Reader<'de> {
     }
 
     /// `syntax` here.
+    #[cold]
     fn error(&self, syntax: Syntax) -> Error {
-        Error::Syntax {
-            syntax,
-            at: self.at,
+        Error::syntax(syntax, self.at)
+    }
+
+    /// What was found here instead of what `syntax` names, or `end` at the text's end.
+    #[cold]
+    #[inline(never)]
+    fn unexpected(&self, syntax: fn(char) -> Syntax, end: Syntax) -> Error {
+        if self.byte().is_none() {
+            return self.error(end);
         }
+        self.error_found(syntax)
     }
 
     /// The error `syntax` names with the character found here.
+    #[cold]
+    #[inline(never)]
     fn error_found(&self, syntax: fn(char) -> Syntax) -> Error {
         let found = self
             .text
@@ -719,7 +757,6 @@ impl<'de> Reader<'de> {
 }
 
 /// An escape's meaning, its letter read.
-#[derive(PartialEq, Eq)]
 enum Escape {
     /// A one-letter escape.
     Char(char),
