@@ -584,9 +584,13 @@ impl<'de> Reader<'de> {
             Some(b'1'..=b'9') => {
                 let mut value = Some(0u64);
                 while let Some(digit @ b'0'..=b'9') = self.byte() {
-                    value = value
-                        .and_then(|value| value.checked_mul(10))
-                        .and_then(|value| value.checked_add(u64::from(digit - b'0')));
+                    let digit = u64::from(digit - b'0');
+                    // Not `checked_mul`: on wasm32 it is a 128-bit multiplication call.
+                    value = value.filter(|value| {
+                        *value < u64::MAX / 10
+                            || (*value == u64::MAX / 10 && digit <= u64::MAX % 10)
+                    });
+                    value = value.map(|value| value * 10 + digit);
                     self.at += 1;
                 }
                 value
@@ -910,7 +914,8 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Error> {
-        if name != RAW {
+        // The same constant is usually the same pointer: no comparison of its bytes.
+        if !std::ptr::eq(name, RAW) && name != RAW {
             return visitor.visit_newtype_struct(self);
         }
         visitor.visit_borrowed_str(self.raw()?)
@@ -926,6 +931,32 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
         unit unit_struct seq tuple tuple_struct map struct enum identifier
+    }
+}
+
+/// An object's key, read: handed to a key's seed without the dispatch on a value's
+/// first byte (a key is always a string).
+enum Key<'k, 'de> {
+    /// Spelt in the text as it reads.
+    Borrowed(&'de str),
+    /// Unescaped, in the reader's scratch.
+    Copied(&'k str),
+}
+
+impl<'de> Deserializer<'de> for Key<'_, 'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self {
+            Key::Borrowed(text) => visitor.visit_borrowed_str(text),
+            Key::Copied(text) => visitor.visit_str(text),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
     }
 }
 
@@ -962,7 +993,13 @@ impl<'de> MapAccess<'de> for Entries<'_, 'de> {
             return Ok(None);
         }
         self.reader.key_start()?;
-        let key = seed.deserialize(&mut *self.reader)?;
+        let start = self.reader.at;
+        self.reader.at += 1;
+        let key = match self.reader.string()? {
+            Text::Borrowed(text) => seed.deserialize(Key::Borrowed(text)),
+            Text::Scratch => seed.deserialize(Key::Copied(&self.reader.scratch)),
+        };
+        let key = key.map_err(|e| e.located(start))?;
         self.reader.colon()?;
         Ok(Some(key))
     }
