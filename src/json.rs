@@ -468,30 +468,37 @@ impl<'de> Reader<'de> {
         }
     }
 
-    /// Reads a string's rest, after its `"`: borrowed when it holds no escape.
+    /// Reads a string's rest, after its `"`: borrowed when it holds no escape. Inline for
+    /// the usual string, plain ([`Reader::escaped_string`] reads the others).
+    #[inline(always)]
     fn string(&mut self) -> Result<Text<'de>, Error> {
-        let bytes = self.text.as_bytes();
-        let mut start = self.at;
-        let mut escaped = false;
+        let start = self.at;
+        let stop = string_stop(self.text.as_bytes(), start);
+        if self.text.as_bytes().get(stop) != Some(&b'"') {
+            return self.escaped_string(start, stop);
+        }
+        self.at = stop + 1;
+        // Between ASCII bytes of a `str`: always on a char boundary.
+        Ok(Text::Borrowed(
+            self.text.get(start..stop).unwrap_or_default(),
+        ))
+    }
+
+    /// Reads a string from `start` that holds an escape (or a control character, or no
+    /// end) at `stop`, unescaped into the scratch.
+    #[inline(never)]
+    fn escaped_string(&mut self, mut start: usize, stop: usize) -> Result<Text<'de>, Error> {
+        self.scratch.clear();
+        self.at = stop;
         loop {
-            self.at = string_stop(bytes, self.at);
-            // Between ASCII bytes of a `str`: always on a char boundary.
             let plain = self.text.get(start..self.at).unwrap_or_default();
+            self.scratch.push_str(plain);
             match self.byte() {
                 Some(b'"') => {
                     self.at += 1;
-                    if !escaped {
-                        return Ok(Text::Borrowed(plain));
-                    }
-                    self.scratch.push_str(plain);
                     return Ok(Text::Scratch);
                 }
                 Some(b'\\') => {
-                    if !escaped {
-                        self.scratch.clear();
-                        escaped = true;
-                    }
-                    self.scratch.push_str(plain);
                     self.at += 1;
                     let unescaped = match self.escape()? {
                         Escape::Char(c) => c,
@@ -503,6 +510,7 @@ impl<'de> Reader<'de> {
                 Some(byte) => return Err(self.error(Syntax::ControlCharacter(byte))),
                 None => return Err(self.error(Syntax::EndInString)),
             }
+            self.at = string_stop(self.text.as_bytes(), self.at);
         }
     }
 
