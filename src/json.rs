@@ -455,7 +455,10 @@ impl<'de> Reader<'de> {
                     Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.at += 2,
                     Some(b'u') => {
                         self.at += 2;
-                        self.hex4()?;
+                        if hex_value(self.text.as_bytes().get(self.at..self.at + 4)).is_none() {
+                            return Err(self.hex_error());
+                        }
+                        self.at += 4;
                     }
                     _ => {
                         self.at += 1;
@@ -558,23 +561,27 @@ impl<'de> Reader<'de> {
 
     /// Reads four hex digits.
     fn hex4(&mut self) -> Result<u16, Error> {
-        let Some(digits) = self.text.as_bytes().get(self.at..self.at + 4) else {
-            self.at = self.text.len();
-            return Err(self.error(Syntax::EndInString));
-        };
-        let mut code = 0;
-        for &digit in digits {
-            let Some(value) = char::from(digit).to_digit(16) else {
-                return Err(self.error(Syntax::InvalidHexEscape));
-            };
-            code = code << 4 | value;
-        }
+        let code = hex_value(self.text.as_bytes().get(self.at..self.at + 4))
+            .ok_or_else(|| self.hex_error())?;
         self.at += 4;
-        u16::try_from(code).map_err(|_| self.error(Syntax::InvalidHexEscape))
+        Ok(code)
+    }
+
+    /// Why no four hex digits follow a `\u` here: the text ends, or one is not hex.
+    #[cold]
+    #[inline(never)]
+    fn hex_error(&mut self) -> Error {
+        if self.at + 4 > self.text.len() {
+            self.at = self.text.len();
+            return self.error(Syntax::EndInString);
+        }
+        self.error(Syntax::InvalidHexEscape)
     }
 
     /// Checks a number's grammar and moves past it; returns its magnitude if it is an
-    /// integer that fits a `u64` (`None`: read as a float).
+    /// integer that fits a `u64` (`None`: read as a float). Inline: a call in the
+    /// skipper's loop made it load the reader's fields again at every step.
+    #[inline(always)]
     fn scan_number(&mut self) -> Result<Option<u64>, Error> {
         let negative = self.byte() == Some(b'-');
         if negative {
@@ -621,6 +628,7 @@ impl<'de> Reader<'de> {
     }
 
     /// Reads one digit or more.
+    #[inline(always)]
     fn digits(&mut self) -> Result<(), Error> {
         if !matches!(self.byte(), Some(b'0'..=b'9')) {
             return Err(self.error(Syntax::InvalidNumber));
@@ -659,6 +667,7 @@ impl<'de> Reader<'de> {
     }
 
     /// Reads `literal` (`true`, `false` or `null`).
+    #[inline(always)]
     fn literal(&mut self, literal: &'static str) -> Result<(), Error> {
         let end = self.at + literal.len();
         if self.text.as_bytes().get(self.at..end) != Some(literal.as_bytes()) {
@@ -715,22 +724,14 @@ impl<'de> Reader<'de> {
     /// whitespace (every byte above a space is none).
     #[inline(always)]
     fn skip_whitespace(&mut self) -> Option<u8> {
-        match self.byte() {
-            Some(byte) if byte > b' ' => Some(byte),
-            _ => self.skip_whitespace_slowly(),
-        }
-    }
-
-    /// [`Reader::skip_whitespace`] where there is some, or a control character, or the end.
-    #[inline(never)]
-    fn skip_whitespace_slowly(&mut self) -> Option<u8> {
-        while let Some(byte) = self.byte() {
-            if !matches!(byte, b' ' | b'\n' | b'\t' | b'\r') {
-                return Some(byte);
+        let bytes = self.text.as_bytes();
+        match bytes.get(self.at) {
+            Some(&byte) if byte > b' ' => Some(byte),
+            _ => {
+                self.at = whitespace_end(bytes, self.at);
+                bytes.get(self.at).copied()
             }
-            self.at += 1;
         }
-        None
     }
 
     /// The byte here, if any.
@@ -773,6 +774,25 @@ enum Escape {
     Char(char),
     /// `\u`, its four hex digits still to read.
     Unicode,
+}
+
+/// Where the whitespace from `at` on ends. Out of line, and not a method: a call that
+/// could change the reader made the skipper's loop load its fields again at every step.
+#[inline(never)]
+fn whitespace_end(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// The value of four hex digits, if `digits` are four.
+fn hex_value(digits: Option<&[u8]>) -> Option<u16> {
+    let digits: &[u8; 4] = digits?.try_into().ok()?;
+    digits.iter().try_fold(0u16, |code, digit| {
+        let value = u16::try_from(char::from(*digit).to_digit(16)?).ok()?;
+        Some(code << 4 | value)
+    })
 }
 
 /// 10⁰ to 10¹⁵: exact in a `f64`, and each below 2⁵³.
