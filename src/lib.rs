@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod allocator;
 pub mod init_container;
+pub mod json;
 pub mod memcmp;
 pub mod message;
 pub mod mutate;

@@ -6,7 +6,7 @@
 //! of `validate` (issue 24). [`Pod`] reads the object once: `metadata` and `spec` into
 //! [`Pod::value`] but the keys of [`METADATA_NEVER_READ`] and [`SPEC_NEVER_READ`], and in
 //! each entry of the three container lists all but [`CONTAINER_NEVER_READ`]; every other
-//! top-level entry, and each never-read key, stays a [`RawValue`] borrowed from the
+//! top-level entry, and each never-read key, stays a [`Raw`] text borrowed from the
 //! request. All of it in the request's one pass, keys borrowed from it. [`Pod::write`]
 //! puts them back together in the object's own order. `mutate` and `select` keep working
 //! on a `Value` of the pod.
@@ -27,12 +27,12 @@
 //! whole containers, or copies one; `tests/never_read.rs` fails if a listed key changes
 //! what the policy does.
 
+use crate::json::{self, Raw};
 use crate::settings::Settings;
 use crate::settings::method::Method;
 use crate::write;
 use crate::write::OwnJson;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -127,9 +127,13 @@ pub const CONTAINER_NEVER_READ: [&str; 18] = [
 ];
 
 /// The order of the never-read lists, for binary search: by length, then by bytes. Most
-/// keys differ in length, so a lookup compares lengths and seldom the bytes.
+/// keys differ in length, so a lookup compares lengths and seldom the bytes; of those of
+/// one length, most differ in their first byte, compared before a call to `memcmp`.
 pub fn key_order(a: &str, b: &str) -> Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().first().cmp(&b.as_bytes().first()))
+        .then_with(|| a.cmp(b))
 }
 
 /// The three container lists of a pod spec; the reader splits their entries by
@@ -189,7 +193,7 @@ impl<'de> Visitor<'de> for BorrowedKey {
 /// Where one entry of an object went.
 enum Part<'a> {
     /// Kept as given; written back as it came.
-    Raw(&'a RawValue),
+    Raw(Raw<'a>),
     /// Read into the `Value`; written from it (or left out if the policy removed it).
     Read,
     /// An object split again: its entries, each raw or read.
@@ -217,7 +221,7 @@ impl Pod<'_> {
     /// before its settings were known ([`NeverRead::most`], or another call's settings)
     /// then holds all the settings read. What it read beyond that stays read, as harmless
     /// as before issue 24.
-    pub fn read_more(&mut self, never_read: &NeverRead) -> Result<(), serde_json::Error> {
+    pub fn read_more(&mut self, never_read: &NeverRead) -> Result<(), json::Error> {
         let Value::Object(value) = &mut self.value else {
             return Ok(());
         };
@@ -398,19 +402,18 @@ impl Pod<'_> {
 }
 
 /// Reads into `object` each raw entry of its `layout` that `never_read` does not list.
-// `from_str`: the raw parts are text already checked, as the request is (one parser).
 fn read_listed_out(
     layout: &mut Layout<'_>,
     object: &mut Map<String, Value>,
     never_read: &[&str],
-) -> Result<(), serde_json::Error> {
+) -> Result<(), json::Error> {
     for (key, part) in layout {
         if let Part::Raw(raw) = part
             && never_read
                 .binary_search_by(|known| key_order(known, key))
                 .is_err()
         {
-            object.insert(key.to_string(), serde_json::from_str(raw.get())?);
+            object.insert(key.to_string(), json::from_str(raw.get())?);
             *part = Part::Read;
         }
     }
@@ -815,8 +818,7 @@ impl<'de> Visitor<'de> for ContainerList<'_, 'de> {
 
 /// A spec whose container forged a [`MARKER`]: every split container read whole (our
 /// marker removed, its raw keys parsed in), so that the writer has no marker to trust.
-// `from_str`: the raw parts are text already checked, as the request is (one parser).
-fn unsplit(spec: &mut Value, containers: Containers<'_>) -> Result<(), serde_json::Error> {
+fn unsplit(spec: &mut Value, containers: Containers<'_>) -> Result<(), json::Error> {
     for Container { at, layout, marked } in containers.split {
         let Some(Value::Object(container)) =
             at.and_then(|(list, i)| spec.get_mut(list)?.get_mut(i))
@@ -828,7 +830,7 @@ fn unsplit(spec: &mut Value, containers: Containers<'_>) -> Result<(), serde_jso
         }
         for (key, part) in layout {
             if let Part::Raw(raw) = part {
-                container.insert(key.into_owned(), serde_json::from_str(raw.get())?);
+                container.insert(key.into_owned(), json::from_str(raw.get())?);
             }
         }
     }
@@ -935,8 +937,7 @@ mod tests {
     const OBJECT: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","managedFields":[{"manager":"kubectl","time":"2024-01-01T00:00:00Z","fieldsV1":{"f:spec":{}}}],"annotations":{"a":"b"},"x-unknown":1.50},"spec":{"containers":[{"future":{"n":1},"name":"app"}]},"status":{"phase":"Pending","n":1e3}}"#;
 
     fn read(object: &str) -> Pod<'_> {
-        let mut json = serde_json::Deserializer::from_str(object);
-        ReadPod(&NeverRead::fixed()).deserialize(&mut json).unwrap()
+        json::from_str_seed(object, ReadPod(&NeverRead::fixed())).unwrap()
     }
 
     #[test]
@@ -1113,8 +1114,7 @@ mod tests {
     fn read_more_reads_what_the_settings_read_from_the_raw_parts() {
         // Read before the settings are known: `env` and `labels` raw; activation reads them.
         let object = r#"{"metadata":{"labels":{"a":"1"},"uid":"u"},"spec":{"containers":[{"name":"a","env":[{"name":"E","value":"1.50"}],"ports":1.50}]}}"#;
-        let mut json = serde_json::Deserializer::from_str(object);
-        let mut pod = ReadPod(&NeverRead::most()).deserialize(&mut json).unwrap();
+        let mut pod = json::from_str_seed(object, ReadPod(&NeverRead::most())).unwrap();
         assert_eq!(
             pod.value,
             json!({"metadata": {}, "spec": {"containers": [{"name": "a", MARKER: 0}]}})

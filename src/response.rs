@@ -9,6 +9,7 @@
 //! its untouched parts byte for byte.
 
 use crate::activation::{self, annotation};
+use crate::json::{self, Raw};
 use crate::message::listing;
 use crate::mutate::Additions;
 use crate::raw::{BorrowedKey, NeverRead, Pod, ReadPod};
@@ -22,7 +23,6 @@ use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
@@ -43,7 +43,7 @@ pub const AUDIT_KEY: &str = "mutation";
 /// The `validate` payload: the policy settings (absent and `null` are both `None`) and
 /// the AdmissionRequest.
 struct Payload<'a> {
-    settings: Option<&'a RawValue>,
+    settings: Option<Raw<'a>>,
     request: AdmissionRequest<'a>,
 }
 
@@ -195,15 +195,15 @@ fn last_settings() -> Option<Rc<ReadSettings>> {
 }
 
 /// `given` read: from [`LAST_SETTINGS`] when they are the same text, else parsed anew.
-fn read_settings(given: Option<&RawValue>) -> Rc<ReadSettings> {
+fn read_settings(given: Option<Raw<'_>>) -> Rc<ReadSettings> {
     // The policy server sends `null` when spec.settings is omitted: the defaults.
-    let given = given.map_or("null", RawValue::get);
+    let given = given.map_or("null", |given| given.get());
     LAST_SETTINGS.with(|last| {
         let read = last
             .take()
             .filter(|last| *last.given == *given)
             .unwrap_or_else(|| {
-                let parsed = match serde_json::from_str(given) {
+                let parsed = match json::from_str(given) {
                     Ok(Value::Null) => Ok(Settings::default()),
                     Ok(value) => settings::parse(value),
                     // Not reached: the payload they came in parsed, so they are JSON.
@@ -227,22 +227,16 @@ fn read_settings(given: Option<&RawValue>) -> Rc<ReadSettings> {
     })
 }
 
-/// `payload` read as UTF-8 text, then as JSON. Checked once here, the text lets serde_json
-/// skip checking every string and raw part again (`from_slice` does): 4% of `validate`
-/// in wasm on the typical pod. Every parse of the module goes through here, [`read_payload`]
-/// or `from_str`, so the module holds one instance of serde_json's parser.
+/// `payload` read as UTF-8 text, then as JSON by the module's one reader ([`json`]).
+/// Checked once here, the text need not be checked again in each string and raw part.
 fn from_json_text<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, String> {
     let text = std::str::from_utf8(payload).map_err(|e| e.to_string())?;
-    serde_json::from_str(text).map_err(|e| e.to_string())
+    json::from_str(text).map_err(|e| e.to_string())
 }
 
 /// The `validate` payload's text read, its pod without the `never_read` keys.
 fn read_payload<'a>(text: &'a str, never_read: &NeverRead) -> Result<Payload<'a>, String> {
-    let mut json = serde_json::Deserializer::from_str(text);
-    let payload = ReadPayload(never_read)
-        .deserialize(&mut json)
-        .and_then(|payload| json.end().map(|()| payload));
-    payload.map_err(|e| e.to_string())
+    json::from_str_seed(text, ReadPayload(never_read)).map_err(|e| e.to_string())
 }
 
 /// Answers a `validate_settings` call: always a response, never an error.

@@ -301,7 +301,7 @@ impl OwnJson {
     pub fn unfold(&self, value: &mut Value) {
         match value {
             Value::String(json) if self.holds(json) => {
-                if let Ok(read) = serde_json::from_str(json) {
+                if let Ok(read) = crate::json::from_str(json) {
                     *value = read;
                 }
             }

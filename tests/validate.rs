@@ -480,6 +480,8 @@ fn an_unreadable_pod_is_rejected_with_400() {
 #[rstest]
 #[case::not_json(b"{".to_vec())]
 #[case::no_request(b"{\"settings\": {}}".to_vec())]
+#[case::trailing_text(b"{\"request\": {}} x".to_vec())]
+#[case::too_deep(format!("{{\"request\": {{\"object\": {}}}}}", "[".repeat(200)).into_bytes())]
 fn a_malformed_payload_is_rejected_not_trapped(#[case] payload: Vec<u8>) {
     let response = validate(&payload);
     assert!(!response.accepted);
