@@ -163,11 +163,34 @@ pub struct Additions {
     mounts: Vec<AgentMount>,
     /// init-container's copy container for a pod without pod-level resources (most).
     copy: Option<Prepared>,
+    /// `requiredNodeLabel`'s requirement, and the node selector term of it alone.
+    node_label: Option<NodeRequirement>,
+}
+
+/// `requiredNodeLabel` as the pod gets it: the requirement ANDed into each node selector
+/// term, or a term of it alone where the pod has none.
+struct NodeRequirement {
+    /// `{"key": …, "operator": "In", "values": [...]}`.
+    requirement: Prepared,
+    /// `{"matchExpressions": [requirement]}`.
+    term: Prepared,
+}
+
+impl NodeRequirement {
+    /// The requirement and the term for `label`.
+    fn of(label: &NodeLabel) -> Self {
+        let requirement = json!({"key": label.key, "operator": "In", "values": [label.value]});
+        NodeRequirement {
+            term: Prepared::new(json!({ "matchExpressions": [requirement.clone()] })),
+            requirement: Prepared::new(requirement),
+        }
+    }
 }
 
 impl Additions {
     /// What `method` adds.
     pub fn of(method: &Method) -> Self {
+        let node_label = method.node_label().map(NodeRequirement::of);
         let copy = match method {
             Method::InitContainer { copy, .. } => {
                 Some(Prepared::new(Value::Object(copy.container(&[]))))
@@ -179,11 +202,13 @@ impl Additions {
                 volume: Some((Prepared::new(Value::Object(volume)), is_ours)),
                 mounts: agent_mounts(method, mounts),
                 copy,
+                node_label,
             },
             None => Additions {
                 volume: None,
                 mounts: Vec::new(),
                 copy,
+                node_label,
             },
         }
     }
@@ -242,8 +267,8 @@ pub fn mutate_by(
     if let Method::InitContainer { copy, .. } = method {
         changed |= add_init_container(spec, copy, additions.copy.as_ref(), own_json)?;
     }
-    if let Some(label) = method.node_label() {
-        changed |= require_node_label(spec, label)?;
+    if let Some(label) = &additions.node_label {
+        changed |= require_node_label(spec, label, own_json)?;
     }
     // One buffer for every container's look-up of our paths, not one each.
     let mut found = Vec::with_capacity(additions.mounts.len());
@@ -770,8 +795,12 @@ fn is_exactly(found: &Value, wanted: &AgentMount) -> bool {
 /// Never appends a term to existing ones: terms are ORed, so that would loosen the
 /// affinity. Empty terms match no node, and adding to one would make it match, so
 /// they are left alone.
-fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Conflict> {
-    let requirement = json!({"key": label.key, "operator": "In", "values": [label.value]});
+fn require_node_label(
+    spec: &mut Object,
+    label: &NodeRequirement,
+    own_json: &mut OwnJson,
+) -> Result<bool, Conflict> {
+    let requirement = label.requirement.value();
     let affinity = object_at(spec, "affinity", &|| "spec".into())?;
     let node_affinity = object_at(affinity, "nodeAffinity", &|| "spec.affinity".into())?;
     let required = object_at(
@@ -782,7 +811,7 @@ fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Conf
     let terms_path = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution";
     let terms = array_at(required, "nodeSelectorTerms", &|| terms_path.into())?;
     if terms.is_empty() {
-        terms.push(json!({ "matchExpressions": [requirement] }));
+        terms.push(own_json.copy_of(&label.term));
         return Ok(true);
     }
     let mut changed = false;
@@ -807,8 +836,8 @@ fn require_node_label(spec: &mut Object, label: &NodeLabel) -> Result<bool, Conf
             continue;
         }
         let expressions = array_at(term, "matchExpressions", &path)?;
-        if !expressions.contains(&requirement) {
-            expressions.push(requirement.clone());
+        if !expressions.contains(requirement) {
+            expressions.push(own_json.copy_of(&label.requirement));
             changed = true;
         }
     }
