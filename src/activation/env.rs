@@ -767,7 +767,13 @@ fn setting(entry: &EnvEntry) -> (Option<&str>, Option<&Value>) {
 /// value (its map's key order: `name`, then `value` or `valueFrom`), written without
 /// building it. `None` if a number of the source cannot be written, which it can.
 pub fn entry_json(entry: &EnvEntry) -> Option<String> {
-    let mut out = Vec::with_capacity(ENTRY_JSON_SIZE);
+    // Sized for the text without escapes: an attributes value is longer than most, and
+    // growing the buffer copies it.
+    let text = match entry {
+        EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } => value.len(),
+        EnvEntry::ValueFrom { source, .. } => source.json().map_or(0, str::len),
+    };
+    let mut out = Vec::with_capacity(ENTRY_JSON_FRAME + entry.name().len() + text);
     out.extend_from_slice(br#"{"name":"#);
     write::string(&mut out, entry.name());
     match entry {
@@ -784,8 +790,9 @@ pub fn entry_json(entry: &EnvEntry) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The usual size of an entry's JSON: a downward-API entry's, room for most values.
-const ENTRY_JSON_SIZE: usize = 128;
+/// The bytes of an entry's JSON around its name and value: `{"name":"","valueFrom":}`
+/// and room for a few escapes.
+const ENTRY_JSON_FRAME: usize = 32;
 
 /// The env entry the pod gets.
 pub fn as_json(entry: &EnvEntry) -> Value {
