@@ -25,6 +25,10 @@ pub fn shorten(text: &str) -> String {
 
 /// [`shorten`] without a copy when `text` is short enough.
 fn cut(text: &str) -> Cow<'_, str> {
+    // No more characters than bytes: a short text (every name) is not walked char by char.
+    if text.len() <= MAX_ECHO {
+        return Cow::Borrowed(text);
+    }
     match text.char_indices().nth(MAX_ECHO) {
         Some((at, _)) => Cow::Owned(format!("{}…", text.get(..at).unwrap_or_default())),
         None => Cow::Borrowed(text),
@@ -113,6 +117,26 @@ mod tests {
         ];
         let expected: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
         assert_eq!(listing(&names), expected.join(", "));
+    }
+
+    /// Cut after MAX_ECHO characters, not bytes: a text of that many characters in more
+    /// bytes stays whole.
+    #[test]
+    fn texts_are_cut_after_max_echo_characters() {
+        for (text, cut) in [
+            ("n".repeat(MAX_ECHO), None),
+            ("ü".repeat(MAX_ECHO), None),
+            (
+                "n".repeat(MAX_ECHO + 1),
+                Some(format!("{}…", "n".repeat(MAX_ECHO))),
+            ),
+            (
+                "ü".repeat(MAX_ECHO + 1),
+                Some(format!("{}…", "ü".repeat(MAX_ECHO))),
+            ),
+        ] {
+            assert_eq!(shorten(&text), cut.unwrap_or_else(|| text.clone()));
+        }
     }
 
     #[test]
