@@ -790,7 +790,7 @@ fn joined_variables(settings: &settings::Settings) -> Vec<String> {
         .iter()
         .flat_map(|a| a.agents.values())
         .flat_map(|recipe| &recipe.env)
-        .filter_map(|entry| match entry {
+        .filter_map(|entry| match entry.entry() {
             EnvEntry::Join { name, .. } => Some(name.clone()),
             _ => None,
         })
