@@ -667,6 +667,10 @@ fn ordered(news: &[New]) -> Vec<usize> {
 /// `-javaagent:<jar>=<options>` is the jar; other joins split at the separator.
 /// Linear in the lengths of both.
 pub fn holds(value: &str, ours: &str, separator: &str) -> bool {
+    // Our very value (a second admission, or an app that sets it as we would): no items read.
+    if value == ours {
+        return true;
+    }
     if separator.trim().is_empty() {
         let pattern: Vec<&str> = text_items(ours).collect();
         // An item as read is a part of the text: a substring search for our first and
