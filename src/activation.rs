@@ -20,7 +20,7 @@ use crate::settings::errors::SettingsError;
 use crate::write::{OwnJson, Prepared};
 use agent_mount_common::syntax;
 use annotation::Chosen;
-use env::EnvConflict;
+use env::{EnvConflict, PreparedEntry};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
@@ -312,8 +312,8 @@ impl EnvEntry {
 pub struct Recipe {
     /// The agent's sub-directory.
     pub directory: String,
-    /// The variables, in order.
-    pub env: Vec<EnvEntry>,
+    /// The variables, in order, their JSON written.
+    pub env: Vec<PreparedEntry>,
 }
 
 /// Recipes by agent name, sorted by name, each name once. A list scanned by name, not a
@@ -366,13 +366,13 @@ pub struct Activation {
     pub annotation: String,
     /// The available recipes by agent name: only those whose directory is mounted.
     pub agents: Recipes,
-    /// Extra variables for every activated container, after the recipe's.
-    pub env: Vec<EnvEntry>,
+    /// Extra variables for every activated container, after the recipe's, their JSON written.
+    pub env: Vec<PreparedEntry>,
     /// Whether activated containers get `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`.
     pub resource_attributes: bool,
     /// The downward-API entries resource attributes refer to, built once here rather than
     /// for every container (empty when `resource_attributes` is off).
-    downward: Vec<EnvEntry>,
+    downward: Vec<PreparedEntry>,
 }
 
 impl Activation {
@@ -467,7 +467,7 @@ impl Activation {
     }
 
     /// The entries to merge for `recipe`: its own, then `activation.env`.
-    pub fn entries<'a>(&'a self, recipe: &'a Recipe) -> impl Iterator<Item = &'a EnvEntry> {
+    pub fn entries<'a>(&'a self, recipe: &'a Recipe) -> impl Iterator<Item = &'a PreparedEntry> {
         recipe.env.iter().chain(&self.env)
     }
 }
@@ -549,7 +549,7 @@ pub fn activate(
 }
 
 /// Refuses recipe and `activation.env` entries that set what `resourceAttributes` writes.
-fn written_by_resource(agents: &Recipes, env: &[EnvEntry]) -> Result<(), SettingsError> {
+fn written_by_resource(agents: &Recipes, env: &[PreparedEntry]) -> Result<(), SettingsError> {
     let given = agents
         .iter()
         .map(|(name, recipe)| {
@@ -581,22 +581,23 @@ impl BuiltIn {
     fn recipe(&self, agents_path: &str) -> Recipe {
         Recipe {
             directory: self.directory.into(),
-            env: vec![EnvEntry::Join {
+            env: vec![PreparedEntry::new(EnvEntry::Join {
                 name: self.variable.into(),
                 value: expand(self.value, agents_path),
                 separator: self.join.into(),
-            }],
+            })],
         }
     }
 }
 
-/// Checks a list of env entries: its length, each entry, and that no name repeats.
+/// Checks a list of env entries: its length, each entry, and that no name repeats; each
+/// checked entry's JSON is written here, once.
 fn entries(
     key: &str,
     raw: Vec<RawEnvVar>,
     joins: bool,
     agents_path: &str,
-) -> Result<Vec<EnvEntry>, SettingsError> {
+) -> Result<Vec<PreparedEntry>, SettingsError> {
     if raw.len() > MAX_ENV {
         return Err(SettingsError::invalid(
             key,
@@ -604,7 +605,7 @@ fn entries(
             format!("at most {MAX_ENV} entries"),
         ));
     }
-    let mut out: Vec<EnvEntry> = Vec::with_capacity(raw.len());
+    let mut out: Vec<PreparedEntry> = Vec::with_capacity(raw.len());
     for (i, var) in raw.into_iter().enumerate() {
         let key = format!("{key}[{i}]");
         // At most MAX_ENV entries: a scan of those checked so far, no set of copied names.
@@ -614,7 +615,7 @@ fn entries(
                 value: var.name,
             });
         }
-        out.push(entry(&key, var, joins, agents_path)?);
+        out.push(PreparedEntry::new(entry(&key, var, joins, agents_path)?));
     }
     Ok(out)
 }

@@ -25,6 +25,10 @@ pub fn shorten(text: &str) -> String {
 
 /// [`shorten`] without a copy when `text` is short enough.
 fn cut(text: &str) -> Cow<'_, str> {
+    // No more characters than bytes: a short text (every name) is not walked char by char.
+    if text.len() <= MAX_ECHO {
+        return Cow::Borrowed(text);
+    }
     match text.char_indices().nth(MAX_ECHO) {
         Some((at, _)) => Cow::Owned(format!("{}…", text.get(..at).unwrap_or_default())),
         None => Cow::Borrowed(text),
@@ -34,13 +38,40 @@ fn cut(text: &str) -> Cow<'_, str> {
 /// The names joined by ", ", cut after [`MAX_LISTED`] with "and N more", each shortened
 /// and quoted as `{:?}` quotes it.
 pub fn listing(names: &[&str]) -> String {
-    // One string written in place, sized once: this runs for every mutated pod, for its
-    // audit note.
+    // Sized once: this runs for warnings about many names.
     let shown = names.get(..MAX_LISTED).unwrap_or(names);
     let mut out = String::with_capacity(shown.iter().map(|n| n.len() + 4).sum());
-    for (i, name) in shown.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
+    let mut listed = Listing::new(&mut out);
+    for name in names {
+        listed.push(name);
+    }
+    listed.finish();
+    out
+}
+
+/// A [`listing`] written into a string as the names come: the audit note of every
+/// mutated pod is written in one string, no list of names or string per part built.
+pub struct Listing<'o> {
+    /// Where the listing is written.
+    out: &'o mut String,
+    /// The names pushed so far, shown or not.
+    count: usize,
+}
+
+impl<'o> Listing<'o> {
+    /// An empty listing, written at the end of `out`.
+    pub fn new(out: &'o mut String) -> Self {
+        Listing { out, count: 0 }
+    }
+
+    /// Lists `name`: shortened and quoted among the first [`MAX_LISTED`], counted after.
+    pub fn push(&mut self, name: &str) {
+        self.count += 1;
+        if self.count > MAX_LISTED {
+            return;
+        }
+        if self.count > 1 {
+            self.out.push_str(", ");
         }
         let name = cut(name);
         // `{:?}` leaves printable ASCII but `"` and `\` as it is: no formatter needed then.
@@ -48,16 +79,22 @@ pub fn listing(names: &[&str]) -> String {
             .bytes()
             .all(|b| (0x20..=0x7E).contains(&b) && b != b'"' && b != b'\\')
         {
-            out.push('"');
-            out.push_str(&name);
-            out.push('"');
+            self.out.push('"');
+            self.out.push_str(&name);
+            self.out.push('"');
         } else {
-            out.push_str(&format!("{name:?}"));
+            self.out.push_str(&format!("{name:?}"));
         }
     }
-    match names.len().saturating_sub(MAX_LISTED) {
-        0 => out,
-        more => format!("{out} and {more} more"),
+
+    /// Ends the listing: "and N more" for the names past [`MAX_LISTED`].
+    pub fn finish(self) {
+        let more = self.count.saturating_sub(MAX_LISTED);
+        if more > 0 {
+            self.out.push_str(" and ");
+            self.out.push_str(&more.to_string());
+            self.out.push_str(" more");
+        }
     }
 }
 
@@ -80,6 +117,26 @@ mod tests {
         ];
         let expected: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
         assert_eq!(listing(&names), expected.join(", "));
+    }
+
+    /// Cut after MAX_ECHO characters, not bytes: a text of that many characters in more
+    /// bytes stays whole.
+    #[test]
+    fn texts_are_cut_after_max_echo_characters() {
+        for (text, cut) in [
+            ("n".repeat(MAX_ECHO), None),
+            ("ü".repeat(MAX_ECHO), None),
+            (
+                "n".repeat(MAX_ECHO + 1),
+                Some(format!("{}…", "n".repeat(MAX_ECHO))),
+            ),
+            (
+                "ü".repeat(MAX_ECHO + 1),
+                Some(format!("{}…", "ü".repeat(MAX_ECHO))),
+            ),
+        ] {
+            assert_eq!(shorten(&text), cut.unwrap_or_else(|| text.clone()));
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use crate::activation::{self, annotation};
 use crate::json::{self, Raw};
-use crate::message::listing;
+use crate::message::Listing;
 use crate::mutate::Additions;
 use crate::raw::{BorrowedKey, NeverRead, Pod, ReadPod};
 use crate::settings::Settings;
@@ -478,22 +478,25 @@ fn decide_by(
     namespace: &str,
     own_json: &mut OwnJson,
 ) -> Decision {
-    let (selection, names, activated, activation_note) = match select::container_names(pod) {
+    // The audit note's parts are written before the pod changes (the names borrow it),
+    // into one string: the containers listed, then the activation note.
+    let (selection, activated, listed, names_end) = match select::container_names(pod) {
         Ok(names) => {
             let selection = select::instrumented_containers(pod, &names, settings);
-            let chosen: Vec<&str> = selection
-                .containers
-                .iter()
-                .filter_map(|&i| names.get(i).copied())
-                .collect();
-            let chosen = listing(&chosen);
             let activated = settings
                 .activation
                 .as_ref()
                 .map(|a| annotation::choose(pod, &names, &selection.containers, a))
                 .unwrap_or_default();
-            let note = activation_note(&names, &activated.containers);
-            (selection, chosen, activated, note)
+            let mut listed = String::with_capacity(NOTE_SIZE);
+            let mut containers = Listing::new(&mut listed);
+            for name in selection.containers.iter().filter_map(|&i| names.get(i)) {
+                containers.push(name);
+            }
+            containers.finish();
+            let names_end = listed.len();
+            activation_note(&mut listed, &names, &activated.containers);
+            (selection, activated, listed, names_end)
         }
         Err(e) => {
             return Decision::Reject(format!(
@@ -524,13 +527,20 @@ fn decide_by(
         });
     match outcome {
         Ok(changed) => {
-            let note = if changed {
-                format!("{method}: added the agents to containers {names}{activation_note}")
+            // Pushed, not `format!`ed: this note is written for every pod selected.
+            let (names, activation_note) = listed.split_at_checked(names_end).unwrap_or_default();
+            let mut note = String::with_capacity(NOTE_SIZE + listed.len());
+            if changed {
+                note.push_str(method);
+                note.push_str(": added the agents to containers ");
+                note.push_str(&listed);
             } else {
-                format!(
-                    "unchanged: containers {names} already have the agents by {method}{activation_note}"
-                )
-            };
+                note.push_str("unchanged: containers ");
+                note.push_str(names);
+                note.push_str(" already have the agents by ");
+                note.push_str(method);
+                note.push_str(activation_note);
+            }
             Decision::Accept {
                 changed,
                 warnings,
@@ -549,32 +559,32 @@ fn decide_by(
     }
 }
 
-/// The audit note's "; activated checkout=java, …" part, empty when nothing is activated.
-fn activation_note(names: &[&str], activated: &[annotation::Chosen]) -> String {
-    // The pairs written into one string and listed as slices of it: a `format!` per pair
-    // cost an allocation and the formatter each.
-    let mut joined = String::new();
-    let mut ends = Vec::with_capacity(activated.len());
-    for chosen in activated {
-        if let Some(name) = names.get(chosen.index) {
-            joined.push_str(name);
-            joined.push('=');
-            joined.push_str(chosen.agent);
-            ends.push(joined.len());
-        }
+/// Room for the usual audit note, written once per pod selected: the method, the words
+/// around them and a few names.
+const NOTE_SIZE: usize = 128;
+
+/// Appends the audit note's "; activated checkout=java, …" part to `out`; nothing when
+/// nothing is activated.
+fn activation_note(out: &mut String, names: &[&str], activated: &[annotation::Chosen]) {
+    let mut pairs = activated
+        .iter()
+        .filter_map(|chosen| Some((names.get(chosen.index)?, chosen.agent)))
+        .peekable();
+    if pairs.peek().is_none() {
+        return;
     }
-    let mut start = 0;
-    let mut pairs = Vec::with_capacity(ends.len());
-    for end in ends {
-        pairs.extend(joined.get(start..end));
-        start = end;
+    out.push_str("; activated ");
+    let mut listed = Listing::new(out);
+    // Each pair written into one string, reused: listed as one name, as it is shown.
+    let mut pair = String::new();
+    for (name, agent) in pairs {
+        pair.clear();
+        pair.push_str(name);
+        pair.push('=');
+        pair.push_str(agent);
+        listed.push(&pair);
     }
-    if pairs.is_empty() {
-        return String::new();
-    }
-    let mut note = String::from("; activated ");
-    note.push_str(&listing(&pairs));
-    note
+    listed.finish();
 }
 
 fn accept(
@@ -636,7 +646,7 @@ mod tests {
         );
     }
 
-    /// The note lists `name=agent` pairs as [`listing`] lists names, quotes and cuts included.
+    /// The note lists `name=agent` pairs as [`crate::message::listing`] lists names, quotes and cuts included.
     #[test]
     fn the_activation_note_lists_name_agent_pairs() {
         let recipe = crate::activation::Recipe {
@@ -650,10 +660,15 @@ mod tests {
             recipe: &recipe,
         };
         let activated = [chosen(0, "java"), chosen(1, "node"), chosen(7, "gone")];
+        let note = |activated: &[annotation::Chosen]| {
+            let mut out = "before".to_string();
+            activation_note(&mut out, &names, activated);
+            out.split_off("before".len())
+        };
         assert_eq!(
-            activation_note(&names, &activated),
+            note(&activated),
             format!("; activated \"app=java\", {:?}", "quo\"te=node")
         );
-        assert_eq!(activation_note(&names, &[]), "");
+        assert_eq!(note(&[]), "");
     }
 }

@@ -62,8 +62,11 @@ pub fn container_names(pod: &Value) -> Result<Vec<&str>, UnreadablePod> {
 
 /// Picks the instrumented containers of a pod whose container names are `names`.
 pub fn instrumented_containers(pod: &Value, names: &[&str], settings: &Settings) -> Selection {
+    // `get`, not `pointer`: a JSON pointer is split and each part copied at every call
+    // (1% of `validate` with activation on).
     let annotation = pod
-        .pointer("/metadata/annotations")
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
         .and_then(|a| a.get(&settings.containers_annotation));
     match annotation {
         None => Selection {
@@ -98,12 +101,10 @@ fn from_annotation(pod: &Value, list: &str, names: &[&str], annotation: &str) ->
         .filter(|n| !n.is_empty())
         .collect();
     let present: HashSet<&str> = names.iter().copied().collect();
+    let spec = pod.get("spec");
     let init_names: HashSet<&str> = ["initContainers", "ephemeralContainers"]
         .iter()
-        .filter_map(|list| {
-            pod.pointer(&format!("/spec/{list}"))
-                .and_then(Value::as_array)
-        })
+        .filter_map(|list| spec?.get(list)?.as_array())
         .flatten()
         .filter_map(|c| c.get("name").and_then(Value::as_str))
         .collect();

@@ -223,16 +223,23 @@ fn without_activation_or_annotation_nothing_is_activated() {
     }
 }
 
+/// The note names the containers and the activated pairs, on the first admission and
+/// on a second one, which finds its own output.
 #[test]
 fn the_audit_annotation_names_the_activated_containers() {
-    let response = validate(&payload(
-        &fixture("pod_activation_pairs.json"),
-        &activated(MountMethod::HostPath),
-    ));
+    let mut request = fixture("pod_activation_pairs.json");
+    let settings = activated(MountMethod::HostPath);
+    let response = validate(&payload(&request, &settings));
     let decision = &response.audit_annotations.unwrap()["mutation"];
     assert_eq!(
         decision,
         "k8s-host-path: added the agents to containers \"checkout\", \"worker\", \"native\"; activated \"checkout=nodejs\", \"worker=python\""
+    );
+    request["object"] = response.mutated_object.expect("mutated");
+    let again = validate(&payload(&request, &settings));
+    assert_eq!(
+        again.audit_annotations.unwrap()["mutation"],
+        "unchanged: containers \"checkout\", \"worker\", \"native\" already have the agents by k8s-host-path; activated \"checkout=nodejs\", \"worker=python\""
     );
 }
 

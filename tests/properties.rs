@@ -15,7 +15,7 @@
 mod support;
 
 use agent_mount::activation::EnvEntry;
-use agent_mount::activation::env::as_json;
+use agent_mount::activation::env::{ToMerge, as_json};
 use agent_mount::response::validate;
 use agent_mount::select;
 use agent_mount::settings::{self, method::Method};
@@ -790,7 +790,7 @@ fn joined_variables(settings: &settings::Settings) -> Vec<String> {
         .iter()
         .flat_map(|a| a.agents.values())
         .flat_map(|recipe| &recipe.env)
-        .filter_map(|entry| match entry {
+        .filter_map(|entry| match entry.entry() {
             EnvEntry::Join { name, .. } => Some(name.clone()),
             _ => None,
         })
@@ -907,7 +907,7 @@ fn our_entries(settings: &settings::Settings) -> HashMap<String, Value> {
         .iter()
         .flat_map(|a| a.agents.values().flat_map(|r| &r.env).chain(&a.env))
         // A joined variable is the app's too: no single entry is meant.
-        .filter(|e| !matches!(e, EnvEntry::Join { .. }))
+        .filter(|e| !matches!(e.entry(), EnvEntry::Join { .. }))
         .map(|e| (e.name().to_string(), as_json(e)))
         .collect();
     for (name, path) in [

@@ -112,14 +112,63 @@ fn one_agent<'a>(
     }
 }
 
+/// Up to this many names, a set of names is a list scanned: most pods name a few
+/// containers, and hashing each name cost more than the scan (1% of `validate` with
+/// activation on).
+const SCANNED: usize = 16;
+
+/// A set of names: a list while it holds at most [`SCANNED`], hashed beyond, so that an
+/// annotation of thousands of names is not scanned for each (the type `select` builds).
+enum Names<'a> {
+    Few(Vec<&'a str>),
+    Many(HashSet<&'a str>),
+}
+
+impl Default for Names<'_> {
+    fn default() -> Self {
+        Names::Few(Vec::new())
+    }
+}
+
+impl<'a> Names<'a> {
+    /// Adds `name`; whether it was not there yet.
+    fn insert(&mut self, name: &'a str) -> bool {
+        match self {
+            Names::Few(names) if names.contains(&name) => false,
+            Names::Few(names) if names.len() < SCANNED => {
+                names.push(name);
+                true
+            }
+            Names::Few(names) => {
+                let mut set: HashSet<&str> = names.drain(..).collect();
+                set.insert(name);
+                *self = Names::Many(set);
+                true
+            }
+            Names::Many(set) => set.insert(name),
+        }
+    }
+
+    /// Whether `name` is there.
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Names::Few(names) => names.contains(&name),
+            Names::Many(set) => set.contains(name),
+        }
+    }
+}
+
 /// `checkout=java,worker=python`: an agent per named container.
 fn pairs<'a>(text: &str, instrumented: &[(usize, &str)], activation: &'a Activation) -> Choice<'a> {
-    // A set of names, the type `select` builds too (a map would be hash-map code of its own
-    // in the .wasm); a named container's index is then found by a scan of the instrumented
-    // ones, at most once per container (`seen` is asked first).
-    let instrumented_names: HashSet<&str> = instrumented.iter().map(|&(_, n)| n).collect();
+    // A set of names (a map would be hash-map code of its own in the .wasm); a named
+    // container's index is then found by a scan of the instrumented ones, at most once per
+    // container (`seen` is asked first).
+    let mut instrumented_names = Names::default();
+    for &(_, name) in instrumented {
+        instrumented_names.insert(name);
+    }
     let mut chosen: Vec<Chosen<'a>> = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = Names::default();
     let (mut malformed, mut twice, mut not_instrumented, mut unknown) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -201,6 +250,24 @@ mod tests {
 
     fn activation() -> Activation {
         Activation::from_raw(RawActivation::default(), "/var/odigos", &[]).unwrap()
+    }
+
+    /// The set of names answers the same, a list or hashed: each name new once, a repeat
+    /// found on either side of the switch.
+    #[test]
+    fn names_are_a_set_few_or_many() {
+        let names: Vec<String> = (0..SCANNED * 3).map(|i| format!("c{i}")).collect();
+        let mut set = Names::default();
+        for (i, name) in names.iter().enumerate() {
+            assert!(set.insert(name), "{name} is new");
+            assert_eq!(matches!(set, Names::Few(_)), i < SCANNED, "after {name}");
+            assert!(
+                names[..=i]
+                    .iter()
+                    .all(|n| !set.insert(n) && set.contains(n))
+            );
+            assert!(!set.contains("other"));
+        }
     }
 
     /// A pod with containers app, worker, sidecar; app and worker instrumented.

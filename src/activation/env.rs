@@ -96,6 +96,76 @@ pub enum EnvConflict {
     },
 }
 
+/// An entry as the merge takes it: the entry, and its JSON as the pod gets it where that
+/// was written ahead (a settings entry: see [`PreparedEntry`]); `None`: written as it goes in.
+pub trait ToMerge {
+    /// The entry.
+    fn entry(&self) -> &EnvEntry;
+    /// Its JSON as the pod gets it, when written ahead.
+    fn json(&self) -> Option<&str>;
+}
+
+impl ToMerge for EnvEntry {
+    fn entry(&self) -> &EnvEntry {
+        self
+    }
+
+    fn json(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// An entry and its JSON as the pod gets it ([`entry_json`]), written once when the
+/// settings load: the recipes', `activation.env`'s and the downward-API entries are the
+/// same for every container of every pod, and writing them was most of the merge's
+/// cost (issue 24). An entry built per pod (the service name, the attributes) is
+/// [`PreparedEntry::unwritten`]: most of those never go in as new.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedEntry {
+    /// The entry.
+    entry: EnvEntry,
+    /// Its JSON, `None` where not written ahead.
+    json: Option<String>,
+}
+
+impl PreparedEntry {
+    /// `entry`, its JSON written now.
+    pub fn new(entry: EnvEntry) -> Self {
+        let json = entry_json(&entry);
+        PreparedEntry { entry, json }
+    }
+
+    /// `entry`, its JSON written only if it goes in.
+    pub fn unwritten(entry: EnvEntry) -> Self {
+        PreparedEntry { entry, json: None }
+    }
+}
+
+impl ToMerge for PreparedEntry {
+    fn entry(&self) -> &EnvEntry {
+        &self.entry
+    }
+
+    fn json(&self) -> Option<&str> {
+        self.json.as_deref()
+    }
+}
+
+impl std::ops::Deref for PreparedEntry {
+    type Target = EnvEntry;
+
+    fn deref(&self) -> &EnvEntry {
+        &self.entry
+    }
+}
+
+/// The entry compared, its JSON aside: the tests compare the settings with entries.
+impl PartialEq<EnvEntry> for PreparedEntry {
+    fn eq(&self, other: &EnvEntry) -> bool {
+        self.entry == *other
+    }
+}
+
 /// What the merge did to one container.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Merged<'e> {
@@ -118,6 +188,8 @@ enum Change {
 /// A new entry: where it goes, what it refers to.
 struct New<'e> {
     entry: &'e EnvEntry,
+    /// Its JSON, where written ahead.
+    json: Option<&'e str>,
     /// Before which app entry it goes (`None`: after the app's).
     before: Option<usize>,
     /// The indices (into the new entries) of the new entries its value refers to.
@@ -125,9 +197,9 @@ struct New<'e> {
 }
 
 /// Merges `entries` into `container`'s `env`: all of them, or none on a conflict.
-pub fn merge<'e>(
+pub fn merge<'e, E: ToMerge + 'e>(
     container: &mut Map<String, Value>,
-    entries: impl IntoIterator<Item = &'e EnvEntry>,
+    entries: impl IntoIterator<Item = &'e E>,
     own_json: &mut OwnJson,
 ) -> Result<Merged<'e>, EnvConflict> {
     // Borrowed: only a conflict's message needs it, shortened there.
@@ -143,7 +215,7 @@ pub fn merge<'e>(
     let (least, most) = entries.size_hint();
     let mut plan = Plan::new(name, env, most.unwrap_or(least))?;
     for entry in entries {
-        plan.decide(entry)?;
+        plan.decide(entry.entry(), entry.json())?;
     }
     plan.place()?;
     let Plan {
@@ -247,8 +319,9 @@ impl<'c, 'e> Plan<'c, 'e> {
         }
     }
 
-    /// Decides what `entry` does to the container: add, set, append, rename, or nothing.
-    fn decide(&mut self, entry: &'e EnvEntry) -> Result<(), EnvConflict> {
+    /// Decides what `entry` (its JSON `json`, where written ahead) does to the container:
+    /// add, set, append, rename, or nothing.
+    fn decide(&mut self, entry: &'e EnvEntry, json: Option<&'e str>) -> Result<(), EnvConflict> {
         let name = entry.name();
         if let Some(earlier) = self.ours_by_name.iter().find(|e| e.name() == name) {
             if setting(earlier) == setting(entry) {
@@ -262,6 +335,7 @@ impl<'c, 'e> Plan<'c, 'e> {
             (_, None) => {
                 self.news.push(New {
                     entry,
+                    json,
                     before: None,
                     needs: Vec::new(),
                 });
@@ -505,7 +579,7 @@ fn apply(
         .collect();
     // Each new entry's JSON is kept as it goes into `out`: no kept string is ever left
     // out of the pod (and freed, its address free for another string) before the write.
-    let mut json = |n: &New| match entry_json(n.entry) {
+    let mut json = |n: &New| match n.json.map(str::to_owned).or_else(|| entry_json(n.entry)) {
         Some(text) => own_json.keep(text),
         None => as_json(n.entry),
     };
@@ -593,6 +667,10 @@ fn ordered(news: &[New]) -> Vec<usize> {
 /// `-javaagent:<jar>=<options>` is the jar; other joins split at the separator.
 /// Linear in the lengths of both.
 pub fn holds(value: &str, ours: &str, separator: &str) -> bool {
+    // Our very value (a second admission, or an app that sets it as we would): no items read.
+    if value == ours {
+        return true;
+    }
     if separator.trim().is_empty() {
         let pattern: Vec<&str> = text_items(ours).collect();
         // An item as read is a part of the text: a substring search for our first and
@@ -693,7 +771,13 @@ fn setting(entry: &EnvEntry) -> (Option<&str>, Option<&Value>) {
 /// value (its map's key order: `name`, then `value` or `valueFrom`), written without
 /// building it. `None` if a number of the source cannot be written, which it can.
 pub fn entry_json(entry: &EnvEntry) -> Option<String> {
-    let mut out = Vec::with_capacity(ENTRY_JSON_SIZE);
+    // Sized for the text without escapes: an attributes value is longer than most, and
+    // growing the buffer copies it.
+    let text = match entry {
+        EnvEntry::Join { value, .. } | EnvEntry::Value { value, .. } => value.len(),
+        EnvEntry::ValueFrom { source, .. } => source.json().map_or(0, str::len),
+    };
+    let mut out = Vec::with_capacity(ENTRY_JSON_FRAME + entry.name().len() + text);
     out.extend_from_slice(br#"{"name":"#);
     write::string(&mut out, entry.name());
     match entry {
@@ -710,8 +794,9 @@ pub fn entry_json(entry: &EnvEntry) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The usual size of an entry's JSON: a downward-API entry's, room for most values.
-const ENTRY_JSON_SIZE: usize = 128;
+/// The bytes of an entry's JSON around its name and value: `{"name":"","valueFrom":}`
+/// and room for a few escapes.
+const ENTRY_JSON_FRAME: usize = 32;
 
 /// The env entry the pod gets.
 pub fn as_json(entry: &EnvEntry) -> Value {

@@ -7,6 +7,7 @@
 //! and the merge places those before the entry that refers to them.
 
 use super::EnvEntry;
+use super::env::PreparedEntry;
 use super::expansion::literal;
 use crate::write::Prepared;
 use serde_json::{Map, Value};
@@ -215,12 +216,14 @@ impl Item<'_> {
 
 /// The downward-API entries, in [`DOWNWARD`]'s order: built once, when the settings
 /// load, and referred to by every container's [`Named`].
-pub fn downward() -> Vec<EnvEntry> {
+pub fn downward() -> Vec<PreparedEntry> {
     DOWNWARD
         .iter()
-        .map(|(variable, field, _)| EnvEntry::ValueFrom {
-            name: (*variable).into(),
-            source: Prepared::new(field_ref(field)),
+        .map(|(variable, field, _)| {
+            PreparedEntry::new(EnvEntry::ValueFrom {
+                name: (*variable).into(),
+                source: Prepared::new(field_ref(field)),
+            })
         })
         .collect()
 }
@@ -231,14 +234,15 @@ pub fn downward() -> Vec<EnvEntry> {
 pub struct Named<'d> {
     /// The downward-API entries referred to, from [`downward`], in its order (no list
     /// built per container).
-    pub downward: [Option<&'d EnvEntry>; DOWNWARD.len()],
-    /// The service name and the attributes, built for the container.
-    pub own: Vec<EnvEntry>,
+    pub downward: [Option<&'d PreparedEntry>; DOWNWARD.len()],
+    /// The service name and the attributes, built for the container (their JSON written
+    /// only if they go in).
+    pub own: Vec<PreparedEntry>,
 }
 
 impl Named<'_> {
     /// Every entry, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &EnvEntry> {
+    pub fn iter(&self) -> impl Iterator<Item = &PreparedEntry> {
         // `filter_map`, not `flatten`: it keeps an upper bound, which sizes the merge's lists.
         self.downward
             .iter()
@@ -253,7 +257,7 @@ impl Named<'_> {
 pub fn entries<'d>(
     pod: &PodResource,
     container: &Map<String, Value>,
-    downward: &'d [EnvEntry],
+    downward: &'d [PreparedEntry],
 ) -> Named<'d> {
     let name = container.get("name").and_then(Value::as_str).unwrap_or("");
     let app = app_attributes(container);
@@ -280,21 +284,21 @@ pub fn entries<'d>(
         }
         written(&attributes)
     };
-    let mut out: Vec<EnvEntry> = Vec::with_capacity(2);
+    let mut out: Vec<PreparedEntry> = Vec::with_capacity(2);
     // An app that names its service in its attributes keeps it: OTEL_SERVICE_NAME would win.
     if !app.iter().any(|(key, _)| *key == "service.name") {
         let service = pod.service_name.as_deref().unwrap_or(name);
-        out.push(EnvEntry::Value {
+        out.push(PreparedEntry::unwritten(EnvEntry::Value {
             name: SERVICE_NAME.into(),
             value: literal(service),
-        });
+        }));
     }
     if !value.is_empty() {
-        out.push(EnvEntry::Join {
+        out.push(PreparedEntry::unwritten(EnvEntry::Join {
             name: RESOURCE_ATTRIBUTES.into(),
             value,
             separator: ",".into(),
-        });
+        }));
     }
     Named {
         downward: referred,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::activation::env::ToMerge;
 use rstest::rstest;
 use serde_json::json;
 
@@ -25,7 +26,10 @@ fn the_built_in_recipes_are_odigos_layout() {
     let recipes: Vec<(&str, &str, Vec<EnvEntry>)> = activation
         .agents
         .iter()
-        .map(|(name, r)| (name.as_str(), r.directory.as_str(), r.env.clone()))
+        .map(|(name, r)| {
+            let env = r.env.iter().map(|e| e.entry().clone()).collect();
+            (name.as_str(), r.directory.as_str(), env)
+        })
         .collect();
     assert_eq!(
         recipes,
@@ -162,7 +166,7 @@ fn value_from_sources_reach_the_pod_without_nulls() {
     let sources: Vec<Value> = activation
         .env
         .iter()
-        .map(|e| match e {
+        .map(|e| match e.entry() {
             EnvEntry::ValueFrom { source, .. } => source.value().clone(),
             other => panic!("{other:?}"),
         })
@@ -180,7 +184,7 @@ fn value_from_sources_reach_the_pod_without_nulls() {
         &[],
     )
     .unwrap();
-    let EnvEntry::ValueFrom { source, .. } = &activation.env[0] else {
+    let EnvEntry::ValueFrom { source, .. } = activation.env[0].entry() else {
         panic!("{:?}", activation.env);
     };
     assert_eq!(
@@ -466,4 +470,46 @@ fn recipe_entries_get_the_same_checks_under_their_own_key() {
         err.starts_with("activation.agents.java.env[1].valueFrom.fieldRef.fieldPath: invalid value \"metadata.labels['a b']\""),
         "{err}"
     );
+}
+
+/// Every entry the settings hold (the recipes', `activation.env`'s, the downward-API
+/// ones) goes into pods as the JSON written when the settings load: it must be, byte for
+/// byte, serde_json's compact JSON of the entry the pod gets.
+#[test]
+fn every_settings_entry_is_prepared_as_serde_json_writes_it() {
+    let activation = parse(
+        json!({
+            "agents": {"ruby": {"directory": "ruby", "env": [
+                {"name": "RUBYOPT", "value": "-r{dir}/ruby/index.rb", "join": " "},
+                {"name": "QUOTED", "value": "a \"b\"\\\n\u{1}é"}
+            ]}},
+            "env": [
+                {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://collector:4318"},
+                {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                {"name": "CM", "valueFrom": {"configMapKeyRef": {"name": "otel", "key": "endpoint.url", "optional": true}}}
+            ]
+        }),
+        &[],
+    )
+    .unwrap();
+    let entries: Vec<&PreparedEntry> = activation
+        .agents
+        .values()
+        .flat_map(|recipe| &recipe.env)
+        .chain(&activation.env)
+        .chain(&activation.downward)
+        .collect();
+    // The five built-in and given recipes' entries, activation.env's and the downward ones.
+    assert_eq!(entries.len(), 6 + 3 + 3);
+    for entry in entries {
+        assert_eq!(
+            entry.json(),
+            Some(
+                serde_json::to_string(&env::as_json(entry))
+                    .unwrap()
+                    .as_str()
+            ),
+            "{entry:?}"
+        );
+    }
 }

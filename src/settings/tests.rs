@@ -2,6 +2,7 @@ use super::keys::applies_to;
 use super::method::{AgentMounts, ImageSource};
 use super::raw::PullPolicy;
 use super::*;
+use crate::activation::env::ToMerge;
 use agent_mount_common::MountMethod;
 use rstest::rstest;
 use serde_json::json;
@@ -153,7 +154,7 @@ fn every_key_sets_every_field_serde_knows() {
 fn activation_dir_is_where_the_method_puts_the_agents(#[case] settings: Value, #[case] java: &str) {
     let activation = parse(settings).unwrap().activation.unwrap();
     let crate::activation::EnvEntry::Join { value, .. } =
-        &activation.agents.get("java").unwrap().env[0]
+        activation.agents.get("java").unwrap().env[0].entry()
     else {
         panic!("not a join");
     };

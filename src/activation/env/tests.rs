@@ -466,6 +466,7 @@ fn value_from_that_always_exists_is_renamed(#[case] source: Value) {
 
 /// "Already ours" as the JVM and Node.js read a whitespace-joined value.
 #[rstest]
+#[case::exactly_ours(JAVA, true)]
 #[case::tab(&format!("-Xmx1g\t{JAVA}"), true)]
 #[case::newline(&format!("-Xmx1g\n{JAVA}\n"), true)]
 #[case::double_quoted(&format!("-Xmx1g \"{JAVA}\""), true)]
@@ -483,6 +484,8 @@ fn already_ours_as_the_jvm_reads_it(#[case] app: &str, #[case] expected: bool) {
 #[case::node_two_items_split_by_tabs("--inspect\t--require\n/o/a.js", "--require /o/a.js", true)]
 #[case::node_items_apart("--require /x.js /o/a.js", "--require /o/a.js", false)]
 #[case::colon_join_exact("/a:/o/p:/o/q", "/o/p:/o/q", true)]
+#[case::colon_join_equal("/o/p:/o/q", "/o/p:/o/q", true)]
+#[case::node_equal("--require /o/a.js", "--require /o/a.js", true)]
 #[case::colon_join_partial("/o/p:/a:/o/q", "/o/p:/o/q", false)]
 #[case::repeated_prefix("a a a b", "a a b", true)]
 fn runs_of_items(#[case] app: &str, #[case] ours: &str, #[case] expected: bool) {

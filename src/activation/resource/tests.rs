@@ -1,4 +1,5 @@
 use super::*;
+use crate::activation::env::ToMerge;
 use rstest::rstest;
 use serde_json::json;
 
@@ -74,7 +75,7 @@ fn container(env: Value) -> Map<String, Value> {
 fn entries_of(described: &PodResource, container: &Map<String, Value>) -> Vec<EnvEntry> {
     entries(described, container, &downward())
         .iter()
-        .cloned()
+        .map(|entry| entry.entry().clone())
         .collect()
 }
 
