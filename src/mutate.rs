@@ -349,11 +349,16 @@ fn selected<'a>(
     for (i, container) in list.iter_mut().enumerate() {
         if wanted.next_if_eq(&&i).is_some() {
             let found = kind_of(container);
-            out.push(container.as_object_mut().ok_or(Conflict::WrongType {
-                path: format!("spec.containers[{i}]"),
-                found,
-                expected: "an object",
-            })?);
+            // `ok_or_else`: the path is formatted only for the error.
+            out.push(
+                container
+                    .as_object_mut()
+                    .ok_or_else(|| Conflict::WrongType {
+                        path: format!("spec.containers[{i}]"),
+                        found,
+                        expected: "an object",
+                    })?,
+            );
         }
     }
     Ok(out)

@@ -235,6 +235,9 @@ impl Prepared {
     }
 }
 
+/// How many strings a usual pod keeps: room reserved at the first.
+const USUAL_KEPT: usize = 32;
+
 /// The strings of a pod that hold JSON the policy wrote: each one's address and length.
 ///
 /// An env entry, a mount, a volume or the copy container built as a `Value` costs a map,
@@ -263,6 +266,11 @@ impl OwnJson {
     /// `json` (a JSON value the policy wrote, never empty) as the pod's `Value`, recorded
     /// so that [`value_keeping`] writes it as it is.
     pub fn keep(&mut self, json: String) -> Value {
+        if self.kept.is_empty() {
+            // Room for a usual pod's at once: activation keeps about eight entries per
+            // container, and the list would otherwise grow from empty on every call.
+            self.kept.reserve(USUAL_KEPT);
+        }
         let at = (json.as_ptr().addr(), json.len());
         // Kept in order as they come (a sort would bring its own code into the module).
         let place = self.kept.partition_point(|known| *known < at);
