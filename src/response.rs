@@ -230,7 +230,7 @@ fn read_settings(given: Option<Raw<'_>>) -> Rc<ReadSettings> {
 /// `payload` read as UTF-8 text, then as JSON by the module's one reader ([`json`]).
 /// Checked once here, the text need not be checked again in each string and raw part.
 fn from_json_text<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, String> {
-    let text = std::str::from_utf8(payload).map_err(|e| e.to_string())?;
+    let text = json::text(payload).map_err(|e| e.to_string())?;
     json::from_str(text).map_err(|e| e.to_string())
 }
 
@@ -361,7 +361,7 @@ pub fn answer(payload: &[u8]) -> Answer {
             "agent-mount: cannot read the admission request: {e}"
         ))
     };
-    let text = match std::str::from_utf8(payload) {
+    let text = match json::text(payload) {
         Ok(text) => text,
         Err(e) => return unreadable(e.to_string()),
     };
