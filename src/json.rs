@@ -207,7 +207,6 @@ impl de::Error for Error {
 /// eight bytes a step (`u64`, native on wasm, where core's check steps by a 32-bit word and
 /// was 2% of a typical `validate`); anything else gets core's full check.
 pub fn text(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
     let (words, tail) = bytes.as_chunks::<8>();
     let high = words
         .iter()
@@ -882,11 +881,22 @@ fn float_of(digits: &str) -> f64 {
     if negative { -value } else { value }
 }
 
+/// The bytes of `word` that end a string's plain run, for the reader and the writer
+/// ([`crate::write`]) alike: `"`, `\` or a control character, each flagged by its high bit,
+/// the lowest flag exact (a borrow may flag a byte after a flagged one, never before).
+/// Mycroft's test for a byte below a bound, native `u64` arithmetic on wasm32 too; two
+/// tests, not three: XOR with 0x02 moves `"` (0x22) to 0x20 and keeps the control
+/// characters below it, so one test for "below 0x21" finds both.
+#[inline(always)]
+pub(crate) fn string_stops(word: u64) -> u64 {
+    let quote_or_control = (word ^ (ONES * 0x02)).wrapping_sub(ONES * 0x21);
+    let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+    // `!word`: a byte from 0x80 up (UTF-8's multi-byte sequences) is none of them.
+    (quote_or_control | backslash) & !word & HIGH_BITS
+}
+
 /// The offset of the first `"`, `\` or control character in `bytes` from `from` on, or
-/// `bytes`' length: eight bytes a step (Mycroft's test for a byte below a bound, native
-/// `u64` arithmetic on wasm32 too), the lowest flagged byte exact. Two tests, not three:
-/// XOR with 0x02 moves `"` (0x22) to 0x20 and keeps the control characters below it, so
-/// one test for "below 0x21" finds both.
+/// `bytes`' length: eight bytes a step ([`string_stops`]).
 #[inline(always)]
 fn string_stop(bytes: &[u8], from: usize) -> usize {
     let mut at = from;
@@ -894,11 +904,7 @@ fn string_stop(bytes: &[u8], from: usize) -> usize {
         let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
-        let word = u64::from_le_bytes(chunk);
-        let quote_or_control = (word ^ (ONES * 0x02)).wrapping_sub(ONES * 0x21);
-        let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
-        // `!word`: a byte from 0x80 up (UTF-8's multi-byte sequences) is none of them.
-        let flagged = (quote_or_control | backslash) & !word & HIGH_BITS;
+        let flagged = string_stops(u64::from_le_bytes(chunk));
         if flagged != 0 {
             return at + (flagged.trailing_zeros() / 8) as usize;
         }

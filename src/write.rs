@@ -17,14 +17,11 @@
 //! The writer recurses once per level of nesting: a `Value` read by serde_json is at most
 //! 128 levels deep, and the policy adds a few, far from the stack's limit.
 
+use crate::json::string_stops;
 use serde_json::Value;
 
 /// Eight copies of a byte in a word.
 const EVERY_BYTE: u64 = 0x0101_0101_0101_0101;
-/// The high bit of each byte of a word.
-const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-/// The first byte that is not a control character, which JSON must escape.
-const FIRST_PRINTABLE: u8 = 0x20;
 
 /// Appends `value` as compact JSON, as `serde_json::to_writer` would.
 pub fn value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> {
@@ -89,7 +86,7 @@ pub fn string(out: &mut Vec<u8>, text: &str) {
     // Shorter than a word, as most keys are: checked, and stored, as one word.
     if bytes.len() < 8 {
         let word = padded(bytes);
-        if escapes(word) == 0 {
+        if string_stops(word) == 0 {
             return quoted_word(out, word, bytes.len());
         }
     }
@@ -121,7 +118,7 @@ fn quoted_word(out: &mut Vec<u8>, word: u64, len: usize) {
 fn split_at_escape(bytes: &[u8]) -> Option<(&[u8], u8, &[u8])> {
     let (words, _) = bytes.as_chunks::<8>();
     let in_words = words.iter().enumerate().find_map(|(n, word)| {
-        let marks = escapes(u64::from_le_bytes(*word));
+        let marks = string_stops(u64::from_le_bytes(*word));
         (marks != 0).then(|| n * 8 + first_marked(marks))
     });
     let at = match in_words {
@@ -142,7 +139,7 @@ fn first_marked_in_tail(bytes: &[u8]) -> Option<usize> {
         Some(last) => (bytes.len() - 8, u64::from_le_bytes(*last)),
         None => (0, padded(bytes)),
     };
-    let marks = escapes(word);
+    let marks = string_stops(word);
     (marks != 0).then(|| start + first_marked(marks))
 }
 
@@ -162,21 +159,7 @@ fn first_marked(marks: u64) -> usize {
     (marks.trailing_zeros() / 8) as usize
 }
 
-/// The bytes of `word` that JSON must escape (a control character, `"` or `\`), each
-/// marked by its high bit.
-///
-/// Each test is the "has a zero byte" trick: a byte below the bound wraps and sets its
-/// high bit, and `!word` drops the bytes that had it set already (non-ASCII; the three
-/// targets are ASCII). A borrow from a marked byte may mark the one after it falsely, but
-/// never a byte before the first marked one, which is the only one read.
-fn escapes(word: u64) -> u64 {
-    let control = word.wrapping_sub(EVERY_BYTE * u64::from(FIRST_PRINTABLE));
-    let quote = (word ^ (EVERY_BYTE * u64::from(b'"'))).wrapping_sub(EVERY_BYTE);
-    let backslash = (word ^ (EVERY_BYTE * u64::from(b'\\'))).wrapping_sub(EVERY_BYTE);
-    (control | quote | backslash) & !word & HIGH_BITS
-}
-
-/// Appends the escape of `byte`, one of those [`escapes`] marks.
+/// Appends the escape of `byte`, one of those [`string_stops`] flags.
 fn escape(out: &mut Vec<u8>, byte: u8) {
     let short = match byte {
         b'"' => b'"',
