@@ -48,10 +48,11 @@ fi
 # no others: wasm-opt must not use an instruction the module did not already rely on.
 # After -O2, functions that differ only in constants are merged into one that takes them
 # as arguments: 2.4 KB less, no change in `validate`'s time measured (BENCHMARKS.md).
-# First, the exports of the policy's own memcmp and bcmp (src/memcmp.rs): a `#[no_mangle]`
-# function is exported from a cdylib, and the host has no use for them.
+# First, the exports of the policy's own memcmp and bcmp (src/memcmp.rs) and C allocation
+# functions (src/allocator.rs): a `#[no_mangle]` function is exported from a cdylib, and
+# the host has no use for them.
 partial_out=$(mktemp "$out.partial.XXXXXX")
-"$wasm_opt" --remove-exports=memcmp,bcmp -O2 --merge-similar-functions \
+"$wasm_opt" --remove-exports=memcmp,bcmp,malloc,calloc,realloc,free,aligned_alloc -O2 --merge-similar-functions \
   --enable-bulk-memory --enable-bulk-memory-opt --enable-multivalue --enable-mutable-globals \
   --enable-nontrapping-float-to-int --enable-reference-types --enable-sign-ext \
   "$in" -o "$partial_out"

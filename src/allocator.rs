@@ -29,6 +29,12 @@
 //!
 //! The core ([`Heap`]) works over any [`Source`] of memory, so its tests run natively on
 //! an arena; on wasm32 the source is `memory.grow` and the heap is the global allocator.
+//!
+//! It is C's allocator too (`malloc`, `calloc`, `realloc`, `free`, `aligned_alloc`): std's
+//! `System` allocator (its thread-local bookkeeping) and wasi-libc's own code call those,
+//! and without ours the linker brought in wasi-libc's dlmalloc for them, 7.9 KB of the
+//! module for a few allocations at start. A C block keeps its size and alignment in the
+//! two words before it, since `free` is not told them ([`Heap::c_alloc`]).
 
 use core::alloc::Layout;
 use core::ptr;
@@ -44,6 +50,9 @@ const SMALL_CLASSES: usize = SMALL_LIMIT / GRAIN;
 /// The small classes, then one per power of two a `usize` can hold (those up to
 /// [`SMALL_LIMIT`] stay empty).
 const CLASSES: usize = SMALL_CLASSES + usize::BITS as usize;
+/// The alignment of a block from C's `malloc`: `max_align_t`'s on wasm32 (a `long double`
+/// is 16 bytes there), and room for the two words before the block.
+pub const C_ALIGN: usize = 16;
 /// The wasm page. Blocks bigger than a page are aligned to a page, not to their size:
 /// aligning a 1 MiB block to 1 MiB could waste up to 1 MiB.
 pub const PAGE: usize = 64 * 1024;
@@ -169,6 +178,87 @@ impl<S: Source> Heap<S> {
         moved
     }
 
+    /// C's `aligned_alloc` (and `malloc`, with [`C_ALIGN`]): a block of `size` bytes
+    /// aligned to `align` (a power of two), or null when impossible. The block is
+    /// `max(align, C_ALIGN)` bytes into one from [`Heap::alloc`], and the two words before
+    /// it hold `size` and that alignment, which [`Heap::c_free`] reads back.
+    pub fn c_alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        let align = align.max(C_ALIGN);
+        let Some(layout) = align
+            .checked_add(size)
+            .and_then(|whole| Layout::from_size_align(whole, align).ok())
+        else {
+            return ptr::null_mut();
+        };
+        let whole = self.alloc(layout);
+        if whole.is_null() {
+            return whole;
+        }
+        // SAFETY: `whole` has `align + size` bytes, and `align` is at least two words, so
+        // both words and the block are inside it; the words are aligned since `align` is.
+        unsafe {
+            let block = whole.add(align);
+            let words = block.cast::<usize>();
+            words.sub(2).write(size);
+            words.sub(1).write(align);
+            block
+        }
+    }
+
+    /// C's `free`: gives back a block from [`Heap::c_alloc`]; null does nothing.
+    ///
+    /// # Safety
+    /// `block` is null or came from this heap's `c_alloc`/`c_realloc` and is not used again.
+    pub unsafe fn c_free(&mut self, block: *mut u8) {
+        if block.is_null() {
+            return;
+        }
+        // SAFETY: the caller's promise: `c_alloc` wrote the two words before the block,
+        // and the whole block starts `align` bytes before it, with the layout it was
+        // allocated with (which was valid then, so it is now).
+        unsafe {
+            let (size, align) = Self::c_block(block);
+            let layout = Layout::from_size_align_unchecked(align + size, align);
+            self.dealloc(block.sub(align), layout);
+        }
+    }
+
+    /// C's `realloc`: `block`'s contents in a block of `size` bytes (of the same
+    /// alignment), the old one freed; null, with `block` kept, when no block can be had. A
+    /// null `block` is `malloc(size)`.
+    ///
+    /// # Safety
+    /// As for [`Heap::c_free`].
+    pub unsafe fn c_realloc(&mut self, block: *mut u8, size: usize) -> *mut u8 {
+        if block.is_null() {
+            return self.c_alloc(size, C_ALIGN);
+        }
+        // SAFETY: as in `c_free`.
+        let (old_size, align) = unsafe { Self::c_block(block) };
+        let moved = self.c_alloc(size, align);
+        if !moved.is_null() {
+            // SAFETY: both blocks are live, distinct and at least as long as the copy;
+            // `block` is then given back as the caller allows.
+            unsafe {
+                ptr::copy_nonoverlapping(block, moved, old_size.min(size));
+                self.c_free(block);
+            }
+        }
+        moved
+    }
+
+    /// The size and alignment a [`Heap::c_alloc`] block keeps before it.
+    ///
+    /// # Safety
+    /// `block` came from `c_alloc` and is live.
+    unsafe fn c_block(block: *mut u8) -> (usize, usize) {
+        // SAFETY: the caller's promise; `c_alloc` wrote both words.
+        unsafe {
+            let words = block.cast::<usize>();
+            (words.sub(2).read(), words.sub(1).read())
+        }
+    }
+
     /// The first free block of a class, if it is aligned enough (a block bumped for a
     /// smaller alignment than a request above a page asks for is left on its list).
     fn pop(&mut self, class: Class, align: usize) -> Option<usize> {
@@ -253,7 +343,7 @@ impl<S: Source> Heap<S> {
 /// wasm target): the heap has no lock, and its `Sync` rests on there being one thread.
 #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 mod wasm {
-    use super::{Heap, PAGE, Source};
+    use super::{C_ALIGN, Heap, PAGE, Source};
     use core::alloc::{GlobalAlloc, Layout};
     use core::cell::UnsafeCell;
 
@@ -261,7 +351,7 @@ mod wasm {
     struct WasmMemory;
 
     // SAFETY: `memory.grow` hands out fresh, zeroed, page-aligned pages that nothing else
-    // uses (wasi-libc's own malloc grows the memory too, but gets other pages).
+    // uses (C's allocation functions are this heap too, below, so nothing else grows it).
     unsafe impl Source for WasmMemory {
         fn grow(&mut self, bytes: usize) -> Option<(usize, usize)> {
             let pages = bytes.div_ceil(PAGE);
@@ -306,6 +396,58 @@ mod wasm {
 
     #[global_allocator]
     static HEAP: Global = Global(UnsafeCell::new(Heap::new(WasmMemory)));
+
+    // C's allocation functions, so that wasi-libc's dlmalloc stays out of the module (see
+    // the module doc). `#[no_mangle]` exports them from a cdylib; scripts/optimize-wasm.sh
+    // removes the exports. ENOMEM is not set on failure: nothing here reads `errno`.
+
+    /// C's `malloc`.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn malloc(size: usize) -> *mut u8 {
+        // SAFETY: no other reference to the heap exists during the call (see `Sync`).
+        unsafe { (*HEAP.0.get()).c_alloc(size, C_ALIGN) }
+    }
+
+    /// C's `aligned_alloc`.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+        // SAFETY: as for `malloc`.
+        unsafe { (*HEAP.0.get()).c_alloc(size, align) }
+    }
+
+    /// C's `calloc`: zeroed, null when `count * size` overflows.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn calloc(count: usize, size: usize) -> *mut u8 {
+        let Some(bytes) = count.checked_mul(size) else {
+            return core::ptr::null_mut();
+        };
+        let block = malloc(bytes);
+        if !block.is_null() {
+            // SAFETY: a live block of `bytes` bytes.
+            unsafe { block.write_bytes(0, bytes) };
+        }
+        block
+    }
+
+    /// C's `realloc`.
+    ///
+    /// # Safety
+    /// C's: `block` is null or from these functions, and not used after it is moved.
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn realloc(block: *mut u8, size: usize) -> *mut u8 {
+        // SAFETY: as for `malloc`; the caller's promise for `block`.
+        unsafe { (*HEAP.0.get()).c_realloc(block, size) }
+    }
+
+    /// C's `free`.
+    ///
+    /// # Safety
+    /// C's: `block` is null or from these functions, and not used again.
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn free(block: *mut u8) {
+        // SAFETY: as for `realloc`.
+        unsafe { (*HEAP.0.get()).c_free(block) }
+    }
 }
 
 #[cfg(test)]

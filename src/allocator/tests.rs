@@ -70,27 +70,46 @@ struct Live {
     fill: u8,
 }
 
+/// Which of the heap's interfaces a [`Checked`] heap is used through.
+#[derive(Clone, Copy, Debug)]
+enum Interface {
+    /// `alloc`, `dealloc`, `realloc`: Rust's, told each block's layout.
+    Rust,
+    /// `c_alloc`, `c_free`, `c_realloc`: C's, which are not.
+    C,
+}
+
 /// A heap whose every block is checked: aligned, inside the arena's regions, overlapping
 /// no live block, its contents (a fill byte) unchanged until freed.
 struct Checked {
     heap: Heap<Arena>,
+    interface: Interface,
     live: BTreeMap<usize, Live>,
     fills: u8,
 }
 
 impl Checked {
     fn new(capacity: usize, gap: usize) -> Self {
+        Self::through(Interface::Rust, capacity, gap)
+    }
+
+    fn through(interface: Interface, capacity: usize, gap: usize) -> Self {
         Checked {
             heap: Heap::new(Arena::new(capacity, gap)),
+            interface,
             live: BTreeMap::new(),
             fills: 0,
         }
     }
 
     fn alloc(&mut self, size: usize, align: usize) -> Option<usize> {
-        let block = self
-            .heap
-            .alloc(Layout::from_size_align(size, align).unwrap());
+        let block = match self.interface {
+            Interface::Rust => match Layout::from_size_align(size, align) {
+                Ok(layout) => self.heap.alloc(layout),
+                Err(_) => ptr::null_mut(),
+            },
+            Interface::C => self.heap.c_alloc(size, align),
+        };
         (!block.is_null()).then(|| self.admit(block.expose_provenance(), size, align))
     }
 
@@ -98,10 +117,13 @@ impl Checked {
         let live = self.live.remove(&block).unwrap();
         assert_filled(block, live.size, live.fill);
         let layout = Layout::from_size_align(live.size, live.align).unwrap();
+        let block = ptr::with_exposed_provenance_mut(block);
         // SAFETY: a live block of this heap with its layout.
         unsafe {
-            self.heap
-                .dealloc(ptr::with_exposed_provenance_mut(block), layout)
+            match self.interface {
+                Interface::Rust => self.heap.dealloc(block, layout),
+                Interface::C => self.heap.c_free(block),
+            }
         };
     }
 
@@ -110,10 +132,13 @@ impl Checked {
         let live = self.live.remove(&block).unwrap();
         assert_filled(block, live.size, live.fill);
         let layout = Layout::from_size_align(live.size, live.align).unwrap();
+        let old = ptr::with_exposed_provenance_mut(block);
         // SAFETY: a live block of this heap with its layout.
         let moved = unsafe {
-            self.heap
-                .realloc(ptr::with_exposed_provenance_mut(block), layout, new_size)
+            match self.interface {
+                Interface::Rust => self.heap.realloc(old, layout, new_size),
+                Interface::C => self.heap.c_realloc(old, new_size),
+            }
         };
         if moved.is_null() {
             assert_filled(block, live.size, live.fill);
@@ -342,8 +367,9 @@ proptest! {
     fn any_sequence_keeps_blocks_aligned_disjoint_and_intact(
         steps in steps(17),
         gap in prop_oneof![Just(0), Just(3 * PAGE)],
+        interface in prop_oneof![Just(Interface::Rust), Just(Interface::C)],
     ) {
-        run(&mut Checked::new(64 * MIB, gap), &steps);
+        run(&mut Checked::through(interface, 64 * MIB, gap), &steps);
     }
 
     /// The same sequence again, after everything was freed, grows no memory: the heap of
@@ -399,4 +425,71 @@ fn a_region_of_odd_length_is_used_to_its_last_whole_unit_only() {
             block = unsafe { ptr::with_exposed_provenance::<usize>(block).read() };
         }
     }
+}
+
+/// C's blocks: aligned to `max_align_t` (16) whatever their size, a freed one serves the
+/// next request of its size, `free(NULL)` does nothing.
+#[rstest]
+#[case::empty(0)]
+#[case::small(1)]
+#[case::odd(37)]
+#[case::past_a_page(70_000)]
+fn c_blocks_are_aligned_and_reused(#[case] size: usize) {
+    let mut heap = Checked::through(Interface::C, 8 * MIB, 0);
+    let block = heap.alloc(size, 1).unwrap();
+    assert_eq!(block % C_ALIGN, 0);
+    heap.alloc(8, 1).unwrap();
+    heap.free(block);
+    // SAFETY: null, which `free` ignores.
+    unsafe { heap.heap.c_free(ptr::null_mut()) };
+    assert_eq!(heap.alloc(size, 1), Some(block));
+}
+
+/// `aligned_alloc` with an alignment above C's, up to more than a page.
+#[rstest]
+#[case(32)]
+#[case(4096)]
+#[case(2 * PAGE)]
+fn c_blocks_take_a_larger_alignment(#[case] align: usize) {
+    let mut heap = Checked::through(Interface::C, 8 * MIB, 0);
+    heap.alloc(24, 1).unwrap();
+    // `Checked` asserts the alignment; the realloc keeps it and the contents.
+    let block = heap.alloc(100, align).unwrap();
+    heap.realloc(block, 5000).unwrap();
+}
+
+/// C's `realloc` of null is `malloc`; a block grown or shrunk keeps its contents (which
+/// `Checked` asserts).
+#[rstest]
+#[case::grows(10, 3000)]
+#[case::shrinks(3000, 10)]
+#[case::to_nothing(100, 0)]
+fn c_realloc_keeps_the_contents(#[case] from: usize, #[case] to: usize) {
+    let mut heap = Checked::through(Interface::C, 8 * MIB, 0);
+    // SAFETY: null is allowed.
+    let block = unsafe { heap.heap.c_realloc(ptr::null_mut(), from) };
+    assert!(!block.is_null() && block.expose_provenance() % C_ALIGN == 0);
+    let block = heap.admit(block.expose_provenance(), from, 1);
+    heap.realloc(block, to).unwrap();
+}
+
+/// What C's functions cannot give: null, the block kept, and the heap still works.
+#[rstest]
+#[case::largest(usize::MAX)]
+#[case::past_a_layout(isize::MAX as usize)]
+#[case::out_of_memory(16 * MIB)]
+fn c_impossible_requests_are_null(#[case] size: usize) {
+    let mut heap = Checked::through(Interface::C, 8 * MIB, 0);
+    let kept = heap.alloc(100, 1).unwrap();
+    assert_eq!(heap.alloc(size, 1), None);
+    assert_eq!(heap.realloc(kept, size), None);
+    heap.free(kept);
+}
+
+/// `aligned_alloc` with an alignment that is not a power of two: null.
+#[test]
+fn c_alignment_not_a_power_of_two_is_null() {
+    let mut heap = Checked::through(Interface::C, 8 * MIB, 0);
+    assert_eq!(heap.alloc(100, 48), None);
+    assert!(heap.alloc(100, 64).is_some());
 }
