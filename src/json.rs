@@ -1071,6 +1071,7 @@ impl<'de> SeqAccess<'de> for Entries<'_, 'de> {
 impl<'de> MapAccess<'de> for Entries<'_, 'de> {
     type Error = Error;
 
+    #[inline(always)]
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
