@@ -315,8 +315,9 @@ impl<'de> Reader<'de> {
     /// linear memory at every step; a value's first byte is tested for `"`, `{` and `[`
     /// by plain compares (a `match` became a jump table and an indirect jump per token),
     /// and the rest (numbers, literals, errors) is one rarer path; an empty `{}` or `[]`
-    /// (most of managedFields' values) never opens; an object's key and its `:` are read
-    /// in the same step as the value after them. Inline into [`Reader::raw`], its one
+    /// (managedFields' leaves) never opens; an object's key and its `:` are read in the
+    /// same step as the value after them. Together 3% fewer wasm instructions per typical
+    /// `validate` (virtual-device 184.1k -> 178.8k). Inline into [`Reader::raw`], its one
     /// caller in the module: a call less per raw part (55 in a typical request).
     #[inline(always)]
     pub fn skip_value(&mut self) -> Result<(), Error> {
@@ -1083,6 +1084,10 @@ impl<'de> SeqAccess<'de> for Entries<'_, 'de> {
 impl<'de> MapAccess<'de> for Entries<'_, 'de> {
     type Error = Error;
 
+    /// Inline into each map visitor (`raw::Split`, the request's, `Value`'s): out of line,
+    /// a call's prologue and a `Result<Option<K::Value>>` returned through the shadow
+    /// stack cost every key read (wasm instructions per typical `validate`: 2% fewer,
+    /// virtual-device 178.8k -> 174.7k; the module 1.5 KB larger).
     #[inline(always)]
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
