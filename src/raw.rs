@@ -382,18 +382,21 @@ impl Pod<'_> {
             }
         }
         let added = read.len() > matched + usize::from(read.contains_key(MARKER));
-        for (key, value) in read.iter().filter(|_| added) {
-            // Only the reader puts a marker in an object it split (see [`MARKER`]).
-            if key == MARKER {
-                continue;
-            }
-            match layout.iter().find(|(known, _)| **known == **key) {
-                None => {
-                    entry(out, key, false);
-                    write::value_keeping(out, value, &self.own_json)?;
+        // Only then a walk over `read` (a `filter` on `added` walked it to add nothing).
+        if added {
+            for (key, value) in read {
+                // Only the reader puts a marker in an object it split (see [`MARKER`]).
+                if key == MARKER {
+                    continue;
                 }
-                Some((_, Part::Raw(_))) if raw_unset => return Ok(false),
-                Some(_) => {}
+                match layout.iter().find(|(known, _)| **known == **key) {
+                    None => {
+                        entry(out, key, false);
+                        write::value_keeping(out, value, &self.own_json)?;
+                    }
+                    Some((_, Part::Raw(_))) if raw_unset => return Ok(false),
+                    Some(_) => {}
+                }
             }
         }
         out.push(b'}');
@@ -646,6 +649,23 @@ pub struct NeverRead {
     index: [KeyIndex; 4],
 }
 
+/// One kind's never-read list with its [`KeyIndex`]: chosen once per object, not per key.
+#[derive(Clone, Copy)]
+struct Listed<'n> {
+    /// The keys kept raw.
+    list: &'n [&'static str],
+    /// Their index.
+    index: &'n KeyIndex,
+}
+
+impl Listed<'_> {
+    /// The place of `key` in the list, if it is kept raw.
+    #[inline(always)]
+    fn place(self, key: &str) -> Option<usize> {
+        self.index.place(self.list, key)
+    }
+}
+
 /// How many slots a [`KeyIndex`] has: a power of two, over three times the longest list
 /// (`spec`'s 37 keys), so that a lookup seldom meets another key's slot.
 const SLOTS: usize = 128;
@@ -783,8 +803,12 @@ impl NeverRead {
     }
 
     /// The place of `key` in the list of `kind`, if it is kept raw there.
-    #[inline(always)]
     fn place(&self, kind: Kind, key: &str) -> Option<usize> {
+        self.listed(kind).place(key)
+    }
+
+    /// The list of `kind` with its index.
+    fn listed(&self, kind: Kind) -> Listed<'_> {
         let [metadata, spec, app_container, other_container] = &self.index;
         let index = match kind {
             Kind::Metadata => metadata,
@@ -792,7 +816,10 @@ impl NeverRead {
             Kind::AppContainer => app_container,
             Kind::OtherContainer => other_container,
         };
-        index.place(self.of_kind(kind), key)
+        Listed {
+            list: self.of_kind(kind),
+            index,
+        }
     }
 
     /// The keys of `kind` kept raw.
@@ -882,8 +909,9 @@ impl<'de> Visitor<'de> for Split<'_, 'de> {
         // past 64 counts as maybe seen): a key not seen before is pushed on the layout
         // without a look at its entries for a repeat, which a valid object never has.
         let mut raw_seen: u64 = 0;
+        let never_read = self.never_read.listed(self.kind);
         while let Some(key) = map.next_key_seed(BorrowedKey)? {
-            let at = self.never_read.place(self.kind, &key);
+            let at = never_read.place(&key);
             let repeated;
             let part = if let Some(at) = at {
                 let bit = u32::try_from(at)
