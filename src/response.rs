@@ -416,7 +416,7 @@ pub fn answer(payload: &[u8]) -> Answer {
             changed: true,
             mut warnings,
             note,
-        } => match pod.write(text.len() + text.len() / ROOM_FOR_ADDITIONS) {
+        } => match pod.write(text, text.len() + text.len() / ROOM_FOR_ADDITIONS) {
             Ok(object) => accept(Some(object), warnings, Some(note)),
             Err(e) => {
                 warnings.push(format!(

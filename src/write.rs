@@ -240,11 +240,19 @@ pub struct OwnJson {
     /// Address and length of each string [`OwnJson::keep`] handed out, by address: a pod
     /// of 200 containers has 200 mounts kept, and every string written is looked up.
     kept: Vec<(usize, usize)>,
+    /// Bit `n` set when a kept string's length is `n` modulo 64: most strings of a pod
+    /// (names, values) have a length no kept JSON has, and are told apart by this one test
+    /// instead of a binary search of `kept` (with activation, a search of 30 entries for
+    /// each string written).
+    lengths: u64,
 }
 
 impl OwnJson {
     /// None kept: what [`value`] writes with.
-    pub const NONE: OwnJson = OwnJson { kept: Vec::new() };
+    pub const NONE: OwnJson = OwnJson {
+        kept: Vec::new(),
+        lengths: 0,
+    };
 
     /// `json` (a JSON value the policy wrote, never empty) as the pod's `Value`, recorded
     /// so that [`value_keeping`] writes it as it is.
@@ -258,6 +266,7 @@ impl OwnJson {
         // Kept in order as they come (a sort would bring its own code into the module).
         let place = self.kept.partition_point(|known| *known < at);
         self.kept.insert(place, at);
+        self.lengths |= length_bit(json.len());
         Value::String(json)
     }
 
@@ -272,6 +281,9 @@ impl OwnJson {
 
     /// Whether `text` is one of the strings [`OwnJson::keep`] handed out.
     fn holds(&self, text: &str) -> bool {
+        if self.lengths & length_bit(text.len()) == 0 {
+            return false;
+        }
         let at = (text.as_ptr().addr(), text.len());
         self.kept.binary_search(&at).is_ok()
     }
@@ -301,6 +313,11 @@ impl OwnJson {
             _ => {}
         }
     }
+}
+
+/// The bit of [`OwnJson::lengths`] for a string of `len` bytes.
+fn length_bit(len: usize) -> u64 {
+    1 << (len % 64)
 }
 
 #[cfg(test)]

@@ -97,3 +97,22 @@ proptest! {
         prop_assert_eq!(written(&own_json, &pod), expected);
     }
 }
+
+/// A string is looked up only when a kept one has its length modulo 64: one 64 bytes
+/// shorter than a kept string is still told apart by its address.
+#[test]
+fn a_string_whose_length_matches_a_kept_one_modulo_64_is_written_as_a_string() {
+    let mut own_json = OwnJson::default();
+    let entry = json!({"name": "A", "value": "x".repeat(60)});
+    let json = serde_json::to_string(&entry).unwrap();
+    assert!(json.len() > 64, "{json}");
+    let short = "y".repeat(json.len() - 64);
+    let pod = Value::Array(vec![
+        kept(&mut own_json, &entry),
+        Value::String(short.clone()),
+    ]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&written(&own_json, &pod)).unwrap(),
+        json!([entry, short])
+    );
+}
