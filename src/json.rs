@@ -764,18 +764,10 @@ impl<'de> Reader<'de> {
         }
     }
 
-    /// Moves past whitespace; the byte there, if any. Inline for the usual case, no
-    /// whitespace (every byte above a space is none).
+    /// Moves past whitespace; the byte there, if any ([`past_whitespace`]).
     #[inline(always)]
     fn skip_whitespace(&mut self) -> Option<u8> {
-        let bytes = self.text.as_bytes();
-        match bytes.get(self.at) {
-            Some(&byte) if byte > b' ' => Some(byte),
-            _ => {
-                self.at = whitespace_end(bytes, self.at);
-                bytes.get(self.at).copied()
-            }
-        }
+        past_whitespace(self.text.as_bytes(), &mut self.at)
     }
 
     /// The byte here, if any.
@@ -830,17 +822,24 @@ fn whitespace_end(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// Moves `at` past whitespace; the byte there, or 0 at the text's end (0 starts no
-/// token, and an error tells the two apart). Inline for the usual case, no whitespace.
+/// Moves `at` past whitespace; the byte there, if any. Inline for the usual case, no
+/// whitespace (every byte above a space is none).
 #[inline(always)]
-fn token_byte(bytes: &[u8], at: &mut usize) -> u8 {
+fn past_whitespace(bytes: &[u8], at: &mut usize) -> Option<u8> {
     match bytes.get(*at) {
-        Some(&byte) if byte > b' ' => byte,
+        Some(&byte) if byte > b' ' => Some(byte),
         _ => {
             *at = whitespace_end(bytes, *at);
-            bytes.get(*at).copied().unwrap_or_default()
+            bytes.get(*at).copied()
         }
     }
+}
+
+/// [`past_whitespace`]'s byte, or 0 at the text's end (0 starts no token, and an error
+/// tells the two apart): the skipper's form, one compare per test.
+#[inline(always)]
+fn token_byte(bytes: &[u8], at: &mut usize) -> u8 {
+    past_whitespace(bytes, at).unwrap_or_default()
 }
 
 /// Whether `expected` comes next, after whitespace (`at` moved past it): compared
