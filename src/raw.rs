@@ -39,6 +39,11 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Range;
 
+/// The written pod's buffer is its source's length and this fraction of it more: room
+/// for what the policy adds (two mounts a container under init-container's overlay add a
+/// fifth to the large pod).
+const ROOM_FOR_ADDITIONS: usize = 4;
+
 /// The top-level entry whose fields the policy reads and changes, split to keep
 /// [`SPEC_NEVER_READ`] and the containers' [`CONTAINER_NEVER_READ`] raw.
 const SPEC: &str = "spec";
@@ -274,11 +279,10 @@ impl Pod<'_> {
     /// other entry byte for byte as it came, in the object's order; entries the policy
     /// added come last. `source` is the text the pod was read from: raw entries it spells
     /// one after the other are copied from it in one piece ([`spelt_run`]); any other
-    /// text only loses that speed. `capacity` sizes the buffer at first: the request's
-    /// length, which the pod seldom outgrows, spares the copies of a buffer grown step by
-    /// step.
-    pub fn write(&self, source: &str, capacity: usize) -> Result<Vec<u8>, serde_json::Error> {
-        let mut out = Vec::with_capacity(capacity);
+    /// text only loses that speed. The buffer is sized once, by the source, which the pod
+    /// seldom outgrows ([`ROOM_FOR_ADDITIONS`]): no copies of a buffer grown step by step.
+    pub fn write(&self, source: &str) -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = Vec::with_capacity(source.len() + source.len() / ROOM_FOR_ADDITIONS);
         self.write_object(&mut out, source, &self.layout, &self.value)?;
         Ok(out)
     }
@@ -1179,7 +1183,7 @@ mod tests {
         // Numbers as given (1e3) show the raw entries were never re-serialised; the read
         // parts are written as serde_json writes them (sorted keys, 1.50 as 1.5).
         let pod = read(OBJECT);
-        let written = String::from_utf8(pod.write(OBJECT, 0).unwrap()).unwrap();
+        let written = String::from_utf8(pod.write(OBJECT).unwrap()).unwrap();
         let expected = OBJECT.replace("1.50", "1.5");
         assert_eq!(written, expected);
     }
@@ -1194,7 +1198,7 @@ mod tests {
             .unwrap()
             .remove("name");
         pod.value["added"] = json!(true);
-        let written = String::from_utf8(pod.write(OBJECT, 0).unwrap()).unwrap();
+        let written = String::from_utf8(pod.write(OBJECT).unwrap()).unwrap();
         assert_eq!(
             written,
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"managedFields":[{"manager":"kubectl","time":"2024-01-01T00:00:00Z","fieldsV1":{"f:spec":{}}}],"annotations":{"a":"b"},"x-unknown":1.5,"labels":{"l":"1"}},"spec":{"containers":[{"future":{"n":1},"name":"app"}],"volumes":[{"name":"v"}]},"status":{"phase":"Pending","n":1e3},"added":true}"#
@@ -1213,10 +1217,7 @@ mod tests {
         let object = r#"{"metadata":[1],"spec":{}}"#;
         let pod = read(object);
         assert_eq!(pod.value, json!({"metadata": [1], "spec": {}}));
-        assert_eq!(
-            pod.write(object, 0).unwrap(),
-            br#"{"metadata":[1],"spec":{}}"#
-        );
+        assert_eq!(pod.write(object).unwrap(), br#"{"metadata":[1],"spec":{}}"#);
     }
 
     #[test]
@@ -1225,7 +1226,7 @@ mod tests {
         let pod = read(object);
         assert_eq!(pod.value, json!({"spec": {"b": 2}}));
         assert_eq!(
-            pod.write(object, 0).unwrap(),
+            pod.write(object).unwrap(),
             br#"{"spec":{"b":2},"status":2}"#
         );
     }
@@ -1242,7 +1243,7 @@ mod tests {
                 "containers": [{"name": "a", "env": [], MARKER: 1}, {"name": "b", MARKER: 2}]}})
         );
         // 1.50 and 1e3 come back as given: never parsed.
-        assert_eq!(pod.write(SPLIT, 0).unwrap(), SPLIT.as_bytes());
+        assert_eq!(pod.write(SPLIT).unwrap(), SPLIT.as_bytes());
     }
 
     #[test]
@@ -1256,7 +1257,7 @@ mod tests {
         spec["containers"].as_array_mut().unwrap().swap(0, 1);
         spec["containers"][1]["env"] = json!([{"name": "E", "value": "v"}]);
         spec["containers"][1]["volumeMounts"] = json!([{"name": "m"}]);
-        let written = String::from_utf8(pod.write(SPLIT, 0).unwrap()).unwrap();
+        let written = String::from_utf8(pod.write(SPLIT).unwrap()).unwrap();
         assert_eq!(
             written,
             r#"{"spec":{"tolerations":[{"t":1.50}],"initContainers":[{"image":"agents","name":"copy"},{"name":"i","args":["x"],"image":"busybox"}],"containers":[{"name":"b","command":["c"],"tty":true},{"ports":[{"p":1e3}],"name":"a","env":[{"name":"E","value":"v"}],"volumeMounts":[{"name":"m"}]}],"dnsPolicy":"None"}}"#
@@ -1272,7 +1273,7 @@ mod tests {
         pod.value["spec"]["volumes"] = json!([]);
         pod.value["spec"]["containers"][1]["tty"] = json!(false);
         assert_eq!(
-            String::from_utf8(pod.write(SPLIT, 0).unwrap()).unwrap(),
+            String::from_utf8(pod.write(SPLIT).unwrap()).unwrap(),
             r#"{"spec":{"tolerations":[{"t":1.50}],"initContainers":[{"name":"i","args":["x"],"image":"busybox"}],"containers":[{"ports":[{"p":1e3}],"name":"a","env":[]},{"name":"b","command":["c"],"tty":false}],"dnsPolicy":"Default","volumes":[]}}"#
         );
     }
@@ -1319,7 +1320,7 @@ mod tests {
             // Read whole: the policy sees it all, and no marker of ours.
             assert_eq!(pod.value, whole);
         }
-        let written = pod.write(object, 0).unwrap();
+        let written = pod.write(object).unwrap();
         assert_eq!(serde_json::from_slice::<Value>(&written).unwrap(), whole);
         // 1.50 is written as given only where it stayed raw.
         let written = String::from_utf8(written).unwrap();
@@ -1336,7 +1337,7 @@ mod tests {
             json!({"spec": {"containers": [{"name": "b", "env": [1], MARKER: 0}]}})
         );
         assert_eq!(
-            String::from_utf8(pod.write(object, 0).unwrap()).unwrap(),
+            String::from_utf8(pod.write(object).unwrap()).unwrap(),
             r#"{"spec":{"dnsPolicy":"y","containers":[{"name":"b","ports":2.50,"env":[1]}]}}"#
         );
     }
@@ -1359,7 +1360,7 @@ mod tests {
         );
         pod.value["spec"]["containers"][0]["env"] = json!([]);
         assert_eq!(
-            String::from_utf8(pod.write(object, 0).unwrap()).unwrap(),
+            String::from_utf8(pod.write(object).unwrap()).unwrap(),
             r#"{"metadata":{"labels":{"a":"1"},"uid":"u"},"spec":{"containers":[{"name":"a","env":[],"ports":1.50}]}}"#
         );
     }
@@ -1374,7 +1375,7 @@ mod tests {
         pod.value["metadata"]["labels"] = json!({});
         pod.value["spec"]["containers"][0]["volumeMounts"] = json!([]);
         assert_eq!(
-            String::from_utf8(pod.write(object, 0).unwrap()).unwrap(),
+            String::from_utf8(pod.write(object).unwrap()).unwrap(),
             r#"{"metadata":{"uid":"u","labels":{}},"spec":{"agent-mount raw parts":0,"dnsPolicy":1.50,"containers":[{"name":"a","ports":1.50,"volumeMounts":[]}],"volumes":[]}}"#
         );
     }
@@ -1389,7 +1390,7 @@ mod tests {
             json!({"spec": {"containers": [{"name": "a", MARKER: 0}]}})
         );
         assert_eq!(
-            pod.write(object, 0).unwrap(),
+            pod.write(object).unwrap(),
             br#"{"spec":{"containers":[{"ports":[1.50],"name":"a"}]}}"#
         );
     }
@@ -1445,9 +1446,9 @@ mod tests {
         // own: the runs copied from the source must come to the same bytes.
         let mut pod = read(object);
         pod.value["spec"]["volumes"] = json!([]);
-        let from_source = pod.write(object, 0).unwrap();
+        let from_source = pod.write(object).unwrap();
         let copy = object.to_string();
-        assert_eq!(from_source, pod.write(&copy, 0).unwrap());
+        assert_eq!(from_source, pod.write(&copy).unwrap());
         let mut whole: Value = serde_json::from_str(object).unwrap();
         whole["spec"]["volumes"] = json!([]);
         assert_eq!(

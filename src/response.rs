@@ -30,10 +30,6 @@ use std::rc::Rc;
 
 /// Room for an answer's fields but the pod (decision, warnings), usually enough.
 const ANSWER_FIELDS_SIZE: usize = 1024;
-/// The written pod's buffer is the request's length and this fraction of it more: room
-/// for what the policy adds (two mounts a container under init-container's overlay add a
-/// fifth to the large pod).
-const ROOM_FOR_ADDITIONS: usize = 4;
 /// HTTP code of a rejection: the object is not a pod.
 const BAD_REQUEST: u16 = 400;
 /// The audit annotation that records the decision, for pods created by controllers
@@ -416,7 +412,7 @@ pub fn answer(payload: &[u8]) -> Answer {
             changed: true,
             mut warnings,
             note,
-        } => match pod.write(text, text.len() + text.len() / ROOM_FOR_ADDITIONS) {
+        } => match pod.write(text) {
             Ok(object) => accept(Some(object), warnings, Some(note)),
             Err(e) => {
                 warnings.push(format!(
