@@ -112,6 +112,13 @@ fn class_of(size: usize, align: usize) -> Option<Class> {
     })
 }
 
+/// The layout of the whole block behind a C block of `size` bytes aligned to `align` (at
+/// least [`C_ALIGN`]): `align` bytes before it, the last two words holding `size` and
+/// `align`. `None` when no layout can be that large or `align` is not a power of two.
+fn c_layout(size: usize, align: usize) -> Option<Layout> {
+    Layout::from_size_align(align.checked_add(size)?, align).ok()
+}
+
 /// `address` rounded up to `align` (a power of two), `None` on overflow.
 fn align_up(address: usize, align: usize) -> Option<usize> {
     address
@@ -184,10 +191,7 @@ impl<S: Source> Heap<S> {
     /// it hold `size` and that alignment, which [`Heap::c_free`] reads back.
     pub fn c_alloc(&mut self, size: usize, align: usize) -> *mut u8 {
         let align = align.max(C_ALIGN);
-        let Some(layout) = align
-            .checked_add(size)
-            .and_then(|whole| Layout::from_size_align(whole, align).ok())
-        else {
+        let Some(layout) = c_layout(size, align) else {
             return ptr::null_mut();
         };
         let whole = self.alloc(layout);
@@ -213,14 +217,14 @@ impl<S: Source> Heap<S> {
         if block.is_null() {
             return;
         }
-        // SAFETY: the caller's promise: `c_alloc` wrote the two words before the block,
-        // and the whole block starts `align` bytes before it, with the layout it was
-        // allocated with (which was valid then, so it is now).
-        unsafe {
-            let (size, align) = Self::c_block(block);
-            let layout = Layout::from_size_align_unchecked(align + size, align);
-            self.dealloc(block.sub(align), layout);
-        }
+        // SAFETY: the caller's promise: `c_alloc` wrote the two words before the block.
+        let (size, align) = unsafe { Self::c_block(block) };
+        // The layout `c_alloc` allocated with; checked again rather than assumed.
+        let Some(layout) = c_layout(size, align) else {
+            return;
+        };
+        // SAFETY: the whole block starts `align` bytes before the block, with this layout.
+        unsafe { self.dealloc(block.sub(align), layout) };
     }
 
     /// C's `realloc`: `block`'s contents in a block of `size` bytes (of the same
